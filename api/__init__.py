@@ -1,0 +1,1 @@
+"""daojia HTTP API (FastAPI) and the `daojia` command line."""

@@ -1,0 +1,1 @@
+"""Benchmarks, one module each, run with `daojia bench NAME` (see shared/BENCHMARKS.md)."""

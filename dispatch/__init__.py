@@ -1,0 +1,1 @@
+"""Pure dispatch core: worker index, candidates, cost model, matching and scheduling."""

@@ -1,0 +1,1 @@
+"""Discrete-event city simulations driving the production dispatch code."""
