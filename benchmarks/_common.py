@@ -112,8 +112,6 @@ def _fmt(value: Any) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy scalars and arrays alike
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
