@@ -1,0 +1,207 @@
+"""Tests of geo.travel: the TravelTimeModel protocol, the haversine model and its fit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, ShapeMismatch
+from geo.projection import haversine_m
+from geo.travel import (
+    CHINA_UTC_OFFSET_S,
+    HaversineTravelModel,
+    TransportMode,
+    TravelTimeModel,
+    default_speed_profile,
+    local_hour,
+    max_speed_mps,
+    mode_codes,
+)
+
+# 2026-01-05 00:00 local (UTC+8), a Monday.
+MIDNIGHT_LOCAL = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp()) - CHINA_UTC_OFFSET_S
+PEOPLES_SQUARE = (31.2304, 121.4737)
+LUJIAZUI = (31.2397, 121.4998)
+
+
+def at_local(hour: float) -> int:
+    """Epoch seconds of ``hour`` o'clock local time on the test day."""
+    return int(MIDNIGHT_LOCAL + hour * 3600)
+
+
+def flat_model(speed: float, detour: float = 1.0, overhead: float = 0.0) -> HaversineTravelModel:
+    """A model with one constant speed for every mode and hour."""
+    profile = (speed,) * 24
+    return HaversineTravelModel(
+        speed_mps=dict.fromkeys(TransportMode, profile), detour_factor=detour, overhead_s=overhead
+    )
+
+
+def test_haversine_model_satisfies_protocol() -> None:
+    assert isinstance(HaversineTravelModel(), TravelTimeModel)
+
+
+def test_local_hour_uses_model_offset() -> None:
+    assert int(local_hour(at_local(8.5))) == 8
+    assert int(local_hour(at_local(8.5), utc_offset_s=0)) == 0
+
+
+def test_seconds_is_detour_times_distance_over_speed_plus_overhead() -> None:
+    model = flat_model(speed=5.0, detour=1.4, overhead=90.0)
+    distance_m = float(haversine_m(*PEOPLES_SQUARE, *LUJIAZUI))
+    got = float(model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(12)))
+    assert got == pytest.approx(90.0 + 1.4 * distance_m / 5.0)
+
+
+def test_zero_distance_costs_only_overhead() -> None:
+    model = flat_model(speed=5.0, overhead=45.0)
+    assert float(model.seconds(*PEOPLES_SQUARE, *PEOPLES_SQUARE, at_local(3))) == 45.0
+
+
+def test_car_rush_hour_is_slower_than_afternoon_and_night() -> None:
+    model = HaversineTravelModel()
+    rush = float(model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(8.5), mode="car"))
+    afternoon = float(model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(14), mode="car"))
+    night = float(model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(2), mode="car"))
+    assert rush > afternoon > night
+
+
+def test_walk_is_slower_than_ebike() -> None:
+    model = HaversineTravelModel()
+    walk = model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(14), mode=TransportMode.WALK)
+    ebike = model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(14), mode=TransportMode.EBIKE)
+    assert float(walk) > float(ebike)
+
+
+def test_speed_is_integrated_across_the_hour_boundary() -> None:
+    # 2 m/s until 09:00, 8 m/s after: leaving at 08:50 with 3000 m of road.
+    profile = tuple(2.0 if h == 8 else 8.0 for h in range(24))
+    model = HaversineTravelModel(speed_mps=dict.fromkeys(TransportMode, profile), detour_factor=1.0)
+    distance_m = float(haversine_m(*PEOPLES_SQUARE, *LUJIAZUI))
+    first_leg_m = 600 * 2.0
+    expected = 600 + (distance_m - first_leg_m) / 8.0
+    got = float(model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at_local(8 + 50 / 60), mode="car"))
+    assert got == pytest.approx(expected)
+
+
+def test_multi_day_walk_is_finite_and_consistent() -> None:
+    model = flat_model(speed=1.0)
+    got = float(model.seconds(0.0, 0.0, 0.0, 90.0, at_local(7), mode="walk"))
+    assert got == pytest.approx(float(haversine_m(0.0, 0.0, 0.0, 90.0)))
+
+
+@given(
+    depart_h=st.floats(min_value=0, max_value=48, allow_nan=False),
+    delay_s=st.floats(min_value=0, max_value=7200, allow_nan=False),
+    dlat=st.floats(min_value=-0.3, max_value=0.3),
+    mode=st.sampled_from(list(TransportMode)),
+)
+def test_leaving_later_never_arrives_earlier(
+    depart_h: float, delay_s: float, dlat: float, mode: TransportMode
+) -> None:
+    model = HaversineTravelModel()
+    early = at_local(depart_h)
+    late = early + int(delay_s)
+    args = (PEOPLES_SQUARE[0], PEOPLES_SQUARE[1], PEOPLES_SQUARE[0] + dlat, LUJIAZUI[1])
+    arrive_early = early + float(model.seconds(*args, early, mode=mode))
+    arrive_late = late + float(model.seconds(*args, late, mode=mode))
+    assert arrive_late >= arrive_early - 1e-6
+
+
+def test_one_to_many_broadcasts_a_scalar_origin() -> None:
+    model = HaversineTravelModel()
+    rng = np.random.default_rng(1)
+    to_lat = 31.2 + rng.random(7) * 0.1
+    to_lng = 121.4 + rng.random(7) * 0.1
+    many = model.seconds(*PEOPLES_SQUARE, to_lat, to_lng, at_local(9))
+    one_by_one = [
+        float(model.seconds(*PEOPLES_SQUARE, a, b, at_local(9)))
+        for a, b in zip(to_lat, to_lng, strict=True)
+    ]
+    assert many.shape == (7,)
+    np.testing.assert_allclose(many, one_by_one)
+
+
+def test_matrix_matches_pairwise_seconds_with_per_row_mode_and_time() -> None:
+    model = HaversineTravelModel(overhead_s=30.0)
+    rng = np.random.default_rng(2)
+    from_lat, from_lng = 31.2 + rng.random(4) * 0.1, 121.4 + rng.random(4) * 0.1
+    to_lat, to_lng = 31.2 + rng.random(5) * 0.1, 121.4 + rng.random(5) * 0.1
+    row_modes = np.array([0, 1, 2, 1], dtype=np.int8)
+    row_at = np.array([at_local(h) for h in (7.9, 8.5, 17.95, 23.99)])
+    got = model.matrix(from_lat, from_lng, to_lat, to_lng, row_at, mode=row_modes)
+    assert got.shape == (4, 5)
+    for i in range(4):
+        row = model.seconds(
+            from_lat[i],
+            from_lng[i],
+            to_lat,
+            to_lng,
+            row_at[i],
+            mode=TransportMode.from_code(int(row_modes[i])),
+        )
+        np.testing.assert_allclose(got[i], row)
+
+
+def test_mode_array_of_names_equals_codes() -> None:
+    model = HaversineTravelModel()
+    lat = np.full(3, LUJIAZUI[0])
+    lng = np.full(3, LUJIAZUI[1])
+    by_name = model.seconds(*PEOPLES_SQUARE, lat, lng, at_local(8), mode=["walk", "ebike", "car"])
+    by_code = model.seconds(*PEOPLES_SQUARE, lat, lng, at_local(8), mode=[0, 1, 2])
+    np.testing.assert_array_equal(by_name, by_code)
+    assert len(set(by_code.tolist())) == 3
+
+
+def test_mode_codes_round_trip() -> None:
+    for mode in TransportMode:
+        assert TransportMode.from_code(mode.code) is mode
+        assert int(mode_codes(mode)) == mode.code
+    with pytest.raises(InvalidParameter, match=r"mode\[1\]"):
+        mode_codes([0, 7])
+    with pytest.raises(InvalidParameter, match="mode must be one of"):
+        mode_codes("rocket")
+
+
+def test_max_speed_is_above_every_default_speed() -> None:
+    profile = default_speed_profile()
+    for mode in TransportMode:
+        assert max_speed_mps(mode) > max(profile[mode])
+    assert max_speed_mps("walk") < max_speed_mps("ebike") < max_speed_mps("car")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"speed_mps": {**default_speed_profile(), TransportMode.CAR: (5.0,) * 23}}, "speed_mps"),
+        (
+            {"speed_mps": {**default_speed_profile(), TransportMode.CAR: (0.0,) * 24}},
+            r"\[car\]\[0\]",
+        ),
+        ({"speed_mps": {TransportMode.CAR: (5.0,) * 24}}, "missing modes"),
+        ({"detour_factor": 0.9}, "detour_factor"),
+        ({"detour_factor": {TransportMode.CAR: 1.2}}, "detour_factor is missing"),
+        ({"overhead_s": -1.0}, "overhead_s"),
+        ({"utc_offset_s": 20 * 3600}, "utc_offset_s"),
+    ],
+)
+def test_invalid_parameters_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidParameter, match=field):
+        HaversineTravelModel(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_inputs_raise_typed_errors_naming_the_index() -> None:
+    model = HaversineTravelModel()
+    with pytest.raises(InvalidCoordinate, match=r"to_lat\[1\]"):
+        model.seconds(*PEOPLES_SQUARE, [31.0, 95.0], [121.0, 121.0], at_local(9))
+    with pytest.raises(InvalidParameter, match=r"at\[0\]"):
+        model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, [np.nan])
+    with pytest.raises(ShapeMismatch):
+        model.seconds([31.0, 31.1], [121.0, 121.1], [31.0, 31.1, 31.2], [121.0] * 3, 0)
+    with pytest.raises(ShapeMismatch, match="one value per origin"):
+        model.matrix([31.0, 31.1], [121.0, 121.1], [31.2], [121.2], 0, mode=[0, 1, 2])
+    assert issubclass(InvalidParameter, GeoError)
