@@ -1,0 +1,299 @@
+"""H3 cells as uint64, vectorised: indexing, hierarchy, grid disks and polygon fills.
+
+Cells are plain ``uint64`` H3 indexes (numpy arrays for many, Python ``int``
+for one). Resolution is an ``int`` in 0..15; ``k`` is a grid distance in cells.
+Everything computable from the index bits (resolution, parent, validity) is
+done with numpy bit operations; the rest goes through the h3 library, in bulk
+where it offers a bulk call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import h3.api.basic_int as h3i
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from geo._arrays import FloatArray, as_latlng
+from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, InvalidPolygon
+
+CellArray: TypeAlias = NDArray[np.uint64]
+IntArray: TypeAlias = NDArray[np.int64]
+Containment: TypeAlias = Literal["center", "full", "overlap"]
+
+#: Finest H3 resolution.
+MAX_RES = 15
+
+# H3 index bit layout (https://h3geo.org/docs/library/index/cell):
+# 1 reserved bit | 4 mode bits | 3 reserved | 4 resolution | 7 base cell | 15 x 3-bit digits.
+_MODE_SHIFT = np.uint64(59)
+_RES_SHIFT = np.uint64(52)
+_BASE_SHIFT = np.uint64(45)
+_CELL_MODE = np.uint64(1)
+_NUM_BASE_CELLS = 122
+_DIGIT_MASK = np.uint64(7)
+_RES_MASK = np.uint64(15) << _RES_SHIFT
+# Base cells that are pentagons (their first non-zero digit may not be 1).
+_PENTAGON_BASE_CELLS = np.zeros(_NUM_BASE_CELLS, dtype=np.bool_)
+_PENTAGON_BASE_CELLS[[4, 14, 24, 38, 49, 58, 63, 72, 83, 97, 107, 117]] = True
+
+
+class InvalidCell(InvalidParameter):
+    """An integer is not a valid H3 cell index."""
+
+
+def _digit_shift(res: int) -> np.uint64:
+    return np.uint64(3 * (MAX_RES - res))
+
+
+def _check_res(res: int, name: str = "res") -> int:
+    if isinstance(res, bool) or not isinstance(res, int | np.integer) or not 0 <= res <= MAX_RES:
+        raise InvalidParameter(f"{name} must be an int in 0..{MAX_RES}, got {res!r}")
+    return int(res)
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise InvalidParameter(f"k must be an int >= 0, got {k!r}")
+    return int(k)
+
+
+def _as_uint64(cells: ArrayLike, name: str) -> CellArray:
+    arr = np.asarray(cells)
+    if arr.dtype == np.uint64:
+        return arr
+    if arr.dtype.kind == "i":
+        if arr.size and arr.min() < 0:
+            where = int(np.flatnonzero(arr.reshape(-1) < 0)[0])
+            raise InvalidCell(f"{name}[{where}] is not a valid H3 cell: negative integer")
+        return arr.astype(np.uint64)
+    if arr.dtype.kind == "u":
+        return arr.astype(np.uint64)
+    if arr.dtype == object or arr.size == 0:
+        try:
+            return np.asarray(arr, dtype=np.uint64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidCell(f"{name} must be uint64 H3 cell indexes, got {cells!r}") from exc
+    raise InvalidCell(f"{name} must be uint64 H3 cell indexes, got dtype {arr.dtype}")
+
+
+def _valid_mask(cells: CellArray) -> NDArray[np.bool_]:
+    """Bit-level validity of every index (same rules as H3's ``isValidCell``)."""
+    high = cells >> np.uint64(63)
+    mode = (cells >> _MODE_SHIFT) & np.uint64(15)
+    reserved = (cells >> np.uint64(56)) & np.uint64(7)
+    res = ((cells >> _RES_SHIFT) & np.uint64(15)).astype(np.int64)
+    base = ((cells >> _BASE_SHIFT) & np.uint64(127)).astype(np.int64)
+    ok = (high == 0) & (mode == _CELL_MODE) & (reserved == 0) & (base < _NUM_BASE_CELLS)
+    is_pent = _PENTAGON_BASE_CELLS[np.minimum(base, _NUM_BASE_CELLS - 1)]
+    # A pentagon's first non-zero digit cannot be 1 (the deleted K axis sub-sequence).
+    seen_nonzero = np.zeros(cells.shape, dtype=np.bool_)
+    for r in range(1, MAX_RES + 1):
+        digit = (cells >> _digit_shift(r)) & _DIGIT_MASK
+        used = r <= res
+        ok &= np.where(used, digit < 7, digit == 7)
+        first = used & ~seen_nonzero & (digit != 0)
+        ok &= ~(is_pent & first & (digit == 1))
+        seen_nonzero |= used & (digit != 0)
+    return np.asarray(ok)
+
+
+def as_cells(cells: ArrayLike, name: str = "cells") -> CellArray:
+    """Validate H3 cell indexes and return them as uint64 (any shape).
+
+    Raises ``InvalidCell`` naming the first invalid index and its position.
+    """
+    arr = _as_uint64(cells, name)
+    ok = _valid_mask(arr)
+    if not ok.all():
+        flat = np.atleast_1d(arr).reshape(-1)
+        where = int(np.flatnonzero(~np.atleast_1d(ok).reshape(-1))[0])
+        label = name if arr.ndim == 0 else f"{name}[{where}]"
+        raise InvalidCell(f"{label} is not a valid H3 cell: {int(flat[where]):#x}")
+    return arr
+
+
+def _as_cell(cell: ArrayLike, name: str = "cell") -> int:
+    arr = as_cells(cell, name)
+    if arr.ndim != 0:
+        raise InvalidCell(f"{name} must be a single H3 cell, got an array of shape {arr.shape}")
+    return int(arr)
+
+
+def is_valid_cell(cells: ArrayLike) -> NDArray[np.bool_] | bool:
+    """Whether each integer is a valid H3 cell index (bool array; ``bool`` for a scalar)."""
+    try:
+        arr = _as_uint64(cells, "cells")
+    except InvalidCell:
+        arr_any = np.asarray(cells)
+        if arr_any.ndim == 0:
+            return False
+        raise
+    ok = _valid_mask(arr)
+    return bool(ok) if ok.ndim == 0 else ok
+
+
+def get_resolution(cells: ArrayLike) -> NDArray[np.int64] | int:
+    """Resolution (0..15) of each cell, from the index bits."""
+    arr = as_cells(cells)
+    res = ((arr >> _RES_SHIFT) & np.uint64(15)).astype(np.int64)
+    return int(res) if res.ndim == 0 else res
+
+
+def cell_to_parent(cells: ArrayLike, res: int) -> CellArray | int:
+    """Parent at resolution ``res`` of each cell (bit operations; no Python loop).
+
+    Raises ``InvalidParameter`` if ``res`` is finer than some cell's resolution.
+    """
+    res = _check_res(res)
+    arr = as_cells(cells)
+    cell_res = (arr >> _RES_SHIFT) & np.uint64(15)
+    coarser = cell_res < np.uint64(res)
+    if coarser.any():
+        where = int(np.flatnonzero(np.atleast_1d(coarser).reshape(-1))[0])
+        found = int(np.atleast_1d(cell_res).reshape(-1)[where])
+        raise InvalidParameter(f"res {res} is finer than the resolution {found} of cells[{where}]")
+    # Digits below the parent resolution become 7 ("unused").
+    unused = np.uint64((1 << (3 * (MAX_RES - res))) - 1)
+    out = ((arr & ~_RES_MASK) | (np.uint64(res) << _RES_SHIFT)) | unused
+    return int(out) if out.ndim == 0 else out
+
+
+def cell_to_children(cell: ArrayLike, res: int) -> CellArray:
+    """Children of one cell at resolution ``res`` (>= the cell's), sorted."""
+    res = _check_res(res)
+    h = _as_cell(cell)
+    if res < h3i.get_resolution(h):
+        raise InvalidParameter(
+            f"res {res} is coarser than the cell's resolution {h3i.get_resolution(h)}"
+        )
+    return np.sort(np.fromiter(h3i.cell_to_children(h, res), dtype=np.uint64))
+
+
+def _fallback_latlng_to_cells(lat: FloatArray, lng: FloatArray, res: int) -> CellArray:
+    lat_flat = lat.reshape(-1).tolist()
+    lng_flat = lng.reshape(-1).tolist()
+    to_cell = h3i.latlng_to_cell
+    out = np.fromiter(
+        (to_cell(a, b, res) for a, b in zip(lat_flat, lng_flat, strict=True)),
+        dtype=np.uint64,
+        count=len(lat_flat),
+    )
+    return out.reshape(lat.shape)
+
+
+def latlng_to_cells(lat: ArrayLike, lng: ArrayLike, res: int) -> CellArray | int:
+    """H3 cell at resolution ``res`` of each WGS-84 point (degrees); same shape as input.
+
+    Identical to ``h3.latlng_to_cell`` point by point. A scalar point gives an ``int``.
+    """
+    res = _check_res(res)
+    lat_a, lng_a, scalar = as_latlng(lat, lng)
+    out = _fallback_latlng_to_cells(lat_a, lng_a, res)
+    return int(out) if scalar else out
+
+
+def cells_to_latlng(cells: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Centre (lat, lng) in degrees of each cell, as two float64 arrays of the input's shape."""
+    arr = as_cells(cells)
+    flat = arr.reshape(-1).tolist()
+    centres = np.array([h3i.cell_to_latlng(h) for h in flat], dtype=np.float64).reshape(-1, 2)
+    lat = centres[:, 0].reshape(arr.shape)
+    lng = centres[:, 1].reshape(arr.shape)
+    return lat, lng
+
+
+def cell_to_boundary(cell: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Boundary vertices (lat, lng) in degrees of one cell, counter-clockwise, not closed."""
+    h = _as_cell(cell)
+    verts = np.array(h3i.cell_to_boundary(h), dtype=np.float64).reshape(-1, 2)
+    return verts[:, 0].copy(), verts[:, 1].copy()
+
+
+def grid_disk(cell: ArrayLike, k: int) -> CellArray:
+    """All cells within grid distance ``k`` of ``cell`` (the origin included), sorted."""
+    k = _check_k(k)
+    h = _as_cell(cell)
+    return np.sort(np.fromiter(h3i.grid_disk(h, k), dtype=np.uint64))
+
+
+def grid_disks(cells: ArrayLike, k: int) -> tuple[CellArray, IntArray]:
+    """Disks of radius ``k`` around many origins, flattened CSR-style.
+
+    Returns ``(flat_cells, offsets)``: the disk of origin ``i`` is
+    ``flat_cells[offsets[i]:offsets[i + 1]]`` (sorted within each disk);
+    ``offsets`` has ``len(cells) + 1`` entries.
+    """
+    k = _check_k(k)
+    arr = as_cells(cells).reshape(-1)
+    disks = [sorted(h3i.grid_disk(h, k)) for h in arr.tolist()]
+    sizes = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(disks))
+    offsets = np.zeros(len(disks) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    flat = np.fromiter((h for d in disks for h in d), dtype=np.uint64, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def grid_ring(cell: ArrayLike, k: int) -> CellArray:
+    """Cells at exactly grid distance ``k`` from ``cell``, sorted."""
+    k = _check_k(k)
+    h = _as_cell(cell)
+    return np.sort(np.fromiter(h3i.grid_ring(h, k), dtype=np.uint64))
+
+
+def grid_distance(a: ArrayLike, b: ArrayLike) -> IntArray | int:
+    """Grid distance in cells between paired cells (broadcasting); -1 where H3 cannot say.
+
+    H3 cannot measure across some pentagon distortions or between cells far
+    apart / of different resolutions; those pairs give -1 rather than raising
+    so callers can mask them.
+    """
+    a_arr, b_arr = np.broadcast_arrays(as_cells(a, "a"), as_cells(b, "b"))
+    a_flat = a_arr.reshape(-1).tolist()
+    b_flat = b_arr.reshape(-1).tolist()
+    out = np.fromiter(
+        (_distance_or_minus_one(x, y) for x, y in zip(a_flat, b_flat, strict=True)),
+        dtype=np.int64,
+        count=len(a_flat),
+    ).reshape(a_arr.shape)
+    return int(out) if out.ndim == 0 else out
+
+
+def _distance_or_minus_one(a: int, b: int) -> int:
+    try:
+        return int(h3i.grid_distance(a, b))
+    except Exception:  # every h3 failure here means "undefined distance"
+        return -1
+
+
+def polygon_to_cells(geometry: Any, res: int, *, contain: Containment = "center") -> CellArray:
+    """Cells at ``res`` covering a shapely (Multi)Polygon in WGS-84 (x=lng, y=lat), sorted.
+
+    ``contain``: "center" (cell centre inside), "full" (cell entirely inside)
+    or "overlap" (cell touches the area), as in h3's ``h3shape_to_cells_experimental``.
+    """
+    res = _check_res(res)
+    if contain not in ("center", "full", "overlap"):
+        raise InvalidParameter(f"contain must be 'center', 'full' or 'overlap', got {contain!r}")
+    geom_type = getattr(geometry, "geom_type", None)
+    if geom_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidPolygon(f"geometry must be a shapely Polygon or MultiPolygon, got {geom_type}")
+    if geometry.is_empty:
+        return np.empty(0, dtype=np.uint64)
+    minx, miny, maxx, maxy = geometry.bounds
+    if not (-180.0 <= minx <= maxx <= 180.0 and -90.0 <= miny <= maxy <= 90.0):
+        raise InvalidCoordinate(
+            f"geometry must be WGS-84 lng/lat degrees, got bounds {geometry.bounds}"
+        )
+    try:
+        shape = h3i.geo_to_h3shape(geometry.__geo_interface__)
+        if contain == "center":
+            cells = h3i.h3shape_to_cells(shape, res)
+        else:
+            cells = h3i.h3shape_to_cells_experimental(shape, res, contain=contain)
+    except GeoError:
+        raise
+    except Exception as exc:  # h3's own errors (memory bounds, bad loops) as typed ones
+        raise InvalidPolygon(f"h3 could not fill the polygon at res {res}: {exc}") from exc
+    return np.sort(np.fromiter(cells, dtype=np.uint64, count=len(cells)))
