@@ -1,0 +1,1 @@
+"""Registration, login (phone+password, WeChat, QQ), tokens and roles."""

@@ -1,0 +1,1 @@
+"""Service categories, services, service areas, hot services and search."""

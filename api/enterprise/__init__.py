@@ -1,0 +1,1 @@
+"""Enterprises (tenants of workers, staff, services and areas) and their workers."""

@@ -1,0 +1,96 @@
+"""One pydantic-settings ``Settings`` read from ``DAOJIA_*`` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Locales with a message catalog; the first is the default.
+SUPPORTED_LOCALES: tuple[str, ...] = ("zh-CN", "en", "ja", "ko")
+
+
+class Environment(StrEnum):
+    """Where the process runs; production refuses unsafe defaults."""
+
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the API process; the environment overrides with a ``DAOJIA_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="DAOJIA_", extra="ignore")
+
+    environment: Environment = Environment.DEV
+    var_dir: Path = Path("var")
+    # Empty means the embedded default: a SQLite file under var_dir (see effective_database_url).
+    database_url: str = ""
+    redis_url: str | None = None
+    sql_echo: bool = False
+
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    access_token_ttl_s: int = Field(default=15 * 60, gt=0)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+
+    # Argon2id cost; tests lower it so a suite with many logins stays fast.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: int = Field(default=15 * 60, ge=1)
+
+    wechat_appid: str = "wx-dev-appid"
+    wechat_secret: str = "wx-dev-secret"
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    qq_appid: str = "qq-dev-appid"
+    qq_secret: str = "qq-dev-secret"
+    qq_base_url: str = "https://api.q.qq.com"
+    upstream_timeout_s: float = Field(default=5.0, gt=0)
+
+    default_locale: str = "zh-CN"
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    log_json: bool = True
+    log_level: str = "INFO"
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.default_locale not in SUPPORTED_LOCALES:
+            raise ValueError(
+                f"default_locale must be one of {SUPPORTED_LOCALES}, got {self.default_locale!r}"
+            )
+        if self.environment is Environment.PRODUCTION and not self.jwt_secret:
+            raise ValueError("DAOJIA_JWT_SECRET must be set in production")
+        if self.environment is Environment.PRODUCTION and len(self.jwt_secret) < 32:
+            raise ValueError("DAOJIA_JWT_SECRET must be at least 32 characters in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy async URL; the embedded default is ``sqlite+aiosqlite`` under var_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'daojia.sqlite3').resolve()}"
+
+    def effective_jwt_secret(self) -> str:
+        """The signing secret; in dev/test a random one is generated once and kept in var_dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.environment is Environment.PRODUCTION:  # pragma: no cover - validator forbids
+            raise RuntimeError("DAOJIA_JWT_SECRET must be set in production")
+        path = self.var_dir / "jwt_secret"
+        # Persisted so tokens survive a dev restart; never used in production.
+        if path.exists():
+            secret = path.read_text().strip()
+            if secret:
+                return secret
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret
