@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from geo._arrays import FloatArray, as_float_array, check_latlng
-from geo.errors import InvalidCoordinate, InvalidParameter, ShapeMismatch
+from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, ShapeMismatch
 from geo.projection import haversine_m
 
 #: China Standard Time (UTC+8), the default local offset of every model.
@@ -235,7 +235,6 @@ class HaversineTravelModel:
     _speed_table: FloatArray = field(init=False, repr=False, compare=False)
     _detour: FloatArray = field(init=False, repr=False, compare=False)
     _overhead: FloatArray = field(init=False, repr=False, compare=False)
-    _day_m: FloatArray = field(init=False, repr=False, compare=False)
     _flat: NDArray[np.bool_] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -279,7 +278,6 @@ class HaversineTravelModel:
         for name, arr in (("_speed_table", table), ("_detour", detour), ("_overhead", overhead)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        object.__setattr__(self, "_day_m", table.sum(axis=1) * SECONDS_PER_HOUR)
         object.__setattr__(self, "_flat", (table == table[:, :1]).all(axis=1))
 
     def speed_profile(self, mode: TransportMode | str) -> FloatArray:
@@ -371,40 +369,102 @@ class HaversineTravelModel:
             if self._flat[code]:
                 # Constant speed: no integration needed (walking, most of the time).
                 return np.asarray(road_m / self._speed_table[code, 0] + self._overhead[code])
-            ride = self._integrate(road_m.ravel(), at_s.ravel(), np.full(road_m.size, code))
+            ride = _ride_seconds(
+                road_m.ravel(),
+                at_s.ravel(),
+                np.full(road_m.size, code),
+                self._speed_table,
+                self.utc_offset_s,
+            )
             return np.asarray(ride.reshape(shape) + self._overhead[code])
         codes_b = np.broadcast_to(codes, shape).ravel()
         road_m = great_circle_m.ravel() * self._detour[codes_b]
-        ride = self._integrate(road_m, at_s.ravel(), codes_b)
+        ride = _ride_seconds(road_m, at_s.ravel(), codes_b, self._speed_table, self.utc_offset_s)
         return np.asarray((ride + self._overhead[codes_b]).reshape(shape))
 
-    def _integrate(
-        self, road_m: FloatArray, at_s: FloatArray, codes: NDArray[np.int8]
-    ) -> FloatArray:
-        """Seconds to ride ``road_m`` metres from epoch ``at_s`` under the hourly speeds."""
-        seconds = np.zeros(road_m.shape)
-        # Whole days first, so a cross-country walk costs at most 25 hour steps.
-        day_m = self._day_m[codes]
-        whole_days = np.floor(road_m / day_m)
-        seconds += whole_days * SECONDS_PER_DAY
-        remaining = road_m - whole_days * day_m
-        tod = np.mod(np.floor(at_s) + self.utc_offset_s, SECONDS_PER_DAY).astype(np.float64)
-        tod += at_s - np.floor(at_s)
-        active = np.flatnonzero(remaining > 0)
-        while active.size:
-            t = tod[active]
-            hour = np.minimum((t // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
-            speed = self._speed_table[codes[active], hour]
-            to_boundary = (hour + 1) * SECONDS_PER_HOUR - t
-            reach_m = speed * to_boundary
-            rem = remaining[active]
-            done = rem <= reach_m
-            step = np.where(done, rem / speed, to_boundary)
-            seconds[active] += step
-            remaining[active] = np.where(done, 0.0, rem - reach_m)
-            tod[active] = np.mod(t + step, SECONDS_PER_DAY)
-            active = active[~done]
-        return seconds
+
+def _ride_seconds(
+    distance_m: FloatArray,
+    at_s: FloatArray,
+    rows: NDArray[np.integer[Any]],
+    speed_table: FloatArray,
+    utc_offset_s: int,
+) -> FloatArray:
+    """Seconds to cover ``distance_m`` from epoch ``at_s`` at ``speed_table[rows, local hour]``.
+
+    Piecewise-constant speed integrated exactly across hour boundaries; the
+    loop runs over hour steps (at most 25), never over points.
+    """
+    seconds = np.zeros(distance_m.shape)
+    # Whole days first, so a cross-country walk costs at most 25 hour steps.
+    day_m = speed_table.sum(axis=1)[rows] * SECONDS_PER_HOUR
+    whole_days = np.floor(distance_m / day_m)
+    seconds += whole_days * SECONDS_PER_DAY
+    remaining = distance_m - whole_days * day_m
+    at_floor = np.floor(at_s)
+    tod = np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor)
+    active = np.flatnonzero(remaining > 0)
+    while active.size:
+        t = tod[active]
+        hour = np.minimum((t // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+        speed = speed_table[rows[active], hour]
+        to_boundary = (hour + 1) * SECONDS_PER_HOUR - t
+        reach_m = speed * to_boundary
+        rem = remaining[active]
+        done = rem <= reach_m
+        step = np.where(done, rem / speed, to_boundary)
+        seconds[active] += step
+        remaining[active] = np.where(done, 0.0, rem - reach_m)
+        tod[active] = np.mod(t + step, SECONDS_PER_DAY)
+        active = active[~done]
+    return seconds
+
+
+def _ride_seconds_and_pace_jacobian(
+    distance_m: FloatArray, at_s: FloatArray, speeds: FloatArray, utc_offset_s: int
+) -> tuple[FloatArray, FloatArray]:
+    """``_ride_seconds`` for one 24-hour speed profile, and d seconds / d pace[hour], shape (n, 24).
+
+    With pace p = 1/v, a trip that rides full segments j (seconds s_j, fixed by
+    the hour boundaries) and ends in hour k takes
+    ``T = Σ s_j + p_k (D − Σ s_j v_j)``, so ``∂T/∂p_k`` is the distance ridden in
+    hour k and ``∂T/∂p_j = p_k s_j v_j²`` for the earlier hours (whole days alike).
+    """
+    n = distance_m.shape[0]
+    seconds = np.zeros(n)
+    # Earlier segments' s_j v_j² per hour; scaled by the final pace at the end.
+    early = np.zeros((n, HOURS_PER_DAY))
+    final_m = np.zeros(n)
+    final_hour = np.zeros(n, dtype=np.int64)
+    day_m = float(speeds.sum()) * SECONDS_PER_HOUR
+    whole_days = np.floor(distance_m / day_m)
+    seconds += whole_days * SECONDS_PER_DAY
+    early += whole_days[:, None] * (SECONDS_PER_HOUR * speeds**2)[None, :]
+    remaining = distance_m - whole_days * day_m
+    at_floor = np.floor(at_s)
+    tod = np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor)
+    final_hour[:] = np.minimum((tod // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+    active = np.flatnonzero(remaining > 0)
+    while active.size:
+        t = tod[active]
+        hour = np.minimum((t // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+        speed = speeds[hour]
+        to_boundary = (hour + 1) * SECONDS_PER_HOUR - t
+        reach_m = speed * to_boundary
+        rem = remaining[active]
+        done = rem <= reach_m
+        step = np.where(done, rem / speed, to_boundary)
+        seconds[active] += step
+        go_on = active[~done]
+        np.add.at(early, (go_on, hour[~done]), to_boundary[~done] * speed[~done] ** 2)
+        final_m[active[done]] = rem[done]
+        final_hour[active[done]] = hour[done]
+        remaining[active] = np.where(done, 0.0, rem - reach_m)
+        tod[active] = np.mod(t + step, SECONDS_PER_DAY)
+        active = go_on
+    jacobian = early / speeds[final_hour][:, None]
+    jacobian[np.arange(n), final_hour] += final_m
+    return seconds, jacobian
 
 
 def _per_row(values: _ArrT, n: int, name: str) -> _ArrT:
@@ -432,3 +492,275 @@ def _checked_points(
             # check_latlng says "lat[3] ..."; name which end of the trip it was.
             raise InvalidCoordinate(f"{what}_{exc}") from None
     return lat1, lng1, lat2, lng2
+
+
+# --------------------------------------------------------------------------- fit
+
+
+class InsufficientTrips(GeoError, ValueError):
+    """Too few observed trips to calibrate a travel model."""
+
+
+@dataclass(frozen=True)
+class Trips:
+    """Observed trips: WGS-84 endpoints (degrees), departure epoch seconds and durations.
+
+    ``road_m`` (optional) is the distance actually travelled along roads in
+    metres, e.g. from the summed GPS track; only with it is the detour factor
+    identifiable separately from the speed.
+    """
+
+    from_lat: FloatArray
+    from_lng: FloatArray
+    to_lat: FloatArray
+    to_lng: FloatArray
+    depart_at: FloatArray
+    duration_s: FloatArray
+    road_m: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        names = ("from_lat", "from_lng", "to_lat", "to_lng", "depart_at", "duration_s")
+        arrays = {name: as_float_array(getattr(self, name), name) for name in names}
+        if self.road_m is not None:
+            arrays["road_m"] = as_float_array(self.road_m, "road_m")
+        n = arrays["from_lat"].shape
+        for name, arr in arrays.items():
+            if arr.ndim != 1 or arr.shape != n:
+                raise ShapeMismatch(
+                    f"{name} must be 1-D with the shape of from_lat {n}, got {arr.shape}"
+                )
+        _checked_points(arrays["from_lat"], arrays["from_lng"], arrays["to_lat"], arrays["to_lng"])
+        _as_epoch(arrays["depart_at"], "depart_at")
+        for name in ("duration_s", "road_m"):
+            if name not in arrays:
+                continue
+            bad = ~(np.isfinite(arrays[name]) & (arrays[name] > 0))
+            if bad.any():
+                idx = int(np.flatnonzero(bad)[0])
+                raise InvalidParameter(
+                    f"{name}[{idx}] must be positive and finite, got {arrays[name][idx]}"
+                )
+        for name, arr in arrays.items():
+            arr = arr.copy()
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    def __len__(self) -> int:
+        return int(self.from_lat.shape[0])
+
+    def great_circle_m(self) -> FloatArray:
+        """Great-circle length of every trip in metres."""
+        return haversine_m(self.from_lat, self.from_lng, self.to_lat, self.to_lng)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How well ``fit`` explained the trips, and what it had to assume."""
+
+    mode: TransportMode
+    n_trips: int
+    #: Seconds per great-circle metre by local hour (the identified quantity).
+    pace_s_per_m: tuple[float, ...]
+    #: Fitted fixed seconds per trip (0 when not fitted).
+    overhead_s: float
+    detour_factor: float
+    #: True when road distances were observed; otherwise detour is the assumed value.
+    detour_identified: bool
+    trips_per_hour: tuple[int, ...]
+    #: Hours with fewer than ``min_trips_per_hour`` departures, interpolated from neighbours.
+    filled_hours: tuple[int, ...]
+    #: Observed minus fitted seconds, one per trip.
+    residual_s: FloatArray
+    rmse_s: float
+    median_abs_residual_s: float
+    r_squared: float
+    converged: bool
+    notes: tuple[str, ...]
+
+
+def _fill_matrix(fitted_hours: NDArray[np.int64]) -> FloatArray:
+    """24 × k matrix mapping the fitted hours' values to all hours (circular interpolation)."""
+    k = fitted_hours.size
+    out = np.zeros((HOURS_PER_DAY, k))
+    out[fitted_hours, np.arange(k)] = 1.0
+    if k == 1:
+        out[:, 0] = 1.0
+        return out
+    for hour in np.setdiff1d(np.arange(HOURS_PER_DAY), fitted_hours):
+        after = int(np.searchsorted(fitted_hours, hour)) % k
+        before = (after - 1) % k
+        gap_before = (hour - fitted_hours[before]) % HOURS_PER_DAY
+        gap_after = (fitted_hours[after] - hour) % HOURS_PER_DAY
+        out[hour, before] = gap_after / (gap_before + gap_after)
+        out[hour, after] = gap_before / (gap_before + gap_after)
+    return out
+
+
+def fit(
+    trips: Trips,
+    *,
+    mode: TransportMode | str = TransportMode.EBIKE,
+    utc_offset_s: int = CHINA_UTC_OFFSET_S,
+    base: HaversineTravelModel | None = None,
+    detour_factor: float | None = None,
+    fit_overhead: bool = True,
+    min_trips: int = 20,
+    min_trips_per_hour: int = 3,
+    require_all_hours: bool = False,
+    loss: str = "soft_l1",
+    redescend: bool = True,
+) -> tuple[HaversineTravelModel, FitReport]:
+    """Calibrate ``mode``'s hourly speeds (and overhead, detour) from observed trips.
+
+    Durations alone identify only the pace (seconds per great-circle metre)
+    for each local departure hour and the fixed overhead: ``detour / speed``
+    is one number. So the fit estimates ``pace[h]`` and ``overhead`` by robust
+    least squares (``loss``, default soft-L1, scale from the residual MAD) on
+    the exact hour-integrated model (analytic Jacobian), starting from a
+    linear solve where each trip is charged to its departure hour; with
+    ``redescend`` a Cauchy-loss pass from that solution then sheds one-sided
+    outliers that still bias a convex loss. The detour factor is estimated from
+    ``trips.road_m`` when given (robust ratio road / great circle); otherwise
+    it is ``detour_factor`` or ``base``'s and the road speeds are
+    ``detour / pace`` — the travel times do not depend on that choice.
+    Hours with fewer than ``min_trips_per_hour`` departures are interpolated
+    from their neighbouring hours (circularly) and listed in the report, or
+    raise ``InsufficientTrips`` with ``require_all_hours``. Other modes keep
+    ``base``'s parameters. Durations in seconds, times epoch seconds (UTC).
+    """
+    from scipy.optimize import least_squares
+
+    fit_mode = _one_mode(mode)
+    base_model = base if base is not None else HaversineTravelModel(utc_offset_s=utc_offset_s)
+    if not isinstance(trips, Trips):
+        raise InvalidParameter(f"trips must be a Trips, got {type(trips).__name__}")
+    if min_trips < 2 or min_trips_per_hour < 1:
+        raise InvalidParameter(
+            f"min_trips must be >= 2 and min_trips_per_hour >= 1, "
+            f"got {min_trips} and {min_trips_per_hour}"
+        )
+    n = len(trips)
+    if n < min_trips:
+        raise InsufficientTrips(f"trips has {n} trips, fit needs at least min_trips={min_trips}")
+    gc_m = trips.great_circle_m()
+    duration = trips.duration_s
+    depart = trips.depart_at
+    hour = local_hour(depart, utc_offset_s)
+    per_hour = np.bincount(hour, minlength=HOURS_PER_DAY)
+    fitted_hours = np.flatnonzero(per_hour >= min_trips_per_hour).astype(np.int64)
+    filled = tuple(int(h) for h in np.setdiff1d(np.arange(HOURS_PER_DAY), fitted_hours))
+    if fitted_hours.size == 0:
+        raise InsufficientTrips(
+            f"no local hour has min_trips_per_hour={min_trips_per_hour} departures"
+        )
+    if filled and require_all_hours:
+        raise InsufficientTrips(
+            f"hours {list(filled)} have fewer than {min_trips_per_hour} departures"
+        )
+    n_params = fitted_hours.size + int(fit_overhead)
+    if n < 2 * n_params:
+        raise InsufficientTrips(f"{n} trips cannot fit {n_params} parameters (need {2 * n_params})")
+    notes: list[str] = []
+    if filled:
+        notes.append(f"hours {list(filled)} had too few trips; pace interpolated from neighbours")
+
+    fill = _fill_matrix(fitted_hours)
+    # Linear start: duration ≈ overhead + gc_m × pace[departure hour].
+    design = gc_m[:, None] * fill[hour]
+    if fit_overhead:
+        design = np.column_stack([np.ones(n), design])
+    x0, *_ = np.linalg.lstsq(design, duration, rcond=None)
+    lower = np.full(n_params, 1e-6)
+    if fit_overhead:
+        lower[0] = 0.0
+    x0 = np.maximum(x0, lower + 1e-6)
+    start_residual = design @ x0 - duration
+    mad = float(np.median(np.abs(start_residual - np.median(start_residual))))
+    f_scale = max(1.4826 * mad, 1.0)
+
+    def residual_and_jacobian(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        overhead = x[0] if fit_overhead else 0.0
+        pace = fill @ x[int(fit_overhead) :]
+        ride_s, d_ride = _ride_seconds_and_pace_jacobian(gc_m, depart, 1.0 / pace, utc_offset_s)
+        jac = d_ride @ fill
+        if fit_overhead:
+            jac = np.column_stack([np.ones(n), jac])
+        return ride_s + overhead - duration, jac
+
+    def solve(start: FloatArray, loss_name: str, scale: float) -> Any:
+        return least_squares(
+            lambda x: residual_and_jacobian(x)[0],
+            start,
+            jac=lambda x: residual_and_jacobian(x)[1],
+            bounds=(lower, np.inf),
+            loss=loss_name,
+            f_scale=scale,
+            x_scale="jac",
+            tr_solver="lsmr",
+        )
+
+    result = solve(x0, loss, f_scale)
+    if redescend and loss != "linear":
+        # A convex loss still lets one-sided outliers (a worker stuck in a lift)
+        # pull the intercept; finishing with Cauchy from the convex solution
+        # sheds them without the local minima a cold Cauchy start can hit.
+        stage_one = np.asarray(result.fun)
+        scale = 1.4826 * float(np.median(np.abs(stage_one - np.median(stage_one))))
+        result = solve(np.maximum(np.asarray(result.x), lower), "cauchy", max(scale, 1.0))
+    x = np.asarray(result.x, dtype=np.float64)
+    if not result.success:
+        notes.append(f"least_squares did not converge: {result.message}")
+    overhead_s = float(x[0]) if fit_overhead else 0.0
+    pace = fill @ x[int(fit_overhead) :]
+    residual = -residual_and_jacobian(x)[0]
+    total = float(np.sum((duration - duration.mean()) ** 2))
+    r_squared = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
+    if fit_overhead and np.std(gc_m) < 0.05 * np.mean(gc_m):
+        notes.append("trip lengths barely vary, so overhead and pace are poorly separated")
+
+    if trips.road_m is not None:
+        road_m = trips.road_m
+        ratio = least_squares(
+            lambda d: d[0] * gc_m - road_m,
+            np.array([float(np.median(road_m / np.maximum(gc_m, 1.0)))]),
+            loss=loss,
+            f_scale=max(1.0, float(np.median(np.abs(road_m - gc_m)))),
+        )
+        detour = float(ratio.x[0])
+        identified = True
+        if detour < 1.0:
+            notes.append(f"fitted detour {detour:.3f} < 1 (road shorter than great circle); set 1")
+            detour = 1.0
+    else:
+        detour = detour_factor if detour_factor is not None else base_model.detour(fit_mode)
+        identified = False
+        notes.append(
+            f"no road distances: detour {detour:g} assumed, road speeds = detour / fitted pace"
+        )
+
+    speed_mps = {m: tuple(float(v) for v in base_model.speed_profile(m)) for m in _MODE_ORDER}
+    speed_mps[fit_mode] = tuple(float(v) for v in detour / pace)
+    detours = {m: base_model.detour(m) for m in _MODE_ORDER}
+    detours[fit_mode] = detour
+    overheads = {m: base_model.overhead(m) for m in _MODE_ORDER}
+    overheads[fit_mode] = overhead_s
+    model = HaversineTravelModel(
+        speed_mps=speed_mps, detour_factor=detours, overhead_s=overheads, utc_offset_s=utc_offset_s
+    )
+    report = FitReport(
+        mode=fit_mode,
+        n_trips=n,
+        pace_s_per_m=tuple(float(p) for p in pace),
+        overhead_s=overhead_s,
+        detour_factor=detour,
+        detour_identified=identified,
+        trips_per_hour=tuple(int(c) for c in per_hour),
+        filled_hours=filled,
+        residual_s=residual,
+        rmse_s=float(np.sqrt(np.mean(residual**2))),
+        median_abs_residual_s=float(np.median(np.abs(residual))),
+        r_squared=r_squared,
+        converged=bool(result.success),
+        notes=tuple(notes),
+    )
+    return model, report

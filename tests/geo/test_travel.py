@@ -14,9 +14,12 @@ from geo.projection import haversine_m
 from geo.travel import (
     CHINA_UTC_OFFSET_S,
     HaversineTravelModel,
+    InsufficientTrips,
     TransportMode,
     TravelTimeModel,
+    Trips,
     default_speed_profile,
+    fit,
     local_hour,
     max_speed_mps,
     mode_codes,
@@ -205,3 +208,148 @@ def test_bad_inputs_raise_typed_errors_naming_the_index() -> None:
     with pytest.raises(ShapeMismatch, match="one value per origin"):
         model.matrix([31.0, 31.1], [121.0, 121.1], [31.2], [121.2], 0, mode=[0, 1, 2])
     assert issubclass(InvalidParameter, GeoError)
+
+
+# ------------------------------------------------------------------------ fit
+
+TRUE_MODEL = HaversineTravelModel(
+    detour_factor={TransportMode.WALK: 1.25, TransportMode.EBIKE: 1.38, TransportMode.CAR: 1.45},
+    overhead_s={TransportMode.WALK: 30.0, TransportMode.EBIKE: 90.0, TransportMode.CAR: 240.0},
+)
+
+
+def synthetic_trips(
+    n: int,
+    seed: int,
+    *,
+    mode: TransportMode = TransportMode.EBIKE,
+    noise: float = 0.05,
+    outlier_share: float = 0.0,
+    skip_hours: tuple[int, ...] = (),
+) -> Trips:
+    """Trips around Shanghai timed by TRUE_MODEL, with relative noise and slow outliers."""
+    rng = np.random.default_rng(seed)
+    from_lat = 31.23 + rng.normal(0, 0.03, n)
+    from_lng = 121.47 + rng.normal(0, 0.03, n)
+    bearing = rng.uniform(0, 2 * np.pi, n)
+    length_m = rng.uniform(300, 8000, n)
+    to_lat = from_lat + length_m * np.cos(bearing) / 111_195
+    to_lng = from_lng + length_m * np.sin(bearing) / (111_195 * np.cos(np.radians(from_lat)))
+    hours = np.setdiff1d(np.arange(24), skip_hours)
+    depart_at = (
+        MIDNIGHT_LOCAL
+        + rng.integers(0, 7, n) * 86_400
+        + rng.choice(hours, n) * 3600
+        + rng.integers(0, 3600, n)
+    )
+    duration_s = TRUE_MODEL.seconds(from_lat, from_lng, to_lat, to_lng, depart_at, mode=mode)
+    duration_s = duration_s * (1 + rng.normal(0, noise, n))
+    # Stuck in a lift or at the gate: a few trips take three times as long.
+    duration_s[rng.random(n) < outlier_share] *= 3
+    great_circle = haversine_m(from_lat, from_lng, to_lat, to_lng)
+    road_m = great_circle * TRUE_MODEL.detour(mode) * (1 + rng.normal(0, 0.03, n))
+    return Trips(from_lat, from_lng, to_lat, to_lng, depart_at, duration_s, road_m=road_m)
+
+
+@pytest.mark.parametrize("mode", [TransportMode.EBIKE, TransportMode.CAR])
+def test_fit_recovers_known_parameters_within_5_percent(mode: TransportMode) -> None:
+    trips = synthetic_trips(2400, seed=7, mode=mode, outlier_share=0.04)
+    model, report = fit(trips, mode=mode)
+    np.testing.assert_allclose(model.speed_profile(mode), TRUE_MODEL.speed_profile(mode), rtol=0.05)
+    assert model.detour(mode) == pytest.approx(TRUE_MODEL.detour(mode), rel=0.05)
+    assert model.overhead(mode) == pytest.approx(TRUE_MODEL.overhead(mode), rel=0.05)
+    assert report.detour_identified
+    assert report.converged
+    assert report.filled_hours == ()
+    assert report.n_trips == len(trips)
+    assert report.residual_s.shape == (len(trips),)
+
+
+def test_fit_without_outlier_handling_is_biased_by_them() -> None:
+    trips = synthetic_trips(2400, seed=7, outlier_share=0.08)
+    robust, _ = fit(trips)
+    plain, _ = fit(trips, loss="linear")
+    true_speed = TRUE_MODEL.speed_profile("ebike")
+    robust_error = np.abs(robust.speed_profile("ebike") / true_speed - 1).max()
+    plain_error = np.abs(plain.speed_profile("ebike") / true_speed - 1).max()
+    assert robust_error < 0.05 < plain_error
+
+
+def test_fit_without_road_distance_keeps_travel_times_not_detour() -> None:
+    trips = synthetic_trips(2000, seed=3, noise=0.03)
+    bare = Trips(
+        trips.from_lat,
+        trips.from_lng,
+        trips.to_lat,
+        trips.to_lng,
+        trips.depart_at,
+        trips.duration_s,
+    )
+    assumed = 1.2
+    model, report = fit(bare, detour_factor=assumed)
+    assert not report.detour_identified
+    assert model.detour("ebike") == assumed
+    assert any("detour" in note for note in report.notes)
+    # Only detour / speed is identified: the pace matches, so travel times do.
+    true_pace = TRUE_MODEL.detour("ebike") / TRUE_MODEL.speed_profile("ebike")
+    np.testing.assert_allclose(report.pace_s_per_m, true_pace, rtol=0.05)
+    np.testing.assert_allclose(
+        model.speed_profile("ebike"), assumed / np.asarray(report.pace_s_per_m)
+    )
+
+
+def test_fit_reports_goodness_of_fit() -> None:
+    trips = synthetic_trips(1500, seed=5, noise=0.04)
+    _, report = fit(trips)
+    assert 0.9 < report.r_squared <= 1.0
+    assert report.rmse_s == pytest.approx(float(np.sqrt(np.mean(report.residual_s**2))))
+    assert report.trips_per_hour == tuple(
+        np.bincount(local_hour(trips.depart_at), minlength=24).tolist()
+    )
+
+
+def test_fit_fills_empty_hours_from_neighbours_and_says_so() -> None:
+    trips = synthetic_trips(2000, seed=11, noise=0.03, skip_hours=(2, 3, 4))
+    model, report = fit(trips)
+    assert report.filled_hours == (2, 3, 4)
+    assert any("interpolated" in note for note in report.notes)
+    pace = np.asarray(report.pace_s_per_m)
+    for hour in (2, 3, 4):
+        low, high = sorted((pace[1], pace[5]))
+        assert low - 1e-12 <= pace[hour] <= high + 1e-12
+    assert np.isfinite(model.speed_profile("ebike")).all()
+    with pytest.raises(InsufficientTrips, match=r"\[2, 3, 4\]"):
+        fit(trips, require_all_hours=True)
+
+
+def test_fit_leaves_other_modes_alone() -> None:
+    base = HaversineTravelModel(overhead_s=12.0)
+    model, _ = fit(synthetic_trips(800, seed=2), base=base)
+    for mode in (TransportMode.WALK, TransportMode.CAR):
+        np.testing.assert_array_equal(model.speed_profile(mode), base.speed_profile(mode))
+        assert model.overhead(mode) == base.overhead(mode)
+
+
+def test_fit_refuses_too_few_trips() -> None:
+    trips = synthetic_trips(10, seed=1)
+    with pytest.raises(InsufficientTrips, match="min_trips"):
+        fit(trips)
+
+
+def test_trips_validation_names_field_and_index() -> None:
+    good = synthetic_trips(5, seed=0)
+    with pytest.raises(InvalidParameter, match=r"duration_s\[2\]"):
+        Trips(
+            good.from_lat, good.from_lng, good.to_lat, good.to_lng, good.depart_at, [1, 2, -3, 4, 5]
+        )
+    with pytest.raises(ShapeMismatch, match="to_lng"):
+        Trips(
+            good.from_lat,
+            good.from_lng,
+            good.to_lat,
+            good.to_lng[:3],
+            good.depart_at,
+            good.duration_s,
+        )
+    with pytest.raises(InvalidParameter, match="trips must be a Trips"):
+        fit("not trips")  # type: ignore[arg-type]
