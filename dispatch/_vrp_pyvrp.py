@@ -1,0 +1,267 @@
+"""PyVRP engine of plan_day: encode a _Problem as ProblemData, solve, decode routes."""
+
+from __future__ import annotations
+
+import math
+import time
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from dispatch.schedule import DayPlan, DropReason, Objective, Stop, _Problem
+
+#: Capacity that no route can exceed (sum of deliveries is at most the client count).
+_UNLIMITED = 1 << 30
+
+
+def _pin_codes(n: int) -> tuple[int, list[tuple[int, ...]]]:
+    """``n`` distinct k-subsets of m dimensions, none containing another (an antichain)."""
+    if n == 0:
+        return 0, []
+    m = 1
+    while math.comb(m, max(1, m // 2)) < n:
+        m += 1
+    k = max(1, m // 2)
+    return m, list(combinations(range(m), k))[:n]
+
+
+def solve_pyvrp(
+    p: _Problem,
+    elig: NDArray[np.bool_],
+    objective: Objective,
+    stop: Stop,
+    seed: int,
+    change_penalty: int,
+    current: DayPlan | None,
+) -> tuple[list[list[int]], dict[int, tuple[DropReason, str]], bool, float]:
+    """Solve with PyVRP; return free-part sequences per worker (breaks as -b-1) and facts."""
+    import pyvrp
+    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
+
+    seqs: list[list[int]] = [[] for _ in range(p.W)]
+    cand = np.flatnonzero(elig.any(axis=1) & ~p.fixed)
+    has_breaks = any(w.breaks for w in p.workers)
+    if p.W == 0 or (cand.size == 0 and not has_breaks):
+        return seqs, {}, False, 0.0
+
+    # Which visits get a "stay" copy: those with a current worker that may still serve them.
+    stay = {
+        int(i): int(p.current[i])
+        for i in cand
+        if change_penalty > 0 and p.current[i] >= 0 and p.pinned[i] == -1 and elig[i, p.current[i]]
+    }
+    # Workers needing a pin code: pinned targets, "stay" targets, workers with breaks.
+    coded = sorted(
+        {int(p.pinned[i]) for i in cand if p.pinned[i] >= 0}
+        | set(stay.values())
+        | {k for k, w in enumerate(p.workers) if w.breaks}
+    )
+    m_pin, codes = _pin_codes(len(coded))
+    code_of = {k: codes[j] for j, k in enumerate(coded)}
+
+    use_demand = bool(p.demand[cand].any()) or bool((p.cap < _UNLIMITED).any())
+    use_count = bool((p.maxv < _UNLIMITED).any())
+    all_skills = int(np.bitwise_and.reduce(p.wskills)) if p.W else 0
+    need_bits = int(np.bitwise_or.reduce(p.vskills[cand])) if cand.size else 0
+    skill_bits = [b for b in range(64) if (need_bits >> b) & 1 and not (all_skills >> b) & 1]
+    n_dims = int(use_demand) + int(use_count) + len(skill_bits) + m_pin
+    off_skill = int(use_demand) + int(use_count)
+    off_pin = off_skill + len(skill_bits)
+
+    def delivery(i: int, pin_to: int) -> list[int]:
+        vec = [0] * n_dims
+        d = 0
+        if use_demand:
+            vec[d] = int(p.demand[i])
+            d += 1
+        if use_count:
+            vec[d] = 1
+        for j, b in enumerate(skill_bits):
+            if (int(p.vskills[i]) >> b) & 1:
+                vec[off_skill + j] = 1
+        if pin_to >= 0:
+            for dim in code_of[pin_to]:
+                vec[off_pin + dim] = 1
+        return vec
+
+    def capacity(k: int) -> list[int]:
+        vec = [0] * n_dims
+        d = 0
+        if use_demand:
+            vec[d] = int(min(p.cap[k], _UNLIMITED))
+            d += 1
+        if use_count:
+            vec[d] = int(min(p.maxv[k], _UNLIMITED))
+        for j, b in enumerate(skill_bits):
+            vec[off_skill + j] = _UNLIMITED if (int(p.wskills[k]) >> b) & 1 else 0
+        if k in code_of:
+            for dim in code_of[k]:
+                vec[off_pin + dim] = _UNLIMITED
+        return vec
+
+    n_rows = p.space.places.lat.size
+    locations = [
+        pyvrp.Location(x=float(p.space.places.lng[r]), y=float(p.space.places.lat[r]))
+        for r in range(n_rows)
+    ]
+    horizon = int(max(p.shift_end.max(), p.late.max() if p.V else 0)) + 1
+
+    # Clients: (visit index or -b-1 for worker k's break b, worker k for breaks).
+    clients: list[Any] = []
+    client_visit: list[int] = []
+    groups: list[Any] = []
+    for i in cand.tolist():
+        pen = objective.drop_penalty if p.visits[i].drop_penalty is None else int(
+            p.visits[i].drop_penalty
+        )
+        pin = int(p.pinned[i])
+        tw = dict(tw_early=int(max(p.early[i], 0)), tw_late=int(min(p.late[i], horizon)),
+                  service_duration=int(p.service[i]))
+        if i in stay:
+            g = len(groups)
+            a, b = len(clients), len(clients) + 1
+            if objective.allow_drop:
+                prize_a, prize_b = pen, max(pen - change_penalty, 0)
+            else:
+                prize_a, prize_b = change_penalty, 0
+            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, stay[i]),
+                                        prize=prize_a, required=False, group=g, **tw))
+            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, -1),
+                                        prize=prize_b, required=False, group=g, **tw))
+            client_visit += [i, i]
+            groups.append(pyvrp.ClientGroup([a, b], required=not objective.allow_drop))
+        else:
+            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, pin),
+                                        prize=pen if objective.allow_drop else 0,
+                                        required=not objective.allow_drop, **tw))
+            client_visit.append(i)
+    break_owner: dict[int, int] = {}
+    for k, w in enumerate(p.workers):
+        for b_idx, b in enumerate(w.breaks):
+            s = b.start - p.t0
+            if s < p.ready_time[k] or b.end - p.t0 > p.shift_end[k]:
+                continue  # already behind the worker, or outside the shift
+            break_owner[len(clients)] = k
+            vec = [0] * n_dims
+            for dim in code_of[k]:
+                vec[off_pin + dim] = 1
+            clients.append(pyvrp.Client(location=p.break_row, delivery=vec,
+                                        service_duration=int(b.end - b.start),
+                                        tw_early=int(s), tw_late=int(s), required=True))
+            client_visit.append(-b_idx - 1)
+
+    # Vehicle types: identical workers share one type (PyVRP searches faster that way).
+    depots: list[Any] = []
+    depot_of_row: dict[int, int] = {}
+
+    def depot(row: int) -> int:
+        if row not in depot_of_row:
+            depot_of_row[row] = len(depots)
+            depots.append(pyvrp.Depot(location=row))
+        return depot_of_row[row]
+
+    modes = list(p.space.modes)
+    places = p.space.places
+
+    def place_key(row: int) -> tuple[float, float, int]:
+        return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
+
+    groups_of_type: dict[tuple[Any, ...], list[int]] = {}
+    for k in range(p.W):
+        key = (
+            place_key(int(p.ready_row[k])), place_key(p.W + k), int(p.ready_time[k]),
+            int(p.shift_end[k]), tuple(capacity(k)), int(p.wmode[k]),
+        )
+        groups_of_type.setdefault(key, []).append(k)
+    vehicle_types = []
+    type_workers: list[list[int]] = []
+    for members in groups_of_type.values():
+        k = members[0]
+        vehicle_types.append(
+            pyvrp.VehicleType(
+                num_available=len(members),
+                capacity=capacity(k),
+                start_depot=depot(int(p.ready_row[k])),
+                end_depot=depot(p.W + k),
+                fixed_cost=int(objective.worker_cost),
+                tw_early=int(max(p.ready_time[k], 0)),
+                tw_late=int(max(p.shift_end[k], p.ready_time[k])),
+                profile=modes.index(int(p.wmode[k])),
+            )
+        )
+        type_workers.append(members)
+
+    dist_mats, dur_mats = [], []
+    for m in modes:
+        dur = np.asarray(p.space.duration[m], dtype=np.int64)
+        cost = objective.travel_weight * dur
+        if objective.distance_weight:
+            cost = cost + objective.distance_weight * np.asarray(p.space.distance[m], np.int64)
+        dist_mats.append(np.ascontiguousarray(cost))
+        dur_mats.append(np.ascontiguousarray(dur))
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_mats, dur_mats,
+                             groups)
+
+    criteria: list[Any] = [MaxRuntime(stop.seconds)]
+    if stop.max_iterations is not None:
+        criteria.append(MaxIterations(stop.max_iterations))
+    crit = MultipleCriteria(criteria) if len(criteria) > 1 else criteria[0]
+    init = _warm_start(pyvrp, data, p, current, client_visit, stay, type_workers)
+    t_start = time.perf_counter()
+    result = pyvrp.solve(data, stop=crit, seed=seed, collect_stats=False, display=False,
+                         initial_solution=init)
+    runtime = time.perf_counter() - t_start
+    hit = stop.max_iterations is None or result.num_iterations < stop.max_iterations
+
+    best = result.best
+    free_slots = [list(ws) for ws in type_workers]
+    for route in best.routes():
+        vt = route.vehicle_type()
+        k = free_slots[vt].pop(0)
+        seqs[k] = [client_visit[c] for c in _client_indices(route)]
+    return seqs, {}, hit, runtime
+
+
+def _client_indices(route: Any) -> list[int]:
+    """Client indices (0-based among clients) of a route, in order."""
+    return [int(a.idx) for a in route if a.is_client()]
+
+
+def _warm_start(
+    pyvrp: Any,
+    data: Any,
+    p: _Problem,
+    current: DayPlan | None,
+    client_visit: list[int],
+    stay: dict[int, int],
+    type_workers: list[list[int]],
+) -> Any:
+    """The current plan as a PyVRP solution, so the search starts from what is in force."""
+    if current is None:
+        return None
+    first_client: dict[int, int] = {}
+    for c, i in enumerate(client_visit):
+        if i >= 0 and i not in first_client:
+            first_client[i] = c  # the "stay" copy comes first
+    type_of = {k: t for t, ws in enumerate(type_workers) for k in ws}
+    routes = []
+    assign = current.assignment()
+    per_worker: dict[int, list[int]] = {}
+    for r in current.routes:
+        k = p.worker_index.get(r.worker_id)
+        if k is None:
+            continue
+        cl = [first_client[p.visit_index[vid]] for vid in r.visit_ids
+              if vid in p.visit_index and p.visit_index[vid] in first_client]
+        if cl:
+            per_worker[k] = cl
+    del assign
+    for k, cl in per_worker.items():
+        routes.append(pyvrp.Route(data, cl, type_of[k]))
+    try:
+        return pyvrp.Solution(data, routes)
+    except (ValueError, RuntimeError, IndexError):
+        return None
