@@ -1014,7 +1014,10 @@ def _greedy_insert(
 
 
 def _external_insertions(
-    plan: DayPlan, visit: Visit, worker_filter: NDArray[np.bool_] | None = None
+    plan: DayPlan,
+    visit: Visit,
+    worker_filter: NDArray[np.bool_] | None = None,
+    max_leg_s: int | None = None,
 ) -> tuple[_Problem, list[list[int]], InsertionOptions]:
     """Best insertion per worker of a visit that is not in ``plan`` yet."""
     if plan.travel is None or plan._space is None:
@@ -1041,6 +1044,9 @@ def _external_insertions(
     cand = cheapest_insertions(flat, to_new, from_new, to_new, from_new, flat.old_cost,
                                ws, we, visit.duration_s, visit.demand, visit.skills)
     keep = np.ones(cand.route.size, dtype=bool)
+    if max_leg_s is not None:
+        rows = _candidate_rows(flat, cand)
+        keep &= (to_new[rows] <= max_leg_s) & (from_new[rows] <= max_leg_s)
     if worker_filter is not None:
         keep &= worker_filter[cand.route]
     if visit.pinned_worker is not None:
@@ -1059,6 +1065,12 @@ def _external_insertions(
             options.append(Insertion(p.workers[k].id, visible, int(st[j]) + p.t0,
                                      int(trav[j]), int(cost[j])))
     return p, seqs, InsertionOptions(tuple(options))
+
+
+def _candidate_rows(flat: FlatRoutes, cand: Any) -> IntArray:
+    """Gap rows of the flat table that the candidates came from."""
+    starts = np.flatnonzero(flat.position == 0)
+    return np.asarray(starts[cand.route] + cand.position, dtype=np.int64)
 
 
 def _sequences(plan: DayPlan, p: _Problem) -> list[list[int]]:
@@ -1164,5 +1176,3 @@ def _extend_space(plan: DayPlan, visit: Visit) -> Space:
     return space
 
 
-def _mapping_check(x: Mapping[int, int]) -> None:  # pragma: no cover - typing helper
-    del x
