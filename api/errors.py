@@ -204,6 +204,11 @@ EXTRA_MESSAGES: tuple[str, ...] = (
     "use both letters and digits",
     "must not contain the phone number",
     "too simple",
+    "type must be Polygon, MultiPolygon or a Feature of one",
+    "malformed coordinates",
+    "empty polygon",
+    "coordinates must be [lng, lat] within range",
+    "the polygon has no area",
 )
 
 
@@ -229,8 +234,11 @@ def _response(
 
 
 def _translate_params(params: dict[str, Any], locale: str) -> dict[str, Any]:
-    # Reasons such as "too simple" are msgids themselves.
-    return {k: translate(v, locale) if isinstance(v, str) else v for k, v in params.items()}
+    # Reasons such as "at least {min_length} characters" are msgids themselves, filled
+    # from the same parameters.
+    return {
+        k: translate(v, locale, **params) if isinstance(v, str) else v for k, v in params.items()
+    }
 
 
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -329,7 +337,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def all_messages() -> set[str]:
     """Every user-facing msgid the API can produce (the catalogs must cover them)."""
-    msgs = {cls.message for cls in [DomainError, *DomainError.registry]}
+    classes: list[type[DomainError]] = [DomainError, *DomainError.registry]
+    msgs = {cls.message for cls in classes}
     msgs |= set(VALIDATION_MESSAGES.values())
     msgs |= {GENERIC_FIELD_MESSAGE, VALIDATION_SUMMARY, "Something went wrong on our side."}
     msgs |= {m for _, m in _HTTP_CODES.values()} | {"The request failed."}

@@ -28,7 +28,10 @@ TS = sa.DateTime(timezone=True)
 
 
 def _timestamps() -> list[sa.Column[object]]:
-    return [sa.Column("created_at", TS, nullable=False), sa.Column("updated_at", TS, nullable=False)]
+    return [
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+    ]
 
 
 def upgrade() -> None:

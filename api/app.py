@@ -1,0 +1,139 @@
+"""The FastAPI application factory: ``create_app(settings) -> FastAPI``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from api import migrate
+from api.addresses.router import router as addresses_router
+from api.auth.router import router as auth_router
+from api.auth.router import tenants as tenants_router
+from api.auth.service import TokenConfig, make_password_hasher
+from api.catalog.router import router as catalog_router
+from api.db import make_engine, make_sessionmaker
+from api.errors import install_error_handlers
+from api.observability import EdgeMiddleware, Metrics, configure_logging
+from api.settings import Settings
+
+log = structlog.get_logger("api.app")
+
+
+class HealthOut(BaseModel):
+    """Liveness / readiness answer."""
+
+    status: str
+    database: str | None = None
+    migration: str | None = None
+    expected_migration: str | None = None
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/health", summary="Liveness")
+    async def health() -> HealthOut:
+        """The process is up (does not touch the database)."""
+        return HealthOut(status="ok")
+
+    @router.get("/ready", summary="Readiness", responses={503: {"model": HealthOut}})
+    async def ready(request: Request) -> JSONResponse:
+        """Ready when the database answers and its schema is at the newest migration."""
+        expected = migrate.head_revision()
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                current = await conn.run_sync(migrate.current_revision)
+        except Exception as exc:  # any driver error means "not ready", never a 500
+            log.warning("ready_db_unreachable", error=type(exc).__name__)
+            out = HealthOut(status="unavailable", database="unreachable")
+            return JSONResponse(out.model_dump(), status_code=503)
+        ok = current == expected
+        out = HealthOut(
+            status="ok" if ok else "migrations_pending",
+            database="ok",
+            migration=current,
+            expected_migration=expected,
+        )
+        return JSONResponse(out.model_dump(), status_code=200 if ok else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Request counts and latency by route, in Prometheus text format."""
+        registry = request.app.state.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; engines and clients are created by the lifespan, not here."""
+    settings = settings or Settings()
+    configure_logging(json_logs=settings.log_json, level=settings.log_level)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.effective_database_url, echo=settings.sql_echo)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.token_config = TokenConfig(
+            secret=settings.effective_jwt_secret(),
+            algorithm=settings.jwt_algorithm,
+            access_ttl_s=settings.access_token_ttl_s,
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+        )
+        app.state.password_hasher = make_password_hasher(
+            settings.argon2_time_cost, settings.argon2_memory_kib
+        )
+        app.state.http_client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        log.info("startup", database=engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            await app.state.http_client.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="daojia API",
+        version="0.1.0",
+        description=(
+            "Home-services platform. Errors are `ErrorResponse {code, message, details}` with "
+            "`message` in the Accept-Language locale (zh-CN default, en, ja, ko). Coordinates "
+            "are WGS-84 unless `coord_type` says gcj02/bd09."
+        ),
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    # Added last = outermost: request id, locale and size limit apply to everything.
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        default_locale=settings.default_locale,
+    )
+    app.include_router(_ops_router())
+    app.include_router(auth_router)
+    app.include_router(tenants_router)
+    app.include_router(catalog_router)
+    app.include_router(addresses_router)
+    return app

@@ -1,0 +1,121 @@
+"""Typed dependency aliases shared by every router (``SessionDep``, ``CurrentUser`` ...)."""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import service as auth_service
+from api.auth.models import Role, User
+from api.db import get_session
+from api.errors import Forbidden, Unauthorized, UnsupportedMediaType, locale_of
+from api.settings import Settings
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_locale(request: Request) -> str:
+    """The locale negotiated from Accept-Language (zh-CN, en, ja, ko)."""
+    return locale_of(request)
+
+
+LocaleDep = Annotated[str, Depends(get_locale)]
+
+
+def get_http_client(request: Request) -> httpx.AsyncClient:
+    """The shared outbound HTTP client (WeChat, QQ); tests override it with a fake server."""
+    client: httpx.AsyncClient = request.app.state.http_client
+    return client
+
+
+HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
+
+
+def get_token_config(request: Request) -> auth_service.TokenConfig:
+    """Signing secret and lifetimes resolved at startup."""
+    config: auth_service.TokenConfig = request.app.state.token_config
+    return config
+
+
+TokenConfigDep = Annotated[auth_service.TokenConfig, Depends(get_token_config)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /v1/auth/*/login")
+
+
+async def optional_user(
+    session: SessionDep,
+    config: TokenConfigDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User | None:
+    """The signed-in user, or ``None`` without an Authorization header."""
+    if credentials is None:
+        return None
+    return await auth_service.user_from_access_token(session, config, credentials.credentials)
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """The signed-in user; 401 without a valid access token."""
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    """A dependency that admits only users with one of ``roles`` (403 otherwise)."""
+    allowed = frozenset(roles)
+
+    async def check(user: CurrentUser) -> User:
+        if Role(user.role) not in allowed:
+            raise Forbidden()
+        return user
+
+    return check
+
+
+AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
+#: Staff of an enterprise or a platform admin (tenant checks happen in the services).
+ManagerUser = Annotated[User, Depends(require_roles(Role.STAFF, Role.ADMIN))]
+
+
+async def require_json_body(request: Request) -> None:
+    """415 unless a request that carries a body declares it as JSON."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    length = request.headers.get("content-length")
+    if length == "0" or (length is None and "transfer-encoding" not in request.headers):
+        return
+    content_type = request.headers.get("content-type")
+    if content_type:
+        msg = email.message.Message()
+        msg["content-type"] = content_type
+        subtype = msg.get_content_subtype()
+        if msg.get_content_maintype() == "application" and (
+            subtype == "json" or subtype.endswith("+json")
+        ):
+            return
+    raise UnsupportedMediaType(expected="application/json")
+
+
+JsonBody = Depends(require_json_body)
+
+#: A database id in a path: bounded so absurd numbers are a 422, not a driver overflow.
+IdPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="id")]

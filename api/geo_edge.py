@@ -1,0 +1,92 @@
+"""The API's one doorway into geo/: coordinate systems at the edge, H3 cells, area lookups.
+
+Everything inside the API is WGS-84; clients may send and ask for GCJ-02 (WeChat,
+Chinese map SDKs) or BD-09 (Baidu), converted here exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from geo import cells as geo_cells
+from geo.errors import GeoError
+
+
+def _coords() -> Any:
+    # Imported on first use: geo.coords is the only module here with a heavier import.
+    from geo import coords
+
+    return coords
+
+
+#: H3 resolution of stored points (~0.1 km² cells): fine enough for "near me", coarse
+#: enough that k-rings stay small.
+POINT_H3_RES = 9
+
+
+class CoordType(StrEnum):
+    """Coordinate system of a client's lat/lng (WeChat's ``wx.getLocation`` ``type``)."""
+
+    WGS84 = "wgs84"
+    GCJ02 = "gcj02"
+    BD09 = "bd09"
+
+
+def to_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, float]:
+    """A client point converted to WGS-84 (degrees); raises ``geo.errors.InvalidCoordinate``."""
+    if coord_type is CoordType.WGS84:
+        geo_cells.latlng_to_cells(lat, lng, POINT_H3_RES)  # validates range and finiteness
+        return float(lat), float(lng)
+    out_lat, out_lng = _coords().to_wgs84(lat, lng, coord_type.value)
+    return float(out_lat), float(out_lng)
+
+
+def to_wgs84_many(
+    lats: Sequence[float], lngs: Sequence[float], coord_type: CoordType
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``to_wgs84`` for polygon vertices."""
+    lat_a = np.asarray(lats, dtype=np.float64)
+    lng_a = np.asarray(lngs, dtype=np.float64)
+    if coord_type is CoordType.WGS84:
+        return lat_a, lng_a
+    out_lat, out_lng = _coords().to_wgs84(lat_a, lng_a, coord_type.value)
+    return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
+
+
+def from_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, float]:
+    """A stored WGS-84 point in the coordinate system a client asked for."""
+    if coord_type is CoordType.WGS84:
+        return lat, lng
+    out_lat, out_lng = _coords().from_wgs84(lat, lng, coord_type.value)
+    return float(out_lat), float(out_lng)
+
+
+def from_wgs84_many(
+    lats: np.ndarray, lngs: np.ndarray, coord_type: CoordType
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``from_wgs84`` for polygon vertices."""
+    if coord_type is CoordType.WGS84:
+        return lats, lngs
+    out_lat, out_lng = _coords().from_wgs84(lats, lngs, coord_type.value)
+    return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
+
+
+def point_cell(lat: float, lng: float) -> int:
+    """The H3 cell (as a signed-safe int: H3's top bit is always 0) of a WGS-84 point."""
+    return int(geo_cells.latlng_to_cells(lat, lng, POINT_H3_RES))
+
+
+__all__ = [
+    "POINT_H3_RES",
+    "CoordType",
+    "GeoError",
+    "from_wgs84",
+    "from_wgs84_many",
+    "point_cell",
+    "to_wgs84",
+    "to_wgs84_many",
+]
