@@ -1,0 +1,562 @@
+"""Batch matching of on-demand orders to workers: ``match(orders, fleet, ...) -> Assignment``.
+
+1. Candidates (candidates.py): per order, every eligible worker within a growing radius.
+2. Costs (cost.py), integer deci-seconds; the solver graph keeps each order's K cheapest.
+3. Solve exactly on that sparse graph: scipy's sparse LAPJV when each worker takes one
+   order (measured faster), OR-Tools min-cost flow when ``capacity`` > 1. An order may stay
+   unassigned at its penalty, so the problem is always feasible.
+4. Certify with dual prices. With order prices u and worker prices v >= 0 from the
+   solution, a pair (o, w) outside the graph can improve it only if c_ow < u_o + v_w.
+   Pooled pairs are checked directly; for the rest, c_ow >= travel weight × distance /
+   speed bound + worker-only and order-only terms, so workers beyond a radius implied by
+   u_o and max_w(v_w - worker terms) cannot violate: the pool is widened to that radius
+   through the index (never a dense scan). Violators join the graph and we re-solve until
+   none is left; then the sparse optimum is the optimum over all eligible pairs and
+   ``Assignment.certified`` is True.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dispatch._solvers import dual_prices, solve_flow, solve_matching
+from dispatch.candidates import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_TRAVEL_S,
+    CandidateSearch,
+    fleet_index,
+    hard_constraints,
+    pair_travel_s,
+)
+from dispatch.cost import (
+    COST_SCALE,
+    TERMS,
+    CostWeights,
+    order_terms,
+    pair_costs,
+    to_int,
+    unassigned_penalty,
+    worker_terms,
+)
+from dispatch.errors import InvalidInput, UnknownOrder
+from dispatch.index import WorkerIndex
+from dispatch.model import NONE_ID, Fleet, OrderBatch
+from geo.travel import HaversineTravelModel, TravelTimeModel
+
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+#: Re-solve rounds before giving up on the certificate (a warning says so).
+MAX_ROUNDS = 30
+#: Alternatives listed by ``Assignment.explain`` besides the chosen worker.
+EXPLAIN_ALTERNATIVES = 3
+
+
+class UnassignedReason(StrEnum):
+    """Why an order stayed unassigned."""
+
+    NO_WORKER_IN_RANGE = "no_worker_in_range"  # no available worker within the travel bound
+    NO_SKILLED_WORKER = "no_skilled_worker"  # in range, but none has the required skills
+    NOT_ELIGIBLE = "not_eligible"  # skilled ones excluded: enterprise, exclusion, shift, start
+    OUTBID = "outbid"  # eligible workers exist; the batch optimum gave them to other orders
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One worker considered for an order, with every cost term in cost seconds."""
+
+    worker_id: int
+    travel_s: float
+    terms: dict[str, float]
+    total: float
+    chosen: bool
+    assigned_to_order_id: int | None
+
+    def __post_init__(self) -> None:
+        missing = [t for t in TERMS if t not in self.terms]
+        if missing:
+            raise InvalidInput(f"terms is missing {missing}")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an order got its worker: the chosen line, the best alternatives, the penalty.
+
+    ``chosen`` is None when the order stayed unassigned (``reason`` then says why).
+    ``alternatives`` are the next-cheapest eligible workers, each marked with the order it
+    went to (or None: free, but costlier for the batch). Terms sum to ``total``.
+    """
+
+    order_id: int
+    chosen: CostLine | None
+    alternatives: tuple[CostLine, ...]
+    unassigned_cost: float
+    reason: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class Assignment:
+    """Result of ``match``: pairs, unassigned orders with reasons, timings and certificate.
+
+    Costs are cost seconds (see cost.py); ``total_cost`` includes unassigned penalties and
+    equals ``objective / COST_SCALE`` up to rounding of each pair.
+    """
+
+    order_ids: IntArray
+    worker_ids: IntArray
+    cost: FloatArray
+    travel_s: FloatArray
+    unassigned_order_ids: IntArray
+    unassigned_reasons: tuple[str, ...]
+    total_cost: float
+    objective: int
+    certified: bool
+    candidates_s: float
+    solve_s: float
+    certify_s: float
+    rounds: int
+    n_candidate_pairs: int
+    solver: str
+    warnings: tuple[str, ...]
+    _context: _Context = field(repr=False)
+
+    def __post_init__(self) -> None:
+        n = self.order_ids.shape[0]
+        for name in ("worker_ids", "cost", "travel_s"):
+            if getattr(self, name).shape != (n,):
+                raise InvalidInput(f"{name} must have one entry per assigned order ({n})")
+        if len(self.unassigned_reasons) != self.unassigned_order_ids.shape[0]:
+            raise InvalidInput("unassigned_reasons must have one entry per unassigned order")
+
+    @property
+    def assigned(self) -> int:
+        """Number of assigned orders."""
+        return int(self.order_ids.shape[0])
+
+    def worker_of(self, order_id: int) -> int | None:
+        """The worker id an order went to, or None if it stayed unassigned."""
+        hit = np.flatnonzero(self.order_ids == order_id)
+        return int(self.worker_ids[hit[0]]) if hit.size else None
+
+    def explain(self, order_id: int, alternatives: int = EXPLAIN_ALTERNATIVES) -> Explanation:
+        """The chosen worker and the best ``alternatives`` others, every cost term itemised."""
+        return self._context.explain(self, int(order_id), alternatives)
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    """What ``explain`` needs to recompute cost terms (kept out of the public surface)."""
+
+    orders: OrderBatch
+    fleet: Fleet
+    weights: CostWeights
+    travel: TravelTimeModel
+    now: int
+    index: WorkerIndex
+    max_travel_s: float
+    pool_order: IntArray
+    pool_worker: IntArray
+    pool_travel: FloatArray
+    pool_offsets: IntArray
+    chosen_worker: IntArray  # fleet row per order row, -1 unassigned
+    reason_of: dict[int, str]
+
+    def explain(self, result: Assignment, order_id: int, n_alt: int) -> Explanation:
+        rows = np.flatnonzero(self.orders.ids == order_id)
+        if rows.size == 0:
+            raise UnknownOrder(f"order_id {order_id} is not in this batch")
+        row = int(rows[0])
+        lo, hi = int(self.pool_offsets[row]), int(self.pool_offsets[row + 1])
+        workers = self.pool_worker[lo:hi]
+        travel = self.pool_travel[lo:hi]
+        if workers.size < n_alt + 1:
+            # Too few pooled: look as far as the travel bound allows, for this order only.
+            _, slots, _ = self.index.within(
+                self.orders.lat[row : row + 1],
+                self.orders.lng[row : row + 1],
+                self.max_travel_s * 40.0,
+            )
+            w_all = self.index.ids_of(slots)
+            o_all = np.full(w_all.shape, row, dtype=np.int64)
+            t_all = pair_travel_s(self.travel, self.orders, self.fleet, o_all, w_all, self.now)
+            *_, ok = hard_constraints(
+                self.orders, self.fleet, o_all, w_all, t_all, self.now, self.max_travel_s
+            )
+            workers, travel = w_all[ok], t_all[ok]
+        o_idx = np.full(workers.shape, row, dtype=np.int64)
+        costs = pair_costs(self.weights, self.orders, self.fleet, o_idx, workers, travel, self.now)
+        order = np.lexsort((workers, costs.total_int))
+        chosen_row = int(self.chosen_worker[row])
+        owner = {int(w): int(o) for o, w in enumerate(self.chosen_worker.tolist()) if w >= 0}
+        lines: list[CostLine] = []
+        chosen_line: CostLine | None = None
+        for i in order.tolist():
+            w = int(workers[i])
+            taken = owner.get(w) if self.fleet_capacity_one else None
+            line = CostLine(
+                worker_id=int(self.fleet.ids[w]),
+                travel_s=float(travel[i]),
+                terms={t: float(costs.terms[t][i]) for t in TERMS},
+                total=float(costs.total[i]),
+                chosen=w == chosen_row,
+                assigned_to_order_id=(
+                    int(self.orders.ids[taken]) if taken is not None and taken != row else None
+                ),
+            )
+            if line.chosen:
+                chosen_line = line
+            elif len(lines) < n_alt:
+                lines.append(line)
+        return Explanation(
+            order_id=order_id,
+            chosen=chosen_line,
+            alternatives=tuple(lines),
+            unassigned_cost=self.weights.unassigned,
+            reason=self.reason_of.get(row),
+        )
+
+    fleet_capacity_one: bool = True
+
+
+def match(
+    orders: OrderBatch,
+    fleet: Fleet,
+    *,
+    weights: CostWeights | None = None,
+    travel: TravelTimeModel | None = None,
+    candidates_per_order: int = DEFAULT_CANDIDATES,
+    capacity: int = 1,
+    now: int,
+    seed: int = 0,
+    max_travel_s: float = DEFAULT_MAX_TRAVEL_S,
+    index: WorkerIndex | None = None,
+    solver: str = "auto",
+    certify: bool = True,
+) -> Assignment:
+    """Optimal batch assignment of ``orders`` to ``fleet`` (see module docstring).
+
+    ``now`` epoch seconds; ``max_travel_s`` hard travel bound, seconds; ``capacity`` orders
+    per worker in this batch; ``solver`` "auto" | "lapjv" | "flow"; ``index`` an optional
+    prebuilt ``fleet_index(fleet)``. ``seed`` is accepted for API symmetry: the result is
+    deterministic (ties broken by row order).
+    """
+    del seed  # deterministic; kept so every randomised-or-not entry point looks alike
+    weights = weights or CostWeights()
+    model: TravelTimeModel = (
+        travel if travel is not None else cast(TravelTimeModel, HaversineTravelModel())
+    )
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise InvalidInput(f"capacity must be an int >= 1, got {capacity!r}")
+    if solver not in ("auto", "lapjv", "flow"):
+        raise InvalidInput(f"solver must be 'auto', 'lapjv' or 'flow', got {solver!r}")
+    if solver == "lapjv" and capacity != 1:
+        raise InvalidInput("solver 'lapjv' needs capacity == 1")
+    use_flow = solver == "flow" or capacity > 1
+    k = int(candidates_per_order)
+    n = len(orders)
+    warnings: list[str] = []
+
+    t0 = time.perf_counter()
+    index = index if index is not None else fleet_index(fleet)
+    search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
+    pool0 = search.initial(k)
+    pool = _Pool(orders, fleet, weights, now)
+    pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
+    pool.add(*_preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
+    penalty = unassigned_penalty(weights, n)
+    graph = pool.cheapest_per_order(k, penalty)
+    candidates_s = time.perf_counter() - t0
+
+    speed = search.speed_mps
+    travel_w = weights.travel_per_s * COST_SCALE  # solver units per second of travel
+    g_all = worker_terms(weights, fleet, np.flatnonzero(fleet.available).astype(np.int64))
+    outside_s_floor = -float(g_all.min()) * COST_SCALE if g_all.size else 0.0
+    h = order_terms(weights, orders, np.arange(n, dtype=np.int64)) * COST_SCALE
+
+    solve_s = certify_s = 0.0
+    certified = False
+    rounds = 0
+    chosen_w = np.full(n, -1, dtype=np.int64)
+    while True:
+        rounds += 1
+        t1 = time.perf_counter()
+        g_order, g_worker, g_cost = pool.graph_arrays(graph)
+        workers_in_graph, local_w = np.unique(g_worker, return_inverse=True)
+        local_w = local_w.reshape(-1).astype(np.int64)
+        m = workers_in_graph.size
+        if use_flow:
+            chosen_arc = solve_flow(n, m, g_order, local_w, g_cost, penalty, capacity)
+        else:
+            chosen_arc = solve_matching(n, m, g_order, local_w, g_cost, penalty)
+        solve_s += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        chosen_w = np.where(chosen_arc >= 0, g_worker[chosen_arc.clip(0)], -1)
+        if not certify:
+            certify_s += time.perf_counter() - t2
+            break
+        u, v_local, ok = dual_prices(n, m, g_order, local_w, g_cost, penalty, capacity, chosen_arc)
+        if not ok:
+            warnings.append("dual prices inconsistent: solution not proven optimal")
+            certify_s += time.perf_counter() - t2
+            break
+        v = np.zeros(len(fleet), dtype=np.int64)
+        v[workers_in_graph] = v_local
+        violators = pool.violations(graph, u, v, penalty)
+        # Workers outside an order's radius: cost >= travel_w·d/speed + 10·g_w + h_o, so
+        # they can only violate if that is < u_o + v_w; bound v_w - 10·g_w by its maximum.
+        slack = outside_s_floor
+        if m:
+            g_graph = worker_terms(weights, fleet, workers_in_graph) * COST_SCALE
+            slack = max(slack, float((v_local - g_graph).max()))
+        need_r = _needed_radius(u, h, slack, travel_w, speed, search.max_radius_m)
+        grow = np.flatnonzero(need_r > search.radius_m)
+        while grow.size and violators.size == 0:
+            # Grow at most 2x per pass: a far radius is rarely needed once re-solved.
+            new_r = np.minimum(need_r[grow], np.maximum(2.0 * search.radius_m[grow], 1.0))
+            o_new, w_new, t_new = search.widen(grow, new_r)
+            first_new = pool.size
+            pool.add(*pool.drop_known(o_new, w_new, t_new))
+            violators = pool.violations_from(first_new, u, v, penalty)
+            grow = np.flatnonzero(need_r > search.radius_m)
+        certify_s += time.perf_counter() - t2
+        if violators.size == 0 and grow.size == 0:
+            certified = True
+            break
+        if rounds >= MAX_ROUNDS:
+            warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
+            break
+        graph = np.union1d(graph, violators)
+
+    t3 = time.perf_counter()
+    assigned_rows = np.flatnonzero(chosen_w >= 0)
+    a_workers = chosen_w[assigned_rows]
+    a_travel = pair_travel_s(model, orders, fleet, assigned_rows, a_workers, now)
+    a_costs = pair_costs(weights, orders, fleet, assigned_rows, a_workers, a_travel, now)
+    unassigned_rows = np.flatnonzero(chosen_w < 0)
+    reasons = _reasons(orders, fleet, model, now, max_travel_s, index, unassigned_rows)
+    objective = int(a_costs.total_int.sum() + penalty[unassigned_rows].sum())
+    total_cost = float(a_costs.total.sum() + weights.unassigned * unassigned_rows.size)
+    certify_s += time.perf_counter() - t3
+    if not certify:
+        warnings.append("certification skipped: optimal on the candidate graph only")
+
+    ctx = _Context(
+        orders=orders,
+        fleet=fleet,
+        weights=weights,
+        travel=model,
+        now=int(now),
+        index=index,
+        max_travel_s=float(max_travel_s),
+        pool_order=pool.order_sorted(),
+        pool_worker=pool.worker_sorted(),
+        pool_travel=pool.travel_sorted(),
+        pool_offsets=pool.offsets_sorted(),
+        chosen_worker=chosen_w,
+        reason_of=dict(zip(unassigned_rows.tolist(), reasons, strict=True)),
+        fleet_capacity_one=True,
+    )
+    return Assignment(
+        order_ids=orders.ids[assigned_rows],
+        worker_ids=fleet.ids[a_workers],
+        cost=a_costs.total,
+        travel_s=a_travel,
+        unassigned_order_ids=orders.ids[unassigned_rows],
+        unassigned_reasons=tuple(reasons),
+        total_cost=total_cost,
+        objective=objective,
+        certified=certified,
+        candidates_s=candidates_s,
+        solve_s=solve_s,
+        certify_s=certify_s,
+        rounds=rounds,
+        n_candidate_pairs=int(graph.size),
+        solver="flow" if use_flow else "lapjv",
+        warnings=tuple(warnings),
+        _context=ctx,
+    )
+
+
+def _needed_radius(
+    u: IntArray, h: FloatArray, slack: float, travel_w: float, speed: float, cap_m: float
+) -> FloatArray:
+    """Radius (m) beyond which no worker can price below u_o + v_w (see module docstring)."""
+    budget = u.astype(np.float64) - h + slack + 0.5  # +0.5: integer rounding of each cost
+    if travel_w <= 0:
+        return np.where(budget > 0, cap_m, 0.0)
+    return np.clip(budget / travel_w * speed, 0.0, cap_m)
+
+
+class _Pool:
+    """Growing set of eligible pairs with their integer costs; graph = subset of indices."""
+
+    def __init__(self, orders: OrderBatch, fleet: Fleet, weights: CostWeights, now: int):
+        self.orders, self.fleet, self.weights, self.now = orders, fleet, weights, now
+        self._o: list[IntArray] = []
+        self._w: list[IntArray] = []
+        self._t: list[FloatArray] = []
+        self._c: list[IntArray] = []
+        self.size = 0
+        self._cat: tuple[IntArray, IntArray, FloatArray, IntArray] | None = None
+
+    def add(self, o: IntArray, w: IntArray, t: FloatArray) -> None:
+        if o.size == 0:
+            return
+        c = pair_costs(self.weights, self.orders, self.fleet, o, w, t, self.now).total_int
+        self._o.append(o)
+        self._w.append(w)
+        self._t.append(t)
+        self._c.append(c)
+        self.size += o.size
+        self._cat = None
+
+    def arrays(self) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
+        if self._cat is None:
+            if not self._o:
+                z = np.zeros(0, dtype=np.int64)
+                self._cat = (z, z.copy(), np.zeros(0), z.copy())
+            else:
+                self._cat = (
+                    np.concatenate(self._o),
+                    np.concatenate(self._w),
+                    np.concatenate(self._t),
+                    np.concatenate(self._c),
+                )
+                self._o, self._w = [self._cat[0]], [self._cat[1]]
+                self._t, self._c = [self._cat[2]], [self._cat[3]]
+        return self._cat
+
+    def cheapest_per_order(self, k: int, penalty: IntArray) -> IntArray:
+        """Indices of each order's k cheapest pairs that beat leaving it unassigned."""
+        o, w, _, c = self.arrays()
+        useful = np.flatnonzero(c < penalty[o])
+        order = useful[np.lexsort((w[useful], c[useful], o[useful]))]
+        o_sorted = o[order]
+        start = np.searchsorted(o_sorted, o_sorted, side="left")
+        rank = np.arange(order.size) - start
+        return np.sort(order[rank < k])
+
+    def graph_arrays(self, graph: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        o, w, _, c = self.arrays()
+        return o[graph], w[graph], c[graph]
+
+    def violations(self, graph: IntArray, u: IntArray, v: IntArray, penalty: IntArray) -> IntArray:
+        """Pool indices outside the graph with negative reduced cost (and cost < penalty)."""
+        o, w, _, c = self.arrays()
+        bad = (c - u[o] - v[w] < 0) & (c < penalty[o])
+        bad[graph] = False
+        return np.flatnonzero(bad)
+
+    def violations_from(self, first: int, u: IntArray, v: IntArray, penalty: IntArray) -> IntArray:
+        o, w, _, c = self.arrays()
+        o, w, c = o[first:], w[first:], c[first:]
+        bad = (c - u[o] - v[w] < 0) & (c < penalty[o])
+        return np.flatnonzero(bad) + first
+
+    def drop_known(
+        self, o: IntArray, w: IntArray, t: FloatArray
+    ) -> tuple[IntArray, IntArray, FloatArray]:
+        """Drop pairs already pooled (the preferred-worker pairs added up front)."""
+        if o.size == 0:
+            return o, w, t
+        pref = self.orders.preferred_worker_id[o]
+        known = (pref != NONE_ID) & (pref == self.fleet.ids[w])
+        if known.any():
+            po, pw, _, _ = self.arrays()
+            n_w = len(self.fleet)
+            have = np.isin(o * n_w + w, po * n_w + pw)
+            keep = ~(known & have)
+            return o[keep], w[keep], t[keep]
+        return o, w, t
+
+    def _sorted(self) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
+        o, w, t, c = self.arrays()
+        order = np.lexsort((w, c, o))
+        return o[order], w[order], t[order], c[order]
+
+    def order_sorted(self) -> IntArray:
+        return self._sorted()[0]
+
+    def worker_sorted(self) -> IntArray:
+        return self._sorted()[1]
+
+    def travel_sorted(self) -> FloatArray:
+        return self._sorted()[2]
+
+    def offsets_sorted(self) -> IntArray:
+        o = self._sorted()[0]
+        return np.searchsorted(o, np.arange(len(self.orders) + 1)).astype(np.int64)
+
+
+def _preferred_pairs(
+    orders: OrderBatch,
+    fleet: Fleet,
+    travel: TravelTimeModel,
+    now: int,
+    max_travel_s: float,
+    pool: _Pool,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Eligible (order, preferred worker) pairs not yet pooled, wherever the worker is."""
+    rows = np.flatnonzero(orders.preferred_worker_id != NONE_ID)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    if rows.size == 0 or len(fleet) == 0:
+        return empty
+    sorter = np.argsort(fleet.ids, kind="stable")
+    pos = np.minimum(
+        np.searchsorted(fleet.ids, orders.preferred_worker_id[rows], sorter=sorter), len(fleet) - 1
+    )
+    w = sorter[pos]
+    found = fleet.ids[w] == orders.preferred_worker_id[rows]
+    o, w = rows[found].astype(np.int64), w[found].astype(np.int64)
+    po, pw, _, _ = pool.arrays()
+    n_w = len(fleet)
+    fresh = ~np.isin(o * n_w + w, po * n_w + pw)
+    o, w = o[fresh], w[fresh]
+    t = pair_travel_s(travel, orders, fleet, o, w, now)
+    *_, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
+    return o[ok], w[ok], t[ok]
+
+
+def _reasons(
+    orders: OrderBatch,
+    fleet: Fleet,
+    travel: TravelTimeModel,
+    now: int,
+    max_travel_s: float,
+    index: WorkerIndex,
+    rows: IntArray,
+) -> list[str]:
+    """Reason of each unassigned order row, from one bounded search per order."""
+    if rows.size == 0:
+        return []
+    from dispatch.candidates import speed_bound_mps
+
+    radius = max_travel_s * speed_bound_mps(travel, fleet.mode[fleet.available])
+    origin, slots, _ = index.within(orders.lat[rows], orders.lng[rows], radius)
+    o = rows[origin]
+    w = index.ids_of(slots)
+    t = pair_travel_s(travel, orders, fleet, o, w, now)
+    in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
+    out: list[str] = []
+    for i in range(rows.size):
+        sel = origin == i
+        if ok[sel].any():
+            out.append(UnassignedReason.OUTBID.value)
+        elif skilled[sel].any():
+            out.append(UnassignedReason.NOT_ELIGIBLE.value)
+        elif in_range[sel].any():
+            out.append(UnassignedReason.NO_SKILLED_WORKER.value)
+        else:
+            out.append(UnassignedReason.NO_WORKER_IN_RANGE.value)
+    return out
+
+
+def total_cost_int(costs: FloatArray) -> int:
+    """Sum of integer solver costs of cost-second values (for external comparisons)."""
+    return int(to_int(costs).sum())
