@@ -136,7 +136,11 @@ def _as_epoch(at: ArrayLike, name: str) -> FloatArray:
 class TravelTimeModel(Protocol):
     """Vectorised travel time between WGS-84 points; times are epoch seconds (UTC)."""
 
-    utc_offset_s: int
+    # Read-only so frozen dataclasses satisfy the protocol.
+    @property
+    def utc_offset_s(self) -> int:
+        """Seconds east of UTC of the local time that picks the hour of day."""
+        ...
 
     def seconds(
         self,
