@@ -9,9 +9,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from api.payments.providers.alipay import AlipayConfig, AlipayProvider
 from api.payments.providers.keys import PlatformKey, PlatformKeyring
 from api.payments.providers.wechatpay import WeChatPayConfig, WeChatPayProvider
 from tests.api.payments.doubles import (
+    ALIPAY_APP_ID,
+    ALIPAY_NOTIFY_URL,
+    ALIPAY_SELLER_ID,
     APIV3_KEY,
     APPID,
     FIXED_NOW,
@@ -19,9 +23,12 @@ from tests.api.payments.doubles import (
     MERCHANT_SERIAL,
     NOTIFY_URL,
     PUB_KEY_ID,
+    FakeAlipayGateway,
     FakeWeChatGateway,
     WeChatPlatform,
     new_rsa_key,
+    private_pem,
+    public_der_b64,
     self_signed_cert,
 )
 
@@ -129,3 +136,49 @@ def wechat(wechat_config: WeChatPayConfig, wechat_http: httpx.AsyncClient) -> We
     return WeChatPayProvider(
         wechat_config, wechat_http, base_url="https://wechatpay.test", clock=lambda: FIXED_NOW
     )
+
+
+@pytest.fixture(scope="session")
+def alipay_app_key() -> rsa.RSAPrivateKey:
+    """Our Alipay application key (signs order strings and gateway requests)."""
+    return new_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def alipay_key() -> rsa.RSAPrivateKey:
+    """Alipay's own key (signs notifies and gateway answers)."""
+    return new_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def alipay_config(alipay_app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey) -> AlipayConfig:
+    """Configuration loaded from text, the way settings hold it (PEM and bare base64)."""
+    return AlipayConfig.from_strings(
+        app_id=ALIPAY_APP_ID,
+        seller_id=ALIPAY_SELLER_ID,
+        app_private_key=private_pem(alipay_app_key),
+        alipay_public_key=public_der_b64(alipay_key.public_key()),
+        notify_url=ALIPAY_NOTIFY_URL,
+        gateway_url="https://openapi.alipay.test/gateway.do",
+    )
+
+
+@pytest.fixture
+def alipay_gateway(
+    alipay_app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey
+) -> FakeAlipayGateway:
+    """The fake openapi gateway."""
+    return FakeAlipayGateway(app_public_key=alipay_app_key.public_key(), alipay_key=alipay_key)
+
+
+@pytest.fixture
+async def alipay_http(alipay_gateway: FakeAlipayGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """An AsyncClient wired to the fake Alipay gateway."""
+    async with httpx.AsyncClient(transport=alipay_gateway.transport()) as client:
+        yield client
+
+
+@pytest.fixture
+def alipay(alipay_config: AlipayConfig, alipay_http: httpx.AsyncClient) -> AlipayProvider:
+    """The Alipay provider under test, on the fixed clock."""
+    return AlipayProvider(alipay_config, alipay_http, clock=lambda: FIXED_NOW)
