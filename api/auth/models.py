@@ -62,7 +62,11 @@ class SocialIdentity(Base):
     """An openid (and unionid when the app is bound to an Open Platform) linked to a user."""
 
     __tablename__ = "social_identities"
-    __table_args__ = (UniqueConstraint("provider", "appid", "openid", name="provider_openid"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "provider", "appid", "openid", name="uq_social_identities_provider_openid"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
