@@ -1,0 +1,441 @@
+"""WGS-84 ↔ GCJ-02 ↔ BD-09 conversion, vectorised.
+
+GCJ-02 ("Mars coordinates", used by WeChat, Amap and Tencent maps) offsets WGS-84 by a few
+hundred metres, but only inside mainland China; BD-09 (Baidu) is a further fixed transform of
+GCJ-02. Every function takes ``(lat, lng)`` in degrees, either Python floats (and then returns
+floats) or numpy arrays of equal shape (and then returns arrays), with no Python loop over points.
+
+"Inside mainland China" is decided with a real outline (``geo/data/china_mainland.geojson``,
+Natural Earth; Hong Kong, Macao and Taiwan excluded), not a bounding box. A coarse grid
+precomputed from the outline answers most points with one array lookup; only points in grid
+cells crossed by the border take the exact polygon test.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any, Final, overload
+
+import numpy as np
+import shapely
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from geo._arrays import FloatArray, as_latlng
+from geo.errors import InvalidParameter
+
+__all__ = [
+    "CoordType",
+    "bd09_to_gcj02",
+    "bd09_to_wgs84",
+    "from_wgs84",
+    "gcj02_to_bd09",
+    "gcj02_to_wgs84",
+    "in_mainland_china",
+    "parse_coord_type",
+    "to_wgs84",
+    "wgs84_to_bd09",
+    "wgs84_to_gcj02",
+]
+
+
+class CoordType(StrEnum):
+    """Coordinate system of a lat/lng pair, named as in WeChat's ``wx.getLocation``."""
+
+    WGS84 = "wgs84"
+    GCJ02 = "gcj02"
+    BD09 = "bd09"
+
+
+# Krasovsky 1940 ellipsoid, as the GCJ-02 algorithm uses it.
+_GCJ_A: Final = 6378245.0
+_GCJ_EE: Final = 0.00669342162296594323
+# Baidu's constants: x_pi = pi * 3000 / 180 and the fixed BD-09 shift (degrees).
+_X_PI: Final = math.pi * 3000.0 / 180.0
+_BD_DLAT: Final = 0.006
+_BD_DLNG: Final = 0.0065
+# Fixed-point inverses stop once forward(estimate) is within this of the input (degrees). The
+# iteration contracts by a factor < 0.01 per step in China's latitudes (the offsets' slopes are
+# < 500 m per degree), so after the last correction the estimate is within 1e-8 degree of the
+# exact inverse (typically ~1e-9), below the 1e-7 degree (~1 cm) promised to callers.
+_INVERSE_TOL_DEG: Final = 1e-6
+_INVERSE_MAX_STEPS: Final = 12
+# GCJ-02 moves points by < 0.01 degree; a GCJ point farther than this outside the outline's
+# bounding box cannot have a pre-image inside China.
+_GCJ_MAX_SHIFT_DEG: Final = 0.05
+
+_OUTLINE_RESOURCE: Final = "china_mainland.geojson"
+# Grid cell of the precomputed inside/outside/border lookup, degrees (a power of two, so cell
+# indices are exact in binary floating point; ~3.5 km).
+_GRID_CELL_DEG: Final = 1.0 / 32.0
+_OUTSIDE: Final = 0
+_INSIDE: Final = 1
+_BORDER: Final = 2
+
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class _Outline:
+    """The mainland outline with its lookup grid; built once by ``_outline()``."""
+
+    geometry: BaseGeometry
+    x0: float
+    y0: float
+    grid: NDArray[np.uint8]
+
+    def contains(self, lat: FloatArray, lng: FloatArray) -> BoolArray:
+        """Whether each point (flat arrays, degrees) lies inside the outline."""
+        rows, cols = self.grid.shape
+        # The grid's outermost ring is all "outside", so clipping sends every point beyond the
+        # bounding box to an outside cell: the bounding-box reject costs no extra pass.
+        col = np.clip((lng - self.x0) * (1.0 / _GRID_CELL_DEG), 0.0, cols - 1).astype(np.intp)
+        row = np.clip((lat - self.y0) * (1.0 / _GRID_CELL_DEG), 0.0, rows - 1).astype(np.intp)
+        row *= cols
+        row += col
+        status = self.grid.ravel()[row]
+        result: BoolArray = status == _INSIDE
+        border = np.flatnonzero(status == _BORDER)
+        if border.size:
+            result[border] = shapely.contains_xy(self.geometry, lng[border], lat[border])
+        return result
+
+
+def _build_grid(geometry: BaseGeometry) -> tuple[float, float, NDArray[np.uint8]]:
+    """Classify grid cells as outside / inside / crossed by the border (conservatively)."""
+    cell = _GRID_CELL_DEG
+    minx, miny, maxx, maxy = geometry.bounds
+    # Two spare cells on every side: the 3x3 dilation below reaches into the inner one, the
+    # outer ring stays "outside" (``contains`` clips far-away points onto it).
+    x0 = (math.floor(minx / cell) - 2) * cell
+    y0 = (math.floor(miny / cell) - 2) * cell
+    cols = math.ceil((maxx - x0) / cell) + 3
+    rows = math.ceil((maxy - y0) / cell) + 3
+
+    # Sample the border at most cell/2 apart: every cell the border passes through then has a
+    # sample within cell/4, i.e. in the cell or a neighbour, so dilating the sampled cells by one
+    # marks every crossed cell (and a few more, which only costs an exact test).
+    samples = shapely.get_coordinates(shapely.segmentize(geometry.boundary, cell / 2.0))
+    border = np.zeros((rows, cols), dtype=np.bool_)
+    border[
+        ((samples[:, 1] - y0) / cell).astype(np.intp),
+        ((samples[:, 0] - x0) / cell).astype(np.intp),
+    ] = True
+    border = ndimage.binary_dilation(border, structure=np.ones((3, 3), dtype=np.bool_))
+
+    # Cells not crossed by the border form regions that are wholly inside or wholly outside;
+    # one exact test per region (4-connected, so regions never touch across the border).
+    labels, n_regions = ndimage.label(~border)
+    # Any one cell per region will do; with repeated indices one of the writes wins.
+    some_cell = np.zeros(n_regions + 1, dtype=np.intp)
+    some_cell[labels.ravel()] = np.arange(labels.size)
+    region_rows, region_cols = np.unravel_index(some_cell, labels.shape)
+    region_inside = shapely.contains_xy(
+        geometry, x0 + (region_cols + 0.5) * cell, y0 + (region_rows + 0.5) * cell
+    )
+    region_status = np.where(region_inside, _INSIDE, _OUTSIDE).astype(np.uint8)
+    # region_status[k] belongs to label k (label 0 = border cells, overwritten below).
+    grid = region_status[labels]
+    grid[border] = _BORDER
+    return x0, y0, grid
+
+
+@functools.cache
+def _outline() -> _Outline:
+    """Load the shipped mainland outline once and build its lookup grid."""
+    text = resources.files("geo.data").joinpath(_OUTLINE_RESOURCE).read_text(encoding="utf-8")
+    geometry = shape(json.loads(text)["geometry"])
+    shapely.prepare(geometry)
+    x0, y0, grid = _build_grid(geometry)
+    return _Outline(geometry=geometry, x0=x0, y0=y0, grid=grid)
+
+
+def _inside(lat: FloatArray, lng: FloatArray) -> BoolArray:
+    """Mainland test for validated flat arrays."""
+    return _outline().contains(lat, lng)
+
+
+def _gcj_offset(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """GCJ-02 shift (dlat, dlng) in degrees at WGS-84 points, without any region check."""
+    x = lng - 105.0
+    y = lat - 35.0
+    # The published polynomials need sin(k*pi*x) for k = 6, 2, 1, 1/3, 1/12, 1/30 and
+    # sin(k*pi*y) for k = 1, 1/3, 1/12, 1/30. Multiple-angle identities derive most of them
+    # from sin/cos(pi*x/12) and sin/cos(pi*y/12): 6 transcendental calls instead of 10, which
+    # is most of the cost (the identities lose < 1e-12 m).
+    sx12, cx12 = np.sin(math.pi / 12.0 * x), np.cos(math.pi / 12.0 * x)
+    sx3, cx3 = _quadruple_angle(sx12, cx12)
+    sx1 = sx3 * (3.0 - 4.0 * sx3 * sx3)
+    cx1 = cx3 * (4.0 * cx3 * cx3 - 3.0)
+    sx2 = 2.0 * sx1 * cx1
+    sx6 = sx2 * (3.0 - 4.0 * sx2 * sx2)
+    sy12, cy12 = np.sin(math.pi / 12.0 * y), np.cos(math.pi / 12.0 * y)
+    sy3, _ = _quadruple_angle(sy12, cy12)
+    sy1 = sy3 * (3.0 - 4.0 * sy3 * sy3)
+    shared = (20.0 * sx6 + 20.0 * sx2) * (2.0 / 3.0)
+    dlat_m = (
+        -100.0
+        + 2.0 * x
+        + 3.0 * y
+        + 0.2 * y * y
+        + 0.1 * x * y
+        + 0.2 * np.sqrt(np.abs(x))
+        + shared
+        + (20.0 * sy1 + 40.0 * sy3) * (2.0 / 3.0)
+        + (160.0 * sy12 + 320.0 * np.sin(math.pi / 30.0 * y)) * (2.0 / 3.0)
+    )
+    dlng_m = (
+        300.0
+        + x
+        + 2.0 * y
+        + 0.1 * x * x
+        + 0.1 * x * y
+        + 0.1 * np.sqrt(np.abs(x))
+        + shared
+        + (20.0 * sx1 + 40.0 * sx3) * (2.0 / 3.0)
+        + (150.0 * sx12 + 300.0 * np.sin(math.pi / 30.0 * x)) * (2.0 / 3.0)
+    )
+    sin_lat = np.sin(np.radians(lat))
+    magic = 1.0 - _GCJ_EE * sin_lat * sin_lat
+    sqrt_magic = np.sqrt(magic)
+    # cos(lat) >= 0 for valid latitudes, so it follows from sin(lat) without another call.
+    cos_lat = np.sqrt(np.maximum(1.0 - sin_lat * sin_lat, 0.0))
+    dlat = dlat_m * 180.0 / ((_GCJ_A * (1.0 - _GCJ_EE)) / (magic * sqrt_magic) * math.pi)
+    dlng = dlng_m * 180.0 / (_GCJ_A / sqrt_magic * cos_lat * math.pi)
+    return dlat, dlng
+
+
+def _quadruple_angle(s: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(sin 4a, cos 4a) from (sin a, cos a)."""
+    s2 = 2.0 * s * c
+    c2 = 1.0 - 2.0 * s * s
+    return 2.0 * s2 * c2, 1.0 - 2.0 * s2 * s2
+
+
+def _wgs_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    out_lat = lat.copy()
+    out_lng = lng.copy()
+    mask = _inside(lat, lng)
+    if mask.all():
+        dlat, dlng = _gcj_offset(lat, lng)
+        return lat + dlat, lng + dlng
+    if mask.any():
+        dlat, dlng = _gcj_offset(lat[mask], lng[mask])
+        out_lat[mask] += dlat
+        out_lng[mask] += dlng
+    return out_lat, out_lng
+
+
+def _gcj_inverse_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """WGS-84 points whose (unchecked) GCJ-02 image is the input, by fixed-point iteration."""
+    dlat, dlng = _gcj_offset(lat, lng)
+    est_lat = lat - dlat
+    est_lng = lng - dlng
+    for _ in range(_INVERSE_MAX_STEPS):
+        dlat, dlng = _gcj_offset(est_lat, est_lng)
+        err_lat = est_lat + dlat - lat
+        err_lng = est_lng + dlng - lng
+        est_lat -= err_lat
+        est_lng -= err_lng
+        if max(float(np.max(np.abs(err_lat))), float(np.max(np.abs(err_lng)))) <= (
+            _INVERSE_TOL_DEG
+        ):
+            break
+    return est_lat, est_lng
+
+
+def _gcj_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    out_lat = lat.copy()
+    out_lng = lng.copy()
+    if lat.size == 0:
+        return out_lat, out_lng
+    outline = _outline()
+    minx, miny, maxx, maxy = outline.geometry.bounds
+    near = (
+        (lat >= miny - _GCJ_MAX_SHIFT_DEG)
+        & (lat <= maxy + _GCJ_MAX_SHIFT_DEG)
+        & (lng >= minx - _GCJ_MAX_SHIFT_DEG)
+        & (lng <= maxx + _GCJ_MAX_SHIFT_DEG)
+    )
+    if not near.any():
+        return out_lat, out_lng
+    cand_lat, cand_lng = _gcj_inverse_unchecked(lat[near], lng[near])
+    # The pre-image decides: a GCJ point is shifted back only when the WGS-84 point it came
+    # from lies inside mainland China, so the round trip is consistent near the border.
+    inside = _inside(cand_lat, cand_lng)
+    idx = np.flatnonzero(near)[inside]
+    out_lat[idx] = cand_lat[inside]
+    out_lng[idx] = cand_lng[inside]
+    return out_lat, out_lng
+
+
+def _gcj_to_bd(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    z = np.hypot(lng, lat) + 0.00002 * np.sin(lat * _X_PI)
+    theta = np.arctan2(lat, lng) + 0.000003 * np.cos(lng * _X_PI)
+    return z * np.sin(theta) + _BD_DLAT, z * np.cos(theta) + _BD_DLNG
+
+
+def _bd_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    # Baidu's published closed-form inverse is off by up to ~2e-6 degree; refine it by
+    # fixed-point iteration on the forward transform so round trips close to within 1e-8 degree.
+    x = lng - _BD_DLNG
+    y = lat - _BD_DLAT
+    z = np.hypot(x, y) - 0.00002 * np.sin(y * _X_PI)
+    theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _X_PI)
+    est_lat = z * np.sin(theta)
+    est_lng = z * np.cos(theta)
+    for _ in range(_INVERSE_MAX_STEPS):
+        fwd_lat, fwd_lng = _gcj_to_bd(est_lat, est_lng)
+        err_lat = fwd_lat - lat
+        err_lng = fwd_lng - lng
+        est_lat -= err_lat
+        est_lng -= err_lng
+        if lat.size == 0 or max(float(np.max(np.abs(err_lat))), float(np.max(np.abs(err_lng)))) <= (
+            _INVERSE_TOL_DEG
+        ):
+            break
+    return est_lat, est_lng
+
+
+_Transform = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+
+
+def _apply(transform: _Transform, lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """Validate, run ``transform`` on flat arrays, and give back floats or the input's shape."""
+    lat_a, lng_a, scalar = as_latlng(lat, lng)
+    out_lat, out_lng = transform(lat_a.reshape(-1), lng_a.reshape(-1))
+    if scalar:
+        return float(out_lat[0]), float(out_lng[0])
+    return out_lat.reshape(lat_a.shape), out_lng.reshape(lat_a.shape)
+
+
+def _wgs_to_bd(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    return _gcj_to_bd(*_wgs_to_gcj(lat, lng))
+
+
+def _bd_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    return _gcj_to_wgs(*_bd_to_gcj(lat, lng))
+
+
+def _identity(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    return lat.copy(), lng.copy()
+
+
+_TO_WGS84: Final[dict[CoordType, _Transform]] = {
+    CoordType.WGS84: _identity,
+    CoordType.GCJ02: lambda lat, lng: _gcj_to_wgs(lat, lng),
+    CoordType.BD09: lambda lat, lng: _bd_to_wgs(lat, lng),
+}
+_FROM_WGS84: Final[dict[CoordType, _Transform]] = {
+    CoordType.WGS84: _identity,
+    CoordType.GCJ02: lambda lat, lng: _wgs_to_gcj(lat, lng),
+    CoordType.BD09: lambda lat, lng: _wgs_to_bd(lat, lng),
+}
+
+
+@overload
+def wgs84_to_gcj02(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def wgs84_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def wgs84_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """WGS-84 → GCJ-02 (degrees); points outside mainland China are returned unchanged."""
+    return _apply(_wgs_to_gcj, lat, lng)
+
+
+@overload
+def gcj02_to_wgs84(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def gcj02_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def gcj02_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """GCJ-02 → WGS-84 (degrees), inverse to within 1e-8 degree by fixed-point iteration.
+
+    A point is shifted back only when its WGS-84 pre-image lies inside mainland China;
+    otherwise it is returned unchanged.
+    """
+    return _apply(_gcj_to_wgs, lat, lng)
+
+
+@overload
+def gcj02_to_bd09(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def gcj02_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def gcj02_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """GCJ-02 → BD-09 (degrees) by Baidu's formula; applies everywhere, like Baidu's API."""
+    return _apply(_gcj_to_bd, lat, lng)
+
+
+@overload
+def bd09_to_gcj02(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def bd09_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def bd09_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """BD-09 → GCJ-02 (degrees), inverse of ``gcj02_to_bd09`` to within 1e-8 degree."""
+    return _apply(_bd_to_gcj, lat, lng)
+
+
+@overload
+def wgs84_to_bd09(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def wgs84_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def wgs84_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """WGS-84 → BD-09 (degrees): GCJ-02 inside mainland China, then Baidu's transform."""
+    return _apply(_wgs_to_bd, lat, lng)
+
+
+@overload
+def bd09_to_wgs84(lat: float, lng: float) -> tuple[float, float]: ...
+@overload
+def bd09_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def bd09_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+    """BD-09 → WGS-84 (degrees): inverse of ``wgs84_to_bd09``."""
+    return _apply(_bd_to_wgs, lat, lng)
+
+
+def parse_coord_type(coord_type: CoordType | str) -> CoordType:
+    """Return ``coord_type`` as a ``CoordType``; ``InvalidParameter`` naming it if unknown."""
+    try:
+        return CoordType(coord_type)
+    except ValueError:
+        names = ", ".join(member.value for member in CoordType)
+        raise InvalidParameter(f"coord_type must be one of {names}, got {coord_type!r}") from None
+
+
+@overload
+def to_wgs84(lat: float, lng: float, coord_type: CoordType | str) -> tuple[float, float]: ...
+@overload
+def to_wgs84(
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str
+) -> tuple[FloatArray, FloatArray]: ...
+def to_wgs84(lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str) -> tuple[Any, Any]:
+    """Convert points given in ``coord_type`` to WGS-84 (degrees)."""
+    return _apply(_TO_WGS84[parse_coord_type(coord_type)], lat, lng)
+
+
+@overload
+def from_wgs84(lat: float, lng: float, coord_type: CoordType | str) -> tuple[float, float]: ...
+@overload
+def from_wgs84(
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str
+) -> tuple[FloatArray, FloatArray]: ...
+def from_wgs84(lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str) -> tuple[Any, Any]:
+    """Convert WGS-84 points (degrees) to ``coord_type``."""
+    return _apply(_FROM_WGS84[parse_coord_type(coord_type)], lat, lng)
+
+
+@overload
+def in_mainland_china(lat: float, lng: float) -> bool: ...
+@overload
+def in_mainland_china(lat: ArrayLike, lng: ArrayLike) -> BoolArray: ...
+def in_mainland_china(lat: ArrayLike, lng: ArrayLike) -> Any:
+    """Whether WGS-84 points (degrees) lie in mainland China (not Hong Kong, Macao, Taiwan)."""
+    lat_a, lng_a, scalar = as_latlng(lat, lng)
+    inside = _outline().contains(lat_a.reshape(-1), lng_a.reshape(-1))
+    return bool(inside[0]) if scalar else inside.reshape(lat_a.shape)
