@@ -25,6 +25,10 @@ FloatArray = NDArray[np.float64]
 TRAVEL_MARGIN = 1.03
 #: Seconds between sampled departure times of a time-dependent model.
 SAMPLE_STEP_S = 1800
+#: Above this many (pair x departure) evaluations a matrix is scaled, not sampled.
+EXACT_SAMPLE_BUDGET = 4_000_000
+#: Random pairs used to measure the worst slowdown of a scaled matrix.
+RATIO_PAIRS = 4000
 #: Mode names in code order (geo.travel.TransportMode.code).
 MODE_NAMES: tuple[str, ...] = ("walk", "ebike", "car")
 
@@ -154,7 +158,11 @@ class Space:
         assert not isinstance(model, TravelMatrix)
         best: FloatArray | None = None
         name = MODE_NAMES[mode]
-        for at in self._samples():
+        samples = self._samples()
+        size = np.size(from_lat) * np.size(to_lat)
+        if matrix and size * samples.size > EXACT_SAMPLE_BUDGET:
+            return self._scaled_matrix(from_lat, from_lng, mode, samples)
+        for at in samples:
             if matrix:
                 secs = model.matrix(from_lat, from_lng, to_lat, to_lng, int(at), mode=name)
             else:
@@ -164,6 +172,39 @@ class Space:
         out = np.ceil(np.asarray(best) * TRAVEL_MARGIN).astype(np.int64)
         if matrix:
             np.fill_diagonal(out, 0)
+        return out
+
+    def _scaled_matrix(
+        self, lat: FloatArray, lng: FloatArray, mode: int, samples: IntArray
+    ) -> IntArray:
+        """Big matrices: one full matrix, scaled by the worst slowdown seen on sampled pairs.
+
+        Evaluating the model at every sampled departure is quadratic per
+        sample; instead the matrix is computed once (at the first sample) and
+        multiplied by the largest ratio, over random pairs and all sampled
+        departures, of the travel time then to the travel time at that first
+        sample. For speed-by-hour models the ratio is the same for all short
+        trips, so this stays conservative.
+        """
+        model = self.travel
+        assert not isinstance(model, TravelMatrix)
+        name = MODE_NAMES[mode]
+        base = np.asarray(model.matrix(lat, lng, lat, lng, int(samples[0]), mode=name))
+        rng = np.random.default_rng(0)
+        n = lat.size
+        i = rng.integers(0, n, RATIO_PAIRS)
+        j = rng.integers(0, n, RATIO_PAIRS)
+        keep = base[i, j] > 0
+        i, j = i[keep], j[keep]
+        ratio = 1.0
+        if i.size:
+            at = np.repeat(samples, i.size)
+            secs = model.seconds(np.tile(lat[i], samples.size), np.tile(lng[i], samples.size),
+                                 np.tile(lat[j], samples.size), np.tile(lng[j], samples.size),
+                                 at, mode=name)
+            ratio = max(1.0, float((np.asarray(secs) / np.tile(base[i, j], samples.size)).max()))
+        out = np.ceil(base * (ratio * TRAVEL_MARGIN)).astype(np.int64)
+        np.fill_diagonal(out, 0)
         return out
 
     def to_and_from(

@@ -124,7 +124,9 @@ def solve_pyvrp(
             g = len(groups)
             a, b = len(clients), len(clients) + 1
             if objective.allow_drop:
-                prize_a, prize_b = pen, max(pen - change_penalty, 0)
+                # Serving elsewhere costs the change penalty; dropping costs it too, on top
+                # of the drop penalty, so the search never trades a kept visit for a new one.
+                prize_a, prize_b = pen + change_penalty, pen
             else:
                 prize_a, prize_b = change_penalty, 0
             clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, stay[i]),

@@ -20,6 +20,7 @@ Started and finished visits are a fixed prefix of their worker's day.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -66,6 +67,8 @@ __all__ = [
 
 #: Cost units are "travel seconds"; dropping a visit costs this by default (8 h of riding).
 DEFAULT_DROP_PENALTY = 8 * 3600
+#: Share of the time limit kept for decoding and repairing the search's routes.
+_DECODE_RESERVE = 0.05
 #: Default penalty for moving a visit away from its current worker (1 h of riding).
 DEFAULT_CHANGE_PENALTY = 3600
 
@@ -823,21 +826,36 @@ def plan_day(
     skill bits into ``UnknownSkill``. Raises ``InvalidInput`` subclasses naming
     the visit for malformed input; infeasible visits are dropped with a reason.
     """
-    from dispatch._vrp_pyvrp import solve_pyvrp
-
+    t_begin = time.perf_counter()
     stop = stop if isinstance(stop, Stop) else Stop(seconds=float(stop))
     objective = objective or Objective()
     if change_penalty < 0:
         raise InvalidInput(f"change_penalty must be >= 0, got {change_penalty}")
-    if objective.allow_drop and current is not None and change_penalty >= objective.drop_penalty:
-        raise InvalidInput(
-            f"change_penalty {change_penalty} must be below drop_penalty {objective.drop_penalty}"
-        )
     p = _problem(visits, workers, travel, current, known_skills)
+    return _solve_problem(p, travel, stop, seed, current, change_penalty, objective, t_begin)
+
+
+def _solve_problem(
+    p: _Problem,
+    travel: TravelMatrix | TravelModelLike,
+    stop: Stop,
+    seed: int,
+    current: DayPlan | None,
+    change_penalty: int,
+    objective: Objective,
+    t_begin: float,
+) -> DayPlan:
+    """Search, make every route feasible, place what the search left out, and report."""
+    from dispatch._vrp_pyvrp import solve_pyvrp
+
     elig = _eligibility(p)
     reasons = _pre_drop_reasons(p, elig)
-    seqs, reasons2, hit, runtime = solve_pyvrp(
-        p, elig, objective, stop, seed, change_penalty if current is not None else 0, current
+    # The limit is wall-clock for the whole call: the matrices and decoding count too.
+    spent = time.perf_counter() - t_begin
+    budget = max(stop.seconds - spent - _DECODE_RESERVE * stop.seconds, 0.05)
+    seqs, reasons2, hit, _ = solve_pyvrp(
+        p, elig, objective, replace(stop, seconds=budget), seed,
+        change_penalty if current is not None else 0, current,
     )
     reasons.update(reasons2)
     seqs, removed = _route_sequences_feasible(p, seqs)
@@ -846,8 +864,9 @@ def plan_day(
         for i in still:
             reasons.setdefault(i, (DropReason.NO_CAPACITY, "no worker's day had room after search"))
     return _assemble(
-        p, seqs, reasons, hit_time_limit=hit, engine="pyvrp", runtime_s=runtime,
-        objective=objective, current=current, travel=travel,
+        p, seqs, reasons, hit_time_limit=hit, engine="pyvrp",
+        runtime_s=time.perf_counter() - t_begin, objective=objective, current=current,
+        travel=travel,
     )
 
 
@@ -909,71 +928,64 @@ class InsertionOptions:
         return len(self.options)
 
 
+_FLAT_COLUMNS = (
+    "route", "position", "prev_row", "next_row", "prev_end", "next_early", "next_start",
+    "next_latest", "mode", "load_left", "visits_left", "skills", "free_from", "old_travel",
+)
+
+
+def _route_gaps(p: _Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
+    """Gap rows of worker k's free route part: one before each stop and one before home."""
+    w = p.workers[k]
+    m = w.mode_code
+    dur = p.space.duration[m]
+    real = [i for i in seq if i >= 0]
+    nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
+    early, late, service = _stop_windows(p, k, np.asarray(seq, dtype=np.int64))
+    rt = route_times(dur, int(p.ready_row[k]), p.W + k, int(p.ready_time[k]),
+                     int(p.shift_end[k]), nodes, early, late, service, allow_late=True)
+    # A stop already late (after an overrun) may not get any later than it is now.
+    lat = latest_starts(dur, nodes, p.W + k, max(int(p.shift_end[k]), rt.finish),
+                        np.maximum(late, rt.start), service)
+    n = len(seq)
+    prev_rows = np.concatenate([[p.ready_row[k]], nodes]).astype(np.int64)
+    prev_end = np.concatenate([[p.ready_time[k]], rt.end]).astype(np.int64)
+    # Inserting right after a break means leaving from the place before the break.
+    for j in range(1, n + 1):
+        if seq[j - 1] < 0:
+            prev_rows[j] = prev_rows[j - 1]
+    next_rows = np.concatenate([nodes, [p.W + k]]).astype(np.int64)
+    used = int(p.demand[real].sum()) if real else 0
+    return {
+        "route": np.full(n + 1, k, dtype=np.int64),
+        "position": np.arange(n + 1, dtype=np.int64),
+        "prev_row": prev_rows,
+        "next_row": next_rows,
+        "prev_end": prev_end,
+        "next_early": np.concatenate([early, [0]]).astype(np.int64),
+        "next_start": np.concatenate([rt.start, [rt.finish]]).astype(np.int64),
+        "next_latest": np.concatenate([lat, [p.shift_end[k]]]).astype(np.int64),
+        "mode": np.full(n + 1, m, dtype=np.int64),
+        "load_left": np.full(n + 1, p.cap[k] - used, dtype=np.int64),
+        "visits_left": np.full(n + 1, p.maxv[k] - len(real), dtype=np.int64),
+        "skills": np.full(n + 1, p.wskills[k], dtype=np.uint64),
+        "free_from": np.zeros(n + 1, dtype=np.int64),
+        "old_travel": dur[prev_rows, next_rows].astype(np.int64),
+    }
+
+
+def _concat_gaps(pieces: Sequence[dict[str, NDArray[Any]]]) -> FlatRoutes:
+    cat = {
+        c: (np.concatenate([pc[c] for pc in pieces]) if pieces
+            else np.zeros(0, dtype=np.uint64 if c == "skills" else np.int64))
+        for c in _FLAT_COLUMNS
+    }
+    return FlatRoutes(**cat, old_cost=cat["old_travel"])
+
+
 def _flat_routes(p: _Problem, seqs: list[list[int]]) -> FlatRoutes:
     """Gap rows of every route (free part only), for vectorised insertion."""
-    cols: dict[str, list[Any]] = {k: [] for k in (
-        "route", "position", "prev_row", "next_row", "prev_end", "next_early", "next_start",
-        "next_latest", "mode", "load_left", "visits_left", "skills", "free_from")}
-    for k, seq in enumerate(seqs):
-        w = p.workers[k]
-        m = w.mode_code
-        dur = p.space.duration[m]
-        real = [i for i in seq if i >= 0]
-        nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
-        early, late, service = _stop_windows(p, k, np.asarray(seq, dtype=np.int64))
-        rt = route_times(dur, int(p.ready_row[k]), p.W + k, int(p.ready_time[k]),
-                         int(p.shift_end[k]), nodes, early, late, service, allow_late=True)
-        lat = latest_starts(dur, nodes, p.W + k, int(p.shift_end[k]), late, service)
-        # A late route (after an overrun) must not get later: its bound is today's start.
-        lat = np.maximum(lat, np.minimum(rt.start, np.maximum(lat, rt.start)))
-        lat = np.where(rt.start > late, rt.start, lat)
-        n = len(seq)
-        prev_rows = np.concatenate([[p.ready_row[k]], nodes]).astype(np.int64)
-        prev_end = np.concatenate([[p.ready_time[k]], rt.end]).astype(np.int64)
-        # Inserting right after a break means leaving from the place before the break.
-        for j in range(1, n + 1):
-            if seq[j - 1] < 0:
-                prev_rows[j] = prev_rows[j - 1]
-        next_rows = np.concatenate([nodes, [p.W + k]]).astype(np.int64)
-        cols["route"].append(np.full(n + 1, k))
-        cols["position"].append(np.arange(n + 1))
-        cols["prev_row"].append(prev_rows)
-        cols["next_row"].append(next_rows)
-        cols["prev_end"].append(prev_end)
-        cols["next_early"].append(np.concatenate([early, [0]]))
-        cols["next_start"].append(np.concatenate([rt.start, [rt.finish]]))
-        cols["next_latest"].append(np.concatenate([lat, [p.shift_end[k]]]))
-        cols["mode"].append(np.full(n + 1, m))
-        used = int(p.demand[real].sum()) if real else 0
-        cols["load_left"].append(np.full(n + 1, p.cap[k] - used))
-        cols["visits_left"].append(np.full(n + 1, p.maxv[k] - len(real)))
-        cols["skills"].append(np.full(n + 1, p.wskills[k], dtype=np.uint64))
-        cols["free_from"].append(np.zeros(n + 1))
-    cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    old_travel = np.zeros(cat["route"].size, dtype=np.int64)
-    for m in p.space.modes:
-        sel = cat["mode"] == m
-        if sel.any():
-            old_travel[sel] = p.space.duration[m][
-                cat["prev_row"][sel].astype(np.int64), cat["next_row"][sel].astype(np.int64)
-            ]
-    return FlatRoutes(
-        route=cat["route"].astype(np.int64),
-        position=cat["position"].astype(np.int64),
-        prev_row=cat["prev_row"].astype(np.int64),
-        next_row=cat["next_row"].astype(np.int64),
-        prev_end=cat["prev_end"].astype(np.int64),
-        next_early=cat["next_early"].astype(np.int64),
-        next_start=cat["next_start"].astype(np.int64),
-        next_latest=cat["next_latest"].astype(np.int64),
-        old_travel=old_travel,
-        old_cost=old_travel,
-        mode=cat["mode"].astype(np.int64),
-        load_left=cat["load_left"].astype(np.int64),
-        visits_left=cat["visits_left"].astype(np.int64),
-        skills=cat["skills"].astype(np.uint64),
-        free_from=cat["free_from"].astype(np.int64),
-    )
+    return _concat_gaps([_route_gaps(p, k, seq) for k, seq in enumerate(seqs)])
 
 
 def _insert_one(
@@ -1002,14 +1014,18 @@ def _greedy_insert(
     """Insert visits one by one at their cheapest feasible place (hardest-window first)."""
     left: list[int] = []
     order = sorted(todo, key=lambda i: (int(p.late[i] - p.early[i]), i))
+    pieces = [_route_gaps(p, k, seq) for k, seq in enumerate(seqs)]
+    flat = _concat_gaps(pieces)
     for i in order:
-        flat = _flat_routes(p, seqs)
         r, pos, _, cost = _insert_one(p, flat, i, elig[i])
         if r.size == 0:
             left.append(i)
             continue
         j = int(np.argmin(cost))
-        seqs[int(r[j])].insert(int(pos[j]), i)
+        k = int(r[j])
+        seqs[k].insert(int(pos[j]), i)
+        pieces[k] = _route_gaps(p, k, seqs[k])
+        flat = _concat_gaps(pieces)
     return seqs, left
 
 
