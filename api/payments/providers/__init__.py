@@ -1,5 +1,18 @@
-"""Payment providers behind one protocol: WeChat Pay v3, Alipay and the local sandbox."""
+"""Payment providers behind one protocol: WeChat Pay v3, Alipay and the local sandbox.
 
+Typical use by the payments service (router → service → provider):
+
+    note = provider.parse_notification(request.headers, await request.body(), now=now)
+    # lock the order row by note.out_trade_no; skip if note.dedupe_key was stored
+    check_against_order(note, provider.expected(order.out_trade_no, order.amount_fen))
+    # mark paid (待服务), store note.raw and note.dedupe_key, then
+    return provider.success_response()
+
+Any PaymentError → provider.failure_response(str(error)) so the provider resends
+(or not: a SignatureInvalid probe simply fails).
+"""
+
+from api.payments.providers.alipay import AlipayConfig, AlipayProduct, AlipayProvider
 from api.payments.providers.base import (
     PAID_TRADE_STATES,
     REPLAY_WINDOW,
@@ -29,10 +42,15 @@ from api.payments.providers.base import (
     order_mismatch,
 )
 from api.payments.providers.keys import PlatformKey, PlatformKeyring
+from api.payments.providers.sandbox import SandboxProvider, SignedCallback
+from api.payments.providers.wechatpay import WeChatPayConfig, WeChatPayProvider
 
 __all__ = [
     "PAID_TRADE_STATES",
     "REPLAY_WINDOW",
+    "AlipayConfig",
+    "AlipayProduct",
+    "AlipayProvider",
     "DecryptionFailed",
     "ExpectedPayment",
     "GatewayError",
@@ -53,10 +71,14 @@ __all__ = [
     "RefundRequest",
     "RefundResult",
     "ReplayWindowExceeded",
+    "SandboxProvider",
     "SignatureInvalid",
+    "SignedCallback",
     "TradeNotFound",
     "UnknownCertificate",
     "UnsupportedAlgorithm",
+    "WeChatPayConfig",
+    "WeChatPayProvider",
     "check_against_order",
     "order_mismatch",
 ]

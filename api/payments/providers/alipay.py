@@ -38,9 +38,9 @@ from api.payments.providers.base import (
     SignatureInvalid,
     TradeNotFound,
     UnsupportedAlgorithm,
-    _require_aware,
     check_out_trade_no,
     fen_to_yuan,
+    require_aware,
 )
 from api.payments.providers.keys import (
     load_private_key,
@@ -193,7 +193,7 @@ class AlipayProvider:
 
     def _now(self) -> datetime:
         now = self._clock()
-        _require_aware(now, "clock()")
+        require_aware(now, "clock()")
         return now
 
     def _signed_params(
@@ -291,7 +291,7 @@ class AlipayProvider:
         no freshness check, so replays are absorbed by the dedupe key instead. `headers`
         is unused (everything Alipay signs is in the body) but kept for the protocol.
         """
-        _require_aware(now)
+        require_aware(now)
         form = self.verify_form(raw_body)
         return notification_from_form(form)
 

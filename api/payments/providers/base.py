@@ -113,7 +113,8 @@ class OrderMismatch(PaymentError):
 # Values.
 
 
-def _require_aware(now: datetime, name: str = "now") -> None:
+def require_aware(now: datetime, name: str = "now") -> None:
+    """Raise InvalidPaymentInput unless `now` is timezone-aware (times are compared in UTC)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise InvalidPaymentInput(f"{name} must be timezone-aware, got naive {now!r}")
 
@@ -163,7 +164,7 @@ class PaymentRequest:
         if self.payer_id is not None and not self.payer_id:
             raise InvalidPaymentInput("payer_id must be None or non-empty")
         if self.expires_at is not None:
-            _require_aware(self.expires_at, "expires_at")
+            require_aware(self.expires_at, "expires_at")
 
 
 @dataclass(frozen=True)
@@ -415,8 +416,8 @@ class PaymentProvider(Protocol):
         """The reply that tells the provider we took the notification."""
         ...
 
-    def failure_response(self, message: str) -> HttpReply:
-        """The reply that tells the provider to resend later; `message` is for its logs."""
+    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
+        """The reply (4xx/5xx) that makes the provider resend later; `message` is for logs."""
         ...
 
     async def refund(self, request: RefundRequest) -> RefundResult:

@@ -39,8 +39,8 @@ from api.payments.providers.base import (
     RefundRequest,
     RefundResult,
     TradeNotFound,
-    _require_aware,
     check_out_trade_no,
+    require_aware,
 )
 from api.payments.providers.keys import PUB_KEY_ID_PREFIX, PlatformKey, PlatformKeyring
 from api.payments.providers.wechatpay import (
@@ -146,7 +146,7 @@ class SandboxProvider:
 
     def _now(self) -> datetime:
         now = self._clock()
-        _require_aware(now, "clock()")
+        require_aware(now, "clock()")
         return now
 
     # -- the provider protocol ----------------------------------------------

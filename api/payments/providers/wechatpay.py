@@ -44,9 +44,9 @@ from api.payments.providers.base import (
     SignatureInvalid,
     TradeNotFound,
     UnsupportedAlgorithm,
-    _require_aware,
     check_out_trade_no,
     lower_headers,
+    require_aware,
 )
 from api.payments.providers.keys import (
     PlatformKeyring,
@@ -195,7 +195,7 @@ class V3Verifier:
         self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
     ) -> None:
         """Raise a PaymentError unless the headers sign raw_body with a configured key."""
-        _require_aware(now)
+        require_aware(now)
         if not isinstance(raw_body, bytes | bytearray):
             raise MalformedNotification(
                 f"body must be the raw request bytes, got {type(raw_body).__name__}"
@@ -642,7 +642,7 @@ class WeChatPayProvider:
 
     def _now(self) -> datetime:
         now = self._clock()
-        _require_aware(now, "clock()")
+        require_aware(now, "clock()")
         return now
 
     async def _call(
