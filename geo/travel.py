@@ -321,7 +321,7 @@ class HaversineTravelModel:
                 "do not broadcast together"
             ) from exc
         great_circle_m = np.broadcast_to(haversine_m(lat1, lng1, lat2, lng2), shape)
-        return self._seconds_for(great_circle_m, np.broadcast_to(at_s, shape), codes, shape)
+        return self._seconds_for(great_circle_m, at_s, codes)
 
     def matrix(
         self,
@@ -352,76 +352,105 @@ class HaversineTravelModel:
         shape = (n, lat2.shape[0])
         great_circle_m = haversine_m(lat1[:, None], lng1[:, None], lat2[None, :], lng2[None, :])
         try:
-            at_b = np.broadcast_to(at_s, shape)
-            np.broadcast_shapes(codes.shape, shape)
+            if np.broadcast_shapes(at_s.shape, codes.shape, shape) != shape:
+                raise ValueError("larger than the matrix")
         except ValueError as exc:
             raise ShapeMismatch(
                 f"at {at_s.shape} and mode {codes.shape} must broadcast to the matrix {shape}"
             ) from exc
-        return self._seconds_for(great_circle_m, at_b, codes, shape)
+        return self._seconds_for(great_circle_m, at_s, codes)
 
     def _seconds_for(
-        self,
-        great_circle_m: FloatArray,
-        at_s: FloatArray,
-        codes: NDArray[np.int8],
-        shape: tuple[int, ...],
+        self, great_circle_m: FloatArray, at_s: FloatArray, codes: NDArray[np.int8]
     ) -> FloatArray:
+        """Seconds for pair distances ``great_circle_m``; ``at_s`` and ``codes`` broadcast to it."""
+        # Time of day on the (often scalar) departure array, before any broadcasting.
+        tod = _time_of_day(at_s, self.utc_offset_s)
         if codes.ndim == 0:
             code = int(codes)
             road_m = great_circle_m * self._detour[code]
             if self._flat[code]:
                 # Constant speed: no integration needed (walking, most of the time).
                 return np.asarray(road_m / self._speed_table[code, 0] + self._overhead[code])
-            ride = _ride_seconds(
-                road_m.ravel(),
-                at_s.ravel(),
-                np.full(road_m.size, code),
-                self._speed_table,
-                self.utc_offset_s,
-            )
-            return np.asarray(ride.reshape(shape) + self._overhead[code])
-        codes_b = np.broadcast_to(codes, shape).ravel()
-        road_m = great_circle_m.ravel() * self._detour[codes_b]
-        ride = _ride_seconds(road_m, at_s.ravel(), codes_b, self._speed_table, self.utc_offset_s)
-        return np.asarray((ride + self._overhead[codes_b]).reshape(shape))
+            ride = _ride_seconds(road_m, tod, np.asarray(code), self._speed_table)
+            return np.asarray(ride + self._overhead[code])
+        road_m = great_circle_m * self._detour[codes]
+        ride = _ride_seconds(road_m, tod, codes, self._speed_table)
+        return np.asarray(ride + self._overhead[codes])
+
+
+def _time_of_day(at_s: FloatArray, utc_offset_s: int) -> FloatArray:
+    """Local seconds since midnight (0 <= x < 86400) of epoch seconds ``at_s``."""
+    # Split off the fraction so the modulo works on exact integers.
+    at_floor = np.floor(at_s)
+    return np.asarray(np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor))
 
 
 def _ride_seconds(
     distance_m: FloatArray,
-    at_s: FloatArray,
+    tod_s: FloatArray,
     rows: NDArray[np.integer[Any]],
     speed_table: FloatArray,
-    utc_offset_s: int,
 ) -> FloatArray:
-    """Seconds to cover ``distance_m`` from epoch ``at_s`` at ``speed_table[rows, local hour]``.
+    """Seconds to cover ``distance_m`` leaving at local time of day ``tod_s``.
 
-    Piecewise-constant speed integrated exactly across hour boundaries; the
-    loop runs over hour steps (at most 25), never over points.
+    Speeds are ``speed_table[rows, local hour]``, piecewise constant and
+    integrated exactly across hour boundaries. ``tod_s`` and ``rows``
+    broadcast to ``distance_m``. Most city trips end in their departure hour:
+    they cost one division; only the crossing ones enter the hour-step loop
+    (at most 25 steps, never a loop over points).
     """
-    seconds = np.zeros(distance_m.shape)
-    # Whole days first, so a cross-country walk costs at most 25 hour steps.
-    day_m = speed_table.sum(axis=1)[rows] * SECONDS_PER_HOUR
-    whole_days = np.floor(distance_m / day_m)
-    seconds += whole_days * SECONDS_PER_DAY
-    remaining = distance_m - whole_days * day_m
-    at_floor = np.floor(at_s)
-    tod = np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor)
-    active = np.flatnonzero(remaining > 0)
-    while active.size:
-        t = tod[active]
-        hour = np.minimum((t // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
-        speed = speed_table[rows[active], hour]
-        to_boundary = (hour + 1) * SECONDS_PER_HOUR - t
-        reach_m = speed * to_boundary
-        rem = remaining[active]
-        done = rem <= reach_m
-        step = np.where(done, rem / speed, to_boundary)
-        seconds[active] += step
-        remaining[active] = np.where(done, 0.0, rem - reach_m)
-        tod[active] = np.mod(t + step, SECONDS_PER_DAY)
-        active = active[~done]
+    shape = distance_m.shape
+    hour = np.minimum((tod_s // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+    seconds = np.asarray(distance_m / speed_table[rows, hour], dtype=np.float64)
+    crossing = seconds > (hour + 1) * SECONDS_PER_HOUR - tod_s
+    if not crossing.any():
+        return seconds
+    idx = np.flatnonzero(crossing)
+    seconds.flat[idx] = _ride_seconds_crossing(
+        np.broadcast_to(distance_m, shape).flat[idx],
+        np.broadcast_to(tod_s, shape).flat[idx],
+        np.broadcast_to(rows, shape).flat[idx],
+        speed_table,
+    )
     return seconds
+
+
+def _ride_seconds_crossing(
+    distance_m: FloatArray,
+    tod_s: FloatArray,
+    rows: NDArray[np.integer[Any]],
+    speed_table: FloatArray,
+) -> FloatArray:
+    """``_ride_seconds`` for flat arrays of trips, stepping hour by hour."""
+    out = np.empty(distance_m.shape)
+    remaining = np.asarray(distance_m, dtype=np.float64)
+    elapsed = np.zeros(distance_m.shape)
+    tod = np.asarray(tod_s, dtype=np.float64)
+    rows_left = np.asarray(rows)
+    day_m = speed_table.sum(axis=1) * SECONDS_PER_HOUR
+    if remaining.size and remaining.max() >= day_m.min():
+        # Whole days first, so a cross-country walk costs at most 25 hour steps.
+        whole_days = np.floor(remaining / day_m[rows_left])
+        elapsed = whole_days * SECONDS_PER_DAY
+        remaining = remaining - whole_days * day_m[rows_left]
+    where = np.arange(distance_m.shape[0])
+    # The arrays shrink to the unfinished trips each step, so the loop touches
+    # only what is left instead of gathering from full-size arrays.
+    while where.size:
+        hour = np.minimum((tod // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+        speed = speed_table[rows_left, hour]
+        to_boundary = (hour + 1) * SECONDS_PER_HOUR - tod
+        reach_m = speed * to_boundary
+        done = remaining <= reach_m
+        out[where[done]] = elapsed[done] + remaining[done] / speed[done]
+        going = ~done
+        where = where[going]
+        elapsed = elapsed[going] + to_boundary[going]
+        remaining = remaining[going] - reach_m[going]
+        tod = np.mod(tod[going] + to_boundary[going], SECONDS_PER_DAY)
+        rows_left = rows_left[going] if rows_left.ndim else rows_left
+    return out
 
 
 def _ride_seconds_and_pace_jacobian(
@@ -445,8 +474,7 @@ def _ride_seconds_and_pace_jacobian(
     seconds += whole_days * SECONDS_PER_DAY
     early += whole_days[:, None] * (SECONDS_PER_HOUR * speeds**2)[None, :]
     remaining = distance_m - whole_days * day_m
-    at_floor = np.floor(at_s)
-    tod = np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor)
+    tod = _time_of_day(at_s, utc_offset_s)
     final_hour[:] = np.minimum((tod // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
     active = np.flatnonzero(remaining > 0)
     while active.size:
