@@ -234,22 +234,51 @@ def _wgs_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArra
     return out_lat, out_lng
 
 
-def _gcj_inverse_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """WGS-84 points whose (unchecked) GCJ-02 image is the input, by fixed-point iteration."""
-    dlat, dlng = _gcj_offset(lat, lng)
-    est_lat = lat - dlat
-    est_lng = lng - dlng
+_Transform = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+
+
+def _invert(
+    forward: _Transform,
+    lat: FloatArray,
+    lng: FloatArray,
+    est_lat: FloatArray,
+    est_lng: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Solve forward(p) = (lat, lng) by fixed-point iteration from (est_lat, est_lng), in place.
+
+    Each point stops on its own, so a point's answer does not depend on the batch it came in.
+    """
+    active: NDArray[np.intp] | None = None  # None: every point is still iterating
     for _ in range(_INVERSE_MAX_STEPS):
-        dlat, dlng = _gcj_offset(est_lat, est_lng)
-        err_lat = est_lat + dlat - lat
-        err_lng = est_lng + dlng - lng
-        est_lat -= err_lat
-        est_lng -= err_lng
-        if max(float(np.max(np.abs(err_lat))), float(np.max(np.abs(err_lng)))) <= (
-            _INVERSE_TOL_DEG
-        ):
+        if active is None:
+            fwd_lat, fwd_lng = forward(est_lat, est_lng)
+            err_lat, err_lng = fwd_lat - lat, fwd_lng - lng
+            est_lat -= err_lat
+            est_lng -= err_lng
+            still = np.flatnonzero(np.maximum(np.abs(err_lat), np.abs(err_lng)) > _INVERSE_TOL_DEG)
+            if still.size == lat.size:
+                continue
+            active = still
+        else:
+            fwd_lat, fwd_lng = forward(est_lat[active], est_lng[active])
+            err_lat, err_lng = fwd_lat - lat[active], fwd_lng - lng[active]
+            est_lat[active] -= err_lat
+            est_lng[active] -= err_lng
+            active = active[np.maximum(np.abs(err_lat), np.abs(err_lng)) > _INVERSE_TOL_DEG]
+        if active.size == 0:
             break
     return est_lat, est_lng
+
+
+def _gcj_forward_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    dlat, dlng = _gcj_offset(lat, lng)
+    return lat + dlat, lng + dlng
+
+
+def _gcj_inverse_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """WGS-84 points whose (unchecked) GCJ-02 image is the input."""
+    dlat, dlng = _gcj_offset(lat, lng)
+    return _invert(_gcj_forward_unchecked, lat, lng, lat - dlat, lng - dlng)
 
 
 def _gcj_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -290,22 +319,7 @@ def _bd_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray
     y = lat - _BD_DLAT
     z = np.hypot(x, y) - 0.00002 * np.sin(y * _X_PI)
     theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _X_PI)
-    est_lat = z * np.sin(theta)
-    est_lng = z * np.cos(theta)
-    for _ in range(_INVERSE_MAX_STEPS):
-        fwd_lat, fwd_lng = _gcj_to_bd(est_lat, est_lng)
-        err_lat = fwd_lat - lat
-        err_lng = fwd_lng - lng
-        est_lat -= err_lat
-        est_lng -= err_lng
-        if lat.size == 0 or max(float(np.max(np.abs(err_lat))), float(np.max(np.abs(err_lng)))) <= (
-            _INVERSE_TOL_DEG
-        ):
-            break
-    return est_lat, est_lng
-
-
-_Transform = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+    return _invert(_gcj_to_bd, lat, lng, z * np.sin(theta), z * np.cos(theta))
 
 
 def _apply(transform: _Transform, lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
