@@ -223,7 +223,11 @@ class EtaTracker:
     def update(
         self, lat: float, lng: float, t: float, accuracy_m: float | None = None
     ) -> EtaUpdate:
-        """Feed one ping (degrees, epoch seconds, accuracy radius in metres); never raises."""
+        """Feed one ping (degrees, epoch seconds, accuracy radius in metres); never raises.
+
+        Once arrived, the trip is over: later pings are ignored and the
+        arrived result is returned again.
+        """
         s = self._state
         if s.arrived:
             return self._result(s)

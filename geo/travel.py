@@ -214,7 +214,7 @@ def _per_mode(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HaversineTravelModel:
     """Great-circle distance × detour factor at a speed that depends on mode and local hour.
 
@@ -283,6 +283,24 @@ class HaversineTravelModel:
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "_flat", (table == table[:, :1]).all(axis=1))
+
+    def _key(self) -> tuple[bytes, bytes, bytes, int]:
+        return (
+            self._speed_table.tobytes(),
+            self._detour.tobytes(),
+            self._overhead.tobytes(),
+            int(self.utc_offset_s),
+        )
+
+    # Equality and hash by the normalised parameters, so a shared detour of 1.3
+    # equals {walk: 1.3, ebike: 1.3, car: 1.3} and models can key caches.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HaversineTravelModel):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def speed_profile(self, mode: TransportMode | str) -> FloatArray:
         """The 24 hourly road speeds of ``mode`` in metres per second (read-only)."""

@@ -353,3 +353,12 @@ def test_trips_validation_names_field_and_index() -> None:
         )
     with pytest.raises(InvalidParameter, match="trips must be a Trips"):
         fit("not trips")  # type: ignore[arg-type]
+
+
+def test_models_compare_and_hash_by_parameters() -> None:
+    shared = HaversineTravelModel(detour_factor=1.3)
+    per_mode = HaversineTravelModel(detour_factor=dict.fromkeys(TransportMode, 1.3))
+    assert shared == per_mode
+    assert hash(shared) == hash(per_mode)
+    assert shared != HaversineTravelModel(detour_factor=1.31)
+    assert len({shared, per_mode, HaversineTravelModel()}) == 2
