@@ -550,6 +550,19 @@ class OfferBook:
         """Workers that must not be offered ``order_id`` (ascending ids) — feed to ``match``."""
         return np.sort(np.fromiter(self._get(order_id).excluded, dtype=np.int64))
 
+    def exclusions_csr(self, order_ids: ArrayLike) -> tuple[IdArray, IdArray]:
+        """Exclusions of many orders as CSR ``(excluded_worker_ids, excluded_offsets)``.
+
+        Order ``order_ids[i]`` excludes ``flat[offsets[i]:offsets[i + 1]]``; pass both to
+        ``OrderBatch.from_arrays(excluded_worker_ids=..., excluded_offsets=...)``.
+        """
+        oids = _as_id_array(order_ids, "order_ids")
+        parts = [self.exclusions(oid) for oid in oids.tolist()]
+        offsets = np.zeros(oids.size + 1, dtype=np.int64)
+        np.cumsum([p.size for p in parts], out=offsets[1:])
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return flat.astype(np.int64, copy=False), offsets
+
     def busy_worker_ids(self) -> IdArray:
         """Workers holding an outstanding offer (ascending); leave them out of the next batch."""
         return np.sort(np.fromiter(self._busy, dtype=np.int64, count=len(self._busy)))
