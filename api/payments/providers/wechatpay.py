@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 CHINA_TZ = timezone(timedelta(hours=8))
+_UNIX_SECONDS = re.compile(r"^[0-9]{1,11}$")
 
 H_SIGNATURE = "wechatpay-signature"
 H_TIMESTAMP = "wechatpay-timestamp"
@@ -215,7 +217,9 @@ class V3Verifier:
                 f"Wechatpay-Signature-Type must be {SIGNATURE_TYPE}, got {signature_type!r}"
             )
         timestamp_text = values[H_TIMESTAMP]
-        if not timestamp_text.isdigit():
+        # ASCII digits only (str.isdigit() also admits "²", which int() rejects), and
+        # few enough of them that datetime cannot overflow.
+        if not _UNIX_SECONDS.match(timestamp_text):
             raise MalformedNotification(
                 f"Wechatpay-Timestamp must be unix seconds, got {timestamp_text!r}"
             )

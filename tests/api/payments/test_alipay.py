@@ -12,7 +12,7 @@ import pytest
 from alipay import AliPay
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.payments.providers import (
@@ -21,6 +21,7 @@ from api.payments.providers import (
     MalformedNotification,
     NotificationKind,
     OrderMismatch,
+    PaymentError,
     PaymentProvider,
     PaymentRequest,
     PaymentStatus,
@@ -455,3 +456,48 @@ def test_config_rejects_bad_keys_and_urls(alipay_key: rsa.RSAPrivateKey) -> None
             alipay_public_key=_public_pem(alipay_key),
             notify_url="http://daojia.test/notify",
         )
+
+
+# ---------------------------------------------------------------------------
+# Robustness
+
+_FUZZ = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_FUZZ
+@given(body=st.binary(max_size=300))
+def test_arbitrary_bodies_raise_only_payment_errors(alipay: AlipayProvider, body: bytes) -> None:
+    with pytest.raises(PaymentError):
+        alipay.parse_notification(HEADERS, body, now=FIXED_NOW)
+
+
+@_FUZZ
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(
+            [
+                "out_trade_no",
+                "trade_no",
+                "trade_status",
+                "total_amount",
+                "refund_fee",
+                "gmt_refund",
+                "gmt_payment",
+                "notify_id",
+                "seller_id",
+                "charset",
+            ]
+        ),
+        st.text(max_size=12) | st.sampled_from(["TRADE_SUCCESS", "1.00", "2026-11-26 14:10:00"]),
+    )
+)
+def test_signed_odd_forms_raise_only_payment_errors(
+    alipay: AlipayProvider, alipay_key: rsa.RSAPrivateKey, overrides: dict[str, str]
+) -> None:
+    body = signed_alipay_form(alipay_key, {**alipay_notify_params(), **overrides})
+    try:
+        note = alipay.parse_notification(HEADERS, body, now=FIXED_NOW)
+    except PaymentError:
+        return
+    assert note.amount_fen is not None
+    assert note.amount_fen >= 0

@@ -12,6 +12,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wechatpayv3.core import Core
 from wechatpayv3.utils import rsa_sign
 
@@ -422,6 +424,8 @@ def test_malformed_resource_fields_are_named(
         ("Wechatpay-Nonce", None, MalformedNotification),
         ("Wechatpay-Timestamp", None, MalformedNotification),
         ("Wechatpay-Timestamp", "1.7e9", MalformedNotification),
+        ("Wechatpay-Timestamp", "²", MalformedNotification),
+        ("Wechatpay-Timestamp", "9" * 30, MalformedNotification),
         ("Wechatpay-Signature", "%%%not-base64%%%", SignatureInvalid),
     ],
 )
@@ -678,3 +682,76 @@ def test_config_validation(wechat_config: WeChatPayConfig) -> None:
         replace(wechat_config, apiv3_key=b"short")
     with pytest.raises(InvalidPaymentInput, match="notify_url"):
         replace(wechat_config, notify_url="http://insecure.test/notify")
+
+
+# ---------------------------------------------------------------------------
+# Robustness: whatever arrives, the only exceptions are typed PaymentErrors
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+_resource_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "out_trade_no": _json | st.just("DJ20261126000001"),
+        "transaction_id": _json | st.just("42000001"),
+        "trade_state": _json | st.sampled_from(["SUCCESS", "NOTPAY"]),
+        "mchid": _json | st.just(MCHID),
+        "appid": _json | st.just(APPID),
+        "amount": _json | st.fixed_dictionaries({"total": _json}),
+        "payer": _json,
+        "success_time": _json | st.just("2026-11-26T13:58:30+08:00"),
+        "refund_id": _json,
+        "refund_status": _json | st.just("SUCCESS"),
+        "out_refund_no": _json,
+    },
+)
+_FUZZ = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_FUZZ
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "Wechatpay-Signature",
+                "Wechatpay-Timestamp",
+                "Wechatpay-Nonce",
+                "Wechatpay-Serial",
+                "Wechatpay-Signature-Type",
+            ]
+        ),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40),
+    ),
+    body=st.binary(max_size=200),
+)
+def test_arbitrary_requests_raise_only_payment_errors(
+    wechat: WeChatPayProvider, headers: dict[str, str], body: bytes
+) -> None:
+    with pytest.raises(PaymentError):
+        wechat.parse_notification(headers, body, now=FIXED_NOW)
+
+
+@_FUZZ
+@given(
+    resource=_resource_like,
+    event_type=st.sampled_from(["TRANSACTION.SUCCESS", "REFUND.SUCCESS", "REFUND.CLOSED"]),
+)
+def test_signed_odd_resources_raise_only_payment_errors(
+    wechat: WeChatPayProvider,
+    cert_platform: WeChatPlatform,
+    resource: dict[str, Any],
+    event_type: str,
+) -> None:
+    """Even a genuinely signed resource with odd types may only fail with a typed error."""
+    sent = cert_platform.notification(resource, event_type=event_type)
+    try:
+        note = wechat.parse_notification(sent.headers, sent.body, now=FIXED_NOW)
+    except PaymentError:
+        return
+    assert isinstance(note.out_trade_no, str)
+    assert note.amount_fen is None or isinstance(note.amount_fen, int)
