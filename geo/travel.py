@@ -551,7 +551,7 @@ class InsufficientTrips(GeoError, ValueError):
     """Too few observed trips to calibrate a travel model."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: identity equality, not element-wise
 class Trips:
     """Observed trips: WGS-84 endpoints (degrees), departure epoch seconds and durations.
 
@@ -620,7 +620,7 @@ class FitReport:
     #: Hours with fewer than ``min_trips_per_hour`` departures, interpolated from neighbours.
     filled_hours: tuple[int, ...]
     #: Observed minus fitted seconds, one per trip.
-    residual_s: FloatArray
+    residual_s: FloatArray = field(compare=False)
     rmse_s: float
     median_abs_residual_s: float
     r_squared: float
