@@ -107,18 +107,38 @@ def solve_ours(inst: Instance, limit_s: float, seed: int) -> list[list[int]]:
     from dispatch.schedule import Objective, Stop, TravelMatrix, Visit, WorkerDay, plan_day
 
     visits = [
-        Visit(id=c, lat=0.0, lng=0.0, duration_s=int(inst.service[c]),
-              window_start=int(inst.early[c]), window_end=int(inst.late[c]),
-              demand=int(inst.demand[c]), node=c)
+        Visit(
+            id=c,
+            lat=0.0,
+            lng=0.0,
+            duration_s=int(inst.service[c]),
+            window_start=int(inst.early[c]),
+            window_end=int(inst.late[c]),
+            demand=int(inst.demand[c]),
+            node=c,
+        )
         for c in range(1, inst.n)
     ]
     workers = [
-        WorkerDay(id=k, shift_start=int(inst.early[0]), shift_end=int(inst.late[0]),
-                  start_lat=0.0, start_lng=0.0, capacity=inst.capacity, start_node=0)
+        WorkerDay(
+            id=k,
+            shift_start=int(inst.early[0]),
+            shift_end=int(inst.late[0]),
+            start_lat=0.0,
+            start_lng=0.0,
+            capacity=inst.capacity,
+            start_node=0,
+        )
         for k in range(inst.vehicles)
     ]
-    plan = plan_day(visits, workers, travel=TravelMatrix(inst.dist), stop=Stop(limit_s),
-                    seed=seed, objective=Objective(allow_drop=False))
+    plan = plan_day(
+        visits,
+        workers,
+        travel=TravelMatrix(inst.dist),
+        stop=Stop(limit_s),
+        seed=seed,
+        objective=Objective(allow_drop=False),
+    )
     return [list(r.visit_ids) for r in plan.routes]
 
 
@@ -129,15 +149,25 @@ def solve_pyvrp(inst: Instance, limit_s: float, seed: int) -> list[list[int]]:
 
     locs = [pyvrp.Location(x=float(i), y=0.0) for i in range(inst.n)]
     clients = [
-        pyvrp.Client(location=c, delivery=[int(inst.demand[c])],
-                     service_duration=int(inst.service[c]), tw_early=int(inst.early[c]),
-                     tw_late=int(inst.late[c]))
+        pyvrp.Client(
+            location=c,
+            delivery=[int(inst.demand[c])],
+            service_duration=int(inst.service[c]),
+            tw_early=int(inst.early[c]),
+            tw_late=int(inst.late[c]),
+        )
         for c in range(1, inst.n)
     ]
     depots = [pyvrp.Depot(location=0)]
-    vt = [pyvrp.VehicleType(num_available=inst.vehicles, capacity=[inst.capacity],
-                            tw_early=int(inst.early[0]), tw_late=int(inst.late[0]))]
-    data = pyvrp.ProblemData(locs, clients, depots, vt, [inst.dist], [inst.dist])
+    vt = [
+        pyvrp.VehicleType(
+            num_available=inst.vehicles,
+            capacity=[inst.capacity],
+            tw_early=int(inst.early[0]),
+            tw_late=int(inst.late[0]),
+        )
+    ]
+    data = pyvrp.ProblemData(locs, clients, depots, vt, [inst.dist], [inst.dist])  # type: ignore[list-item]
     res = pyvrp.solve(data, stop=MaxRuntime(limit_s), seed=seed, collect_stats=False)
     return [[a.idx + 1 for a in r if a.is_client()] for r in res.best.routes()]
 
@@ -171,11 +201,10 @@ def solve_ortools(inst: Instance, limit_s: float, seed: int) -> list[list[int]]:
         tdim.CumulVar(routing.Start(v)).SetRange(int(inst.early[0]), int(inst.late[0]))
         tdim.CumulVar(routing.End(v)).SetRange(int(inst.early[0]), int(inst.late[0]))
     demand = inst.demand
-    dem_idx = routing.RegisterUnaryTransitCallback(
-        lambda i: int(demand[manager.IndexToNode(i)])
+    dem_idx = routing.RegisterUnaryTransitCallback(lambda i: int(demand[manager.IndexToNode(i)]))
+    routing.AddDimensionWithVehicleCapacity(
+        dem_idx, 0, [inst.capacity] * inst.vehicles, True, "load"
     )
-    routing.AddDimensionWithVehicleCapacity(dem_idx, 0, [inst.capacity] * inst.vehicles, True,
-                                            "load")
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = (
         routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
@@ -207,18 +236,26 @@ def solve_vroom(inst: Instance, limit_s: float, seed: int) -> list[list[int]]:
     problem = vroom.Input()
     problem.set_durations_matrix(profile="car", matrix_input=inst.dist)
     for v in range(inst.vehicles):
-        problem.add_vehicle(vroom.Vehicle(
-            id=v, start=0, end=0, capacity=[inst.capacity],
-            time_window=vroom.TimeWindow(int(inst.early[0]), int(inst.late[0])),
-        ))
+        problem.add_vehicle(
+            vroom.Vehicle(
+                id=v,
+                start=0,
+                end=0,
+                capacity=[inst.capacity],
+                time_window=vroom.TimeWindow(int(inst.early[0]), int(inst.late[0])),
+            )
+        )
     for c in range(1, inst.n):
-        problem.add_job(vroom.Job(
-            id=c, location=c, default_service=int(inst.service[c]),
-            delivery=[int(inst.demand[c])],
-            time_windows=[vroom.TimeWindow(int(inst.early[c]), int(inst.late[c]))],
-        ))
-    sol = problem.solve(exploration_level=5, nb_threads=1,
-                        timeout=timedelta(seconds=limit_s))
+        problem.add_job(
+            vroom.Job(
+                id=c,
+                location=c,
+                default_service=int(inst.service[c]),
+                delivery=[int(inst.demand[c])],
+                time_windows=[vroom.TimeWindow(int(inst.early[c]), int(inst.late[c]))],
+            )
+        )
+    sol = problem.solve(exploration_level=5, nb_threads=1, timeout=timedelta(seconds=limit_s))
     df = sol.routes
     routes: dict[int, list[int]] = {}
     for vid, typ, jid in zip(df["vehicle_id"], df["type"], df["id"], strict=True):
@@ -244,8 +281,9 @@ def read_bks(instances_dir: Path) -> dict[str, float]:
         return {row["instance"]: float(row["distance"]) for row in csv.DictReader(fh)}
 
 
-def run_one(inst: Instance, solver: str, limit_s: float, seed: int,
-            bks: dict[str, float]) -> dict[str, Any]:
+def run_one(
+    inst: Instance, solver: str, limit_s: float, seed: int, bks: dict[str, float]
+) -> dict[str, Any]:
     """Solve one instance with one solver and check the result independently."""
     t = time.perf_counter()
     try:

@@ -199,9 +199,14 @@ class Space:
         ratio = 1.0
         if i.size:
             at = np.repeat(samples, i.size)
-            secs = model.seconds(np.tile(lat[i], samples.size), np.tile(lng[i], samples.size),
-                                 np.tile(lat[j], samples.size), np.tile(lng[j], samples.size),
-                                 at, mode=name)
+            secs = model.seconds(
+                np.tile(lat[i], samples.size),
+                np.tile(lng[i], samples.size),
+                np.tile(lat[j], samples.size),
+                np.tile(lng[j], samples.size),
+                at,
+                mode=name,
+            )
             ratio = max(1.0, float((np.asarray(secs) / np.tile(base[i, j], samples.size)).max()))
         out = np.ceil(base * (ratio * TRAVEL_MARGIN)).astype(np.int64)
         np.fill_diagonal(out, 0)
@@ -220,10 +225,10 @@ class Space:
                 self.travel.duration_s[node, nodes].astype(np.int64),
             )
         plat, plng = self.places.lat[rows], self.places.lng[rows]
-        to_new = self._model_seconds(plat, plng, np.float64(lat), np.float64(lng), mode,
-                                     matrix=False)
-        from_new = self._model_seconds(np.float64(lat), np.float64(lng), plat, plng, mode,
-                                       matrix=False)
+        here_lat = np.asarray(lat, dtype=np.float64)
+        here_lng = np.asarray(lng, dtype=np.float64)
+        to_new = self._model_seconds(plat, plng, here_lat, here_lng, mode, matrix=False)
+        from_new = self._model_seconds(here_lat, here_lng, plat, plng, mode, matrix=False)
         same = (plat == lat) & (plng == lng)
         to_new[same] = 0
         from_new[same] = 0
@@ -234,8 +239,10 @@ class Space:
     ) -> tuple[IntArray, IntArray]:
         """Distance from each place in ``rows`` to a new point and back."""
         if isinstance(self.travel, TravelMatrix):
-            mat = self.travel.distance if self.travel.distance is not None else (
-                self.travel.duration_s
+            mat = (
+                self.travel.distance
+                if self.travel.distance is not None
+                else (self.travel.duration_s)
             )
             nodes = self.places.node[rows]
             return mat[nodes, node].astype(np.int64), mat[node, nodes].astype(np.int64)

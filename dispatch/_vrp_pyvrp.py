@@ -114,12 +114,12 @@ def solve_pyvrp(
     client_visit: list[int] = []
     groups: list[Any] = []
     for i in cand.tolist():
-        pen = objective.drop_penalty if p.visits[i].drop_penalty is None else int(
-            p.visits[i].drop_penalty
-        )
+        own = p.visits[i].drop_penalty
+        pen = objective.drop_penalty if own is None else int(own)
         pin = int(p.pinned[i])
-        tw = dict(tw_early=int(max(p.early[i], 0)), tw_late=int(min(p.late[i], horizon)),
-                  service_duration=int(p.service[i]))
+        tw_early = int(max(p.early[i], 0))
+        tw_late = int(min(p.late[i], horizon))
+        service = int(p.service[i])
         if i in stay:
             g = len(groups)
             a, b = len(clients), len(clients) + 1
@@ -129,30 +129,65 @@ def solve_pyvrp(
                 prize_a, prize_b = pen + change_penalty, pen
             else:
                 prize_a, prize_b = change_penalty, 0
-            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, stay[i]),
-                                        prize=prize_a, required=False, group=g, **tw))
-            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, -1),
-                                        prize=prize_b, required=False, group=g, **tw))
+            clients.append(
+                pyvrp.Client(
+                    location=2 * p.W + i,
+                    delivery=delivery(i, stay[i]),
+                    prize=prize_a,
+                    required=False,
+                    group=g,
+                    service_duration=service,
+                    tw_early=tw_early,
+                    tw_late=tw_late,
+                )
+            )
+            clients.append(
+                pyvrp.Client(
+                    location=2 * p.W + i,
+                    delivery=delivery(i, -1),
+                    prize=prize_b,
+                    required=False,
+                    group=g,
+                    service_duration=service,
+                    tw_early=tw_early,
+                    tw_late=tw_late,
+                )
+            )
             client_visit += [i, i]
             groups.append(pyvrp.ClientGroup([a, b], required=not objective.allow_drop))
         else:
-            clients.append(pyvrp.Client(location=2 * p.W + i, delivery=delivery(i, pin),
-                                        prize=pen if objective.allow_drop else 0,
-                                        required=not objective.allow_drop, **tw))
+            clients.append(
+                pyvrp.Client(
+                    location=2 * p.W + i,
+                    delivery=delivery(i, pin),
+                    prize=pen if objective.allow_drop else 0,
+                    required=not objective.allow_drop,
+                    service_duration=service,
+                    tw_early=tw_early,
+                    tw_late=tw_late,
+                )
+            )
             client_visit.append(i)
     break_owner: dict[int, int] = {}
     for k, w in enumerate(p.workers):
-        for b_idx, b in enumerate(w.breaks):
-            s = b.start - p.t0
-            if s < p.ready_time[k] or b.end - p.t0 > p.shift_end[k]:
+        for b_idx, brk in enumerate(w.breaks):
+            s = brk.start - p.t0
+            if s < p.ready_time[k] or brk.end - p.t0 > p.shift_end[k]:
                 continue  # already behind the worker, or outside the shift
             break_owner[len(clients)] = k
             vec = [0] * n_dims
             for dim in code_of[k]:
                 vec[off_pin + dim] = 1
-            clients.append(pyvrp.Client(location=p.break_row, delivery=vec,
-                                        service_duration=int(b.end - b.start),
-                                        tw_early=int(s), tw_late=int(s), required=True))
+            clients.append(
+                pyvrp.Client(
+                    location=p.break_row,
+                    delivery=vec,
+                    service_duration=int(brk.end - brk.start),
+                    tw_early=int(s),
+                    tw_late=int(s),
+                    required=True,
+                )
+            )
             client_visit.append(-b_idx - 1)
 
     # Vehicle types: identical workers share one type (PyVRP searches faster that way).
@@ -174,8 +209,12 @@ def solve_pyvrp(
     groups_of_type: dict[tuple[Any, ...], list[int]] = {}
     for k in range(p.W):
         key = (
-            place_key(int(p.ready_row[k])), place_key(p.W + k), int(p.ready_time[k]),
-            int(p.shift_end[k]), tuple(capacity(k)), int(p.wmode[k]),
+            place_key(int(p.ready_row[k])),
+            place_key(p.W + k),
+            int(p.ready_time[k]),
+            int(p.shift_end[k]),
+            tuple(capacity(k)),
+            int(p.wmode[k]),
         )
         groups_of_type.setdefault(key, []).append(k)
     vehicle_types = []
@@ -204,8 +243,9 @@ def solve_pyvrp(
             cost = cost + objective.distance_weight * np.asarray(p.space.distance[m], np.int64)
         dist_mats.append(np.ascontiguousarray(cost))
         dur_mats.append(np.ascontiguousarray(dur))
-    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_mats, dur_mats,
-                             groups)
+    # PyVRP's stubs type matrices as ndarray[int]; plain int64 arrays are what it wants.
+    matrices: tuple[Any, Any] = (dist_mats, dur_mats)
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, *matrices, groups)
 
     criteria: list[Any] = [MaxRuntime(stop.seconds)]
     if stop.max_iterations is not None:
@@ -213,8 +253,9 @@ def solve_pyvrp(
     crit = MultipleCriteria(criteria) if len(criteria) > 1 else criteria[0]
     init = _warm_start(pyvrp, data, p, current, client_visit, stay, type_workers)
     t_start = time.perf_counter()
-    result = pyvrp.solve(data, stop=crit, seed=seed, collect_stats=False, display=False,
-                         initial_solution=init)
+    result = pyvrp.solve(
+        data, stop=crit, seed=seed, collect_stats=False, display=False, initial_solution=init
+    )
     runtime = time.perf_counter() - t_start
     hit = stop.max_iterations is None or result.num_iterations < stop.max_iterations
 
@@ -256,8 +297,11 @@ def _warm_start(
         k = p.worker_index.get(r.worker_id)
         if k is None:
             continue
-        cl = [first_client[p.visit_index[vid]] for vid in r.visit_ids
-              if vid in p.visit_index and p.visit_index[vid] in first_client]
+        cl = [
+            first_client[p.visit_index[vid]]
+            for vid in r.visit_ids
+            if vid in p.visit_index and p.visit_index[vid] in first_client
+        ]
         if cl:
             per_worker[k] = cl
     del assign

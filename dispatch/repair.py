@@ -42,12 +42,11 @@ from dispatch.schedule import (
     _eligibility,
     _extend_space,
     _greedy_insert,
-    _problem,
     _Problem,
+    _problem,
     _schedule_route,
-    _sequences,
-    _with_breaks,
     _solve_problem,
+    _with_breaks,
 )
 
 __all__ = [
@@ -150,8 +149,9 @@ def _apply(
             raise UnknownWorker(f"worker {event.worker_id} is not in this plan")
         w = workers[k]
         route = plan.route_of(w.id)
-        fixed_end = max((s.end for s in route.stops if visits[by_id[s.visit_id]].fixed),
-                        default=w.shift_start)
+        fixed_end = max(
+            (s.end for s in route.stops if visits[by_id[s.visit_id]].fixed), default=w.shift_start
+        )
         new_end = max(min(w.shift_end, event.from_time), w.shift_start, fixed_end)
         workers[k] = replace(w, shift_end=new_end)
         for s in route.stops:
@@ -162,12 +162,14 @@ def _apply(
             freed.add(v.id)
             if v.pinned_worker == w.id:
                 # The customer was told this worker; re-confirmation follows the repair.
-                visits[i] = replace(v, pinned_worker=None, pinned_start=None,
-                                    status=VisitStatus.PLANNED)
+                visits[i] = replace(
+                    v, pinned_worker=None, pinned_start=None, status=VisitStatus.PLANNED
+                )
         for i, v in enumerate(visits):
             if v.pinned_worker == w.id and not v.fixed and v.id not in freed:
-                visits[i] = replace(v, pinned_worker=None, pinned_start=None,
-                                    status=VisitStatus.PLANNED)
+                visits[i] = replace(
+                    v, pinned_worker=None, pinned_start=None, status=VisitStatus.PLANNED
+                )
         return visits, workers, freed, ChangeReason.WORKER_ABSENT
     if isinstance(event, VisitOverran):
         if event.visit_id not in by_id:
@@ -202,9 +204,10 @@ def _late_tolerant_problem(p: _Problem, seqs: list[list[int]], max_lateness_s: i
         while True:
             stops, finish, *_ = _schedule_route(p, k, seq, allow_late=True)
             shift_end = int(p.shift_end[k]) + p.t0
-            free_stops = stops[len(p.prefix[k]):]
-            worst = next((j for j, s in enumerate(free_stops)
-                          if s.lateness_s > max_lateness_s), None)
+            free_stops = stops[len(p.prefix[k]) :]
+            worst = next(
+                (j for j, s in enumerate(free_stops) if s.lateness_s > max_lateness_s), None
+            )
             if worst is None and finish > shift_end and free_stops:
                 worst = len(free_stops) - 1
             if worst is None:
@@ -246,9 +249,13 @@ def repair(
     seqs: list[list[int]] = [[] for _ in range(p.W)]
     for r in plan.routes:
         k = p.worker_index[r.worker_id]
-        seqs[k] = [p.visit_index[vid] for vid in r.visit_ids
-                   if vid in p.visit_index and vid not in freed_ids
-                   and not p.visits[p.visit_index[vid]].fixed]
+        seqs[k] = [
+            p.visit_index[vid]
+            for vid in r.visit_ids
+            if vid in p.visit_index
+            and vid not in freed_ids
+            and not p.visits[p.visit_index[vid]].fixed
+        ]
         seqs[k] = _with_breaks(p, k, [i for i in seqs[k] if i >= 0])
     freed = {p.visit_index[vid] for vid in freed_ids if vid in p.visit_index}
     freed |= _late_tolerant_problem(p, seqs, max_lateness_s)
@@ -259,8 +266,17 @@ def repair(
     seqs, left = _greedy_insert(p, seqs, todo, elig)
     reasons = _reasons(p, left, elig)
     objective = Objective(drop_penalty=max(Objective().drop_penalty, 2 * change_penalty))
-    local = _assemble(p, seqs, reasons, hit_time_limit=False, engine="insertion",
-                      runtime_s=0.0, objective=objective, current=plan, travel=travel)
+    local = _assemble(
+        p,
+        seqs,
+        reasons,
+        hit_time_limit=False,
+        engine="insertion",
+        runtime_s=0.0,
+        objective=objective,
+        current=plan,
+        travel=travel,
+    )
     best, reopt = local, False
     if reoptimise and any(i in freed for i in left):
         # Re-optimise from the repaired plan; confirmed visits stay pinned to their worker,
@@ -274,18 +290,24 @@ def repair(
         stop = stop if isinstance(stop, Stop) else Stop(seconds=float(stop))
         try:
             p2 = _problem(relaxed, workers, travel, local, None, space=p.space)
-            cand = _solve_problem(p2, travel, stop, seed, local, change_penalty, objective,
-                                  time.perf_counter())
+            cand = _solve_problem(
+                p2, travel, stop, seed, local, change_penalty, objective, time.perf_counter()
+            )
         except DispatchError:
             cand = None
         if cand is not None:
-            cand = replace(cand, visits=p.visits,
-                           changed_assignments=_changes_vs(plan, cand, p.visits))
+            cand = replace(
+                cand, visits=p.visits, changed_assignments=_changes_vs(plan, cand, p.visits)
+            )
             if _key(cand) < _key(local):
                 best, reopt = cand, True
     changes = _diff(plan, best, old_assign, reason, freed_ids, event)
-    return RepairResult(plan=best, changes=tuple(changes),
-                        changed_assignments=best.changed_assignments, reoptimised=reopt)
+    return RepairResult(
+        plan=best,
+        changes=tuple(changes),
+        changed_assignments=best.changed_assignments,
+        reoptimised=reopt,
+    )
 
 
 def _space_after(plan: DayPlan, event: Event) -> Space | None:
@@ -299,9 +321,12 @@ def _space_after(plan: DayPlan, event: Event) -> Space | None:
         i = next(j for j, v in enumerate(plan.visits) if v.id == event.visit_id)
         row = 2 * len(plan.workers) + i
         keep = np.delete(np.arange(old.places.lat.size), row)
-        space = Space(travel=old.travel, places=Places(old.places.lat[keep], old.places.lng[keep],
-                                                       old.places.node[keep]),
-                      modes=old.modes, horizon=old.horizon)
+        space = Space(
+            travel=old.travel,
+            places=Places(old.places.lat[keep], old.places.lng[keep], old.places.node[keep]),
+            modes=old.modes,
+            horizon=old.horizon,
+        )
         for m in old.modes:
             space.duration[m] = old.duration[m][np.ix_(keep, keep)]
             space.distance[m] = old.distance[m][np.ix_(keep, keep)]
@@ -310,8 +335,7 @@ def _space_after(plan: DayPlan, event: Event) -> Space | None:
 
 
 def _key(plan: DayPlan) -> tuple[int, int, int, int]:
-    return (plan.num_dropped, plan.changed_assignments, plan.total_lateness_s,
-            plan.total_travel_s)
+    return (plan.num_dropped, plan.changed_assignments, plan.total_lateness_s, plan.total_travel_s)
 
 
 def _changes_vs(old: DayPlan, new: DayPlan, visits: Sequence[Visit]) -> int:
@@ -326,11 +350,15 @@ def _reasons(
     out: dict[int, tuple[DropReason, str]] = {}
     for i in left:
         if not elig[i].any():
-            out[i] = (DropReason.UNREACHABLE,
-                      "no worker with the skills can reach it within its window today")
+            out[i] = (
+                DropReason.UNREACHABLE,
+                "no worker with the skills can reach it within its window today",
+            )
         else:
-            out[i] = (DropReason.NO_CAPACITY,
-                      "every eligible worker's day is full around its window")
+            out[i] = (
+                DropReason.NO_CAPACITY,
+                "every eligible worker's day is full around its window",
+            )
     return out
 
 
@@ -346,28 +374,80 @@ def _diff(
     new_assign = new.assignment()
     if isinstance(event, VisitCancelled):
         s = old.stop_of(event.visit_id)
-        changes.append(Change(event.visit_id, ChangeKind.REMOVED, reason,
-                              old_assign.get(event.visit_id), None,
-                              None if s is None else s.start, None, "cancelled by customer"))
+        changes.append(
+            Change(
+                event.visit_id,
+                ChangeKind.REMOVED,
+                reason,
+                old_assign.get(event.visit_id),
+                None,
+                None if s is None else s.start,
+                None,
+                "cancelled by customer",
+            )
+        )
     for v in new.visits:
         before, after = old_assign.get(v.id), new_assign.get(v.id)
         s_old, s_new = old.stop_of(v.id), new.stop_of(v.id)
         old_start = None if s_old is None else s_old.start
         new_start = None if s_new is None else s_new.start
-        why = reason if (v.id in freed_ids or reason == ChangeReason.OVERRUN) else (
-            ChangeReason.REOPTIMISED)
+        why = (
+            reason
+            if (v.id in freed_ids or reason == ChangeReason.OVERRUN)
+            else (ChangeReason.REOPTIMISED)
+        )
         if before is None and after is not None:
-            changes.append(Change(v.id, ChangeKind.ADDED, why, None, after, None, new_start,
-                                  f"inserted for worker {after}"))
+            changes.append(
+                Change(
+                    v.id,
+                    ChangeKind.ADDED,
+                    why,
+                    None,
+                    after,
+                    None,
+                    new_start,
+                    f"inserted for worker {after}",
+                )
+            )
         elif before is not None and after is None:
             d = next((d for d in new.dropped if d.visit_id == v.id), None)
-            changes.append(Change(v.id, ChangeKind.DROPPED, why, before, None, old_start, None,
-                                  d.detail if d else "no worker can take it"))
+            changes.append(
+                Change(
+                    v.id,
+                    ChangeKind.DROPPED,
+                    why,
+                    before,
+                    None,
+                    old_start,
+                    None,
+                    d.detail if d else "no worker can take it",
+                )
+            )
         elif before is not None and after is not None and before != after:
-            changes.append(Change(v.id, ChangeKind.REASSIGNED, why, before, after, old_start,
-                                  new_start, f"moved from worker {before} to {after}"))
+            changes.append(
+                Change(
+                    v.id,
+                    ChangeKind.REASSIGNED,
+                    why,
+                    before,
+                    after,
+                    old_start,
+                    new_start,
+                    f"moved from worker {before} to {after}",
+                )
+            )
         elif before is not None and old_start != new_start:
             late = s_new.lateness_s if s_new is not None else 0
-            changes.append(Change(v.id, ChangeKind.RETIMED, why, before, after, old_start,
-                                  new_start, f"{late} s late" if late else "new start"))
+            changes.append(
+                Change(
+                    v.id,
+                    ChangeKind.RETIMED,
+                    why,
+                    before,
+                    after,
+                    old_start,
+                    new_start,
+                    f"{late} s late" if late else "new start",
+                )
+            )
     return changes

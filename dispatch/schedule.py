@@ -19,9 +19,10 @@ Started and finished visits are a fixed prefix of their worker's day.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -207,7 +208,7 @@ class Visit:
 
 @dataclass(frozen=True)
 class Break:
-    """A fixed interval [start, end) (epoch seconds) in which the worker neither serves nor rides."""
+    """A fixed interval [start, end) (epoch seconds): the worker neither serves nor rides."""
 
     start: int
     end: int
@@ -264,7 +265,7 @@ class WorkerDay:
             raise InvalidInput(f"{who}: mode must be one of {MODE_NAMES}, got {self.mode!r}")
         object.__setattr__(self, "mode", mode)
         breaks = tuple(sorted(self.breaks, key=lambda b: b.start))
-        for a, b in zip(breaks, breaks[1:], strict=False):
+        for a, b in itertools.pairwise(breaks):
             if b.start < a.end:
                 raise InvalidInput(f"{who}: breaks overlap at {b.start}")
         object.__setattr__(self, "breaks", breaks)
@@ -336,9 +337,7 @@ class DayPlan:
     visits: tuple[Visit, ...]
     workers: tuple[WorkerDay, ...]
     warnings: tuple[str, ...] = ()
-    travel: TravelMatrix | TravelModelLike | None = field(
-        default=None, repr=False, compare=False
-    )
+    travel: TravelMatrix | TravelModelLike | None = field(default=None, repr=False, compare=False)
     _space: Space | None = field(default=None, repr=False, compare=False)
 
     def route_of(self, worker_id: int) -> Route:
@@ -410,9 +409,7 @@ class _Problem:
 BIG = 1 << 40
 
 
-def _places(
-    visits: Sequence[Visit], workers: Sequence[WorkerDay], matrix: bool
-) -> Places:
+def _places(visits: Sequence[Visit], workers: Sequence[WorkerDay], matrix: bool) -> Places:
     lat = [w.start_lat for w in workers] + [w.end_lat for w in workers] + [v.lat for v in visits]
     lng = [w.start_lng for w in workers] + [w.end_lng for w in workers] + [v.lng for v in visits]
     node = (
@@ -494,9 +491,11 @@ def _validate(
         ws = np.array([v.window_start for v in visits], dtype=np.int64)
         we = np.array([v.window_end for v in visits], dtype=np.int64)
         dur = np.array([v.duration_s for v in visits], dtype=np.int64)
-        fits = (ws[:, None] <= ends[None, :]) & (
-            np.maximum(ws[:, None], starts[None, :]) + dur[:, None] <= ends[None, :]
-        ) & (we[:, None] >= starts[None, :])
+        fits = (
+            (ws[:, None] <= ends[None, :])
+            & (np.maximum(ws[:, None], starts[None, :]) + dur[:, None] <= ends[None, :])
+            & (we[:, None] >= starts[None, :])
+        )
         fixed = np.array([v.fixed for v in visits], dtype=bool)
         bad = ~fits.any(axis=1) & ~fixed
         if bad.any():
@@ -510,8 +509,9 @@ def _validate(
         raise VisitOutsideShifts(f"visit {v.id}: there are no workers, so it fits no shift")
     for v in visits:
         if v.fixed and v.pinned_worker not in worker_index:
-            raise UnknownWorker(f"visit {v.id}: {v.status} by worker {v.pinned_worker}, "
-                                "who is not in workers")
+            raise UnknownWorker(
+                f"visit {v.id}: {v.status} by worker {v.pinned_worker}, who is not in workers"
+            )
     return worker_index, visit_index
 
 
@@ -540,11 +540,11 @@ def _problem(
         elif v.pinned_worker is not None:
             pinned[i] = -2  # pinned to someone absent
         if v.pinned_start is not None and not v.fixed:
-            early[i] = late[i] = v.pinned_start - t0
+            early[i] = late[i] = np.int64(v.pinned_start - t0)
         fixed[i] = v.fixed
     prefix: list[list[int]] = [[] for _ in range(W)]
-    for i in np.flatnonzero(fixed):
-        prefix[int(pinned[i])].append(int(i))
+    for fixed_i in np.flatnonzero(fixed).tolist():
+        prefix[int(pinned[fixed_i])].append(fixed_i)
     ready_row = np.arange(W, dtype=np.int64)
     ready_time = np.array([w.shift_start for w in workers], dtype=np.int64) - t0
     for k in range(W):
@@ -563,8 +563,9 @@ def _problem(
             elif vid in visit_index:
                 cur[visit_index[vid]] = -2  # had a worker who is gone now
     cap = np.array([BIG if w.capacity is None else w.capacity for w in workers], dtype=np.int64)
-    maxv = np.array([BIG if w.max_visits is None else w.max_visits for w in workers],
-                    dtype=np.int64)
+    maxv = np.array(
+        [BIG if w.max_visits is None else w.max_visits for w in workers], dtype=np.int64
+    )
     for k in range(W):
         cap[k] -= sum(visits[i].demand for i in prefix[k])
         maxv[k] -= len(prefix[k])
@@ -606,7 +607,7 @@ def _eligibility(p: _Problem) -> NDArray[np.bool_]:
     pin = p.pinned[:, None]
     ok &= (pin == -1) | (pin == np.arange(p.W)[None, :])
     ok &= p.pinned[:, None] != -2
-    return ok & _direct_fit(p)
+    return np.asarray(ok & _direct_fit(p), dtype=bool)
 
 
 def _direct_fit(p: _Problem) -> NDArray[np.bool_]:
@@ -651,15 +652,32 @@ def _schedule_route(
         distance += int(dist[prev_row, row])
         start = v.pinned_start
         stops.append(
-            ScheduledVisit(v.id, w.id, min(start, t_prev_end + tt + p.t0), start,
-                           start + v.duration_s, tt, max(0, start - v.window_end))
+            ScheduledVisit(
+                v.id,
+                w.id,
+                min(start, t_prev_end + tt + p.t0),
+                start,
+                start + v.duration_s,
+                tt,
+                max(0, start - v.window_end),
+            )
         )
         prev_row, t_prev_end = row, start + v.duration_s - p.t0
     nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
     idx = np.asarray(seq, dtype=np.int64)
     early, late, service = _stop_windows(p, k, idx)
-    rt = route_times(dur, int(prev_row), p.W + k, int(p.ready_time[k]), int(p.shift_end[k]),
-                     nodes, early, late, service, allow_late=allow_late)
+    rt = route_times(
+        dur,
+        int(prev_row),
+        p.W + k,
+        int(p.ready_time[k]),
+        int(p.shift_end[k]),
+        nodes,
+        early,
+        late,
+        service,
+        allow_late=allow_late,
+    )
     # Travel across a break is really from the stop before the break.
     real_prev = int(prev_row)
     for j, i in enumerate(seq):
@@ -677,12 +695,16 @@ def _schedule_route(
         v = p.visits[i]
         stops.append(
             ScheduledVisit(
-                v.id, w.id, int(rt.arrival[j]) + p.t0, int(rt.start[j]) + p.t0,
-                int(rt.end[j]) + p.t0, int(rt.travel[j]),
+                v.id,
+                w.id,
+                int(rt.arrival[j]) + p.t0,
+                int(rt.start[j]) + p.t0,
+                int(rt.end[j]) + p.t0,
+                int(rt.travel[j]),
                 max(0, int(rt.start[j]) + p.t0 - v.window_end),
             )
         )
-    depart = int(p.ready_time[k]) + p.t0 if not p.prefix[k] else int(p.shift_start[k]) + p.t0
+    int(p.ready_time[k]) + p.t0 if not p.prefix[k] else int(p.shift_start[k]) + p.t0
     return stops, rt.finish + p.t0, travel, distance, rt.feasible, rt.first_violation
 
 
@@ -751,12 +773,12 @@ def _assemble(
         tot_travel += trav
         tot_dist += dist
         tot_late += sum(s.lateness_s for s in stops)
-    served = {i for seq in seqs for i in seq if i >= 0} | {
-        i for pre in p.prefix for i in pre
-    }
+    served = {i for seq in seqs for i in seq if i >= 0} | {i for pre in p.prefix for i in pre}
     dropped = tuple(
-        DroppedVisit(p.visits[i].id, *reasons.get(i, (DropReason.NO_CAPACITY,
-                                                       "the solver found no room for it")))
+        DroppedVisit(
+            p.visits[i].id,
+            *reasons.get(i, (DropReason.NO_CAPACITY, "the solver found no room for it")),
+        )
         for i in range(p.V)
         if i not in served
     )
@@ -854,8 +876,13 @@ def _solve_problem(
     spent = time.perf_counter() - t_begin
     budget = max(stop.seconds - spent - _DECODE_RESERVE * stop.seconds, 0.05)
     seqs, reasons2, hit, _ = solve_pyvrp(
-        p, elig, objective, replace(stop, seconds=budget), seed,
-        change_penalty if current is not None else 0, current,
+        p,
+        elig,
+        objective,
+        replace(stop, seconds=budget),
+        seed,
+        change_penalty if current is not None else 0,
+        current,
     )
     reasons.update(reasons2)
     seqs, removed = _route_sequences_feasible(p, seqs)
@@ -864,15 +891,19 @@ def _solve_problem(
         for i in still:
             reasons.setdefault(i, (DropReason.NO_CAPACITY, "no worker's day had room after search"))
     return _assemble(
-        p, seqs, reasons, hit_time_limit=hit, engine="pyvrp",
-        runtime_s=time.perf_counter() - t_begin, objective=objective, current=current,
+        p,
+        seqs,
+        reasons,
+        hit_time_limit=hit,
+        engine="pyvrp",
+        runtime_s=time.perf_counter() - t_begin,
+        objective=objective,
+        current=current,
         travel=travel,
     )
 
 
-def _pre_drop_reasons(
-    p: _Problem, elig: NDArray[np.bool_]
-) -> dict[int, tuple[DropReason, str]]:
+def _pre_drop_reasons(p: _Problem, elig: NDArray[np.bool_]) -> dict[int, tuple[DropReason, str]]:
     reasons: dict[int, tuple[DropReason, str]] = {}
     if p.W:
         need = p.vskills[:, None]
@@ -929,8 +960,20 @@ class InsertionOptions:
 
 
 _FLAT_COLUMNS = (
-    "route", "position", "prev_row", "next_row", "prev_end", "next_early", "next_start",
-    "next_latest", "mode", "load_left", "visits_left", "skills", "free_from", "old_travel",
+    "route",
+    "position",
+    "prev_row",
+    "next_row",
+    "prev_end",
+    "next_early",
+    "next_start",
+    "next_latest",
+    "mode",
+    "load_left",
+    "visits_left",
+    "skills",
+    "free_from",
+    "old_travel",
 )
 
 
@@ -942,11 +985,27 @@ def _route_gaps(p: _Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
     real = [i for i in seq if i >= 0]
     nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
     early, late, service = _stop_windows(p, k, np.asarray(seq, dtype=np.int64))
-    rt = route_times(dur, int(p.ready_row[k]), p.W + k, int(p.ready_time[k]),
-                     int(p.shift_end[k]), nodes, early, late, service, allow_late=True)
+    rt = route_times(
+        dur,
+        int(p.ready_row[k]),
+        p.W + k,
+        int(p.ready_time[k]),
+        int(p.shift_end[k]),
+        nodes,
+        early,
+        late,
+        service,
+        allow_late=True,
+    )
     # A stop already late (after an overrun) may not get any later than it is now.
-    lat = latest_starts(dur, nodes, p.W + k, max(int(p.shift_end[k]), rt.finish),
-                        np.maximum(late, rt.start), service)
+    lat = latest_starts(
+        dur,
+        nodes,
+        p.W + k,
+        max(int(p.shift_end[k]), rt.finish),
+        np.maximum(late, rt.start),
+        service,
+    )
     n = len(seq)
     prev_rows = np.concatenate([[p.ready_row[k]], nodes]).astype(np.int64)
     prev_end = np.concatenate([[p.ready_time[k]], rt.end]).astype(np.int64)
@@ -976,11 +1035,14 @@ def _route_gaps(p: _Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
 
 def _concat_gaps(pieces: Sequence[dict[str, NDArray[Any]]]) -> FlatRoutes:
     cat = {
-        c: (np.concatenate([pc[c] for pc in pieces]) if pieces
-            else np.zeros(0, dtype=np.uint64 if c == "skills" else np.int64))
+        c: (
+            np.concatenate([pc[c] for pc in pieces])
+            if pieces
+            else np.zeros(0, dtype=np.uint64 if c == "skills" else np.int64)
+        )
         for c in _FLAT_COLUMNS
     }
-    return FlatRoutes(**cat, old_cost=cat["old_travel"])
+    return FlatRoutes(**cat, old_cost=cat["old_travel"])  # type: ignore[arg-type]
 
 
 def _flat_routes(p: _Problem, seqs: list[list[int]]) -> FlatRoutes:
@@ -1001,9 +1063,19 @@ def _insert_one(
             dur = p.space.duration[m]
             to_new[sel] = dur[flat.prev_row[sel], row]
             from_new[sel] = dur[row, flat.next_row[sel]]
-    cand = cheapest_insertions(flat, to_new, from_new, to_new, from_new, flat.old_cost,
-                               int(p.early[i]), int(p.late[i]), int(p.service[i]),
-                               int(p.demand[i]), int(p.vskills[i]))
+    cand = cheapest_insertions(
+        flat,
+        to_new,
+        from_new,
+        to_new,
+        from_new,
+        flat.old_cost,
+        int(p.early[i]),
+        int(p.late[i]),
+        int(p.service[i]),
+        int(p.demand[i]),
+        int(p.vskills[i]),
+    )
     keep = allowed[cand.route]
     return cand.route[keep], cand.position[keep], cand.start[keep], cand.added_cost[keep]
 
@@ -1057,8 +1129,19 @@ def _external_insertions(
         from_new[sel] = [0 if r == p.break_row else lookup_out[r] for r in flat.next_row[sel]]
     ws = (visit.pinned_start if visit.pinned_start is not None else visit.window_start) - p.t0
     we = (visit.pinned_start if visit.pinned_start is not None else visit.window_end) - p.t0
-    cand = cheapest_insertions(flat, to_new, from_new, to_new, from_new, flat.old_cost,
-                               ws, we, visit.duration_s, visit.demand, visit.skills)
+    cand = cheapest_insertions(
+        flat,
+        to_new,
+        from_new,
+        to_new,
+        from_new,
+        flat.old_cost,
+        ws,
+        we,
+        visit.duration_s,
+        visit.demand,
+        visit.skills,
+    )
     keep = np.ones(cand.route.size, dtype=bool)
     if max_leg_s is not None:
         rows = _candidate_rows(flat, cand)
@@ -1067,8 +1150,13 @@ def _external_insertions(
         keep &= worker_filter[cand.route]
     if visit.pinned_worker is not None:
         keep &= cand.route == p.worker_index.get(visit.pinned_worker, -1)
-    r, pos, st, cost, trav = (cand.route[keep], cand.position[keep], cand.start[keep],
-                              cand.added_cost[keep], cand.added_travel[keep])
+    r, pos, st, cost, trav = (
+        cand.route[keep],
+        cand.position[keep],
+        cand.start[keep],
+        cand.added_cost[keep],
+        cand.added_travel[keep],
+    )
     options: list[Insertion] = []
     if r.size:
         order = np.lexsort((pos, cost, r))
@@ -1078,8 +1166,9 @@ def _external_insertions(
             k = int(r[j])
             # Position among *visible* stops: count real stops before the gap (prefix + free).
             visible = len(p.prefix[k]) + sum(1 for i in seqs[k][: int(pos[j])] if i >= 0)
-            options.append(Insertion(p.workers[k].id, visible, int(st[j]) + p.t0,
-                                     int(trav[j]), int(cost[j])))
+            options.append(
+                Insertion(p.workers[k].id, visible, int(st[j]) + p.t0, int(trav[j]), int(cost[j]))
+            )
     return p, seqs, InsertionOptions(tuple(options))
 
 
@@ -1094,8 +1183,11 @@ def _sequences(plan: DayPlan, p: _Problem) -> list[list[int]]:
     seqs: list[list[int]] = [[] for _ in range(p.W)]
     for r in plan.routes:
         k = p.worker_index[r.worker_id]
-        free = [p.visit_index[s.visit_id] for s in r.stops
-                if not p.visits[p.visit_index[s.visit_id]].fixed]
+        free = [
+            p.visit_index[s.visit_id]
+            for s in r.stops
+            if not p.visits[p.visit_index[s.visit_id]].fixed
+        ]
         seqs[k] = _with_breaks(p, k, free)
     return seqs
 
@@ -1137,7 +1229,14 @@ def insertion_options(plan: DayPlan, visit: Visit) -> InsertionOptions:
 
 def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPlan:
     """A new plan with ``visit`` inserted as ``option`` says; nothing else moves."""
-    p_old = _problem(plan.visits, plan.workers, plan.travel or TravelMatrix(np.zeros((1, 1), dtype=np.int64)), None, None, space=plan._space)
+    p_old = _problem(
+        plan.visits,
+        plan.workers,
+        plan.travel or TravelMatrix(np.zeros((1, 1), dtype=np.int64)),
+        None,
+        None,
+        space=plan._space,
+    )
     seqs = _sequences(plan, p_old)
     k = p_old.worker_index.get(option.worker_id)
     if k is None:
@@ -1161,8 +1260,15 @@ def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPl
         raise InvalidInput(f"visit {visit.id} does not fit worker {option.worker_id} there")
     reasons = {p.visit_index[d.visit_id]: (d.reason, d.detail) for d in plan.dropped}
     out = _assemble(
-        p, seqs, reasons, hit_time_limit=False, engine="insertion", runtime_s=0.0,
-        objective=Objective(), current=None, travel=space.travel,
+        p,
+        seqs,
+        reasons,
+        hit_time_limit=False,
+        engine="insertion",
+        runtime_s=0.0,
+        objective=Objective(),
+        current=None,
+        travel=space.travel,
     )
     return replace(out, changed_assignments=0)
 
@@ -1176,8 +1282,9 @@ def _extend_space(plan: DayPlan, visit: Visit) -> Space:
     lat = np.insert(old.places.lat, n - 1, visit.lat)
     lng = np.insert(old.places.lng, n - 1, visit.lng)
     nodes = np.insert(old.places.node, n - 1, max(node, 0))
-    space = Space(travel=old.travel, places=Places(lat, lng, nodes), modes=old.modes,
-                  horizon=old.horizon)
+    space = Space(
+        travel=old.travel, places=Places(lat, lng, nodes), modes=old.modes, horizon=old.horizon
+    )
     rows = np.arange(n - 1, dtype=np.int64)
     for m in old.modes:
         t_in, t_out = old.to_and_from(visit.lat, visit.lng, node, m, rows)
@@ -1190,5 +1297,3 @@ def _extend_space(plan: DayPlan, visit: Visit) -> Space:
             new[n - 1, : n - 1] = b
             getattr(space, name)[m] = new
     return space
-
-

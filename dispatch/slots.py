@@ -106,9 +106,7 @@ def _plans(plans: DayPlan | Sequence[DayPlan]) -> list[DayPlan]:
     return [plans] if isinstance(plans, DayPlan) else list(plans)
 
 
-def _slot_grid(
-    day: tuple[int, int], granularity_s: int, earliest: int
-) -> NDArray[np.int64]:
+def _slot_grid(day: tuple[int, int], granularity_s: int, earliest: int) -> NDArray[np.int64]:
     lo, hi = int(day[0]), int(day[1])
     if hi < lo:
         raise InvalidInput(f"day end {hi} is before its start {lo}")
@@ -172,13 +170,28 @@ def _workers_per_slot(
 
 
 def _probe(
-    service: ServiceRequest, lat: float, lng: float, start: int, end: int, node: int | None,
-    visit_id: int = -1, customer: int = -1,
+    service: ServiceRequest,
+    lat: float,
+    lng: float,
+    start: int,
+    end: int,
+    node: int | None,
+    visit_id: int = -1,
+    customer: int = -1,
 ) -> Visit:
-    return Visit(id=visit_id, lat=lat, lng=lng, duration_s=service.duration_s,
-                 window_start=start, window_end=end, skills=service.skills,
-                 demand=service.demand, customer=customer, node=node,
-                 status=VisitStatus.PLANNED)
+    return Visit(
+        id=visit_id,
+        lat=lat,
+        lng=lng,
+        duration_s=service.duration_s,
+        window_start=start,
+        window_end=end,
+        skills=service.skills,
+        demand=service.demand,
+        customer=customer,
+        node=node,
+        status=VisitStatus.PLANNED,
+    )
 
 
 def available_slots(
@@ -242,13 +255,13 @@ def reserve_slot(
         if visit_id in {v.id for v in plan.visits}:
             raise InvalidInput(f"visit {visit_id} is already in the plan")
         _, _, options = _external_insertions(plan, visit, max_leg_s=max_leg_s)
-        if options.best is not None and (best is None or options.best.added_cost
-                                         < best[1].added_cost):
+        if options.best is not None and (
+            best is None or options.best.added_cost < best[1].added_cost
+        ):
             best = (plan, options.best)
     if best is None:
         raise SlotUnavailable(
             f"slot {slot.start}-{slot.end}: no worker can take visit {visit_id} any more"
         )
     plan, option = best
-    return Reservation(visit=visit, insertion=option,
-                       plan=plan_with_insertion(plan, visit, option))
+    return Reservation(visit=visit, insertion=option, plan=plan_with_insertion(plan, visit, option))

@@ -20,11 +20,15 @@ TOLERANCE_S = 1
 
 
 def _travel_s(
-    travel: Any, a: tuple[float, float, int | None], b: tuple[float, float, int | None],
-    at: int, mode: str,
+    travel: Any,
+    a: tuple[float, float, int | None],
+    b: tuple[float, float, int | None],
+    at: int,
+    mode: str,
 ) -> float:
     if isinstance(travel, TravelMatrix):
-        assert a[2] is not None and b[2] is not None
+        assert a[2] is not None
+        assert b[2] is not None
         return float(travel.duration_s[a[2], b[2]])
     if (a[0], a[1]) == (b[0], b[1]):
         return 0.0
@@ -85,9 +89,7 @@ def check_plan(
             need = _travel_s(travel, here, there, free_at, w.mode)
             usable = s.start - free_at - _break_overlap(w, free_at, s.start)
             if not v.fixed and usable + TOLERANCE_S < need:
-                problems.append(
-                    f"{tag}: {usable} s between jobs but the ride takes {need:.0f} s"
-                )
+                problems.append(f"{tag}: {usable} s between jobs but the ride takes {need:.0f} s")
             if not v.fixed and not w.breaks and s.arrival + TOLERANCE_S < free_at + need:
                 problems.append(f"{tag}: arrival {s.arrival} earlier than travel allows")
             if s.start < free_at and not v.fixed:
@@ -97,8 +99,9 @@ def check_plan(
         back = _travel_s(travel, here, home, free_at, w.mode) if route.stops else 0.0
         fixed_only = all(by_id[s.visit_id].fixed for s in route.stops if s.visit_id in by_id)
         if route.stops and not fixed_only and free_at + back > w.shift_end + TOLERANCE_S:
-            problems.append(f"worker {w.id}: home at {free_at + back:.0f} after shift end "
-                            f"{w.shift_end}")
+            problems.append(
+                f"worker {w.id}: home at {free_at + back:.0f} after shift end {w.shift_end}"
+            )
         if route.stops and route.stops[0].start < w.shift_start:
             problems.append(f"worker {w.id}: first job before the shift starts")
         if w.capacity is not None and load > w.capacity:
@@ -124,32 +127,49 @@ def check_plan(
     return problems
 
 
-def assert_feasible(plan: DayPlan, visits: Sequence[Visit], workers: Sequence[WorkerDay],
-                    travel: Any, *, allow_lateness: bool = False) -> None:
+def assert_feasible(
+    plan: DayPlan,
+    visits: Sequence[Visit],
+    workers: Sequence[WorkerDay],
+    travel: Any,
+    *,
+    allow_lateness: bool = False,
+) -> None:
     """Fail with every broken rule listed."""
     problems = check_plan(plan, visits, workers, travel, allow_lateness=allow_lateness)
     assert not problems, "\n".join(problems[:20])
 
 
 def city_day(
-    seed: int, n_visits: int, n_workers: int, *, t0: int = 1_764_036_000,
-    spread_deg: float = 0.05, skills: int = 2,
+    seed: int,
+    n_visits: int,
+    n_workers: int,
+    *,
+    t0: int = 1_764_036_000,
+    spread_deg: float = 0.05,
+    skills: int = 2,
 ) -> tuple[list[Visit], list[WorkerDay]]:
     """A deterministic generated city day (Shanghai-ish): visits and workers."""
     rng = np.random.default_rng(seed)
     visits = []
     for i in range(n_visits):
         ws = t0 + int(rng.integers(0, 8)) * 3600
-        visits.append(Visit(
-            id=i, lat=31.23 + float(rng.uniform(-spread_deg, spread_deg)),
-            lng=121.47 + float(rng.uniform(-spread_deg, spread_deg)),
-            duration_s=int(rng.choice([1800, 3600, 5400])), window_start=ws,
-            window_end=ws + 3 * 3600,
-            skills=int(rng.integers(0, 1 << skills)) if rng.random() < 0.5 else 0,
-        ))
+        visits.append(
+            Visit(
+                id=i,
+                lat=31.23 + float(rng.uniform(-spread_deg, spread_deg)),
+                lng=121.47 + float(rng.uniform(-spread_deg, spread_deg)),
+                duration_s=int(rng.choice([1800, 3600, 5400])),
+                window_start=ws,
+                window_end=ws + 3 * 3600,
+                skills=int(rng.integers(0, 1 << skills)) if rng.random() < 0.5 else 0,
+            )
+        )
     workers = [
         WorkerDay(
-            id=1000 + k, shift_start=t0, shift_end=t0 + 12 * 3600,
+            id=1000 + k,
+            shift_start=t0,
+            shift_end=t0 + 12 * 3600,
             start_lat=31.23 + float(rng.uniform(-spread_deg, spread_deg)),
             start_lng=121.47 + float(rng.uniform(-spread_deg, spread_deg)),
             skills=int(rng.integers(1, 1 << skills)) if skills else 0,

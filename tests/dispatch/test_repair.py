@@ -30,17 +30,21 @@ def _in_progress(plan: DayPlan, now: int) -> DayPlan:
         for s in route.stops:
             v = visits[s.visit_id]
             if s.start <= now:
-                visits[v.id] = replace(v, status=VisitStatus.STARTED,
-                                       pinned_worker=route.worker_id, pinned_start=s.start)
+                visits[v.id] = replace(
+                    v,
+                    status=VisitStatus.STARTED,
+                    pinned_worker=route.worker_id,
+                    pinned_start=s.start,
+                )
             elif s.start <= now + 3 * 3600:
-                visits[v.id] = replace(v, status=VisitStatus.CONFIRMED,
-                                       pinned_worker=route.worker_id)
+                visits[v.id] = replace(
+                    v, status=VisitStatus.CONFIRMED, pinned_worker=route.worker_id
+                )
     return replace(plan, visits=tuple(visits.values()))
 
 
 def _day(n_visits: int, n_workers: int, seconds: float, seed: int) -> DayPlan:
-    visits, workers = city_day(seed=seed, n_visits=n_visits, n_workers=n_workers,
-                               spread_deg=0.06)
+    visits, workers = city_day(seed=seed, n_visits=n_visits, n_workers=n_workers, spread_deg=0.06)
     plan = plan_day(visits, workers, travel=TRAVEL, stop=Stop(seconds), seed=seed)
     return _in_progress(plan, T0 + 3 * 3600)
 
@@ -50,8 +54,14 @@ def _events(plan: DayPlan) -> list[object]:
     confirmed = [v for v in plan.visits if v.status == VisitStatus.CONFIRMED]
     busiest = max(plan.routes, key=lambda r: len(r.stops))
     now = T0 + 3 * 3600
-    urgent = Visit(id=99_999, lat=31.235, lng=121.47, duration_s=3600, window_start=now + 1800,
-                   window_end=now + 4 * 3600)
+    urgent = Visit(
+        id=99_999,
+        lat=31.235,
+        lng=121.47,
+        duration_s=3600,
+        window_start=now + 1800,
+        window_end=now + 4 * 3600,
+    )
     return [
         WorkerAbsent(busiest.worker_id, now),
         VisitOverran(started[0].id, 75 * 60),
@@ -68,19 +78,24 @@ def _check_repair(plan: DayPlan, event: object, seconds: float) -> None:
     for v in plan.visits:
         if v.status == VisitStatus.STARTED:
             stop = new.stop_of(v.id)
-            assert stop is not None and stop.start == v.pinned_start
+            assert stop is not None
+            assert stop.start == v.pinned_start
             assert new.assignment()[v.id] == v.pinned_worker
     # Changes reported = changes made, and no more than a full re-plan makes.
     before, after = plan.assignment(), new.assignment()
     moved = {v for v, w in before.items() if v in after and after[v] != w}
     lost = {v for v in before if v not in after and any(x.id == v for x in new.visits)}
     assert result.changed_assignments == len(moved | lost) == new.changed_assignments
-    reported = {c.visit_id for c in result.changes
-                if c.kind in (ChangeKind.REASSIGNED, ChangeKind.DROPPED)}
+    reported = {
+        c.visit_id for c in result.changes if c.kind in (ChangeKind.REASSIGNED, ChangeKind.DROPPED)
+    }
     assert reported == moved | lost
     full = plan_day(new.visits, new.workers, travel=TRAVEL, stop=Stop(seconds), seed=1)
-    full_moved = sum(1 for v, w in before.items()
-                     if any(x.id == v for x in new.visits) and full.assignment().get(v) != w)
+    full_moved = sum(
+        1
+        for v, w in before.items()
+        if any(x.id == v for x in new.visits) and full.assignment().get(v) != w
+    )
     assert result.changed_assignments <= full_moved
     assert all(c.reason and c.detail for c in result.changes)
 
@@ -112,15 +127,21 @@ def test_absent_worker_gets_nothing_after_leaving(small: DayPlan) -> None:
     result = repair(small, WorkerAbsent(busiest.worker_id, leave), stop=Stop(0.5))
     route = result.plan.route_of(busiest.worker_id)
     assert all(s.start <= leave for s in route.stops)
-    assert any(c.kind == ChangeKind.REASSIGNED and c.from_worker == busiest.worker_id
-               for c in result.changes) or result.plan.num_dropped > small.num_dropped
+    assert (
+        any(
+            c.kind == ChangeKind.REASSIGNED and c.from_worker == busiest.worker_id
+            for c in result.changes
+        )
+        or result.plan.num_dropped > small.num_dropped
+    )
 
 
 def test_overrun_delays_but_keeps_confirmed_visits(small: DayPlan) -> None:
     started = next(v for v in small.visits if v.status == VisitStatus.STARTED)
     result = repair(small, VisitOverran(started.id, 20 * 60), stop=Stop(0.5))
     stop = result.plan.stop_of(started.id)
-    assert stop is not None and stop.end == started.pinned_start + started.duration_s + 1200
+    assert stop is not None
+    assert stop.end == started.pinned_start + started.duration_s + 1200
     assert result.changed_assignments <= 1
 
 

@@ -80,8 +80,9 @@ def test_unreachable_visit_is_dropped_not_silently(day) -> None:
 def test_pinned_and_started_visits_stay(day) -> None:
     visits, workers = day
     w0, w1 = workers[0], workers[1]
-    started = replace(visits[0], skills=0, status=VisitStatus.STARTED, pinned_worker=w1.id,
-                      pinned_start=T0 + 600)
+    started = replace(
+        visits[0], skills=0, status=VisitStatus.STARTED, pinned_worker=w1.id, pinned_start=T0 + 600
+    )
     confirmed = replace(visits[1], skills=0, status=VisitStatus.CONFIRMED, pinned_worker=w0.id)
     sample = [started, confirmed, *visits[2:15]]
     plan = plan_day(sample, workers, travel=TRAVEL, stop=FAST)
@@ -94,8 +95,9 @@ def test_pinned_and_started_visits_stay(day) -> None:
 
 def test_replan_with_change_penalty_keeps_assignments(plan, day) -> None:
     visits, workers = day
-    again = plan_day(visits, workers, travel=TRAVEL, stop=FAST, seed=7, current=plan,
-                     change_penalty=20_000)
+    again = plan_day(
+        visits, workers, travel=TRAVEL, stop=FAST, seed=7, current=plan, change_penalty=20_000
+    )
     assert_feasible(again, visits, workers, TRAVEL)
     assert again.changed_assignments == 0
     free = plan_day(visits, workers, travel=TRAVEL, stop=FAST, seed=7)
@@ -141,8 +143,14 @@ def test_no_workers_means_every_visit_outside_shifts(day) -> None:
     ],
 )
 def test_malformed_visit_is_rejected_naming_it(change, error, fragment) -> None:
-    base = {"id": 42, "lat": 31.2, "lng": 121.4, "duration_s": 3600, "window_start": T0,
-            "window_end": T0 + 3600}
+    base = {
+        "id": 42,
+        "lat": 31.2,
+        "lng": 121.4,
+        "duration_s": 3600,
+        "window_start": T0,
+        "window_end": T0 + 3600,
+    }
     with pytest.raises(error, match=f"visit 42.*{fragment}|{fragment}"):
         Visit(**{**base, **change})
 
@@ -164,8 +172,9 @@ def test_unknown_skill_is_a_typed_error(day) -> None:
 def test_matrix_travel_needs_nodes(day) -> None:
     visits, workers = day
     with pytest.raises(InvalidInput, match="node"):
-        plan_day(visits[:2], workers, travel=TravelMatrix(np.zeros((3, 3), dtype=np.int64)),
-                 stop=FAST)
+        plan_day(
+            visits[:2], workers, travel=TravelMatrix(np.zeros((3, 3), dtype=np.int64)), stop=FAST
+        )
 
 
 def test_bad_stop_and_objective_are_rejected() -> None:
@@ -177,8 +186,9 @@ def test_bad_stop_and_objective_are_rejected() -> None:
 
 def test_insertion_options_are_feasible_and_cheapest_first(plan, day) -> None:
     visits, workers = day
-    new = Visit(id=500, lat=31.24, lng=121.46, duration_s=1800, window_start=T0,
-                window_end=T0 + 10 * 3600)
+    new = Visit(
+        id=500, lat=31.24, lng=121.46, duration_s=1800, window_start=T0, window_end=T0 + 10 * 3600
+    )
     options = insertion_options(plan, new)
     assert len(options) > 0
     costs = [o.added_cost for o in options.options]
@@ -188,15 +198,22 @@ def test_insertion_options_are_feasible_and_cheapest_first(plan, day) -> None:
         after = plan_with_insertion(plan, new, option)
         assert_feasible(after, [*visits, new], workers, TRAVEL)
         stop = after.stop_of(500)
-        assert stop is not None and stop.worker_id == option.worker_id
+        assert stop is not None
+        assert stop.worker_id == option.worker_id
         assert stop.start == option.start
         # Nothing else moved.
         assert {k: v for k, v in after.assignment().items() if k != 500} == plan.assignment()
 
 
 def test_insertion_outside_every_shift_has_no_option(plan) -> None:
-    late = Visit(id=501, lat=31.24, lng=121.46, duration_s=3600, window_start=T0 + 11 * 3600,
-                 window_end=T0 + 11 * 3600 + 600)
+    late = Visit(
+        id=501,
+        lat=31.24,
+        lng=121.46,
+        duration_s=3600,
+        window_start=T0 + 11 * 3600,
+        window_end=T0 + 11 * 3600 + 600,
+    )
     assert insertion_options(plan, late).best is None
 
 
@@ -208,14 +225,28 @@ def _solomon_subset(n: int) -> tuple[list[Visit], list[WorkerDay], TravelMatrix]
         pytest.skip(f"Solomon data not found at {path}")
     inst = read_instance(path)
     visits = [
-        Visit(id=c, lat=0.0, lng=0.0, duration_s=int(inst.service[c]),
-              window_start=int(inst.early[c]), window_end=int(inst.late[c]),
-              demand=int(inst.demand[c]), node=c)
+        Visit(
+            id=c,
+            lat=0.0,
+            lng=0.0,
+            duration_s=int(inst.service[c]),
+            window_start=int(inst.early[c]),
+            window_end=int(inst.late[c]),
+            demand=int(inst.demand[c]),
+            node=c,
+        )
         for c in range(1, n + 1)
     ]
     workers = [
-        WorkerDay(id=k, shift_start=int(inst.early[0]), shift_end=int(inst.late[0]),
-                  start_lat=0.0, start_lng=0.0, capacity=inst.capacity, start_node=0)
+        WorkerDay(
+            id=k,
+            shift_start=int(inst.early[0]),
+            shift_end=int(inst.late[0]),
+            start_lat=0.0,
+            start_lng=0.0,
+            capacity=inst.capacity,
+            start_node=0,
+        )
         for k in range(5)
     ]
     return visits, workers, TravelMatrix(inst.dist)
@@ -223,8 +254,9 @@ def _solomon_subset(n: int) -> tuple[list[Visit], list[WorkerDay], TravelMatrix]
 
 def test_solomon_subset_serves_everyone_with_matrix_travel() -> None:
     visits, workers, matrix = _solomon_subset(25)
-    plan = plan_day(visits, workers, travel=matrix, stop=FAST,
-                    objective=Objective(allow_drop=False))
+    plan = plan_day(
+        visits, workers, travel=matrix, stop=FAST, objective=Objective(allow_drop=False)
+    )
     assert_feasible(plan, visits, workers, matrix)
     assert plan.num_dropped == 0
     assert plan.total_distance == plan.total_travel_s  # Solomon: distance is time
@@ -234,8 +266,7 @@ def test_solomon_subset_serves_everyone_with_matrix_travel() -> None:
 @given(seed=st.integers(0, 10_000), n_visits=st.integers(1, 12), n_workers=st.integers(1, 3))
 def test_random_days_are_always_feasible(seed: int, n_visits: int, n_workers: int) -> None:
     visits, workers = city_day(seed, n_visits, n_workers, spread_deg=0.08)
-    plan = plan_day(visits, workers, travel=TRAVEL, stop=Stop(0.3, max_iterations=100),
-                    seed=seed)
+    plan = plan_day(visits, workers, travel=TRAVEL, stop=Stop(0.3, max_iterations=100), seed=seed)
     assert_feasible(plan, visits, workers, TRAVEL)
 
 
@@ -244,15 +275,21 @@ def test_checker_catches_tampered_plans(plan, day) -> None:
     route = next(r for r in plan.routes if len(r.stops) >= 2)
     first, second = route.stops[0], route.stops[1]
     # Second job starts the moment the first ends: no time to ride there.
-    squeezed = replace(second, arrival=first.end, start=first.end,
-                       end=first.end + (second.end - second.start))
+    squeezed = replace(
+        second, arrival=first.end, start=first.end, end=first.end + (second.end - second.start)
+    )
     bad_route = replace(route, stops=(first, squeezed, *route.stops[2:]))
     tampered = replace(plan, routes=tuple(bad_route if r is route else r for r in plan.routes))
     with pytest.raises(AssertionError):
         assert_feasible(tampered, visits, workers, TRAVEL)
     # A visit silently missing is caught too.
-    silent = replace(plan, dropped=plan.dropped[1:]) if plan.dropped else replace(
-        plan, routes=tuple(replace(r, stops=r.stops[1:]) if r is route else r
-                           for r in plan.routes))
+    silent = (
+        replace(plan, dropped=plan.dropped[1:])
+        if plan.dropped
+        else replace(
+            plan,
+            routes=tuple(replace(r, stops=r.stops[1:]) if r is route else r for r in plan.routes),
+        )
+    )
     with pytest.raises(AssertionError):
         assert_feasible(silent, visits, workers, TRAVEL)

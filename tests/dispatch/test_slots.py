@@ -65,8 +65,13 @@ def test_worker_less_district_gets_no_slots(plan) -> None:
     remote = (31.23 + 0.55, 121.47)
     assert available_slots(ServiceRequest(duration_s=3600), remote, DAY, plan, now=NOW) == ()
     with pytest.raises(SlotUnavailable):
-        reserve_slot(ServiceRequest(duration_s=3600), remote, Slot(T0 + 3600, T0 + 5400, 1),
-                     plan, visit_id=30_000)
+        reserve_slot(
+            ServiceRequest(duration_s=3600),
+            remote,
+            Slot(T0 + 3600, T0 + 5400, 1),
+            plan,
+            visit_id=30_000,
+        )
 
 
 def test_slots_respect_lead_time_and_shift_ends(plan) -> None:
@@ -80,8 +85,10 @@ def test_slots_respect_lead_time_and_shift_ends(plan) -> None:
 
 
 def test_skill_nobody_has_gets_no_slots(plan) -> None:
-    assert available_slots(ServiceRequest(duration_s=1800, skills=1 << 9), HOME, DAY, plan,
-                           now=NOW) == ()
+    assert (
+        available_slots(ServiceRequest(duration_s=1800, skills=1 << 9), HOME, DAY, plan, now=NOW)
+        == ()
+    )
 
 
 def test_worker_count_matches_insertion_options(plan) -> None:
@@ -89,8 +96,15 @@ def test_worker_count_matches_insertion_options(plan) -> None:
     slots = available_slots(service, HOME, DAY, plan, now=NOW, max_leg_s=10**6)
     assert slots
     for slot in slots[:6]:
-        probe = Visit(id=40_000, lat=HOME[0], lng=HOME[1], duration_s=service.duration_s,
-                      window_start=slot.start, window_end=slot.end, skills=service.skills)
+        probe = Visit(
+            id=40_000,
+            lat=HOME[0],
+            lng=HOME[1],
+            duration_s=service.duration_s,
+            window_start=slot.start,
+            window_end=slot.end,
+            skills=service.skills,
+        )
         assert len(insertion_options(plan, probe)) == slot.workers
 
 
@@ -100,5 +114,4 @@ def test_bad_requests_are_rejected(plan) -> None:
     with pytest.raises(InvalidInput, match="location"):
         available_slots(ServiceRequest(duration_s=60), (91.0, 0.0), DAY, plan, now=NOW)
     with pytest.raises(InvalidInput, match="granularity_s"):
-        available_slots(ServiceRequest(duration_s=60), HOME, DAY, plan, now=NOW,
-                        granularity_s=0)
+        available_slots(ServiceRequest(duration_s=60), HOME, DAY, plan, now=NOW, granularity_s=0)
