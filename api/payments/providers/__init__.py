@@ -8,8 +8,10 @@ Typical use by the payments service (router → service → provider):
     # mark paid (待服务), store note.raw and note.dedupe_key, then
     return provider.success_response()
 
-Any PaymentError → provider.failure_response(str(error)) so the provider resends
-(or not: a SignatureInvalid probe simply fails).
+Signature, window, certificate and format errors → provider.failure_response(...):
+the message was not (verifiably) from the provider, and WeChat's bad-signature probes
+expect exactly that. OrderMismatch on a verified message → do not mark paid, record it
+for review; replying failure keeps WeChat/Alipay resending for about 24 h.
 """
 
 from api.payments.providers.alipay import AlipayConfig, AlipayProduct, AlipayProvider

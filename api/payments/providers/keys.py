@@ -156,6 +156,25 @@ class PlatformKeyring:
             raise InvalidPaymentInput("at least one platform key or certificate is required")
         self._keys: Mapping[str, PlatformKey] = MappingProxyType(by_serial)
 
+    @classmethod
+    def from_text(
+        cls,
+        *,
+        certificates: Iterable[str] = (),
+        public_key_id: str | None = None,
+        public_key: str | None = None,
+    ) -> PlatformKeyring:
+        """Build from settings text: platform certificate PEMs and/or the PUB_KEY_ID_ key.
+
+        During WeChat's switch from certificates to the public key, configure both.
+        """
+        if (public_key_id is None) != (public_key is None):
+            raise InvalidPaymentInput("public_key_id and public_key must be set together")
+        keys = [PlatformKey.from_certificate(pem) for pem in certificates]
+        if public_key_id is not None and public_key is not None:
+            keys.append(PlatformKey.from_public_key(public_key_id, public_key))
+        return cls(keys)
+
     @property
     def serials(self) -> tuple[str, ...]:
         """The configured serials (normalised), for diagnostics."""

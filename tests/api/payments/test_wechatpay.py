@@ -755,3 +755,36 @@ def test_signed_odd_resources_raise_only_payment_errors(
         return
     assert isinstance(note.out_trade_no, str)
     assert note.amount_fen is None or isinstance(note.amount_fen, int)
+
+
+def test_keyring_from_settings_text(
+    platform_cert_key: rsa.RSAPrivateKey,
+    platform_pubkey_key: rsa.RSAPrivateKey,
+    cert_platform: WeChatPlatform,
+    pubkey_platform: WeChatPlatform,
+) -> None:
+    from api.payments.providers import PlatformKeyring
+    from api.payments.providers.wechatpay import V3Verifier
+    from tests.api.payments.conftest import CERT_SERIAL
+    from tests.api.payments.doubles import APIV3_KEY, cert_pem, public_der_b64, self_signed_cert
+
+    keyring = PlatformKeyring.from_text(
+        certificates=[cert_pem(self_signed_cert(platform_cert_key, CERT_SERIAL))],
+        public_key_id=PUB_KEY_ID,
+        public_key=public_der_b64(platform_pubkey_key.public_key()),
+    )
+    verifier = V3Verifier(keyring, APIV3_KEY)
+    for platform in (cert_platform, pubkey_platform):
+        sent = platform.notification(transaction_resource())
+        verifier.verify_signature(sent.headers, sent.body, now=FIXED_NOW)
+    # Serials are hex numbers: case and leading zeros do not matter.
+    sent = cert_platform.sign(b"{}", serial="00" + format(CERT_SERIAL, "x"))
+    verifier.verify_signature(sent.headers, sent.body, now=FIXED_NOW)
+    with pytest.raises(InvalidPaymentInput, match="together"):
+        PlatformKeyring.from_text(public_key_id=PUB_KEY_ID)
+    with pytest.raises(InvalidPaymentInput, match="at least one"):
+        PlatformKeyring.from_text()
+    with pytest.raises(InvalidPaymentInput, match="PUB_KEY_ID_"):
+        PlatformKeyring.from_text(
+            public_key_id="KEY1", public_key=public_der_b64(platform_pubkey_key.public_key())
+        )
