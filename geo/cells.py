@@ -9,6 +9,8 @@ where it offers a bulk call.
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
 import h3.api.basic_int as h3i
@@ -17,6 +19,21 @@ from numpy.typing import ArrayLike, NDArray
 
 from geo._arrays import FloatArray, as_latlng
 from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, InvalidPolygon
+
+
+def _load_fast() -> ModuleType | None:
+    try:
+        from geo import _h3fast
+    except ImportError:  # not compiled here: the h3-py loop gives the same cells, slower
+        return None
+    return _h3fast
+
+
+#: The compiled batch indexer (geo/_h3fast.c), or None when it was not built.
+_FAST: ModuleType | None = _load_fast()
+
+#: Points per thread below which extra threads cost more than they save.
+_MIN_POINTS_PER_THREAD = 50_000
 
 CellArray: TypeAlias = NDArray[np.uint64]
 IntArray: TypeAlias = NDArray[np.int64]
@@ -171,27 +188,55 @@ def cell_to_children(cell: ArrayLike, res: int) -> CellArray:
     return np.sort(np.fromiter(h3i.cell_to_children(h, res), dtype=np.uint64))
 
 
-def _fallback_latlng_to_cells(lat: FloatArray, lng: FloatArray, res: int) -> CellArray:
-    lat_flat = lat.reshape(-1).tolist()
-    lng_flat = lng.reshape(-1).tolist()
+def _loop_latlng_to_cells(lat: FloatArray, lng: FloatArray, res: int) -> CellArray:
+    """h3-py point by point: the reference, and the path when the extension is missing."""
     to_cell = h3i.latlng_to_cell
-    out = np.fromiter(
-        (to_cell(a, b, res) for a, b in zip(lat_flat, lng_flat, strict=True)),
+    return np.fromiter(
+        (to_cell(a, b, res) for a, b in zip(lat.tolist(), lng.tolist(), strict=True)),
         dtype=np.uint64,
-        count=len(lat_flat),
+        count=lat.size,
     )
-    return out.reshape(lat.shape)
 
 
-def latlng_to_cells(lat: ArrayLike, lng: ArrayLike, res: int) -> CellArray | int:
+def default_threads(n_points: int) -> int:
+    """Threads ``latlng_to_cells`` uses for ``n_points`` by default (usable cores, capped)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_points // _MIN_POINTS_PER_THREAD))
+
+
+def latlng_to_cells(
+    lat: ArrayLike, lng: ArrayLike, res: int, *, threads: int | None = None
+) -> CellArray | int:
     """H3 cell at resolution ``res`` of each WGS-84 point (degrees); same shape as input.
 
-    Identical to ``h3.latlng_to_cell`` point by point. A scalar point gives an ``int``.
+    Identical to ``h3.latlng_to_cell`` point by point. A scalar point gives an
+    ``int``. The compiled path releases the GIL and splits large inputs over
+    ``threads`` threads (default: ``default_threads``); points it cannot
+    place with certainty (a hair from a cell edge) are resolved by h3-py.
     """
     res = _check_res(res)
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise InvalidParameter(f"threads must be an int >= 1, got {threads!r}")
     lat_a, lng_a, scalar = as_latlng(lat, lng)
-    out = _fallback_latlng_to_cells(lat_a, lng_a, res)
-    return int(out) if scalar else out
+    lat_flat = np.ascontiguousarray(lat_a.reshape(-1))
+    lng_flat = np.ascontiguousarray(lng_a.reshape(-1))
+    if _FAST is None:
+        out = _loop_latlng_to_cells(lat_flat, lng_flat, res)
+    else:
+        out = np.empty(lat_flat.size, dtype=np.uint64)
+        n_threads = default_threads(lat_flat.size) if threads is None else threads
+        refused = _FAST.latlng_to_cells(lat_flat, lng_flat, out, res, n_threads)
+        if refused:
+            where = np.flatnonzero(out == 0)
+            out[where] = _loop_latlng_to_cells(lat_flat[where], lng_flat[where], res)
+    if scalar:
+        return int(out[0])
+    return out.reshape(lat_a.shape)
 
 
 def cells_to_latlng(cells: ArrayLike) -> tuple[FloatArray, FloatArray]:

@@ -361,3 +361,53 @@ def test_polygon_to_cells_rejects_bad_input() -> None:
     with pytest.raises(InvalidCoordinate, match="bounds"):
         cells.polygon_to_cells(shapely.Polygon([(0, 0), (400, 0), (0, 10)]), 3)
     assert cells.polygon_to_cells(shapely.Polygon(), 7).size == 0
+
+
+# --- compiled path, threads and the pure fallback -----------------------------------------------
+
+
+def test_pure_fallback_gives_the_same_cells(
+    monkeypatch: pytest.MonkeyPatch,
+    global_points: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> None:
+    lat, lng = global_points[0][:3000], global_points[1][:3000]
+    fast = {res: cells.latlng_to_cells(lat, lng, res) for res in (0, 9, 15)}
+    monkeypatch.setattr(cells, "_FAST", None)
+    for res, want in fast.items():
+        np.testing.assert_array_equal(cells.latlng_to_cells(lat, lng, res), want)
+        np.testing.assert_array_equal(cells.latlng_to_cells(lat, lng, res), oracle(lat, lng, res))
+    assert cells.latlng_to_cells(31.2, 121.5, 9) == h3i.latlng_to_cell(31.2, 121.5, 9)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_thread_counts_give_the_same_cells(
+    global_points: tuple[NDArray[np.float64], NDArray[np.float64]], threads: int
+) -> None:
+    lat, lng = global_points
+    got = cells.latlng_to_cells(lat, lng, 12, threads=threads)
+    np.testing.assert_array_equal(got, oracle(lat, lng, 12))
+
+
+@pytest.mark.parametrize("bad_threads", [0, -2, 1.5, True])
+def test_latlng_to_cells_rejects_bad_thread_counts(bad_threads: object) -> None:
+    with pytest.raises(InvalidParameter, match="threads"):
+        cells.latlng_to_cells(30.0, 120.0, 9, threads=bad_threads)  # type: ignore[arg-type]
+
+
+def test_compiled_path_refuses_points_on_cell_edges_and_is_exact_elsewhere() -> None:
+    if cells._FAST is None:
+        pytest.skip("geo._h3fast is not built here; the fallback tests cover the h3-py path")
+    rng = np.random.default_rng(17)
+    seeds = oracle(rng.uniform(20, 45, 200), rng.uniform(100, 125, 200), 15)
+    # Cell vertices sit exactly on three cells' edges: the guard must send them to h3-py.
+    verts = np.array([v for h in seeds.tolist() for v in h3i.cell_to_boundary(h)])
+    lat = np.ascontiguousarray(verts[:, 0])
+    lng = np.ascontiguousarray(verts[:, 1])
+    out = np.empty(lat.size, dtype=np.uint64)
+    refused = cells._FAST.latlng_to_cells(lat, lng, out, 15, 1)
+    assert refused == int((out == 0).sum())
+    assert refused > 0.9 * lat.size
+    kept = out != 0
+    np.testing.assert_array_equal(out[kept], oracle(lat[kept], lng[kept], 15))
+    assert cells.default_threads(10) == 1
+    assert cells.default_threads(10**9) >= 1

@@ -1,0 +1,436 @@
+/*
+ * geo._h3fast: batch H3 indexing over numpy buffers, GIL released, optional threads.
+ *
+ * latlng_to_cells is exact with respect to h3-py by construction:
+ *   - the icosahedron face is chosen exactly as H3 does (same vector, same
+ *     squared distances), and points whose two nearest face centres are
+ *     almost tied are refused;
+ *   - the hex2d position on the face is computed with a cheaper gnomonic
+ *     projection (three dot products and a division instead of acos, tan,
+ *     atan2, cos, sin), so it may differ from H3's by a few ulps; a point is
+ *     refused when it lies closer to a hex edge than a bound that is three
+ *     orders of magnitude above the worst disagreement of the two
+ *     computations;
+ *   - from the integer (face, i, j, k) on, H3's own code (_faceIjkToH3,
+ *     vendored unchanged in _h3fast_vendor/h3lib) builds the index.
+ * Refused points get 0 in the output; the Python caller resolves them through
+ * h3-py itself, so even on a platform whose floating point differs the
+ * answer is h3-py's.
+ *
+ * Only the CPython buffer protocol is used (no numpy headers), so the build
+ * needs nothing but a C compiler and Python's headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "baseCells.h"
+#include "coordijk.h"
+#include "faceijk.h"
+#include "h3Index.h"
+#include "h3api.h"
+
+#define N_FACES 20
+#define SQRT7 2.6457513110645905905016157536392604257102 /* as M_SQRT7 in faceijk.c */
+
+/* H3's faceCenterPoint table (faceijk.c, H3 4.5.0), where it is static. */
+static const double FACE_CENTRE[N_FACES][3] = {
+    {0.2199307791404606, 0.6583691780274996, 0.7198475378926182},
+    {-0.2139234834501421, 0.1478171829550703, 0.9656017935214205},
+    {0.1092625278784797, -0.4811951572873210, 0.8697775121287253},
+    {0.7428567301586791, -0.3593941678278028, 0.5648005936517033},
+    {0.8112534709140969, 0.3448953237639384, 0.4721387736413930},
+    {-0.1055498149613921, 0.9794457296411413, 0.1718874610009365},
+    {-0.8075407579970092, 0.1533552485898818, 0.5695261994882688},
+    {-0.2846148069787907, -0.8644080972654206, 0.4144792552473539},
+    {0.7405621473854482, -0.6673299564565524, -0.0789837646326737},
+    {0.8512303986474293, 0.4722343788582681, -0.2289137388687808},
+    {-0.7405621473854481, 0.6673299564565524, 0.0789837646326737},
+    {-0.8512303986474292, -0.4722343788582682, 0.2289137388687808},
+    {0.1055498149613919, -0.9794457296411413, -0.1718874610009365},
+    {0.8075407579970092, -0.1533552485898819, -0.5695261994882688},
+    {0.2846148069787908, 0.8644080972654204, -0.4144792552473539},
+    {-0.7428567301586791, 0.3593941678278027, -0.5648005936517033},
+    {-0.8112534709140971, -0.3448953237639382, -0.4721387736413930},
+    {-0.2199307791404607, -0.6583691780274996, -0.7198475378926182},
+    {0.2139234834501420, -0.1478171829550704, -0.9656017935214205},
+    {-0.1092625278784796, 0.4811951572873210, -0.8697775121287253},
+};
+
+/* H3's faceAxesAzRadsCII[face][0]: azimuth of each face's i axis (class II). */
+static const double FACE_I_AXIS_AZ[N_FACES] = {
+    5.619958268523939882, 5.760339081714187279, 0.780213654393430055,
+    0.430469363979999913, 6.130269123335111400, 2.692877706530642877,
+    2.982963003477243874, 3.532912002790141181, 3.494305004259568154,
+    3.003214169499538391, 5.930472956509811562, 0.138378484090254847,
+    0.448714947059150361, 0.158629650112549365, 5.891865957979238535,
+    2.711123289609793325, 3.294508837434268316, 3.804819692245439833,
+    3.664438879055192436, 2.361378999196363184,
+};
+
+/* Tangent-plane axes of each face: [class II, class III][face][x axis, y axis][xyz]. */
+static double FACE_AXES[2][N_FACES][2][3];
+/* hex2d units per unit of tan(angle from the face centre), by resolution. */
+static double HEX_SCALE[MAX_H3_RES + 1];
+
+/* Refuse a point when its two nearest face centres are this close in dot
+ * product (a squared chord distance gap of 1e-12; H3's own sqd has an error
+ * near 1e-16). */
+#define FACE_TIE_DOT 5e-13
+/* Edge-distance guard, in units of HEX_SCALE: a relative part and a part
+ * growing as 1/r near the face centre, where acos(1 - sqd/2) and the
+ * azimuth in H3 lose digits (error ~1.1e-16 / r there). */
+#define GUARD_REL 1e-12
+#define GUARD_CENTRE 1e-13
+
+static void init_tables(void) {
+    for (int f = 0; f < N_FACES; f++) {
+        const double *c = FACE_CENTRE[f];
+        /* north = normalise(Z - (Z.c) c); east = north x c, as in H3's _vec3TangentBasis */
+        double north[3] = {-c[2] * c[0], -c[2] * c[1], 1.0 - c[2] * c[2]};
+        double norm = sqrt(north[0] * north[0] + north[1] * north[1] + north[2] * north[2]);
+        for (int a = 0; a < 3; a++) north[a] /= norm;
+        double east[3] = {north[1] * c[2] - north[2] * c[1], north[2] * c[0] - north[0] * c[2],
+                          north[0] * c[1] - north[1] * c[0]};
+        for (int cls = 0; cls < 2; cls++) {
+            /* theta = axis_az - az (ccw from the i axis); class III turns by -AP7_ROT */
+            double axis = FACE_I_AXIS_AZ[f] - (cls ? M_AP7_ROT_RADS : 0.0);
+            double ca = cos(axis), sa = sin(axis);
+            for (int a = 0; a < 3; a++) {
+                FACE_AXES[cls][f][0][a] = ca * north[a] + sa * east[a];
+                FACE_AXES[cls][f][1][a] = sa * north[a] - ca * east[a];
+            }
+        }
+    }
+    double scale = INV_RES0_U_GNOMONIC;
+    for (int r = 0; r <= MAX_H3_RES; r++) {
+        HEX_SCALE[r] = scale;
+        scale *= SQRT7;
+    }
+}
+
+
+/* floor(n / 7) for |n| < 2^40, as a multiply-shift on an offset unsigned value */
+#define FLOOR_DIV7_OFFSET ((int64_t)7 << 40)
+static inline int64_t floor_div7(int64_t n) {
+    return (int64_t)((uint64_t)(n + FLOOR_DIV7_OFFSET) / 7u) - ((int64_t)1 << 40);
+}
+
+/* Digit of a child relative to its parent's centre, by ((di + 1) * 3 + (dj + 1)) & 15 in
+ * IJ coordinates (k folded in): CENTER 0, K (-1,-1) 1, J (0,1) 2, JK (-1,0) 3, I (1,0) 4,
+ * IK (0,-1) 5, IJ (1,1) 6; 7 marks offsets that cannot occur. */
+static const uint8_t DIGIT_OF_IJ[16] = {1, 3, 7, 5, 0, 2, 7, 4, 6, 7, 7, 7, 7, 7, 7, 7};
+/* _rotate60ccw applied n times to each digit */
+static uint8_t ROT60CCW[6][8];
+/* the antipode of face f (0..9) among faces 10..19: H3's centres come in antipodal pairs */
+static const int ANTIPODE[10] = {17, 18, 19, 15, 16, 12, 13, 14, 10, 11};
+
+static void init_rotations(void) {
+    static const uint8_t once[8] = {0, 5, 3, 1, 6, 4, 2, 7};
+    for (int d = 0; d < 8; d++) ROT60CCW[0][d] = (uint8_t)d;
+    for (int n = 1; n < 6; n++)
+        for (int d = 0; d < 8; d++) ROT60CCW[n][d] = once[ROT60CCW[n - 1][d]];
+}
+
+#define BLOCK 256
+
+/* Pass 3 of index_block for one point: base cell (IJ at res 0) and rotations. */
+static uint64_t finish_index(int face, int64_t a, int64_t b, uint64_t packed, int res) {
+    int64_t m = a < b ? a : b;
+    if (m > 0) m = 0;
+    FaceIJK base;
+    base.face = face;
+    base.coord.i = (int)(a - m);
+    base.coord.j = (int)(b - m);
+    base.coord.k = (int)(-m);
+    if (base.coord.i > MAX_FACE_COORD || base.coord.j > MAX_FACE_COORD ||
+        base.coord.k > MAX_FACE_COORD)
+        return 0;
+    for (int lvl = 1; lvl <= res; lvl++) {
+        if (((packed >> ((MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET)) & 7) == 7) return 0;
+    }
+    int base_cell = _faceIjkToBaseCell(&base);
+    int turns = _faceIjkToBaseCellCCWrot60(&base);
+    if (_isBaseCellPentagon(base_cell)) {
+        /* H3 rotates a pentagon's digits out of the deleted K sub-sequence: first
+         * once (cw or ccw by face) if the leading non-zero digit is K, then on
+         * each of the ccw turns once more whenever the turn lands it on K. Every
+         * step turns all digits alike, so only the total count matters. */
+        int lead = 0;
+        for (int lvl = 1; lvl <= res; lvl++) {
+            int d = (int)((packed >> ((MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET)) & 7);
+            if (d != 0) {
+                lead = d;
+                break;
+            }
+        }
+        int total = 0;
+        if (lead == K_AXES_DIGIT) total = _baseCellIsCwOffset(base_cell, base.face) ? 5 : 1;
+        for (int t = 0; t < turns; t++) {
+            total = (total + 1) % 6;
+            if (ROT60CCW[total][lead] == K_AXES_DIGIT) total = (total + 1) % 6;
+        }
+        turns = total;
+    }
+    uint64_t h = ((uint64_t)H3_CELL_MODE << H3_MODE_OFFSET) | ((uint64_t)res << H3_RES_OFFSET) |
+                 ((uint64_t)base_cell << H3_BC_OFFSET);
+    const uint8_t *rot = ROT60CCW[turns];
+    for (int lvl = 1; lvl <= MAX_H3_RES; lvl++) {
+        int shift = (MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET;
+        uint64_t d = lvl <= res ? rot[(packed >> shift) & 7] : 7;
+        h |= d << shift;
+    }
+    return h;
+}
+
+
+/*
+ * Index up to BLOCK points; refused points get 0. Three passes over the block
+ * so that the long serial chain of the digit loop (each level needs the
+ * previous level's parent) runs for many points side by side.
+ *
+ * Pass 1: face and hex2d position, nearest hex centre, guard.
+ * Pass 2: H3's _faceIjkToH3 digit loop in IJ coordinates with integer
+ *   rounding: lround(m / 7.0) == floor((m + 3) / 7) for every integer m, since
+ *   m / 7 is never a half.
+ * Pass 3: base cell, H3's rotations into the base cell's orientation
+ *   (including the pentagon rules), packing.
+ */
+static Py_ssize_t index_block(const double *lat, const double *lng, uint64_t *out, int n,
+                              int res) {
+    int face[BLOCK];
+    int64_t ca[BLOCK], cb[BLOCK];
+    uint8_t ok[BLOCK];
+    uint64_t packed[BLOCK];
+    const double scale = HEX_SCALE[res];
+    const int cls = res & 1;
+
+    for (int p = 0; p < n; p++) {
+        double la = lat[p] * M_PI_180;
+        double lo = lng[p] * M_PI_180;
+        double cl = cos(la);
+        double p0 = cos(lo) * cl, p1 = sin(lo) * cl, p2 = sin(la);
+
+        /* nearest face centre = largest dot product; |dot| over one face of each
+         * antipodal pair, the sign picks the face */
+        double best = -1.0, second = -1.0;
+        int rep = 0;
+        for (int f = 0; f < 10; f++) {
+            double d = fabs(p0 * FACE_CENTRE[f][0] + p1 * FACE_CENTRE[f][1] +
+                            p2 * FACE_CENTRE[f][2]);
+            second = d > second ? d : second;
+            if (d > best) {
+                second = best;
+                best = d;
+                rep = f;
+            }
+        }
+        double signed_dot = p0 * FACE_CENTRE[rep][0] + p1 * FACE_CENTRE[rep][1] +
+                            p2 * FACE_CENTRE[rep][2];
+        int fc = signed_dot >= 0.0 ? rep : ANTIPODE[rep];
+        const double *c = FACE_CENTRE[fc];
+        const double(*axes)[3] = FACE_AXES[cls][fc];
+        double dot_c = p0 * c[0] + p1 * c[1] + p2 * c[2];
+        double inv = scale / dot_c;
+        double vx = (p0 * axes[0][0] + p1 * axes[0][1] + p2 * axes[0][2]) * inv;
+        double vy = (p0 * axes[1][0] + p1 * axes[1][1] + p2 * axes[1][2]) * inv;
+
+        /* nearest hex centre by cube rounding: axial (q, r) on 60-degree axes, where
+         * H3's IJ (k folded in) is (a, b) = (q + r, r) and centre = (a - b/2, b sqrt3/2) */
+        double rf = vy * M_RSIN60;
+        double qf = vx - 0.5 * rf;
+        double sf = -qf - rf;
+        double q = nearbyint(qf), r = nearbyint(rf), sr = nearbyint(sf);
+        double dq = fabs(q - qf), dr = fabs(r - rf), ds = fabs(sr - sf);
+        if (dq > dr && dq > ds)
+            q = -r - sr;
+        else if (dr > ds)
+            r = -q - sr;
+        double a = q + r, b = r;
+
+        /* distance to the edge of that hexagon (apothem 1/2, centres 1 apart) */
+        double dx = vx - (a - 0.5 * b), dy = vy - b * M_SQRT3_2;
+        double e0 = fabs(dx);
+        double e1 = fabs(0.5 * dx + M_SQRT3_2 * dy);
+        double e2 = fabs(0.5 * dx - M_SQRT3_2 * dy);
+        double edge = e0 > e1 ? e0 : e1;
+        edge = edge > e2 ? edge : e2;
+        double d0 = c[0] - p0, d1 = c[1] - p1, d2 = c[2] - p2;
+        double r_chord = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+        double guard = scale * (GUARD_REL + GUARD_CENTRE / r_chord);
+        /* !(x > y) also refuses NaN, and r_chord == 0 makes the guard infinite */
+        int good = (0.5 - edge > guard) && (best - second > FACE_TIE_DOT);
+        ok[p] = (uint8_t)good;
+        face[p] = fc;
+        ca[p] = good ? (int64_t)a : 0;
+        cb[p] = good ? (int64_t)b : 0;
+        packed[p] = 0;
+    }
+
+    for (int lvl = res; lvl >= 1; lvl--) {
+        const int shift = (MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET;
+        if (lvl & 1) { /* class III child: counter-clockwise aperture 7 */
+            for (int p = 0; p < n; p++) {
+                int64_t a = ca[p], b = cb[p];
+                int64_t pa = floor_div7(3 * a - b + 3);
+                int64_t pb = floor_div7(a + 2 * b + 3);
+                int64_t da = a - (2 * pa + pb) + 1, db = b - (3 * pb - pa) + 1;
+                packed[p] |= (uint64_t)DIGIT_OF_IJ[(da * 3 + db) & 15] << shift;
+                ok[p] &= (uint8_t)(((uint64_t)da <= 2) & ((uint64_t)db <= 2));
+                ca[p] = pa;
+                cb[p] = pb;
+            }
+        } else { /* class II child: clockwise aperture 7 */
+            for (int p = 0; p < n; p++) {
+                int64_t a = ca[p], b = cb[p];
+                int64_t pa = floor_div7(2 * a + b + 3);
+                int64_t pb = floor_div7(3 * b - a + 3);
+                int64_t da = a - (3 * pa - pb) + 1, db = b - (pa + 2 * pb) + 1;
+                packed[p] |= (uint64_t)DIGIT_OF_IJ[(da * 3 + db) & 15] << shift;
+                ok[p] &= (uint8_t)(((uint64_t)da <= 2) & ((uint64_t)db <= 2));
+                ca[p] = pa;
+                cb[p] = pb;
+            }
+        }
+    }
+
+    Py_ssize_t refused = 0;
+    for (int p = 0; p < n; p++) {
+        uint64_t h = 0;
+        if (ok[p]) h = finish_index(face[p], ca[p], cb[p], packed[p], res);
+        out[p] = h;
+        refused += (h == 0);
+    }
+    return refused;
+}
+typedef struct {
+    const double *lat;
+    const double *lng;
+    uint64_t *out;
+    Py_ssize_t start, stop;
+    int res;
+    Py_ssize_t refused;
+} Chunk;
+
+static void *run_chunk(void *arg) {
+    Chunk *ch = (Chunk *)arg;
+    Py_ssize_t refused = 0;
+    for (Py_ssize_t i = ch->start; i < ch->stop; i += BLOCK) {
+        Py_ssize_t m = ch->stop - i < BLOCK ? ch->stop - i : BLOCK;
+        refused += index_block(ch->lat + i, ch->lng + i, ch->out + i, (int)m, ch->res);
+    }
+    ch->refused = refused;
+    return NULL;
+}
+
+#define MAX_THREADS 64
+
+static PyObject *py_latlng_to_cells(PyObject *self, PyObject *args) {
+    Py_buffer lat, lng, out;
+    int res, threads;
+    if (!PyArg_ParseTuple(args, "y*y*w*ii", &lat, &lng, &out, &res, &threads)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = lat.len / (Py_ssize_t)sizeof(double);
+    if (lat.len != lng.len || out.len != n * (Py_ssize_t)sizeof(uint64_t) ||
+        lat.len % (Py_ssize_t)sizeof(double) != 0) {
+        PyErr_SetString(PyExc_ValueError, "lat, lng and out must hold the same number of items");
+        goto done;
+    }
+    if (res < 0 || res > MAX_H3_RES) {
+        PyErr_Format(PyExc_ValueError, "res must be in 0..%d, got %d", MAX_H3_RES, res);
+        goto done;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if ((Py_ssize_t)threads > n) threads = n > 0 ? (int)n : 1;
+
+    Chunk chunks[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    int started[MAX_THREADS];
+    Py_ssize_t refused = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (int t = 0; t < threads; t++) {
+        chunks[t].lat = (const double *)lat.buf;
+        chunks[t].lng = (const double *)lng.buf;
+        chunks[t].out = (uint64_t *)out.buf;
+        chunks[t].start = n * t / threads;
+        chunks[t].stop = n * (t + 1) / threads;
+        chunks[t].res = res;
+        chunks[t].refused = 0;
+        started[t] = 0;
+    }
+    /* the calling thread takes chunk 0; if a thread cannot start, run its chunk here */
+    for (int t = 1; t < threads; t++) {
+        started[t] = pthread_create(&tids[t], NULL, run_chunk, &chunks[t]) == 0;
+    }
+    run_chunk(&chunks[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            run_chunk(&chunks[t]);
+    }
+    for (int t = 0; t < threads; t++) refused += chunks[t].refused;
+    Py_END_ALLOW_THREADS;
+    result = PyLong_FromSsize_t(refused);
+done:
+    PyBuffer_Release(&lat);
+    PyBuffer_Release(&lng);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* H3's own latLngToCell over the buffers (degrees), single thread: for measuring. */
+static PyObject *py_h3_latlng_to_cells(PyObject *self, PyObject *args) {
+    Py_buffer lat, lng, out;
+    int res;
+    if (!PyArg_ParseTuple(args, "y*y*w*i", &lat, &lng, &out, &res)) return NULL;
+    Py_ssize_t n = lat.len / (Py_ssize_t)sizeof(double);
+    PyObject *result = NULL;
+    if (lat.len != lng.len || out.len != n * (Py_ssize_t)sizeof(uint64_t)) {
+        PyErr_SetString(PyExc_ValueError, "lat, lng and out must hold the same number of items");
+        goto done;
+    }
+    const double *la = lat.buf, *ln = lng.buf;
+    uint64_t *o = out.buf;
+    Py_ssize_t failed = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        LatLng g = {la[i] * M_PI_180, ln[i] * M_PI_180};
+        H3Index h = 0;
+        if (latLngToCell(&g, res, &h) != E_SUCCESS) {
+            h = 0;
+            failed++;
+        }
+        o[i] = h;
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyLong_FromSsize_t(failed);
+done:
+    PyBuffer_Release(&lat);
+    PyBuffer_Release(&lng);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"latlng_to_cells", py_latlng_to_cells, METH_VARARGS,
+     "latlng_to_cells(lat, lng, out, res, threads) -> refused count; refused points get 0."},
+    {"h3_latlng_to_cells", py_h3_latlng_to_cells, METH_VARARGS,
+     "h3_latlng_to_cells(lat, lng, out, res) -> failures; H3's latLngToCell per point."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "geo._h3fast", "Batch H3 indexing over buffers.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__h3fast(void) {
+    init_tables();
+    init_rotations();
+    return PyModule_Create(&module);
+}
