@@ -506,7 +506,8 @@ def _ride_seconds_and_pace_jacobian(
         step = np.where(done, rem / speed, to_boundary)
         seconds[active] += step
         go_on = active[~done]
-        np.add.at(early, (go_on, hour[~done]), to_boundary[~done] * speed[~done] ** 2)
+        # Each trip appears once per step, so plain fancy += is safe (no np.add.at needed).
+        early[go_on, hour[~done]] += to_boundary[~done] * speed[~done] ** 2
         final_m[active[done]] = rem[done]
         final_hour[active[done]] = hour[done]
         remaining[active] = np.where(done, 0.0, rem - reach_m)
@@ -728,14 +729,27 @@ def fit(
     mad = float(np.median(np.abs(start_residual - np.median(start_residual))))
     f_scale = max(1.4826 * mad, 1.0)
 
+    all_fitted = fitted_hours.size == HOURS_PER_DAY
+    # least_squares asks for the residual and the Jacobian at the same x in two
+    # calls; one evaluation gives both, so remember the last one.
+    last: dict[bytes, tuple[FloatArray, FloatArray]] = {}
+
     def residual_and_jacobian(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        key = np.asarray(x, dtype=np.float64).tobytes()
+        if key in last:
+            # Copies: least_squares rescales residual and Jacobian in place.
+            residual, jac = last[key]
+            return residual.copy(), jac.copy()
         overhead = x[0] if fit_overhead else 0.0
         pace = fill @ x[int(fit_overhead) :]
         ride_s, d_ride = _ride_seconds_and_pace_jacobian(gc_m, depart, 1.0 / pace, utc_offset_s)
-        jac = d_ride @ fill
+        jac = d_ride if all_fitted else d_ride @ fill
         if fit_overhead:
             jac = np.column_stack([np.ones(n), jac])
-        return ride_s + overhead - duration, jac
+        residual = ride_s + overhead - duration
+        last.clear()
+        last[key] = (residual.copy(), jac.copy())
+        return residual, jac
 
     def solve(start: FloatArray, loss_name: str, scale: float) -> Any:
         return least_squares(

@@ -362,3 +362,40 @@ def test_models_compare_and_hash_by_parameters() -> None:
     assert hash(shared) == hash(per_mode)
     assert shared != HaversineTravelModel(detour_factor=1.31)
     assert len({shared, per_mode, HaversineTravelModel()}) == 2
+
+
+@given(
+    near_m=st.floats(min_value=0, max_value=20_000),
+    extra_m=st.floats(min_value=0, max_value=20_000),
+    depart_h=st.floats(min_value=0, max_value=24, exclude_max=True),
+    mode=st.sampled_from(list(TransportMode)),
+)
+def test_farther_never_takes_less_time(
+    near_m: float, extra_m: float, depart_h: float, mode: TransportMode
+) -> None:
+    model = HaversineTravelModel(overhead_s=20.0)
+    lat0, lng0 = PEOPLES_SQUARE
+    to_lat = lat0 + np.array([near_m, near_m + extra_m]) / 111_195.0
+    to_lng = np.full(2, lng0)
+    near, far = model.seconds(lat0, lng0, to_lat, to_lng, at_local(depart_h), mode=mode)
+    assert far >= near - 1e-9
+    assert near >= 20.0
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    n=st.integers(min_value=1, max_value=6),
+    m=st.integers(min_value=1, max_value=6),
+)
+def test_matrix_equals_broadcast_seconds(seed: int, n: int, m: int) -> None:
+    model = HaversineTravelModel()
+    rng = np.random.default_rng(seed)
+    from_lat, from_lng = 31.0 + rng.random(n) * 0.5, 121.2 + rng.random(n) * 0.5
+    to_lat, to_lng = 31.0 + rng.random(m) * 0.5, 121.2 + rng.random(m) * 0.5
+    at = MIDNIGHT_LOCAL + rng.integers(0, 86_400, n)
+    modes = rng.integers(0, 3, n)
+    got = model.matrix(from_lat, from_lng, to_lat, to_lng, at, mode=modes)
+    expected = model.seconds(
+        from_lat[:, None], from_lng[:, None], to_lat, to_lng, at[:, None], mode=modes[:, None]
+    )
+    np.testing.assert_allclose(got, expected)
