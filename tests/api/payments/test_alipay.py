@@ -501,3 +501,30 @@ def test_signed_odd_forms_raise_only_payment_errors(
         return
     assert note.amount_fen is not None
     assert note.amount_fen >= 0
+
+
+@pytest.mark.parametrize(
+    ("encoding", "fmt"),
+    [
+        (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8),
+        (serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL),
+        (serialization.Encoding.DER, serialization.PrivateFormat.PKCS8),
+        (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL),
+    ],
+)
+def test_private_keys_load_in_every_console_format(
+    alipay_app_key: rsa.RSAPrivateKey,
+    encoding: serialization.Encoding,
+    fmt: serialization.PrivateFormat,
+) -> None:
+    """Alipay's key tool hands out PKCS#1 or PKCS#8, as PEM or as bare base64 DER."""
+    import base64
+
+    from api.payments.providers.keys import load_private_key
+
+    raw = alipay_app_key.private_bytes(encoding, fmt, serialization.NoEncryption())
+    text = (
+        raw.decode() if encoding is serialization.Encoding.PEM else base64.b64encode(raw).decode()
+    )
+    loaded = load_private_key(text)
+    assert loaded.private_numbers() == alipay_app_key.private_numbers()
