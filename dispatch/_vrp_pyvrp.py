@@ -192,19 +192,20 @@ def solve_pyvrp(
 
     # Vehicle types: identical workers share one type (PyVRP searches faster that way).
     depots: list[Any] = []
-    depot_of_row: dict[int, int] = {}
-
-    def depot(row: int) -> int:
-        if row not in depot_of_row:
-            depot_of_row[row] = len(depots)
-            depots.append(pyvrp.Depot(location=row))
-        return depot_of_row[row]
-
+    depot_of_place: dict[tuple[float, float, int], int] = {}
     modes = list(p.space.modes)
     places = p.space.places
 
     def place_key(row: int) -> tuple[float, float, int]:
         return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
+
+    def depot(row: int) -> int:
+        # One depot per distinct place: a shared home base is one depot, as in Solomon.
+        key = place_key(row)
+        if key not in depot_of_place:
+            depot_of_place[key] = len(depots)
+            depots.append(pyvrp.Depot(location=row))
+        return depot_of_place[key]
 
     groups_of_type: dict[tuple[Any, ...], list[int]] = {}
     for k in range(p.W):

@@ -2,8 +2,9 @@
 
 Events: a worker is absent from some time, a started visit overran, an urgent
 visit arrives, a visit is cancelled. ``repair`` keeps started visits fixed and
-minimises, in this order, (visits left unserved, changed assignments,
-lateness, travel):
+minimises lexicographically (disruption, lateness, travel), where disruption
+weighs each unserved visit by the drop penalty and each changed assignment by
+the change penalty (by default one drop = eight changes):
 
 1. apply the event to the plan and keep every other route as it is
    (a route that ran late keeps its order while each visit stays within
@@ -12,7 +13,7 @@ lateness, travel):
    window first, without moving anything else;
 3. only if some visit is still unserved, re-optimise with PyVRP from the
    repaired plan with a change penalty per moved visit, and keep that result
-   only if it is lexicographically better.
+   only if it is better by the same order.
 
 Every change is reported with its reason.
 """
@@ -299,7 +300,7 @@ def repair(
             cand = replace(
                 cand, visits=p.visits, changed_assignments=_changes_vs(plan, cand, p.visits)
             )
-            if _key(cand) < _key(local):
+            if _key(cand, objective, change_penalty) < _key(local, objective, change_penalty):
                 best, reopt = cand, True
     changes = _diff(plan, best, old_assign, reason, freed_ids, event)
     return RepairResult(
@@ -334,8 +335,12 @@ def _space_after(plan: DayPlan, event: Event) -> Space | None:
     return old
 
 
-def _key(plan: DayPlan) -> tuple[int, int, int, int]:
-    return (plan.num_dropped, plan.changed_assignments, plan.total_lateness_s, plan.total_travel_s)
+def _key(plan: DayPlan, objective: Objective, change_penalty: int) -> tuple[int, int, int]:
+    """Unserved visits and changes weighed by their penalties, then lateness, then travel."""
+    disruption = (
+        plan.num_dropped * objective.drop_penalty + plan.changed_assignments * change_penalty
+    )
+    return (disruption, plan.total_lateness_s, plan.total_travel_s)
 
 
 def _changes_vs(old: DayPlan, new: DayPlan, visits: Sequence[Visit]) -> int:
