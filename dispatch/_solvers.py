@@ -59,6 +59,48 @@ def solve_flow(
     return chosen
 
 
+def presolve(
+    n_orders: int,
+    n_workers: int,
+    arc_order: IntArray,
+    arc_worker: IntArray,
+    arc_cost: IntArray,
+    penalty: IntArray,
+) -> tuple[IntArray, NDArray[np.bool_]]:
+    """Fix the orders whose cheapest worker no other order lists (one order per worker).
+
+    Such an order can take that worker in some optimal solution: swapping it in never
+    costs more and blocks nobody. Repeats while it fixes something. Returns (arc chosen per
+    order or -1, mask of arcs still open to the solver).
+    """
+    chosen = np.full(n_orders, -1, dtype=np.int64)
+    open_arc = arc_cost < penalty[arc_order]
+    for _ in range(8):
+        idx = np.flatnonzero(open_arc)
+        if idx.size == 0:
+            break
+        o, w, c = arc_order[idx], arc_worker[idx], arc_cost[idx]
+        demand = np.bincount(w, minlength=n_workers)
+        # Cheapest open arc per order (ties: lowest arc index, so results are deterministic).
+        key = np.lexsort((idx, c, o))
+        o_sorted = o[key]
+        first = np.ones(key.size, dtype=np.bool_)
+        first[1:] = o_sorted[1:] != o_sorted[:-1]
+        best = key[first]
+        fix = demand[w[best]] <= 1
+        if not fix.any():
+            break
+        fixed_arcs = idx[best[fix]]
+        chosen[arc_order[fixed_arcs]] = fixed_arcs
+        done_order = np.zeros(n_orders, dtype=np.bool_)
+        done_order[arc_order[fixed_arcs]] = True
+        open_arc &= ~done_order[arc_order]
+        done_worker = np.zeros(n_workers, dtype=np.bool_)
+        done_worker[arc_worker[fixed_arcs]] = True
+        open_arc &= ~done_worker[arc_worker]
+    return chosen, open_arc
+
+
 def solve_matching(
     n_orders: int,
     n_workers: int,
@@ -103,48 +145,90 @@ def dual_prices(
     capacity: int,
     chosen: IntArray,
 ) -> tuple[IntArray, IntArray, bool]:
-    """Smallest worker prices v >= 0 and order prices u proving ``chosen`` optimal.
+    """Order prices u <= penalty and least worker prices v >= 0 proving ``chosen`` optimal.
 
-    Solves the difference constraints of LP complementary slackness by label correcting:
-    v[w] = 0 unless w is full; for order o on arc (o, a): v[a] >= c_oa - penalty[o] and
-    v[a] >= v[w'] + c_oa - c_ow' for every graph arc (o, w'). Then u[o] = c_oa - v[a]
-    (penalty[o] if unassigned). Returns (u, v, ok); ok is False if the constraints have no
-    solution within the iteration bound (``chosen`` not optimal) or some arc prices negative.
+    LP duality of "assign or pay the penalty": every arc must have reduced cost
+    c_ow - u_o + v_w >= 0, with equality on chosen arcs, u_o = penalty_o for unassigned
+    orders and v_w = 0 for workers with spare capacity. So u_o = c_oa + v_a for an order on
+    worker a, and v has lower bounds v_w >= penalty_o - c_ow (unassigned o) that propagate
+    along alternatives: v_w' >= v_a + c_oa - c_ow'. The least fixed point is found by
+    vectorised label correcting; ``ok`` is False when it violates an upper bound (spare
+    worker priced, or u_o > penalty_o), i.e. ``chosen`` is not optimal on these arcs.
     """
-    v = np.zeros(n_workers, dtype=np.int64)
     assigned = chosen >= 0
-    if not assigned.any():
-        u = penalty.astype(np.int64).copy()
-        reduced = arc_cost - u[arc_order] - v[arc_worker]
-        return u, v, bool((reduced >= 0).all())
     a_worker = np.full(n_orders, -1, dtype=np.int64)
     a_cost = np.zeros(n_orders, dtype=np.int64)
     a_worker[assigned] = arc_worker[chosen[assigned]]
     a_cost[assigned] = arc_cost[chosen[assigned]]
-    load = np.bincount(a_worker[assigned], minlength=n_workers)
-    full = load >= capacity
-    # Arcs of assigned orders whose worker is full: the only constraints that can bind.
-    arc_mask = assigned[arc_order] & full[a_worker[arc_order].clip(0)]
-    src_order = arc_order[arc_mask]
-    src_worker = a_worker[src_order]
-    other = arc_worker[arc_mask]
-    delta = a_cost[src_order] - arc_cost[arc_mask]
-    base = np.zeros(n_workers, dtype=np.int64)
-    full_orders = np.flatnonzero(assigned & full[a_worker.clip(0)])
-    np.maximum.at(base, a_worker[full_orders], a_cost[full_orders] - penalty[full_orders])
-    v = np.maximum(base, 0)
+    # Seeds: arcs of unassigned orders push their worker's price up.
+    v = np.zeros(n_workers, dtype=np.int64)
+    free_arcs = ~assigned[arc_order]
+    np.maximum.at(v, arc_worker[free_arcs], (penalty[arc_order] - arc_cost)[free_arcs])
+    np.maximum(v, 0, out=v)
+    # Propagation arcs: order o on worker a could move to w' (an arc of o that is not a).
+    prop = assigned[arc_order] & (arc_worker != a_worker[arc_order])
+    src = a_worker[arc_order[prop]]
+    dst = arc_worker[prop]
+    delta = (a_cost[arc_order] - arc_cost)[prop]
     ok = True
+    active = np.ones(src.size, dtype=np.bool_)
     for _ in range(n_workers + 2):
-        cand = v[other] + delta
-        grow = cand > v[src_worker]
+        cand = v[src[active]] + delta[active]
+        dst_a = dst[active]
+        grow = cand > v[dst_a]
         if not grow.any():
             break
-        new_v = v.copy()
-        np.maximum.at(new_v, src_worker[grow], cand[grow])
-        v = new_v
+        changed = np.zeros(n_workers, dtype=np.bool_)
+        changed[dst_a[grow]] = True
+        np.maximum.at(v, dst_a[grow], cand[grow])
+        active = changed[src]  # only arcs leaving a re-priced worker can raise anything
     else:
         ok = False
-    u = np.where(assigned, a_cost - v[a_worker.clip(0)], penalty).astype(np.int64)
-    reduced = arc_cost - u[arc_order] - v[arc_worker]
-    ok = ok and bool((reduced >= 0).all()) and bool((u <= penalty).all())
+    load = np.bincount(a_worker[assigned], minlength=n_workers)
+    if bool((v[load < capacity] > 0).any()):
+        ok = False
+    u = np.where(assigned, a_cost + v[a_worker.clip(0)], penalty).astype(np.int64)
+    ok = ok and bool((u <= penalty).all())
+    reduced = arc_cost - u[arc_order] + v[arc_worker]
+    ok = ok and bool((reduced >= 0).all())
     return u, v, ok
+
+
+def solve(
+    n_orders: int,
+    n_workers: int,
+    arc_order: IntArray,
+    arc_worker: IntArray,
+    arc_cost: IntArray,
+    penalty: IntArray,
+    capacity: int,
+    method: str,
+) -> IntArray:
+    """Exact optimum: presolve (capacity 1), then ``method`` "flow" or "lapjv" on the rest.
+
+    Returns the arc index chosen per order (-1: unassigned).
+    """
+    if capacity == 1:
+        chosen, open_arc = presolve(n_orders, n_workers, arc_order, arc_worker, arc_cost, penalty)
+    else:
+        chosen = np.full(n_orders, -1, dtype=np.int64)
+        open_arc = np.ones(arc_order.size, dtype=np.bool_)
+    rest = np.flatnonzero(open_arc)
+    if rest.size == 0:
+        return chosen
+    orders_left, o_local = np.unique(arc_order[rest], return_inverse=True)
+    workers_left, w_local = np.unique(arc_worker[rest], return_inverse=True)
+    o_local = o_local.reshape(-1).astype(np.int64)
+    w_local = w_local.reshape(-1).astype(np.int64)
+    args = (
+        orders_left.size,
+        workers_left.size,
+        o_local,
+        w_local,
+        arc_cost[rest],
+        penalty[orders_left],
+    )
+    sub = solve_flow(*args, capacity) if method == "flow" else solve_matching(*args)
+    got = sub >= 0
+    chosen[orders_left[got]] = rest[sub[got]]
+    return chosen

@@ -24,8 +24,10 @@ from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
-from dispatch._solvers import dual_prices, solve_flow, solve_matching
+from dispatch._solvers import dual_prices, solve
 from dispatch.candidates import (
     DEFAULT_CANDIDATES,
     DEFAULT_MAX_TRAVEL_S,
@@ -163,7 +165,6 @@ class _Context:
     pool_order: IntArray
     pool_worker: IntArray
     pool_travel: FloatArray
-    pool_offsets: IntArray
     chosen_worker: IntArray  # fleet row per order row, -1 unassigned
     reason_of: dict[int, str]
 
@@ -172,9 +173,9 @@ class _Context:
         if rows.size == 0:
             raise UnknownOrder(f"order_id {order_id} is not in this batch")
         row = int(rows[0])
-        lo, hi = int(self.pool_offsets[row]), int(self.pool_offsets[row + 1])
-        workers = self.pool_worker[lo:hi]
-        travel = self.pool_travel[lo:hi]
+        mine = self.pool_order == row
+        workers = self.pool_worker[mine]
+        travel = self.pool_travel[mine]
         if workers.size < n_alt + 1:
             # Too few pooled: look as far as the travel bound allows, for this order only.
             _, slots, _ = self.index.within(
@@ -276,31 +277,32 @@ def match(
     speed = search.speed_mps
     travel_w = weights.travel_per_s * COST_SCALE  # solver units per second of travel
     g_all = worker_terms(weights, fleet, np.flatnonzero(fleet.available).astype(np.int64))
-    outside_s_floor = -float(g_all.min()) * COST_SCALE if g_all.size else 0.0
+    g_floor = -float(g_all.min()) * COST_SCALE if g_all.size else 0.0
     h = order_terms(weights, orders, np.arange(n, dtype=np.int64)) * COST_SCALE
+    method = "flow" if use_flow else "lapjv"
 
     solve_s = certify_s = 0.0
     certified = False
     rounds = 0
-    chosen_w = np.full(n, -1, dtype=np.int64)
+    chosen_pool = np.full(n, -1, dtype=np.int64)  # pool index of each order's pair
+    new_arcs = graph
     while True:
         rounds += 1
         t1 = time.perf_counter()
+        _resolve(pool, graph, new_arcs, rounds == 1, penalty, capacity, method, chosen_pool)
+        solve_s += time.perf_counter() - t1
+        if not certify:
+            break
+        t2 = time.perf_counter()
         g_order, g_worker, g_cost = pool.graph_arrays(graph)
         workers_in_graph, local_w = np.unique(g_worker, return_inverse=True)
         local_w = local_w.reshape(-1).astype(np.int64)
-        m = workers_in_graph.size
-        if use_flow:
-            chosen_arc = solve_flow(n, m, g_order, local_w, g_cost, penalty, capacity)
-        else:
-            chosen_arc = solve_matching(n, m, g_order, local_w, g_cost, penalty)
-        solve_s += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        chosen_w = np.where(chosen_arc >= 0, g_worker[chosen_arc.clip(0)], -1)
-        if not certify:
-            certify_s += time.perf_counter() - t2
-            break
-        u, v_local, ok = dual_prices(n, m, g_order, local_w, g_cost, penalty, capacity, chosen_arc)
+        chosen_arc = np.where(
+            chosen_pool >= 0, np.searchsorted(graph, chosen_pool.clip(0)), -1
+        ).astype(np.int64)
+        u, v_local, ok = dual_prices(
+            n, workers_in_graph.size, g_order, local_w, g_cost, penalty, capacity, chosen_arc
+        )
         if not ok:
             warnings.append("dual prices inconsistent: solution not proven optimal")
             certify_s += time.perf_counter() - t2
@@ -308,16 +310,13 @@ def match(
         v = np.zeros(len(fleet), dtype=np.int64)
         v[workers_in_graph] = v_local
         violators = pool.violations(graph, u, v, penalty)
-        # Workers outside an order's radius: cost >= travel_w·d/speed + 10·g_w + h_o, so
-        # they can only violate if that is < u_o + v_w; bound v_w - 10·g_w by its maximum.
-        slack = outside_s_floor
-        if m:
-            g_graph = worker_terms(weights, fleet, workers_in_graph) * COST_SCALE
-            slack = max(slack, float((v_local - g_graph).max()))
-        need_r = _needed_radius(u, h, slack, travel_w, speed, search.max_radius_m)
+        # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
+        # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
+        # within the radius where that bound stays below u_o.
+        need_r = _needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
         grow = np.flatnonzero(need_r > search.radius_m)
         while grow.size and violators.size == 0:
-            # Grow at most 2x per pass: a far radius is rarely needed once re-solved.
+            # Grow at most 2x per pass: the re-solve usually lowers u_o first.
             new_r = np.minimum(need_r[grow], np.maximum(2.0 * search.radius_m[grow], 1.0))
             o_new, w_new, t_new = search.widen(grow, new_r)
             first_new = pool.size
@@ -331,7 +330,10 @@ def match(
         if rounds >= MAX_ROUNDS:
             warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
             break
+        new_arcs = violators
         graph = np.union1d(graph, violators)
+    _, pool_w, _, _ = pool.arrays()
+    chosen_w = np.where(chosen_pool >= 0, pool_w[chosen_pool.clip(0)], -1)
 
     t3 = time.perf_counter()
     assigned_rows = np.flatnonzero(chosen_w >= 0)
@@ -354,10 +356,9 @@ def match(
         now=int(now),
         index=index,
         max_travel_s=float(max_travel_s),
-        pool_order=pool.order_sorted(),
-        pool_worker=pool.worker_sorted(),
-        pool_travel=pool.travel_sorted(),
-        pool_offsets=pool.offsets_sorted(),
+        pool_order=pool.arrays()[0],
+        pool_worker=pool.arrays()[1],
+        pool_travel=pool.arrays()[2],
         chosen_worker=chosen_w,
         reason_of=dict(zip(unassigned_rows.tolist(), reasons, strict=True)),
         fleet_capacity_one=True,
@@ -383,10 +384,62 @@ def match(
     )
 
 
+def _resolve(
+    pool: _Pool,
+    graph: IntArray,
+    new_arcs: IntArray,
+    first: bool,
+    penalty: IntArray,
+    capacity: int,
+    method: str,
+    chosen_pool: IntArray,
+) -> None:
+    """Solve the graph, or only its components that ``new_arcs`` touched; updates in place.
+
+    Components of the order-worker graph are independent problems, so an optimum stays
+    optimal wherever no arc was added.
+    """
+    g_order, g_worker, g_cost = pool.graph_arrays(graph)
+    n = penalty.shape[0]
+    if first:
+        sub = np.arange(graph.size, dtype=np.int64)
+        orders_sub = np.arange(n, dtype=np.int64)
+    else:
+        workers, w_local = np.unique(g_worker, return_inverse=True)
+        w_local = w_local.reshape(-1)
+        size = n + workers.size
+        adj = csr_matrix(
+            (np.ones(graph.size, dtype=np.int8), (g_order, n + w_local)), shape=(size, size)
+        )
+        _, label = connected_components(adj, directed=False)
+        new_orders = pool.arrays()[0][new_arcs]
+        hit = np.zeros(label.max() + 1, dtype=np.bool_)
+        hit[label[new_orders]] = True
+        orders_sub = np.flatnonzero(hit[label[:n]]).astype(np.int64)
+        sub = np.flatnonzero(hit[label[g_order]]).astype(np.int64)
+    o_sub, o_local = np.unique(g_order[sub], return_inverse=True)
+    w_sub, w_local2 = np.unique(g_worker[sub], return_inverse=True)
+    chosen_pool[orders_sub] = -1
+    if sub.size == 0:
+        return
+    picked = solve(
+        o_sub.size,
+        w_sub.size,
+        o_local.reshape(-1).astype(np.int64),
+        w_local2.reshape(-1).astype(np.int64),
+        g_cost[sub],
+        penalty[o_sub],
+        capacity,
+        method,
+    )
+    got = picked >= 0
+    chosen_pool[o_sub[got]] = graph[sub[picked[got]]]
+
+
 def _needed_radius(
     u: IntArray, h: FloatArray, slack: float, travel_w: float, speed: float, cap_m: float
 ) -> FloatArray:
-    """Radius (m) beyond which no worker can price below u_o + v_w (see module docstring)."""
+    """Radius (m) beyond which no worker's cost can fall below u_o (see module docstring)."""
     budget = u.astype(np.float64) - h + slack + 0.5  # +0.5: integer rounding of each cost
     if travel_w <= 0:
         return np.where(budget > 0, cap_m, 0.0)
@@ -434,9 +487,9 @@ class _Pool:
 
     def cheapest_per_order(self, k: int, penalty: IntArray) -> IntArray:
         """Indices of each order's k cheapest pairs that beat leaving it unassigned."""
-        o, w, _, c = self.arrays()
+        o, _, _, c = self.arrays()
         useful = np.flatnonzero(c < penalty[o])
-        order = useful[np.lexsort((w[useful], c[useful], o[useful]))]
+        order = useful[_order_cost_sort(o[useful], c[useful])]
         o_sorted = o[order]
         start = np.searchsorted(o_sorted, o_sorted, side="left")
         rank = np.arange(order.size) - start
@@ -449,14 +502,14 @@ class _Pool:
     def violations(self, graph: IntArray, u: IntArray, v: IntArray, penalty: IntArray) -> IntArray:
         """Pool indices outside the graph with negative reduced cost (and cost < penalty)."""
         o, w, _, c = self.arrays()
-        bad = (c - u[o] - v[w] < 0) & (c < penalty[o])
+        bad = (c - u[o] + v[w] < 0) & (c < penalty[o])
         bad[graph] = False
         return np.flatnonzero(bad)
 
     def violations_from(self, first: int, u: IntArray, v: IntArray, penalty: IntArray) -> IntArray:
         o, w, _, c = self.arrays()
         o, w, c = o[first:], w[first:], c[first:]
-        bad = (c - u[o] - v[w] < 0) & (c < penalty[o])
+        bad = (c - u[o] + v[w] < 0) & (c < penalty[o])
         return np.flatnonzero(bad) + first
 
     def drop_known(
@@ -475,23 +528,15 @@ class _Pool:
             return o[keep], w[keep], t[keep]
         return o, w, t
 
-    def _sorted(self) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
-        o, w, t, c = self.arrays()
-        order = np.lexsort((w, c, o))
-        return o[order], w[order], t[order], c[order]
 
-    def order_sorted(self) -> IntArray:
-        return self._sorted()[0]
-
-    def worker_sorted(self) -> IntArray:
-        return self._sorted()[1]
-
-    def travel_sorted(self) -> FloatArray:
-        return self._sorted()[2]
-
-    def offsets_sorted(self) -> IntArray:
-        o = self._sorted()[0]
-        return np.searchsorted(o, np.arange(len(self.orders) + 1)).astype(np.int64)
+def _order_cost_sort(o: IntArray, c: IntArray) -> IntArray:
+    """Stable argsort by (order, cost), through one int64 key when it fits."""
+    if o.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    c_min, c_span = int(c.min()), int(c.max()) - int(c.min()) + 1
+    if c_span * (int(o.max()) + 1) < 2**62:
+        return np.argsort(o * c_span + (c - c_min), kind="stable").astype(np.int64)
+    return np.lexsort((c, o)).astype(np.int64)
 
 
 def _preferred_pairs(

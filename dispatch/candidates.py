@@ -28,6 +28,8 @@ BoolArray = NDArray[np.bool_]
 
 #: Default number of eligible candidates sought per order before the radius stops growing.
 DEFAULT_CANDIDATES = 8
+# Radius growth per pass for orders still short of k eligible workers.
+_GROWTH = 1.6
 #: Default hard bound on a worker's travel time to an order, seconds.
 DEFAULT_MAX_TRAVEL_S = 3600.0
 
@@ -136,7 +138,7 @@ def excluded_pairs(
 
 @dataclass(frozen=True, eq=False)
 class CandidatePool:
-    """Eligible (order, worker) pairs in COO form, sorted by order then travel time.
+    """Eligible (order, worker) pairs in COO form, sorted by order.
 
     ``radius_m[o]``: every eligible worker within this great-circle distance of order o is
     in the pool (the completeness the certificate relies on). ``offsets`` is the CSR view
@@ -160,7 +162,7 @@ class CandidatePool:
 def _sorted_pool(
     n_orders: int, o: IntArray, w: IntArray, t: FloatArray
 ) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
-    order = np.lexsort((w, t, o))
+    order = np.argsort(o, kind="stable")
     o, w, t = o[order], w[order], t[order]
     return o, w, t, offsets_from_sorted(o, n_orders)
 
@@ -210,7 +212,13 @@ class CandidateSearch:
         if k < 1:
             raise InvalidInput(f"candidates_per_order must be >= 1, got {k}")
         n = len(self.orders)
-        radius = np.full(n, min(float(self.index.covered_radius_m(2)), self.max_radius_m))
+        # Size each first radius to hold about 2k workers at the local density, so dense
+        # districts do not gather hundreds of pairs per order and suburbs skip doublings.
+        density = self.index.density_per_m2(self.orders.lat, self.orders.lng)
+        floor = float(self.index.covered_radius_m(1))
+        guess = np.sqrt(2.0 * k / (np.pi * np.maximum(density, 1e-12)))
+        radius = np.where(density > 0, guess, float(self.index.covered_radius_m(3)))
+        radius = np.clip(radius, floor, self.max_radius_m)
         todo = np.arange(n, dtype=np.int64)
         found_o: list[IntArray] = []
         found_w: list[IntArray] = []
@@ -226,7 +234,7 @@ class CandidateSearch:
             found_t.append(t[keep])
             self.radius_m[todo[done]] = radius[todo[done]]
             todo = todo[~done]
-            radius[todo] = np.minimum(radius[todo] * 2.0, self.max_radius_m)
+            radius[todo] = np.minimum(radius[todo] * _GROWTH, self.max_radius_m)
         self._o = np.concatenate(found_o) if found_o else self._o
         self._w = np.concatenate(found_w) if found_w else self._w
         self._t = np.concatenate(found_t) if found_t else self._t
@@ -261,7 +269,7 @@ class CandidateSearch:
         return o, w, t
 
     def pool(self) -> CandidatePool:
-        """The pool gathered so far, sorted by order then travel."""
+        """The pool gathered so far, sorted by order."""
         o, w, t, offsets = _sorted_pool(len(self.orders), self._o, self._w, self._t)
         for arr in (o, w, t, offsets):
             arr.setflags(write=False)

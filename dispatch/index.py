@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from dispatch._ragged import expand_ranges
 from dispatch._validate import as_array, check_finite_range, check_latlng, check_unique
 from dispatch.errors import DuplicateId, InvalidInput, UnknownWorker
-from geo.cells import latlng_to_cells
+from geo.cells import cell_to_parent, latlng_to_cells
 from geo.projection import EARTH_RADIUS_M
 
 IntArray = NDArray[np.int64]
@@ -198,6 +198,36 @@ class WorkerIndex:
         self._bucket_cells = sorted_cells[new]
         self._bucket_start = np.append(new, sorted_cells.size).astype(np.int64)
         self._buckets_dirty = False
+
+    def density_per_m2(self, lat: ArrayLike, lng: ArrayLike, coarser: int = 2) -> FloatArray:
+        """Indexed workers per square metre around each point (its cell ``coarser`` levels up).
+
+        A cheap local density for sizing search radii; 0 where the coarse cell is empty.
+        """
+        lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+        lng_a = np.atleast_1d(np.asarray(lng, dtype=np.float64))
+        res = max(self.resolution - coarser, 0)
+        if self._buckets_dirty:
+            self._rebuild()
+        if lat_a.size == 0 or self._bucket_cells.size == 0:
+            return np.zeros(lat_a.shape)
+        counts = np.diff(self._bucket_start)
+        parents = np.asarray(cell_to_parent(self._bucket_cells, res), dtype=np.uint64)
+        order = np.argsort(parents, kind="stable")
+        p_sorted = parents[order]
+        per_parent = np.add.reduceat(
+            counts[order], np.flatnonzero(np.concatenate([[True], p_sorted[1:] != p_sorted[:-1]]))
+        )
+        uniq = np.unique(p_sorted)
+        mine = np.asarray(
+            cell_to_parent(
+                np.asarray(latlng_to_cells(lat_a, lng_a, self.resolution), np.uint64), res
+            ),
+            dtype=np.uint64,
+        )
+        pos = np.minimum(np.searchsorted(uniq, mine), uniq.size - 1)
+        found = np.where(uniq[pos] == mine, per_parent[pos], 0)
+        return np.asarray(found / h3.average_hexagon_area(res, "m^2"), dtype=np.float64)
 
     def disk_k(self, radius_m: ArrayLike) -> IntArray:
         """Grid-disk radius k whose disk around a point's cell covers a circle of radius_m."""
