@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
@@ -69,11 +70,9 @@ ModeLike: TypeAlias = TransportMode | str | ArrayLike
 
 # Physical upper bounds for rejecting GPS jumps, not typical speeds: a walking
 # worker may hop on a bus, e-bikes are often de-restricted, cars on elevated roads.
-_MAX_SPEED_MPS: dict[TransportMode, float] = {
-    TransportMode.WALK: 5.0,
-    TransportMode.EBIKE: 15.0,
-    TransportMode.CAR: 40.0,
-}
+_MAX_SPEED_MPS: Mapping[TransportMode, float] = MappingProxyType(
+    {TransportMode.WALK: 5.0, TransportMode.EBIKE: 15.0, TransportMode.CAR: 40.0}
+)
 
 
 def max_speed_mps(mode: TransportMode | str) -> float:
