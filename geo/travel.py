@@ -12,6 +12,12 @@ car 2) or of mode names that broadcasts with the points. That is how a
 dispatcher passes each worker's own mode: ``seconds(worker_lat, worker_lng,
 order_lat, order_lng, now, mode=worker_mode_codes)``. In ``matrix`` a 1-D mode
 (or ``at``) array of length ``n`` is taken per origin row.
+
+Calibration
+-----------
+``fit(Trips(...), mode=...)`` calibrates one mode's hourly pace, overhead and
+(with observed road distances) detour from real trips; see its docstring for
+what durations alone can and cannot identify.
 """
 
 from __future__ import annotations
@@ -628,6 +634,9 @@ class FitReport:
     notes: tuple[str, ...]
 
 
+_LOSSES = frozenset({"linear", "soft_l1", "huber", "cauchy", "arctan"})
+
+
 def _fill_matrix(fitted_hours: NDArray[np.int64]) -> FloatArray:
     """24 × k matrix mapping the fitted hours' values to all hours (circular interpolation)."""
     k = fitted_hours.size
@@ -684,6 +693,8 @@ def fit(
     base_model = base if base is not None else HaversineTravelModel(utc_offset_s=utc_offset_s)
     if not isinstance(trips, Trips):
         raise InvalidParameter(f"trips must be a Trips, got {type(trips).__name__}")
+    if loss not in _LOSSES:
+        raise InvalidParameter(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
     if min_trips < 2 or min_trips_per_hour < 1:
         raise InvalidParameter(
             f"min_trips must be >= 2 and min_trips_per_hour >= 1, "

@@ -399,3 +399,8 @@ def test_matrix_equals_broadcast_seconds(seed: int, n: int, m: int) -> None:
         from_lat[:, None], from_lng[:, None], to_lat, to_lng, at[:, None], mode=modes[:, None]
     )
     np.testing.assert_allclose(got, expected)
+
+
+def test_fit_rejects_an_unknown_loss() -> None:
+    with pytest.raises(InvalidParameter, match="loss"):
+        fit(synthetic_trips(50, seed=0), loss="l0")
