@@ -249,6 +249,13 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     return _response(request, exc.status_code, exc.code, message, exc.details, exc.headers)
 
 
+def _plain(value: Any) -> str | int | float:
+    # "at most 90", not "at most 90.0"; anything exotic becomes text.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, str | int | float) else str(value)
+
+
 def field_errors(errors: Any, locale: str) -> list[dict[str, Any]]:
     """Translate pydantic error dicts to ``{loc, type, message}`` items."""
     out: list[dict[str, Any]] = []
@@ -256,10 +263,7 @@ def field_errors(errors: Any, locale: str) -> list[dict[str, Any]]:
         err_type = str(err.get("type", "value_error"))
         ctx = {k: v for k, v in (err.get("ctx") or {}).items() if k != "error"}
         template = VALIDATION_MESSAGES.get(err_type, GENERIC_FIELD_MESSAGE)
-        params = _translate_params(
-            {k: (v if isinstance(v, str | int | float) else str(v)) for k, v in ctx.items()},
-            locale,
-        )
+        params = _translate_params({k: _plain(v) for k, v in ctx.items()}, locale)
         out.append(
             {
                 "loc": [str(p) for p in err.get("loc", ())],

@@ -7,33 +7,17 @@ Chinese map SDKs) or BD-09 (Baidu), converted here exactly once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
-from typing import Any
 
 import numpy as np
 
 from geo import cells as geo_cells
+from geo import coords as geo_coords
+from geo.coords import CoordType
 from geo.errors import GeoError
-
-
-def _coords() -> Any:
-    # Imported on first use: geo.coords is the only module here with a heavier import.
-    from geo import coords
-
-    return coords
-
 
 #: H3 resolution of stored points (~0.1 km² cells): fine enough for "near me", coarse
 #: enough that k-rings stay small.
 POINT_H3_RES = 9
-
-
-class CoordType(StrEnum):
-    """Coordinate system of a client's lat/lng (WeChat's ``wx.getLocation`` ``type``)."""
-
-    WGS84 = "wgs84"
-    GCJ02 = "gcj02"
-    BD09 = "bd09"
 
 
 def to_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, float]:
@@ -41,7 +25,7 @@ def to_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, floa
     if coord_type is CoordType.WGS84:
         geo_cells.latlng_to_cells(lat, lng, POINT_H3_RES)  # validates range and finiteness
         return float(lat), float(lng)
-    out_lat, out_lng = _coords().to_wgs84(lat, lng, coord_type.value)
+    out_lat, out_lng = geo_coords.to_wgs84(lat, lng, coord_type)
     return float(out_lat), float(out_lng)
 
 
@@ -53,7 +37,7 @@ def to_wgs84_many(
     lng_a = np.asarray(lngs, dtype=np.float64)
     if coord_type is CoordType.WGS84:
         return lat_a, lng_a
-    out_lat, out_lng = _coords().to_wgs84(lat_a, lng_a, coord_type.value)
+    out_lat, out_lng = geo_coords.to_wgs84(lat_a, lng_a, coord_type)
     return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
 
 
@@ -61,7 +45,7 @@ def from_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, fl
     """A stored WGS-84 point in the coordinate system a client asked for."""
     if coord_type is CoordType.WGS84:
         return lat, lng
-    out_lat, out_lng = _coords().from_wgs84(lat, lng, coord_type.value)
+    out_lat, out_lng = geo_coords.from_wgs84(lat, lng, coord_type)
     return float(out_lat), float(out_lng)
 
 
@@ -71,7 +55,7 @@ def from_wgs84_many(
     """Vectorised ``from_wgs84`` for polygon vertices."""
     if coord_type is CoordType.WGS84:
         return lats, lngs
-    out_lat, out_lng = _coords().from_wgs84(lats, lngs, coord_type.value)
+    out_lat, out_lng = geo_coords.from_wgs84(lats, lngs, coord_type)
     return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
 
 
