@@ -418,9 +418,17 @@ class AreaSet:
     # -- queries ------------------------------------------------------------------------------
 
     def _cells_of(self, lat: FloatArray, lng: FloatArray, res: int) -> NDArray[np.uint64]:
-        if lat.size == 0:
-            return np.empty(0, dtype=np.uint64)
-        return np.asarray(geo_cells.latlng_to_cells(lat, lng, res), dtype=np.uint64)
+        """H3 cells of points; 0 (no cell) for points outside every area's bounding box."""
+        out = np.zeros(lat.size, dtype=np.uint64)
+        if lat.size == 0 or not self.areas:
+            return out
+        minx, miny, maxx, maxy = shapely.total_bounds([a.geometry for a in self.areas])
+        near = np.flatnonzero((lng >= minx) & (lng <= maxx) & (lat >= miny) & (lat <= maxy))
+        if near.size == lat.size:
+            return np.asarray(geo_cells.latlng_to_cells(lat, lng, res), dtype=np.uint64)
+        if near.size:
+            out[near] = geo_cells.latlng_to_cells(lat[near], lng[near], res)
+        return out
 
     def _contains_flat(
         self,
