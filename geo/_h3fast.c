@@ -72,8 +72,9 @@ static const double FACE_I_AXIS_AZ[N_FACES] = {
     3.664438879055192436, 2.361378999196363184,
 };
 
-/* Tangent-plane axes of each face: [class II, class III][face][x axis, y axis][xyz]. */
-static double FACE_AXES[2][N_FACES][2][3];
+/* Per class (II, III) and face, a row of centre xyz, hex2d x axis xyz, y axis xyz. */
+#define FACE_ROW 9
+static double FACE_FRAME[2][N_FACES * FACE_ROW];
 /* hex2d units per unit of tan(angle from the face centre), by resolution. */
 static double HEX_SCALE[MAX_H3_RES + 1];
 
@@ -100,9 +101,11 @@ static void init_tables(void) {
             /* theta = axis_az - az (ccw from the i axis); class III turns by -AP7_ROT */
             double axis = FACE_I_AXIS_AZ[f] - (cls ? M_AP7_ROT_RADS : 0.0);
             double ca = cos(axis), sa = sin(axis);
+            double *row = &FACE_FRAME[cls][f * FACE_ROW];
             for (int a = 0; a < 3; a++) {
-                FACE_AXES[cls][f][0][a] = ca * north[a] + sa * east[a];
-                FACE_AXES[cls][f][1][a] = sa * north[a] - ca * east[a];
+                row[a] = c[a];
+                row[3 + a] = ca * north[a] + sa * east[a];
+                row[6 + a] = sa * north[a] - ca * east[a];
             }
         }
     }
@@ -120,10 +123,6 @@ static inline int64_t floor_div7(int64_t n) {
     return (int64_t)((uint64_t)(n + FLOOR_DIV7_OFFSET) / 7u) - ((int64_t)1 << 40);
 }
 
-/* Digit of a child relative to its parent's centre, by ((di + 1) * 3 + (dj + 1)) & 15 in
- * IJ coordinates (k folded in): CENTER 0, K (-1,-1) 1, J (0,1) 2, JK (-1,0) 3, I (1,0) 4,
- * IK (0,-1) 5, IJ (1,1) 6; 7 marks offsets that cannot occur. */
-static const uint8_t DIGIT_OF_IJ[16] = {1, 3, 7, 5, 0, 2, 7, 4, 6, 7, 7, 7, 7, 7, 7, 7};
 /* _rotate60ccw applied n times to each digit */
 static uint8_t ROT60CCW[6][8];
 /* the antipode of face f (0..9) among faces 10..19: H3's centres come in antipodal pairs */
@@ -138,118 +137,181 @@ static void init_rotations(void) {
 
 #define BLOCK 256
 
-/* Pass 3 of index_block for one point: base cell (IJ at res 0) and rotations. */
-static uint64_t finish_index(int face, int64_t a, int64_t b, uint64_t packed, int res) {
-    int64_t m = a < b ? a : b;
-    if (m > 0) m = 0;
-    FaceIJK base;
-    base.face = face;
-    base.coord.i = (int)(a - m);
-    base.coord.j = (int)(b - m);
-    base.coord.k = (int)(-m);
-    if (base.coord.i > MAX_FACE_COORD || base.coord.j > MAX_FACE_COORD ||
-        base.coord.k > MAX_FACE_COORD)
-        return 0;
-    for (int lvl = 1; lvl <= res; lvl++) {
-        if (((packed >> ((MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET)) & 7) == 7) return 0;
+/* Base cell and its ccw rotation for every (face, i, j, k) with coordinates 0..2,
+ * copied once from H3's own lookup functions; pentagon flags by base cell. */
+static int16_t BASE_CELL_OF[N_FACES][27];
+static int8_t BASE_TURNS_OF[N_FACES][27];
+static uint8_t BASE_IS_PENTAGON[NUM_BASE_CELLS];
+/* ROT60CCW applied to three packed digits (9 bits) at once */
+static uint16_t ROT_TRIPLE[6][512];
+
+static void init_base_cells(void) {
+    for (int f = 0; f < N_FACES; f++) {
+        for (int c = 0; c < 27; c++) {
+            FaceIJK fijk = {f, {c / 9, (c / 3) % 3, c % 3}};
+            BASE_CELL_OF[f][c] = (int16_t)_faceIjkToBaseCell(&fijk);
+            BASE_TURNS_OF[f][c] = (int8_t)_faceIjkToBaseCellCCWrot60(&fijk);
+        }
     }
-    int base_cell = _faceIjkToBaseCell(&base);
-    int turns = _faceIjkToBaseCellCCWrot60(&base);
-    if (_isBaseCellPentagon(base_cell)) {
+    for (int b = 0; b < NUM_BASE_CELLS; b++) BASE_IS_PENTAGON[b] = (uint8_t)_isBaseCellPentagon(b);
+    for (int t = 0; t < 6; t++)
+        for (int v = 0; v < 512; v++)
+            ROT_TRIPLE[t][v] = (uint16_t)(ROT60CCW[t][v & 7] | (ROT60CCW[t][(v >> 3) & 7] << 3) |
+                                          (ROT60CCW[t][v >> 6] << 6));
+}
+
+
+/* Pass 3 of index_block for one point: base cell (IJ at res 0) and rotations. */
+static inline uint64_t finish_index(int face, int32_t a, int32_t b, uint64_t packed, int res) {
+    int32_t m = a < b ? a : b;
+    if (m > 0) m = 0;
+    int32_t i = a - m, j = b - m, k = -m;
+    if (i > MAX_FACE_COORD || j > MAX_FACE_COORD || k > MAX_FACE_COORD) return 0;
+    int base_cell = BASE_CELL_OF[face][i * 9 + j * 3 + k];
+    int turns = BASE_TURNS_OF[face][i * 9 + j * 3 + k];
+    if (BASE_IS_PENTAGON[base_cell]) {
         /* H3 rotates a pentagon's digits out of the deleted K sub-sequence: first
          * once (cw or ccw by face) if the leading non-zero digit is K, then on
          * each of the ccw turns once more whenever the turn lands it on K. Every
          * step turns all digits alike, so only the total count matters. */
         int lead = 0;
         for (int lvl = 1; lvl <= res; lvl++) {
-            int d = (int)((packed >> ((MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET)) & 7);
+            int d = (int)((packed >> (3 * (MAX_H3_RES - lvl))) & 7);
             if (d != 0) {
                 lead = d;
                 break;
             }
         }
         int total = 0;
-        if (lead == K_AXES_DIGIT) total = _baseCellIsCwOffset(base_cell, base.face) ? 5 : 1;
+        if (lead == K_AXES_DIGIT) total = _baseCellIsCwOffset(base_cell, face) ? 5 : 1;
         for (int t = 0; t < turns; t++) {
             total = (total + 1) % 6;
             if (ROT60CCW[total][lead] == K_AXES_DIGIT) total = (total + 1) % 6;
         }
         turns = total;
     }
-    uint64_t h = ((uint64_t)H3_CELL_MODE << H3_MODE_OFFSET) | ((uint64_t)res << H3_RES_OFFSET) |
-                 ((uint64_t)base_cell << H3_BC_OFFSET);
-    const uint8_t *rot = ROT60CCW[turns];
-    for (int lvl = 1; lvl <= MAX_H3_RES; lvl++) {
-        int shift = (MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET;
-        uint64_t d = lvl <= res ? rot[(packed >> shift) & 7] : 7;
-        h |= d << shift;
+    /* unused levels below res are 7, which every rotation keeps */
+    uint64_t unused = res == MAX_H3_RES ? 0 : (((uint64_t)1 << (3 * (MAX_H3_RES - res))) - 1);
+    uint64_t digits = packed | unused;
+    if (turns) {
+        const uint16_t *rot = ROT_TRIPLE[turns];
+        digits = (uint64_t)rot[digits & 511] | ((uint64_t)rot[(digits >> 9) & 511] << 9) |
+                 ((uint64_t)rot[(digits >> 18) & 511] << 18) |
+                 ((uint64_t)rot[(digits >> 27) & 511] << 27) |
+                 ((uint64_t)rot[(digits >> 36) & 511] << 36);
     }
-    return h;
+    return ((uint64_t)H3_CELL_MODE << H3_MODE_OFFSET) | ((uint64_t)res << H3_RES_OFFSET) |
+           ((uint64_t)base_cell << H3_BC_OFFSET) | digits;
 }
 
+/*
+ * sin and cos of x for |x| <= pi + 1e-9 (radians), branch-free so loops of it
+ * vectorise: Cody-Waite reduction by pi/2 and the fdlibm kernel polynomials on
+ * [-pi/4, pi/4]. Error about 1 ulp; the guards of index_block allow a
+ * thousand times more.
+ */
+static inline void sincos_small(double x, double *s, double *c) {
+    const double two_over_pi = 6.36619772367581382433e-01;
+    const double pio2_hi = 1.57079632673412561417e+00; /* first 33 bits of pi/2 */
+    const double pio2_lo = 6.07710050650619224932e-11; /* pi/2 - pio2_hi */
+    double k = rint(x * two_over_pi);
+    double t = (x - k * pio2_hi) - k * pio2_lo;
+    double z = t * t;
+    double sp = t + t * z *
+                        (-1.66666666666666324348e-01 +
+                         z * (8.33333333332248946124e-03 +
+                              z * (-1.98412698298579493134e-04 +
+                                   z * (2.75573137070700676789e-06 +
+                                        z * (-2.50507602534068634195e-08 +
+                                             z * 1.58969099521155010221e-10)))));
+    double cp = 1.0 - 0.5 * z +
+                z * z *
+                    (4.16666666666666019037e-02 +
+                     z * (-1.38888888888741095749e-03 +
+                          z * (2.48015872894767294178e-05 +
+                               z * (-2.75573143513906633035e-07 +
+                                    z * (2.08757232129817482790e-09 +
+                                         z * -1.13596475577881948265e-11)))));
+    int32_t q = (int32_t)k;
+    double s0 = (q & 1) ? cp : sp;
+    double c0 = (q & 1) ? sp : cp;
+    *s = (q & 2) ? -s0 : s0;
+    *c = ((q + 1) & 2) ? -c0 : c0;
+}
 
 /*
- * Index up to BLOCK points; refused points get 0. Three passes over the block
- * so that the long serial chain of the digit loop (each level needs the
- * previous level's parent) runs for many points side by side.
+ * Index n <= BLOCK points; refused points get 0. Separate passes over the
+ * block so that each is a straight loop the compiler can vectorise, and so
+ * that the long serial chain of the digit loop (each level needs the previous
+ * level's parent) runs for many points side by side.
  *
- * Pass 1: face and hex2d position, nearest hex centre, guard.
+ * Pass 1: unit vector, nearest face (largest |dot| over one face of each
+ *   antipodal pair), hex2d position by gnomonic projection onto the face's
+ *   axes, nearest hex centre by cube rounding, and the guards.
  * Pass 2: H3's _faceIjkToH3 digit loop in IJ coordinates with integer
- *   rounding: lround(m / 7.0) == floor((m + 3) / 7) for every integer m, since
- *   m / 7 is never a half.
+ *   rounding: lround(m / 7.0) == floor((m + 3) / 7) for every integer m since
+ *   m / 7 is never a half; in 32 bits, as |IJ| < 2^25 at res 15.
  * Pass 3: base cell, H3's rotations into the base cell's orientation
  *   (including the pentagon rules), packing.
  */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
 static Py_ssize_t index_block(const double *lat, const double *lng, uint64_t *out, int n,
                               int res) {
-    int face[BLOCK];
-    int64_t ca[BLOCK], cb[BLOCK];
-    uint8_t ok[BLOCK];
-    uint64_t packed[BLOCK];
+    double px[BLOCK], py[BLOCK], pz[BLOCK], best_dot[BLOCK], second_dot[BLOCK];
+    int32_t face[BLOCK], ca[BLOCK], cb[BLOCK], ok[BLOCK];
+    uint32_t digits_hi[BLOCK], digits_lo[BLOCK];
     const double scale = HEX_SCALE[res];
-    const int cls = res & 1;
+    const double *frame = FACE_FRAME[res & 1];
 
     for (int p = 0; p < n; p++) {
-        double la = lat[p] * M_PI_180;
-        double lo = lng[p] * M_PI_180;
-        double cl = cos(la);
-        double p0 = cos(lo) * cl, p1 = sin(lo) * cl, p2 = sin(la);
-
-        /* nearest face centre = largest dot product; |dot| over one face of each
-         * antipodal pair, the sign picks the face */
+        double sa, ca_, so, co;
+        sincos_small(lat[p] * M_PI_180, &sa, &ca_);
+        sincos_small(lng[p] * M_PI_180, &so, &co);
+        double p0 = co * ca_, p1 = so * ca_, p2 = sa;
         double best = -1.0, second = -1.0;
-        int rep = 0;
+        int32_t face_pos = 0, face_neg = ANTIPODE[0];
+        double sign = 1.0;
+#pragma GCC unroll 10
         for (int f = 0; f < 10; f++) {
-            double d = fabs(p0 * FACE_CENTRE[f][0] + p1 * FACE_CENTRE[f][1] +
-                            p2 * FACE_CENTRE[f][2]);
-            second = d > second ? d : second;
-            if (d > best) {
-                second = best;
-                best = d;
-                rep = f;
-            }
+            double d = p0 * FACE_CENTRE[f][0] + p1 * FACE_CENTRE[f][1] + p2 * FACE_CENTRE[f][2];
+            double ad = fabs(d);
+            int better = ad > best;
+            second = better ? best : (ad > second ? ad : second);
+            best = better ? ad : best;
+            face_pos = better ? f : face_pos;
+            face_neg = better ? ANTIPODE[f] : face_neg;
+            sign = better ? d : sign;
         }
-        double signed_dot = p0 * FACE_CENTRE[rep][0] + p1 * FACE_CENTRE[rep][1] +
-                            p2 * FACE_CENTRE[rep][2];
-        int fc = signed_dot >= 0.0 ? rep : ANTIPODE[rep];
-        const double *c = FACE_CENTRE[fc];
-        const double(*axes)[3] = FACE_AXES[cls][fc];
-        double dot_c = p0 * c[0] + p1 * c[1] + p2 * c[2];
-        double inv = scale / dot_c;
-        double vx = (p0 * axes[0][0] + p1 * axes[0][1] + p2 * axes[0][2]) * inv;
-        double vy = (p0 * axes[1][0] + p1 * axes[1][1] + p2 * axes[1][2]) * inv;
+        px[p] = p0;
+        py[p] = p1;
+        pz[p] = p2;
+        best_dot[p] = best;
+        second_dot[p] = second;
+        face[p] = sign >= 0.0 ? face_pos : face_neg;
+    }
+
+    for (int p = 0; p < n; p++) {
+        /* flat index so the compiler can gather the face's row */
+        int32_t row = face[p] * FACE_ROW;
+        double p0 = px[p], p1 = py[p], p2 = pz[p];
+        double c0 = frame[row], c1 = frame[row + 1], c2 = frame[row + 2];
+        double inv = scale / (p0 * c0 + p1 * c1 + p2 * c2);
+        double vx = (p0 * frame[row + 3] + p1 * frame[row + 4] + p2 * frame[row + 5]) * inv;
+        double vy = (p0 * frame[row + 6] + p1 * frame[row + 7] + p2 * frame[row + 8]) * inv;
 
         /* nearest hex centre by cube rounding: axial (q, r) on 60-degree axes, where
          * H3's IJ (k folded in) is (a, b) = (q + r, r) and centre = (a - b/2, b sqrt3/2) */
         double rf = vy * M_RSIN60;
         double qf = vx - 0.5 * rf;
         double sf = -qf - rf;
-        double q = nearbyint(qf), r = nearbyint(rf), sr = nearbyint(sf);
+        double q = rint(qf), r = rint(rf), sr = rint(sf);
         double dq = fabs(q - qf), dr = fabs(r - rf), ds = fabs(sr - sf);
-        if (dq > dr && dq > ds)
-            q = -r - sr;
-        else if (dr > ds)
-            r = -q - sr;
+        int fix_q = (dq > dr) & (dq > ds);
+        int fix_r = !fix_q & (dr > ds);
+        q = fix_q ? -r - sr : q;
+        r = fix_r ? -q - sr : r;
         double a = q + r, b = r;
 
         /* distance to the edge of that hexagon (apothem 1/2, centres 1 apart) */
@@ -259,49 +321,56 @@ static Py_ssize_t index_block(const double *lat, const double *lng, uint64_t *ou
         double e2 = fabs(0.5 * dx - M_SQRT3_2 * dy);
         double edge = e0 > e1 ? e0 : e1;
         edge = edge > e2 ? edge : e2;
-        double d0 = c[0] - p0, d1 = c[1] - p1, d2 = c[2] - p2;
+        double d0 = c0 - p0, d1 = c1 - p1, d2 = c2 - p2;
         double r_chord = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
         double guard = scale * (GUARD_REL + GUARD_CENTRE / r_chord);
         /* !(x > y) also refuses NaN, and r_chord == 0 makes the guard infinite */
-        int good = (0.5 - edge > guard) && (best - second > FACE_TIE_DOT);
-        ok[p] = (uint8_t)good;
-        face[p] = fc;
-        ca[p] = good ? (int64_t)a : 0;
-        cb[p] = good ? (int64_t)b : 0;
-        packed[p] = 0;
+        int32_t good = (0.5 - edge > guard) & (best_dot[p] - second_dot[p] > FACE_TIE_DOT) &
+                       (fabs(a) < 3.0e7) & (fabs(b) < 3.0e7);
+        ok[p] = good;
+        ca[p] = (int32_t)(good ? a : 0.0);
+        cb[p] = (int32_t)(good ? b : 0.0);
+        digits_hi[p] = 0;
+        digits_lo[p] = 0;
     }
 
+    /* digit of level lvl sits at bit 3 * (15 - lvl) of the index: levels 1..5 in
+     * digits_hi (bits 30..44, stored from bit 0), levels 6..15 in digits_lo */
+    const uint32_t offset7 = (uint32_t)7 << 28; /* keeps numerators positive */
     for (int lvl = res; lvl >= 1; lvl--) {
-        const int shift = (MAX_H3_RES - lvl) * H3_PER_DIGIT_OFFSET;
-        if (lvl & 1) { /* class III child: counter-clockwise aperture 7 */
-            for (int p = 0; p < n; p++) {
-                int64_t a = ca[p], b = cb[p];
-                int64_t pa = floor_div7(3 * a - b + 3);
-                int64_t pb = floor_div7(a + 2 * b + 3);
-                int64_t da = a - (2 * pa + pb) + 1, db = b - (3 * pb - pa) + 1;
-                packed[p] |= (uint64_t)DIGIT_OF_IJ[(da * 3 + db) & 15] << shift;
-                ok[p] &= (uint8_t)(((uint64_t)da <= 2) & ((uint64_t)db <= 2));
-                ca[p] = pa;
-                cb[p] = pb;
-            }
-        } else { /* class II child: clockwise aperture 7 */
-            for (int p = 0; p < n; p++) {
-                int64_t a = ca[p], b = cb[p];
-                int64_t pa = floor_div7(2 * a + b + 3);
-                int64_t pb = floor_div7(3 * b - a + 3);
-                int64_t da = a - (3 * pa - pb) + 1, db = b - (pa + 2 * pb) + 1;
-                packed[p] |= (uint64_t)DIGIT_OF_IJ[(da * 3 + db) & 15] << shift;
-                ok[p] &= (uint8_t)(((uint64_t)da <= 2) & ((uint64_t)db <= 2));
-                ca[p] = pa;
-                cb[p] = pb;
-            }
+        const int shift = 3 * (MAX_H3_RES - lvl);
+        uint32_t *acc = lvl <= 5 ? digits_hi : digits_lo;
+        const int acc_shift = lvl <= 5 ? shift - 30 : shift;
+        const int ccw = lvl & 1; /* class III child: counter-clockwise aperture 7 */
+        for (int p = 0; p < n; p++) {
+            int32_t a = ca[p], b = cb[p];
+            int32_t na = ccw ? 3 * a - b : 2 * a + b;
+            int32_t nb = ccw ? a + 2 * b : 3 * b - a;
+            int32_t pa = (int32_t)(((uint32_t)(na + 3) + offset7) / 7u) - (1 << 28);
+            int32_t pb = (int32_t)(((uint32_t)(nb + 3) + offset7) / 7u) - (1 << 28);
+            int32_t ctr_a = ccw ? 2 * pa + pb : 3 * pa - pb;
+            int32_t ctr_b = ccw ? 3 * pb - pa : pa + 2 * pb;
+            uint32_t da = (uint32_t)(a - ctr_a + 1), db = (uint32_t)(b - ctr_b + 1);
+            uint32_t inside = (da <= 2u) & (db <= 2u);
+            uint32_t idx = inside ? da * 3u + db : 2u; /* 2 is an impossible offset: digit 7 */
+            /* digit of a child relative to its parent's centre by (di + 1) * 3 + (dj + 1),
+             * 3 bits each, in IJ coordinates (k folded in): CENTER 0, K (-1,-1) 1,
+             * J (0,1) 2, JK (-1,0) 3, I (1,0) 4, IK (0,-1) 5, IJ (1,1) 6; 7 cannot occur */
+            uint32_t digit = (0x69d0bd9u >> (3u * idx)) & 7u;
+            acc[p] |= digit << acc_shift;
+            ok[p] &= (int32_t)(digit != 7u);
+            ca[p] = pa;
+            cb[p] = pb;
         }
     }
 
     Py_ssize_t refused = 0;
     for (int p = 0; p < n; p++) {
         uint64_t h = 0;
-        if (ok[p]) h = finish_index(face[p], ca[p], cb[p], packed[p], res);
+        if (ok[p]) {
+            uint64_t packed = ((uint64_t)digits_hi[p] << 30) | digits_lo[p];
+            h = finish_index(face[p], ca[p], cb[p], packed, res);
+        }
         out[p] = h;
         refused += (h == 0);
     }
@@ -432,5 +501,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__h3fast(void) {
     init_tables();
     init_rotations();
+    init_base_cells();
     return PyModule_Create(&module);
 }
