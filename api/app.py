@@ -20,6 +20,7 @@ from api.auth.router import router as auth_router
 from api.auth.router import tenants as tenants_router
 from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
+from api.catalog.service import AreaLookup
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.observability import EdgeMiddleware, Metrics, configure_logging
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.password_hasher = make_password_hasher(
             settings.argon2_time_cost, settings.argon2_memory_kib
         )
+        app.state.area_lookup = AreaLookup()
         app.state.http_client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         log.info("startup", database=engine.url.render_as_string(hide_password=True))
         try:

@@ -204,11 +204,9 @@ EXTRA_MESSAGES: tuple[str, ...] = (
     "use both letters and digits",
     "must not contain the phone number",
     "too simple",
-    "type must be Polygon, MultiPolygon or a Feature of one",
-    "malformed coordinates",
-    "empty polygon",
     "coordinates must be [lng, lat] within range",
-    "the polygon has no area",
+    "not a valid polygon (see details)",
+    "send exactly one area",
 )
 
 

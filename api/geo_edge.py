@@ -6,10 +6,6 @@ Chinese map SDKs) or BD-09 (Baidu), converted here exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
 from geo import cells as geo_cells
 from geo import coords as geo_coords
 from geo.coords import CoordType
@@ -29,34 +25,12 @@ def to_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, floa
     return float(out_lat), float(out_lng)
 
 
-def to_wgs84_many(
-    lats: Sequence[float], lngs: Sequence[float], coord_type: CoordType
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised ``to_wgs84`` for polygon vertices."""
-    lat_a = np.asarray(lats, dtype=np.float64)
-    lng_a = np.asarray(lngs, dtype=np.float64)
-    if coord_type is CoordType.WGS84:
-        return lat_a, lng_a
-    out_lat, out_lng = geo_coords.to_wgs84(lat_a, lng_a, coord_type)
-    return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
-
-
 def from_wgs84(lat: float, lng: float, coord_type: CoordType) -> tuple[float, float]:
     """A stored WGS-84 point in the coordinate system a client asked for."""
     if coord_type is CoordType.WGS84:
         return lat, lng
     out_lat, out_lng = geo_coords.from_wgs84(lat, lng, coord_type)
     return float(out_lat), float(out_lng)
-
-
-def from_wgs84_many(
-    lats: np.ndarray, lngs: np.ndarray, coord_type: CoordType
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised ``from_wgs84`` for polygon vertices."""
-    if coord_type is CoordType.WGS84:
-        return lats, lngs
-    out_lat, out_lng = geo_coords.from_wgs84(lats, lngs, coord_type)
-    return np.asarray(out_lat, dtype=np.float64), np.asarray(out_lng, dtype=np.float64)
 
 
 def point_cell(lat: float, lng: float) -> int:
@@ -69,8 +43,6 @@ __all__ = [
     "CoordType",
     "GeoError",
     "from_wgs84",
-    "from_wgs84_many",
     "point_cell",
     "to_wgs84",
-    "to_wgs84_many",
 ]

@@ -10,6 +10,7 @@ from api.addresses import service
 from api.addresses.dependencies import OwnAddress
 from api.addresses.models import Address
 from api.addresses.schemas import AddressIn, AddressOut, AddressPatch, mask_phone
+from api.catalog.dependencies import AreaLookupDep
 from api.deps import CurrentUser, IdPath, JsonBody, SessionDep
 from api.errors import ErrorResponse
 from api.geo_edge import CoordType, from_wgs84
@@ -45,28 +46,38 @@ def _out(address: Address, coord_type: CoordType, area_ids: list[int]) -> Addres
 
 @router.get("", summary="My addresses")
 async def list_addresses(
-    user: CurrentUser, session: SessionDep, coord_type: OutCoord = CoordType.WGS84
+    user: CurrentUser,
+    session: SessionDep,
+    lookup: AreaLookupDep,
+    coord_type: OutCoord = CoordType.WGS84,
 ) -> list[AddressOut]:
     """The caller's saved addresses, default first."""
     rows = await service.list_own(session, user)
-    return [_out(a, coord_type, await service.area_ids_of(session, a)) for a in rows]
+    return [_out(a, coord_type, await service.area_ids_of(session, lookup, a)) for a in rows]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Save an address")
 async def create_address(
-    body: AddressIn, user: CurrentUser, session: SessionDep, coord_type: OutCoord = CoordType.WGS84
+    body: AddressIn,
+    user: CurrentUser,
+    session: SessionDep,
+    lookup: AreaLookupDep,
+    coord_type: OutCoord = CoordType.WGS84,
 ) -> AddressOut:
     """Save an address (must be inside a service area); the first becomes the default."""
-    address, area_ids = await service.create_address(session, user, body.model_dump())
+    address, area_ids = await service.create_address(session, lookup, user, body.model_dump())
     return _out(address, coord_type, area_ids)
 
 
 @router.get("/{address_id}", summary="One of my addresses")
 async def get_address(
-    address: OwnAddress, session: SessionDep, coord_type: OutCoord = CoordType.WGS84
+    address: OwnAddress,
+    session: SessionDep,
+    lookup: AreaLookupDep,
+    coord_type: OutCoord = CoordType.WGS84,
 ) -> AddressOut:
     """One saved address of the caller."""
-    return _out(address, coord_type, await service.area_ids_of(session, address))
+    return _out(address, coord_type, await service.area_ids_of(session, lookup, address))
 
 
 @router.patch("/{address_id}", summary="Change an address")
@@ -75,13 +86,14 @@ async def update_address(
     body: AddressPatch,
     user: CurrentUser,
     session: SessionDep,
+    lookup: AreaLookupDep,
     coord_type: OutCoord = CoordType.WGS84,
 ) -> AddressOut:
     """Change contact, text, location or default flag of one of the caller's addresses."""
     address = await service.update_address(
-        session, user, address_id, body.model_dump(exclude_unset=True)
+        session, lookup, user, address_id, body.model_dump(exclude_unset=True)
     )
-    return _out(address, coord_type, await service.area_ids_of(session, address))
+    return _out(address, coord_type, await service.area_ids_of(session, lookup, address))
 
 
 @router.delete("/{address_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete")

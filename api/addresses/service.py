@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.addresses.models import Address
 from api.auth.models import User
-from api.catalog.service import areas_containing
+from api.catalog.service import AreaLookup
 from api.errors import InvalidInput, NotFound
 from api.geo_edge import CoordType, point_cell, to_wgs84
 from geo.errors import GeoError
@@ -50,17 +50,17 @@ class TooManyAddresses(InvalidInput):
 
 
 async def _locate(
-    session: AsyncSession, lat: float, lng: float, coord_type: CoordType
+    session: AsyncSession, lookup: AreaLookup, lat: float, lng: float, coord_type: CoordType
 ) -> tuple[float, float, int, list[int]]:
     try:
         wlat, wlng = to_wgs84(lat, lng, coord_type)
         cell = point_cell(wlat, wlng)
     except (GeoError, ValueError) as exc:
         raise InvalidCoordinates() from exc
-    areas = await areas_containing(session, wlat, wlng)
-    if not areas:
+    hits = await lookup.containing(session, wlat, wlng)
+    if not hits:
         raise OutsideServiceArea()
-    return wlat, wlng, cell, [a.id for a in areas]
+    return wlat, wlng, cell, [h.area_id for h in hits]
 
 
 async def _clear_default(session: AsyncSession, user_id: int) -> None:
@@ -72,7 +72,7 @@ async def _clear_default(session: AsyncSession, user_id: int) -> None:
 
 
 async def create_address(
-    session: AsyncSession, user: User, data: dict[str, Any]
+    session: AsyncSession, lookup: AreaLookup, user: User, data: dict[str, Any]
 ) -> tuple[Address, list[int]]:
     """Save an address for ``user``; the first one becomes the default."""
     count = await session.scalar(
@@ -81,7 +81,7 @@ async def create_address(
     if (count or 0) >= MAX_ADDRESSES_PER_USER:
         raise TooManyAddresses(limit=MAX_ADDRESSES_PER_USER)
     lat, lng, cell, area_ids = await _locate(
-        session, data.pop("lat"), data.pop("lng"), data.pop("coord_type")
+        session, lookup, data.pop("lat"), data.pop("lng"), data.pop("coord_type")
     )
     make_default = bool(data.pop("is_default", False)) or count == 0
     if make_default:
@@ -113,14 +113,20 @@ async def list_own(session: AsyncSession, user: User) -> list[Address]:
 
 
 async def update_address(
-    session: AsyncSession, user: User, address_id: int, changes: dict[str, Any]
+    session: AsyncSession,
+    lookup: AreaLookup,
+    user: User,
+    address_id: int,
+    changes: dict[str, Any],
 ) -> Address:
     """Change the caller's address; a new point is converted and re-checked."""
     address = await get_own(session, user, address_id)
     coord_type = changes.pop("coord_type", CoordType.WGS84)
     lat, lng = changes.pop("lat", None), changes.pop("lng", None)
     if lat is not None and lng is not None:
-        address.lat, address.lng, address.h3_cell, _ = await _locate(session, lat, lng, coord_type)
+        address.lat, address.lng, address.h3_cell, _ = await _locate(
+            session, lookup, lat, lng, coord_type
+        )
     is_default = changes.pop("is_default", None)
     for key, value in changes.items():
         if value is not None:
@@ -142,6 +148,6 @@ async def delete_address(session: AsyncSession, user: User, address_id: int) -> 
     await session.commit()
 
 
-async def area_ids_of(session: AsyncSession, address: Address) -> list[int]:
+async def area_ids_of(session: AsyncSession, lookup: AreaLookup, address: Address) -> list[int]:
     """Active service areas covering a stored address (areas can change after saving)."""
-    return [a.id for a in await areas_containing(session, address.lat, address.lng)]
+    return [h.area_id for h in await lookup.containing(session, address.lat, address.lng)]

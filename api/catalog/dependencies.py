@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
+from api.catalog.service import AreaLookup
 from api.errors import InvalidInput
 from api.geo_edge import CoordType, to_wgs84
 from geo.errors import GeoError
@@ -46,3 +47,12 @@ def optional_point(
 
 
 OptionalPoint = Annotated[Point | None, Depends(optional_point)]
+
+
+def get_area_lookup(request: Request) -> AreaLookup:
+    """The process-wide point-in-area index (rebuilt when the areas change)."""
+    lookup: AreaLookup = request.app.state.area_lookup
+    return lookup
+
+
+AreaLookupDep = Annotated[AreaLookup, Depends(get_area_lookup)]

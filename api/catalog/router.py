@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.catalog import service
-from api.catalog.dependencies import OptionalPoint
+from api.catalog.dependencies import AreaLookupDep, OptionalPoint
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.catalog.schemas import (
     AreaIn,
@@ -115,18 +115,19 @@ async def create_category(
 
 
 async def _enterprises_at(
-    session: SessionDep, point: OptionalPoint
+    session: SessionDep, lookup: AreaLookupDep, point: OptionalPoint
 ) -> tuple[set[int] | None, list[int]]:
     if point is None:
         return None, []
-    areas = await service.areas_containing(session, point.lat, point.lng)
-    return {a.enterprise_id for a in areas}, [a.id for a in areas]
+    hits = await lookup.containing(session, point.lat, point.lng)
+    return {h.enterprise_id for h in hits}, [h.area_id for h in hits]
 
 
 @router.get("/services", summary="Search services")
 async def search_services(
     session: SessionDep,
     locale: LocaleDep,
+    lookup: AreaLookupDep,
     point: OptionalPoint,
     q: Annotated[str | None, Query(max_length=64, description="keyword, any language")] = None,
     category: Annotated[str | None, Query(max_length=64, description="category code")] = None,
@@ -136,7 +137,7 @@ async def search_services(
 ) -> ServiceList:
     """Active services by keyword, category, service area and/or the caller's location."""
     category_id = (await service.category_by_code(session, category)).id if category else None
-    enterprise_ids, _ = await _enterprises_at(session, point)
+    enterprise_ids, _ = await _enterprises_at(session, lookup, point)
     if area_id is not None:
         area = await service.get_area(session, area_id)
         area_ents = {area.enterprise_id} if area.is_active else set()
@@ -157,11 +158,12 @@ async def search_services(
 async def hot_services(
     session: SessionDep,
     locale: LocaleDep,
+    lookup: AreaLookupDep,
     point: OptionalPoint,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> HotServiceList:
     """Services ranked by paid orders in the caller's service areas over the last 30 days."""
-    enterprise_ids, area_ids = await _enterprises_at(session, point)
+    enterprise_ids, area_ids = await _enterprises_at(session, lookup, point)
     ranked, basis = await service.hot_services(
         session, enterprise_ids=enterprise_ids, area_ids=area_ids, now=utcnow(), limit=limit
     )
@@ -213,6 +215,7 @@ async def update_service(
 @router.get("/areas", summary="Service areas")
 async def list_areas(
     session: SessionDep,
+    lookup: AreaLookupDep,
     point: OptionalPoint,
     enterprise_id: Annotated[int | None, Query(ge=1, le=2**53)] = None,
     out_coord_type: Annotated[
@@ -221,9 +224,9 @@ async def list_areas(
 ) -> list[AreaOut]:
     """Active areas, optionally of one enterprise or covering a point."""
     if point is not None:
-        areas = await service.areas_containing(session, point.lat, point.lng)
-        if enterprise_id is not None:
-            areas = [a for a in areas if a.enterprise_id == enterprise_id]
+        hits = await lookup.containing(session, point.lat, point.lng)
+        wanted = [h.area_id for h in hits if enterprise_id in (None, h.enterprise_id)]
+        areas = [await service.get_area(session, area_id) for area_id in wanted]
     else:
         areas = await service.list_areas(session, enterprise_id=enterprise_id)
     return [_area_out(a, out_coord_type) for a in areas]

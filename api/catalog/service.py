@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
+import anyio
+import anyio.to_thread
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from sqlalchemy import and_, column, func, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -21,8 +21,11 @@ from api.auth.models import Role, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.enterprise.models import Enterprise
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.geo_edge import CoordType, from_wgs84_many, to_wgs84_many
-from geo.errors import GeoError
+from api.geo_edge import CoordType
+from geo.areas import AreaSet as GeoAreaSet
+from geo.areas import Geometry
+from geo.areas import ServiceArea as GeoServiceArea
+from geo.errors import GeoError, InvalidCoordinate
 
 #: Window of the hot-services ranking.
 HOT_WINDOW = timedelta(days=30)
@@ -313,53 +316,42 @@ async def hot_services(
 # ---------------------------------------------------------------- service areas
 
 
-def parse_area(geojson: dict[str, Any], coord_type: CoordType) -> MultiPolygon:
-    """A WGS-84 MultiPolygon from client GeoJSON (lng, lat order) in ``coord_type``."""
-    obj = geojson
-    if obj.get("type") == "Feature":
-        obj = obj.get("geometry") or {}
-    if obj.get("type") not in ("Polygon", "MultiPolygon"):
-        raise InvalidArea(reason="type must be Polygon, MultiPolygon or a Feature of one")
+def parse_area(geojson: dict[str, Any], coord_type: CoordType) -> Geometry:
+    """A validated WGS-84 (Multi)Polygon from client GeoJSON (``[lng, lat]``) in ``coord_type``.
+
+    Validation and conversion are ``geo.areas.AreaSet.from_geojson``'s; its precise
+    (English, technical) reason goes to ``details``, the message is translated.
+    """
     try:
-        geom = shape(obj)
-    except Exception as exc:  # shapely raises many kinds for malformed coordinates
-        raise InvalidArea(reason="malformed coordinates") from exc
-    if geom.is_empty:
-        raise InvalidArea(reason="empty polygon")
-    coords = shapely.get_coordinates(geom)
-    if (
-        not np.isfinite(coords).all()
-        or (np.abs(coords[:, 0]) > 180).any()
-        or (np.abs(coords[:, 1]) > 90).any()
-    ):
-        raise InvalidArea(reason="coordinates must be [lng, lat] within range")
-    try:
-        lat, lng = to_wgs84_many(coords[:, 1], coords[:, 0], coord_type)
+        parsed = GeoAreaSet.from_geojson(geojson, coord_type=coord_type)
+    except InvalidCoordinate as exc:
+        raise InvalidArea(reason=_BAD_COORDS, details={"reason": str(exc)}) from exc
     except GeoError as exc:
-        raise InvalidArea(reason="coordinates must be [lng, lat] within range") from exc
-    wgs = shapely.set_coordinates(geom, np.column_stack([lng, lat]))
-    if not wgs.is_valid:
-        wgs = shapely.make_valid(wgs)
-    polys = [g for g in getattr(wgs, "geoms", [wgs]) if isinstance(g, Polygon | MultiPolygon)]
-    parts: list[Polygon] = []
-    for g in polys:
-        parts.extend(g.geoms if isinstance(g, MultiPolygon) else [g])
-    parts = [p for p in parts if p.area > 0]
-    if not parts:
-        raise InvalidArea(reason="the polygon has no area")
-    return MultiPolygon(parts)
+        raise InvalidArea(reason=_BAD_POLYGON, details={"reason": str(exc)}) from exc
+    if len(parsed) != 1:
+        raise InvalidArea(reason=_ONE_AREA, details={"areas": len(parsed)})
+    return parsed.areas[0].geometry
+
+
+_BAD_COORDS = "coordinates must be [lng, lat] within range"
+_BAD_POLYGON = "not a valid polygon (see details)"
+_ONE_AREA = "send exactly one area"
+
+
+def _geo_area(area: ServiceArea) -> GeoServiceArea:
+    return GeoServiceArea(
+        area_id=str(area.id), name=area.name, geometry=shapely.from_wkb(area.polygon_wkb)
+    )
 
 
 def area_geojson(area: ServiceArea, coord_type: CoordType) -> dict[str, Any]:
-    """The area's polygon as GeoJSON in ``coord_type``."""
-    geom = shapely.from_wkb(area.polygon_wkb)
-    coords = shapely.get_coordinates(geom)
-    lat, lng = from_wgs84_many(coords[:, 1], coords[:, 0], coord_type)
-    out = shapely.set_coordinates(geom, np.column_stack([lng, lat]))
-    return dict(mapping(out))
+    """The area's polygon as a GeoJSON geometry in ``coord_type``."""
+    collection = GeoAreaSet((_geo_area(area),)).to_geojson(coord_type)
+    geometry: dict[str, Any] = collection["features"][0]["geometry"]
+    return geometry
 
 
-def _apply_geometry(area: ServiceArea, geom: MultiPolygon) -> None:
+def _apply_geometry(area: ServiceArea, geom: Geometry) -> None:
     min_lng, min_lat, max_lng, max_lat = geom.bounds
     area.polygon_wkb = shapely.to_wkb(geom)
     area.min_lat, area.min_lng, area.max_lat, area.max_lng = min_lat, min_lng, max_lat, max_lng
@@ -372,7 +364,7 @@ async def create_area(
     enterprise_id: int | None,
     name: str,
     city: str,
-    geom: MultiPolygon,
+    geom: Geometry,
     is_active: bool,
 ) -> ServiceArea:
     """A new service area of the actor's (staff) or named (admin) enterprise."""
@@ -391,7 +383,7 @@ async def update_area(
     *,
     name: str | None,
     city: str | None,
-    geom: MultiPolygon | None,
+    geom: Geometry | None,
     is_active: bool | None,
 ) -> ServiceArea:
     """Change an area the actor's enterprise owns."""
@@ -427,29 +419,70 @@ async def list_areas(session: AsyncSession, *, enterprise_id: int | None) -> lis
     return list(await session.scalars(stmt.order_by(ServiceArea.id)))
 
 
-async def areas_containing(session: AsyncSession, lat: float, lng: float) -> list[ServiceArea]:
-    """Active areas whose polygon covers the WGS-84 point (bbox in SQL, exact test in geo)."""
-    candidates = list(
-        await session.scalars(
-            select(ServiceArea)
-            .where(
-                ServiceArea.is_active.is_(True),
-                ServiceArea.min_lat <= lat,
-                ServiceArea.max_lat >= lat,
-                ServiceArea.min_lng <= lng,
-                ServiceArea.max_lng >= lng,
+@dataclass(frozen=True)
+class AreaHit:
+    """An active service area covering a point."""
+
+    area_id: int
+    enterprise_id: int
+
+
+class AreaLookup:
+    """Point-in-area answers from a ``geo.areas.AreaSet`` of every active area.
+
+    The set (with its H3 cover) is rebuilt only when the active areas change: each
+    query first reads a cheap fingerprint (count, max id, id sum, last update), so
+    several API processes stay consistent without any messaging between them.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._set: GeoAreaSet | None = None
+        self._owners: dict[str, int] = {}
+        self._lock = anyio.Lock()
+
+    async def _fingerprint(self, session: AsyncSession) -> tuple[Any, ...]:
+        row = (
+            await session.execute(
+                select(
+                    func.count(ServiceArea.id),
+                    func.max(ServiceArea.id),
+                    func.sum(ServiceArea.id),
+                    func.max(ServiceArea.updated_at),
+                ).where(ServiceArea.is_active.is_(True))
             )
-            .order_by(ServiceArea.id)
-        )
-    )
-    if not candidates:
-        return []
-    hits = covering_indices([shapely.from_wkb(a.polygon_wkb) for a in candidates], lat, lng)
-    return [candidates[i] for i in hits]
+        ).one()
+        return tuple(row)
+
+    async def area_set(self, session: AsyncSession) -> tuple[GeoAreaSet, dict[str, int]]:
+        """The current AreaSet and area id → enterprise id."""
+        key = await self._fingerprint(session)
+        async with self._lock:
+            if self._set is None or key != self._key:
+                rows = list(
+                    await session.scalars(
+                        select(ServiceArea)
+                        .where(ServiceArea.is_active.is_(True))
+                        .order_by(ServiceArea.id)
+                    )
+                )
+                areas = tuple(_geo_area(a) for a in rows)
+                # Building the H3 cover is CPU work: keep it off the event loop.
+                area_set = await anyio.to_thread.run_sync(_build_area_set, areas)
+                self._set, self._key = area_set, key
+                self._owners = {str(a.id): a.enterprise_id for a in rows}
+            return self._set, self._owners
+
+    async def containing(self, session: AsyncSession, lat: float, lng: float) -> list[AreaHit]:
+        """Active areas containing the WGS-84 point, by id."""
+        area_set, owners = await self.area_set(session)
+        if len(area_set) == 0:
+            return []
+        ids = area_set.areas_containing(lat, lng)[0]
+        return [AreaHit(int(i), owners[i]) for i in ids]
 
 
-def covering_indices(polygons: list[Any], lat: float, lng: float) -> list[int]:
-    """Indices of the WGS-84 polygons that cover a point (edges count as inside)."""
-    point = shapely.points(lng, lat)
-    mask = shapely.covers(np.asarray(polygons, dtype=object), point)
-    return [int(i) for i in np.flatnonzero(mask)]
+def _build_area_set(areas: tuple[GeoServiceArea, ...]) -> GeoAreaSet:
+    area_set = GeoAreaSet(areas)
+    area_set.cover()
+    return area_set

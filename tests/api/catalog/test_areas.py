@@ -23,7 +23,7 @@ def _ring(geojson: dict[str, Any]) -> np.ndarray:
 
 def test_area_round_trips_in_wgs84_and_gcj02(client: TestClient, tenants: Tenants) -> None:
     wgs = client.get(f"/v1/catalog/areas/{tenants.area_a}").json()
-    assert wgs["geojson"]["type"] == "MultiPolygon"
+    assert wgs["geojson"]["type"] == "Polygon"
     ring = _ring(wgs["geojson"])
     assert ring[:, 0].min() == pytest.approx(121.50)
     assert ring[:, 1].max() == pytest.approx(31.30)
@@ -55,20 +55,34 @@ def test_area_posted_in_gcj02_is_stored_as_wgs84(client: TestClient, tenants: Te
     assert sorted(np.round(ring[:, 0], 9)) == sorted(np.round(exp_lng, 9))
 
 
+COORDS = "coordinates must be [lng, lat] within range"
+POLYGON = "not a valid polygon (see details)"
+
+
 @pytest.mark.parametrize(
     ("geojson", "reason_en"),
     [
-        ({"type": "Point", "coordinates": [121.5, 31.2]}, "type must be Polygon"),
-        ({"type": "Polygon", "coordinates": [[[121.5, 31.2], [121.6]]]}, "malformed coordinates"),
+        ({"type": "Point", "coordinates": [121.5, 31.2]}, POLYGON),
+        ({"type": "Polygon", "coordinates": [[[121.5, 31.2], [121.6]]]}, COORDS),
         (
             {"type": "Polygon", "coordinates": [[[200, 31], [201, 31], [201, 32], [200, 31]]]},
-            "within range",
+            COORDS,
         ),
+        # Collinear ring: no area.
         (
             {"type": "Polygon", "coordinates": [[[121, 31], [121.1, 31], [121.2, 31], [121, 31]]]},
-            "no area",
+            POLYGON,
         ),
-        ({"type": "Polygon", "coordinates": "nope"}, "malformed coordinates"),
+        # Bow tie: self-intersecting.
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[121, 31], [121.1, 31.1], [121.1, 31], [121, 31.1], [121, 31]]],
+            },
+            POLYGON,
+        ),
+        ({"type": "Polygon", "coordinates": "nope"}, POLYGON),
+        ({"type": "FeatureCollection", "features": []}, "send exactly one area"),
     ],
 )
 def test_bad_geojson_is_422_translated(
@@ -79,7 +93,9 @@ def test_bad_geojson_is_422_translated(
     assert en.status_code == 422, en.text
     assert en.json()["code"] == "invalid_area"
     assert en.json()["message"].startswith("Invalid service area polygon: ")
-    assert reason_en in en.json()["message"]
+    assert en.json()["message"] == f"Invalid service area polygon: {reason_en}"
+    if reason_en != "send exactly one area":
+        assert en.json()["details"]["reason"]  # geo's precise reason, for the developer
     zh = client.post("/v1/catalog/areas", json=body, headers=tenants.staff_a.headers)
     assert zh.json()["message"].startswith("服务区域多边形无效：")
 
