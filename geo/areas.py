@@ -143,7 +143,8 @@ def _classify(geometry: Geometry, res: int) -> tuple[NDArray[np.uint64], NDArray
     margin = _edge_margin_deg(geometry, res)
     # Fill a slightly grown area with "overlap" so every cell touching the area is a candidate
     # even where a cell's arc edge bows over the border between two of its vertices.
-    candidates = geo_cells.polygon_to_cells(geometry.buffer(margin), res, contain="overlap")
+    grown = geometry.buffer(margin, quad_segs=2)  # a coarse arc: fewer vertices for h3 to fill
+    candidates = geo_cells.polygon_to_cells(grown, res, contain="overlap")
     if candidates.size == 0:
         return candidates, candidates
     polygons = _cell_polygons(candidates)
