@@ -118,6 +118,42 @@ def test_points_near_icosahedron_face_edges_match_h3(res: int) -> None:
     assert_same_cells(lat, lng, res)
 
 
+@pytest.mark.parametrize("res", [0, 1, 8, 14, 15])
+def test_points_near_icosahedron_face_centres_match_h3(res: int) -> None:
+    # Face centres are where H3's own acos/azimuth lose digits; points a hair away
+    # must still land in h3's cell. The centres are the normalised means of each
+    # face's three vertices (pentagon centres).
+    centres = np.array([h3i.cell_to_latlng(p) for p in PENTAGONS_RES0])
+    xyz = np.column_stack(
+        [
+            np.cos(np.radians(centres[:, 0])) * np.cos(np.radians(centres[:, 1])),
+            np.cos(np.radians(centres[:, 0])) * np.sin(np.radians(centres[:, 1])),
+            np.sin(np.radians(centres[:, 0])),
+        ]
+    )
+    near = (xyz @ xyz.T) > 0.4
+    faces = [
+        (i, j, k)
+        for i in range(12)
+        for j in range(i + 1, 12)
+        for k in range(j + 1, 12)
+        if near[i, j] and near[j, k] and near[i, k]
+    ]
+    assert len(faces) == 20
+    rng = np.random.default_rng(50 + res)
+    pts = []
+    for i, j, k in faces:
+        centre = xyz[i] + xyz[j] + xyz[k]
+        centre /= np.linalg.norm(centre)
+        scales = 10.0 ** rng.uniform(-15, -2, 80)
+        p = centre[None, :] + rng.normal(0.0, 1.0, (80, 3)) * scales[:, None]
+        pts.append(np.vstack([centre, p / np.linalg.norm(p, axis=1, keepdims=True)]))
+    p = np.concatenate(pts)
+    lat = np.degrees(np.arcsin(np.clip(p[:, 2], -1, 1)))
+    lng = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
+    assert_same_cells(lat, lng, res)
+
+
 @pytest.mark.parametrize("res", [0, 6, 13, 15])
 def test_points_near_poles_and_antimeridian_match_h3(res: int) -> None:
     rng = np.random.default_rng(31 + res)
