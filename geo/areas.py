@@ -53,7 +53,7 @@ class ServiceArea:
     area_id: str
     name: str
     geometry: Geometry
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.area_id, str) or not self.area_id:

@@ -1,0 +1,1 @@
+"""Data files shipped with geo (see README.md here for sources and licences)."""
