@@ -68,8 +68,9 @@ _BD_DLNG: Final = 0.0065
 # exact inverse (typically ~1e-9), below the 1e-7 degree (~1 cm) promised to callers.
 _INVERSE_TOL_DEG: Final = 1e-6
 _INVERSE_MAX_STEPS: Final = 12
-# GCJ-02 moves points by < 0.01 degree; a GCJ point farther than this outside the outline's
-# bounding box cannot have a pre-image inside China.
+# Over China's bounding box GCJ-02 moves points by at most ~0.0104 degree (longitude, in the
+# far north-east); a GCJ point farther than this outside the outline's bounding box cannot have
+# a pre-image inside China.
 _GCJ_MAX_SHIFT_DEG: Final = 0.05
 
 _OUTLINE_RESOURCE: Final = "china_mainland.geojson"
