@@ -1231,14 +1231,11 @@ def insertion_options(plan: DayPlan, visit: Visit) -> InsertionOptions:
 
 def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPlan:
     """A new plan with ``visit`` inserted as ``option`` says; nothing else moves."""
-    p_old = _problem(
-        plan.visits,
-        plan.workers,
-        plan.travel or TravelMatrix(np.zeros((1, 1), dtype=np.int64)),
-        None,
-        None,
-        space=plan._space,
-    )
+    if plan.travel is None or plan._space is None:
+        raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
+    if visit.id in {v.id for v in plan.visits}:
+        raise InvalidInput(f"visit {visit.id} is already in the plan")
+    p_old = _problem(plan.visits, plan.workers, plan.travel, None, None, space=plan._space)
     seqs = _sequences(plan, p_old)
     k = p_old.worker_index.get(option.worker_id)
     if k is None:
@@ -1246,7 +1243,7 @@ def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPl
     space = _extend_space(plan, visit)
     visits = (*plan.visits, visit)
     # The new visit's row is appended after the old visits; the break row moves by one.
-    p = _problem(visits, plan.workers, plan.travel or space.travel, None, None, space=space)
+    p = _problem(visits, plan.workers, plan.travel, None, None, space=space)
     new_i = len(visits) - 1
     free_visible = option.position - len(p.prefix[k])
     seq = seqs[k]
