@@ -73,6 +73,9 @@ _INVERSE_MAX_STEPS: Final = 12
 # a pre-image inside China.
 _GCJ_MAX_SHIFT_DEG: Final = 0.05
 
+# Points per block of the GCJ-02 offset computation (256 KiB per float64 array: fits in L2).
+_CHUNK_POINTS: Final = 32_768
+
 _OUTLINE_RESOURCE: Final = "china_mainland.geojson"
 # Grid cell of the precomputed inside/outside/border lookup, degrees (a power of two, so cell
 # indices are exact in binary floating point; ~3.5 km).
@@ -165,6 +168,20 @@ def _inside(lat: FloatArray, lng: FloatArray) -> BoolArray:
 
 
 def _gcj_offset(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """GCJ-02 shift (dlat, dlng) in degrees at WGS-84 points (flat arrays), no region check."""
+    if lat.size <= _CHUNK_POINTS:
+        return _gcj_offset_block(lat, lng)
+    # ~40 array passes per block: in cache-sized blocks they run ~1.5x faster than over
+    # arrays of millions of points, which stream through main memory on every pass.
+    dlat = np.empty_like(lat)
+    dlng = np.empty_like(lng)
+    for start in range(0, lat.size, _CHUNK_POINTS):
+        block = slice(start, start + _CHUNK_POINTS)
+        dlat[block], dlng[block] = _gcj_offset_block(lat[block], lng[block])
+    return dlat, dlng
+
+
+def _gcj_offset_block(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
     """GCJ-02 shift (dlat, dlng) in degrees at WGS-84 points, without any region check.
 
     The published polynomials (x = lng - 105, y = lat - 35, metres) are::
