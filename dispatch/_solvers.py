@@ -187,7 +187,8 @@ def dual_prices(
     load = np.bincount(a_worker[assigned], minlength=n_workers)
     if bool((v[load < capacity] > 0).any()):
         ok = False
-    u = np.where(assigned, a_cost + v[a_worker.clip(0)], penalty).astype(np.int64)
+    price_of_own = v[a_worker.clip(0)] if n_workers else np.zeros(n_orders, dtype=np.int64)
+    u = np.where(assigned, a_cost + price_of_own, penalty).astype(np.int64)
     ok = ok and bool((u <= penalty).all())
     reduced = arc_cost - u[arc_order] + v[arc_worker]
     ok = ok and bool((reduced >= 0).all())

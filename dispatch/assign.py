@@ -333,7 +333,8 @@ def match(
         new_arcs = violators
         graph = np.union1d(graph, violators)
     _, pool_w, _, _ = pool.arrays()
-    chosen_w = np.where(chosen_pool >= 0, pool_w[chosen_pool.clip(0)], -1)
+    chosen_w = np.full(n, -1, dtype=np.int64)
+    chosen_w[chosen_pool >= 0] = pool_w[chosen_pool[chosen_pool >= 0]]
 
     t3 = time.perf_counter()
     assigned_rows = np.flatnonzero(chosen_w >= 0)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from dispatch._ragged import offsets_from_sorted
 from dispatch.errors import InvalidInput
-from dispatch.index import WorkerIndex, local_distance_m
+from dispatch.index import WorkerIndex
 from dispatch.model import TRANSPORT_MODES, Fleet, OrderBatch
 from geo.travel import TransportMode, TravelTimeModel, max_speed_mps
 
@@ -250,19 +250,11 @@ class CandidateSearch:
             return empty, empty.copy(), np.zeros(0)
         self.rounds += 1
         o, w, t = self._query(rows, radius)
-        # Drop pairs already pooled: they lay within the old radius.
-        old_r = self.radius_m[o]
-        dist_known = np.zeros(o.shape[0], dtype=np.bool_)
-        if o.size:
-            # Pairs already in the pool are exactly those whose worker is within the old
-            # radius; recompute that distance the same way the index does.
-            d = local_distance_m(
-                self.orders.lat[o], self.orders.lng[o], self.fleet.lat[w], self.fleet.lng[w]
-            )
-            dist_known = d <= old_r
+        # Drop pairs already pooled (the ones within the old radius).
+        n_w = len(self.fleet)
+        known = np.isin(o * n_w + w, self._o * n_w + self._w)
         self.radius_m[rows] = radius
-        new = ~dist_known
-        o, w, t = o[new], w[new], t[new]
+        o, w, t = o[~known], w[~known], t[~known]
         self._o = np.concatenate([self._o, o])
         self._w = np.concatenate([self._w, w])
         self._t = np.concatenate([self._t, t])

@@ -1,0 +1,94 @@
+"""CostWeights validation and the per-term cost breakdown."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dispatch.cost import COST_SCALE, TERMS, CostWeights, pair_costs, to_int, unassigned_penalty
+from dispatch.errors import InvalidInput
+from dispatch.model import Fleet, OrderBatch
+
+NOW = 1_767_578_400
+
+
+@pytest.mark.parametrize(
+    "name", ["travel_per_s", "rating_per_star", "fairness_per_order", "unassigned"]
+)
+def test_negative_weight_names_field(name: str) -> None:
+    with pytest.raises(InvalidInput, match=name):
+        CostWeights(**{name: -1.0})
+
+
+def test_non_finite_and_non_numeric_weights() -> None:
+    with pytest.raises(InvalidInput, match="priority"):
+        CostWeights(priority=math.nan)
+    with pytest.raises(InvalidInput, match="reputation"):
+        CostWeights(reputation="high")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="unassigned"):
+        CostWeights(unassigned=0.0)
+
+
+def test_weights_are_frozen() -> None:
+    weights = CostWeights()
+    with pytest.raises(AttributeError):
+        weights.travel_per_s = 2.0  # type: ignore[misc]
+
+
+def _batch() -> tuple[OrderBatch, Fleet]:
+    orders = OrderBatch.from_arrays(
+        [10, 11],
+        [31.2, 31.2],
+        [121.4, 121.4],
+        priority=[0.0, 2.0],
+        preferred_worker_id=[2, -1],
+        latest_start_s=[NOW + 700, NOW + 100_000],
+    )
+    fleet = Fleet.from_arrays(
+        [1, 2],
+        [31.2, 31.2],
+        [121.4, 121.4],
+        rating=[4.0, 5.0],
+        reputation=[0.5, 1.0],
+        load_today=[3, 0],
+        recent_earnings_fen=[20_000, 0],
+    )
+    return orders, fleet
+
+
+def test_terms_sum_to_total_and_follow_their_features() -> None:
+    orders, fleet = _batch()
+    weights = CostWeights(fairness_per_100_yuan=5.0)
+    o = np.array([0, 0, 1, 1])
+    w = np.array([0, 1, 0, 1])
+    travel = np.array([300.0, 200.0, 50.0, 80.0])
+    costs = pair_costs(weights, orders, fleet, o, w, travel, NOW)
+    summed = sum(costs.terms[t] for t in TERMS)
+    np.testing.assert_allclose(summed, costs.total)
+    np.testing.assert_array_equal(costs.total_int, to_int(costs.total))
+    np.testing.assert_allclose(costs.terms["travel"], travel)
+    assert costs.terms["rating"][0] == pytest.approx(weights.rating_per_star * 1.0)
+    assert costs.terms["reputation"][0] == pytest.approx(weights.reputation * 0.5)
+    assert costs.terms["fairness"][0] == pytest.approx(3 * weights.fairness_per_order + 2 * 5.0)
+    assert costs.terms["member_priority"].tolist() == [0.0, 0.0, -600.0, -600.0]
+    assert costs.terms["preferred_worker"].tolist() == [0.0, -600.0, 0.0, 0.0]
+    # Order 10 must start within 700 s: 300 s travel leaves 400 s slack, 200 s under the window.
+    assert costs.terms["lateness_risk"][0] == pytest.approx(200.0)
+    assert costs.terms["lateness_risk"][1] == pytest.approx(100.0)
+    assert costs.terms["lateness_risk"][2] == 0.0
+
+
+def test_travel_only_is_pure_travel() -> None:
+    orders, fleet = _batch()
+    o = np.array([0, 1])
+    w = np.array([0, 1])
+    travel = np.array([123.4, 56.7])
+    costs = pair_costs(CostWeights.travel_only(), orders, fleet, o, w, travel, NOW)
+    np.testing.assert_allclose(costs.total, travel)
+    assert costs.total_int.tolist() == [1234, 567]
+
+
+def test_unassigned_penalty_in_solver_units() -> None:
+    assert unassigned_penalty(CostWeights(unassigned=90.0), 3).tolist() == [90 * COST_SCALE] * 3
