@@ -25,7 +25,6 @@ from typing import Any, Final, overload
 import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -128,27 +127,32 @@ def _build_grid(geometry: BaseGeometry) -> tuple[float, float, NDArray[np.uint8]
     # sample within cell/4, i.e. in the cell or a neighbour, so dilating the sampled cells by one
     # marks every crossed cell (and a few more, which only costs an exact test).
     samples = shapely.get_coordinates(shapely.segmentize(geometry.boundary, cell / 2.0))
-    border = np.zeros((rows, cols), dtype=np.bool_)
-    border[
+    sampled = np.zeros((rows, cols), dtype=np.bool_)
+    sampled[
         ((samples[:, 1] - y0) / cell).astype(np.intp),
         ((samples[:, 0] - x0) / cell).astype(np.intp),
     ] = True
-    border = ndimage.binary_dilation(border, structure=np.ones((3, 3), dtype=np.bool_))
+    vertical = sampled.copy()  # 3x3 dilation as a vertical then a horizontal 3-cell one
+    vertical[1:] |= sampled[:-1]
+    vertical[:-1] |= sampled[1:]
+    border = vertical.copy()
+    border[:, 1:] |= vertical[:, :-1]
+    border[:, :-1] |= vertical[:, 1:]
 
-    # Cells not crossed by the border form regions that are wholly inside or wholly outside;
-    # one exact test per region (4-connected, so regions never touch across the border).
-    labels, n_regions = ndimage.label(~border)
-    # Any one cell per region will do; with repeated indices one of the writes wins.
-    some_cell = np.zeros(n_regions + 1, dtype=np.intp)
-    some_cell[labels.ravel()] = np.arange(labels.size)
-    region_rows, region_cols = np.unravel_index(some_cell, labels.shape)
-    region_inside = shapely.contains_xy(
-        geometry, x0 + (region_cols + 0.5) * cell, y0 + (region_rows + 0.5) * cell
+    # A run of consecutive non-border cells in one row is crossed by no border, so it lies
+    # wholly inside or wholly outside: one exact test per run (at its first cell's centre).
+    free = ~border.ravel()
+    run_start = free.copy()
+    run_start[1:] &= ~free[:-1]
+    run_start[::cols] = free[::cols]  # every row starts new runs
+    first = np.flatnonzero(run_start)
+    run_inside = shapely.contains_xy(
+        geometry, x0 + (first % cols + 0.5) * cell, y0 + (first // cols + 0.5) * cell
     )
-    region_status = np.where(region_inside, _INSIDE, _OUTSIDE).astype(np.uint8)
-    # region_status[k] belongs to label k (label 0 = border cells, overwritten below).
-    grid = region_status[labels]
-    grid[border] = _BORDER
+    run_of_cell = np.cumsum(run_start) - 1
+    grid = np.where(run_inside, _INSIDE, _OUTSIDE).astype(np.uint8)[np.maximum(run_of_cell, 0)]
+    grid[~free] = _BORDER
+    grid = grid.reshape(rows, cols)
     return x0, y0, grid
 
 
