@@ -26,6 +26,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "baseCells.h"
@@ -486,9 +487,112 @@ done:
     return result;
 }
 
+static int compare_cells(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Disks of radius k around many (already validated) origins, each sorted, packed
+ * back to back into out (room for n * maxGridDiskSize(k)); offsets gets n + 1 entries.
+ * Returns the total number of cells. */
+static PyObject *py_grid_disks(PyObject *self, PyObject *args) {
+    Py_buffer cells, out, offsets;
+    int k;
+    if (!PyArg_ParseTuple(args, "y*w*w*i", &cells, &out, &offsets, &k)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cells.len / (Py_ssize_t)sizeof(uint64_t);
+    int64_t max_size = 0;
+    if (k < 0 || maxGridDiskSize(k, &max_size) != E_SUCCESS) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 0 and small enough, got %d", k);
+        goto done;
+    }
+    if (out.len < (Py_ssize_t)(n * max_size * (Py_ssize_t)sizeof(uint64_t)) ||
+        offsets.len != (n + 1) * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "out or offsets has the wrong size");
+        goto done;
+    }
+    const uint64_t *origin = cells.buf;
+    uint64_t *dst = out.buf;
+    int64_t *off = offsets.buf;
+    Py_ssize_t failed_at = -1;
+    H3Error failed_err = E_SUCCESS;
+    int64_t total = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t *disk = dst + total;
+        /* gridDisk leaves zeros where a pentagon removes cells */
+        memset(disk, 0, (size_t)max_size * sizeof(uint64_t));
+        H3Error err = gridDisk(origin[i], k, disk);
+        if (err != E_SUCCESS) {
+            failed_at = i;
+            failed_err = err;
+            break;
+        }
+        int64_t m = 0;
+        for (int64_t j = 0; j < max_size; j++)
+            if (disk[j]) disk[m++] = disk[j];
+        qsort(disk, (size_t)m, sizeof(uint64_t), compare_cells);
+        total += m;
+        off[i + 1] = total;
+    }
+    Py_END_ALLOW_THREADS;
+    if (failed_at >= 0) {
+        PyErr_Format(PyExc_ValueError, "H3 gridDisk failed for cells[%zd] (H3 error %d)",
+                     failed_at, (int)failed_err);
+        goto done;
+    }
+    result = PyLong_FromLongLong(total);
+done:
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&offsets);
+    return result;
+}
+
+/* Centres of many (already validated) cells, in degrees, as h3-py computes them. */
+static PyObject *py_cells_to_latlng(PyObject *self, PyObject *args) {
+    Py_buffer cells, lat, lng;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &cells, &lat, &lng)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cells.len / (Py_ssize_t)sizeof(uint64_t);
+    if (lat.len != n * (Py_ssize_t)sizeof(double) || lng.len != lat.len) {
+        PyErr_SetString(PyExc_ValueError, "lat and lng must hold one double per cell");
+        goto done;
+    }
+    const uint64_t *h = cells.buf;
+    double *la = lat.buf, *lo = lng.buf;
+    Py_ssize_t failed_at = -1;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        LatLng g;
+        if (cellToLatLng(h[i], &g) != E_SUCCESS) {
+            failed_at = i;
+            break;
+        }
+        la[i] = radsToDegs(g.lat);
+        lo[i] = radsToDegs(g.lng);
+    }
+    Py_END_ALLOW_THREADS;
+    if (failed_at >= 0) {
+        PyErr_Format(PyExc_ValueError, "cells[%zd] is not a valid H3 cell", failed_at);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&lat);
+    PyBuffer_Release(&lng);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"latlng_to_cells", py_latlng_to_cells, METH_VARARGS,
      "latlng_to_cells(lat, lng, out, res, threads) -> refused count; refused points get 0."},
+    {"grid_disks", py_grid_disks, METH_VARARGS,
+     "grid_disks(cells, out, offsets, k) -> total; sorted disks packed CSR-style."},
+    {"cells_to_latlng", py_cells_to_latlng, METH_VARARGS,
+     "cells_to_latlng(cells, lat, lng); centres in degrees."},
     {"h3_latlng_to_cells", py_h3_latlng_to_cells, METH_VARARGS,
      "h3_latlng_to_cells(lat, lng, out, res) -> failures; H3's latLngToCell per point."},
     {NULL, NULL, 0, NULL},

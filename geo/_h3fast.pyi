@@ -10,3 +10,12 @@ def latlng_to_cells(lat: Buffer, lng: Buffer, out: Buffer, res: int, threads: in
 
 def h3_latlng_to_cells(lat: Buffer, lng: Buffer, out: Buffer, res: int) -> int:
     """H3's own latLngToCell per point, single thread; returns the number of failures."""
+
+def grid_disks(cells: Buffer, out: Buffer, offsets: Buffer, k: int) -> int:
+    """Sorted disks of radius ``k`` packed into ``out``; ``offsets`` gets n + 1 entries.
+
+    ``out`` needs room for ``len(cells) * (3k(k+1) + 1)`` cells. Returns the total.
+    """
+
+def cells_to_latlng(cells: Buffer, lat: Buffer, lng: Buffer) -> None:
+    """Write each cell's centre (degrees) into ``lat`` and ``lng`` (float64)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 import h3.api.basic_int as h3i
 import numpy as np
@@ -36,6 +36,8 @@ _FAST: ModuleType | None = _load_fast()
 _MIN_POINTS_PER_THREAD = 50_000
 
 CellArray: TypeAlias = NDArray[np.uint64]
+#: One cell given as a plain or numpy integer.
+CellScalar: TypeAlias = int | np.integer[Any]
 IntArray: TypeAlias = NDArray[np.int64]
 Containment: TypeAlias = Literal["center", "full", "overlap"]
 
@@ -138,6 +140,10 @@ def _as_cell(cell: ArrayLike, name: str = "cell") -> int:
     return int(arr)
 
 
+@overload
+def is_valid_cell(cells: CellScalar) -> bool: ...
+@overload
+def is_valid_cell(cells: ArrayLike) -> NDArray[np.bool_]: ...
 def is_valid_cell(cells: ArrayLike) -> NDArray[np.bool_] | bool:
     """Whether each integer is a valid H3 cell index (bool array; ``bool`` for a scalar)."""
     try:
@@ -151,6 +157,10 @@ def is_valid_cell(cells: ArrayLike) -> NDArray[np.bool_] | bool:
     return bool(ok) if ok.ndim == 0 else ok
 
 
+@overload
+def get_resolution(cells: CellScalar) -> int: ...
+@overload
+def get_resolution(cells: ArrayLike) -> NDArray[np.int64]: ...
 def get_resolution(cells: ArrayLike) -> NDArray[np.int64] | int:
     """Resolution (0..15) of each cell, from the index bits."""
     arr = as_cells(cells)
@@ -158,6 +168,10 @@ def get_resolution(cells: ArrayLike) -> NDArray[np.int64] | int:
     return int(res) if res.ndim == 0 else res
 
 
+@overload
+def cell_to_parent(cells: CellScalar, res: int) -> int: ...
+@overload
+def cell_to_parent(cells: ArrayLike, res: int) -> CellArray: ...
 def cell_to_parent(cells: ArrayLike, res: int) -> CellArray | int:
     """Parent at resolution ``res`` of each cell (bit operations; no Python loop).
 
@@ -207,6 +221,12 @@ def default_threads(n_points: int) -> int:
     return max(1, min(cores, n_points // _MIN_POINTS_PER_THREAD))
 
 
+@overload
+def latlng_to_cells(lat: float, lng: float, res: int, *, threads: int | None = None) -> int: ...
+@overload
+def latlng_to_cells(
+    lat: ArrayLike, lng: ArrayLike, res: int, *, threads: int | None = None
+) -> CellArray: ...
 def latlng_to_cells(
     lat: ArrayLike, lng: ArrayLike, res: int, *, threads: int | None = None
 ) -> CellArray | int:
@@ -242,11 +262,15 @@ def latlng_to_cells(
 def cells_to_latlng(cells: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Centre (lat, lng) in degrees of each cell, as two float64 arrays of the input's shape."""
     arr = as_cells(cells)
-    flat = arr.reshape(-1).tolist()
-    centres = np.array([h3i.cell_to_latlng(h) for h in flat], dtype=np.float64).reshape(-1, 2)
-    lat = centres[:, 0].reshape(arr.shape)
-    lng = centres[:, 1].reshape(arr.shape)
-    return lat, lng
+    flat = np.ascontiguousarray(arr.reshape(-1))
+    if _FAST is not None:
+        lat = np.empty(flat.size, dtype=np.float64)
+        lng = np.empty(flat.size, dtype=np.float64)
+        _FAST.cells_to_latlng(flat, lat, lng)
+    else:
+        centres = np.array([h3i.cell_to_latlng(h) for h in flat.tolist()], dtype=np.float64)
+        lat, lng = centres.reshape(-1, 2).T
+    return lat.reshape(arr.shape), lng.reshape(arr.shape)
 
 
 def cell_to_boundary(cell: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -260,6 +284,8 @@ def grid_disk(cell: ArrayLike, k: int) -> CellArray:
     """All cells within grid distance ``k`` of ``cell`` (the origin included), sorted."""
     k = _check_k(k)
     h = _as_cell(cell)
+    if _FAST is not None:
+        return grid_disks(np.array([h], dtype=np.uint64), k)[0]
     return np.sort(np.fromiter(h3i.grid_disk(h, k), dtype=np.uint64))
 
 
@@ -271,7 +297,15 @@ def grid_disks(cells: ArrayLike, k: int) -> tuple[CellArray, IntArray]:
     ``offsets`` has ``len(cells) + 1`` entries.
     """
     k = _check_k(k)
-    arr = as_cells(cells).reshape(-1)
+    arr = np.ascontiguousarray(as_cells(cells).reshape(-1))
+    if _FAST is not None:
+        disk_size = 3 * k * (k + 1) + 1
+        offsets = np.empty(arr.size + 1, dtype=np.int64)
+        buffer = np.empty(arr.size * disk_size, dtype=np.uint64)
+        total = _FAST.grid_disks(arr, buffer, offsets, k)
+        # Pentagons make a few disks smaller: trim (copying only when that saves memory).
+        flat = buffer[:total] if total * 2 > buffer.size else buffer[:total].copy()
+        return flat, offsets
     disks = [sorted(h3i.grid_disk(h, k)) for h in arr.tolist()]
     sizes = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(disks))
     offsets = np.zeros(len(disks) + 1, dtype=np.int64)
@@ -287,6 +321,10 @@ def grid_ring(cell: ArrayLike, k: int) -> CellArray:
     return np.sort(np.fromiter(h3i.grid_ring(h, k), dtype=np.uint64))
 
 
+@overload
+def grid_distance(a: CellScalar, b: CellScalar) -> int: ...
+@overload
+def grid_distance(a: ArrayLike, b: ArrayLike) -> IntArray: ...
 def grid_distance(a: ArrayLike, b: ArrayLike) -> IntArray | int:
     """Grid distance in cells between paired cells (broadcasting); -1 where H3 cannot say.
 

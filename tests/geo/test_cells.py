@@ -214,7 +214,7 @@ def test_latlng_to_cells_accepts_non_contiguous_and_float32_views() -> None:
 @pytest.mark.parametrize("bad_res", [-1, 16, 2.0, True, "9"])
 def test_latlng_to_cells_rejects_bad_resolution(bad_res: object) -> None:
     with pytest.raises(InvalidParameter, match="res"):
-        cells.latlng_to_cells(30.0, 120.0, bad_res)  # type: ignore[arg-type]
+        cells.latlng_to_cells(30.0, 120.0, bad_res)  # type: ignore[call-overload]
 
 
 def test_latlng_to_cells_rejects_bad_points_naming_the_index() -> None:
@@ -408,11 +408,24 @@ def test_pure_fallback_gives_the_same_cells(
 ) -> None:
     lat, lng = global_points[0][:3000], global_points[1][:3000]
     fast = {res: cells.latlng_to_cells(lat, lng, res) for res in (0, 9, 15)}
+    origins = np.append(fast[9][:200], np.uint64(h3i.cell_to_center_child(PENTAGONS_RES0[2], 9)))
+    fast_centres = cells.cells_to_latlng(fast[15][:500].reshape(20, 25))
+    fast_disks = cells.grid_disks(origins, 3)
     monkeypatch.setattr(cells, "_FAST", None)
     for res, want in fast.items():
         np.testing.assert_array_equal(cells.latlng_to_cells(lat, lng, res), want)
         np.testing.assert_array_equal(cells.latlng_to_cells(lat, lng, res), oracle(lat, lng, res))
     assert cells.latlng_to_cells(31.2, 121.5, 9) == h3i.latlng_to_cell(31.2, 121.5, 9)
+    slow_centres = cells.cells_to_latlng(fast[15][:500].reshape(20, 25))
+    for slow_deg, fast_deg in zip(slow_centres, fast_centres, strict=True):
+        assert slow_deg.shape == (20, 25)
+        np.testing.assert_array_equal(slow_deg, fast_deg)
+    slow_flat, slow_offsets = cells.grid_disks(origins, 3)
+    np.testing.assert_array_equal(slow_flat, fast_disks[0])
+    np.testing.assert_array_equal(slow_offsets, fast_disks[1])
+    np.testing.assert_array_equal(
+        cells.grid_disk(int(origins[-1]), 2), cells.grid_disks(origins[-1:], 2)[0]
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
@@ -427,7 +440,7 @@ def test_thread_counts_give_the_same_cells(
 @pytest.mark.parametrize("bad_threads", [0, -2, 1.5, True])
 def test_latlng_to_cells_rejects_bad_thread_counts(bad_threads: object) -> None:
     with pytest.raises(InvalidParameter, match="threads"):
-        cells.latlng_to_cells(30.0, 120.0, 9, threads=bad_threads)  # type: ignore[arg-type]
+        cells.latlng_to_cells(30.0, 120.0, 9, threads=bad_threads)  # type: ignore[call-overload]
 
 
 def test_compiled_path_refuses_points_on_cell_edges_and_is_exact_elsewhere() -> None:
