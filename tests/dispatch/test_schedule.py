@@ -293,3 +293,26 @@ def test_checker_catches_tampered_plans(plan, day) -> None:
     )
     with pytest.raises(AssertionError):
         assert_feasible(silent, visits, workers, TRAVEL)
+
+
+def test_mixed_transport_modes_use_their_own_travel_times(day) -> None:
+    visits, workers = day
+    modes = ["car", "walk", "ebike"]
+    mixed = [replace(w, mode=modes[k % 3]) for k, w in enumerate(workers)]
+    sample = visits[:20]
+    plan = plan_day(sample, mixed, travel=TRAVEL, stop=FAST)
+    # The checker re-asks the model with each worker's own mode: a walker planned at
+    # e-bike speed would fail here.
+    assert_feasible(plan, sample, mixed, TRAVEL)
+    assert any(r.stops for r in plan.routes if r.worker_id == mixed[1].id) or (
+        plan.num_dropped > 0 or len(sample) <= 2 * len(mixed)
+    )
+
+
+def test_travel_matrix_is_validated() -> None:
+    with pytest.raises(InvalidInput, match="square"):
+        TravelMatrix(np.zeros((2, 3), dtype=np.int64))
+    with pytest.raises(InvalidInput, match=r"duration_s\[0, 1\]"):
+        TravelMatrix(np.array([[0, -1], [1, 0]]))
+    with pytest.raises(InvalidInput, match="distance"):
+        TravelMatrix(np.zeros((2, 2), dtype=np.int64), distance=np.zeros((3, 3), dtype=np.int64))
