@@ -304,9 +304,6 @@ def test_mixed_transport_modes_use_their_own_travel_times(day) -> None:
     # The checker re-asks the model with each worker's own mode: a walker planned at
     # e-bike speed would fail here.
     assert_feasible(plan, sample, mixed, TRAVEL)
-    assert any(r.stops for r in plan.routes if r.worker_id == mixed[1].id) or (
-        plan.num_dropped > 0 or len(sample) <= 2 * len(mixed)
-    )
 
 
 def test_travel_matrix_is_validated() -> None:
