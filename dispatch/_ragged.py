@@ -27,3 +27,12 @@ def expand_ranges(starts: IntArray, counts: IntArray) -> tuple[IntArray, IntArra
 def offsets_from_sorted(keys: IntArray, n: int) -> IntArray:
     """CSR offsets (length n + 1) of a sorted array of keys in [0, n)."""
     return np.searchsorted(keys, np.arange(n + 1, dtype=np.int64)).astype(np.int64)
+
+
+def member(keys: IntArray, universe: IntArray) -> NDArray[np.bool_]:
+    """Whether each key occurs in ``universe`` (sort + binary search; no hashing)."""
+    if universe.size == 0 or keys.size == 0:
+        return np.zeros(keys.shape, dtype=np.bool_)
+    ordered = np.sort(universe)
+    pos = np.minimum(np.searchsorted(ordered, keys), ordered.size - 1)
+    return np.asarray(ordered[pos] == keys)

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dispatch._ragged import member
 from dispatch._solvers import dual_prices, solve
 from dispatch.candidates import (
     DEFAULT_CANDIDATES,
@@ -331,7 +332,7 @@ def match(
             warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
             break
         new_arcs = violators
-        graph = np.union1d(graph, violators)
+        graph = np.sort(np.concatenate([graph, violators]))  # violators are never in graph
     _, pool_w, _, _ = pool.arrays()
     chosen_w = np.full(n, -1, dtype=np.int64)
     chosen_w[chosen_pool >= 0] = pool_w[chosen_pool[chosen_pool >= 0]]
@@ -524,7 +525,7 @@ class _Pool:
         if known.any():
             po, pw, _, _ = self.arrays()
             n_w = len(self.fleet)
-            have = np.isin(o * n_w + w, po * n_w + pw)
+            have = member(o * n_w + w, po * n_w + pw)
             keep = ~(known & have)
             return o[keep], w[keep], t[keep]
         return o, w, t
@@ -562,7 +563,7 @@ def _preferred_pairs(
     o, w = rows[found].astype(np.int64), w[found].astype(np.int64)
     po, pw, _, _ = pool.arrays()
     n_w = len(fleet)
-    fresh = ~np.isin(o * n_w + w, po * n_w + pw)
+    fresh = ~member(o * n_w + w, po * n_w + pw)
     o, w = o[fresh], w[fresh]
     t = pair_travel_s(travel, orders, fleet, o, w, now)
     *_, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dispatch._ragged import offsets_from_sorted
+from dispatch._ragged import member, offsets_from_sorted
 from dispatch.errors import InvalidInput
 from dispatch.index import WorkerIndex
 from dispatch.model import TRANSPORT_MODES, Fleet, OrderBatch
@@ -228,7 +228,9 @@ class CandidateSearch:
             o, w, t = self._query(todo, radius[todo])
             counts = np.bincount(o, minlength=n)[todo]
             done = (counts >= k) | (radius[todo] >= self.max_radius_m)
-            keep = np.isin(o, todo[done])
+            finished = np.zeros(n, dtype=np.bool_)
+            finished[todo[done]] = True
+            keep = finished[o]
             found_o.append(o[keep])
             found_w.append(w[keep])
             found_t.append(t[keep])
@@ -252,7 +254,10 @@ class CandidateSearch:
         o, w, t = self._query(rows, radius)
         # Drop pairs already pooled (the ones within the old radius).
         n_w = len(self.fleet)
-        known = np.isin(o * n_w + w, self._o * n_w + self._w)
+        mine = np.zeros(len(self.orders), dtype=np.bool_)
+        mine[rows] = True
+        pooled = mine[self._o]
+        known = member(o * n_w + w, self._o[pooled] * n_w + self._w[pooled])
         self.radius_m[rows] = radius
         o, w, t = o[~known], w[~known], t[~known]
         self._o = np.concatenate([self._o, o])

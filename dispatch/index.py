@@ -27,21 +27,23 @@ from dispatch._ragged import expand_ranges
 from dispatch._validate import as_array, check_finite_range, check_latlng, check_unique
 from dispatch.errors import DuplicateId, InvalidInput, UnknownWorker
 from geo.cells import cell_to_parent, latlng_to_cells
-from geo.projection import EARTH_RADIUS_M
+from geo.projection import EARTH_RADIUS_M, haversine_m
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
 #: Default H3 resolution of the buckets (see module docstring for the measurement).
 DEFAULT_RESOLUTION = 10
-# H3 edges vary with position on the icosahedron; around Shanghai res-9 edges are
-# 0.82–0.94 × the global average. 0.7 keeps the coverage guarantee with margin.
-_EDGE_SAFETY = 0.7
+# H3 cells are irregular hexagons: shrinking each cell's area-equivalent edge by this
+# factor keeps the covering bound valid for its neighbours' shapes too.
+_EDGE_SAFETY = 0.85
+# Area of a regular hexagon over its edge squared: 3·sqrt(3)/2.
+_HEX_AREA_PER_EDGE2 = 2.598076211353316
 _NO_CELL = np.uint64(0)
 _RES_SHIFT = np.uint64(52)
 _RES_MASK = np.uint64(15) << _RES_SHIFT
 # A query uses coarser cells (up to this many levels up) rather than disks beyond this k.
-_MAX_DISK_K = 2
+_MAX_DISK_K = 3
 _MAX_LEVELS_UP = 6
 
 
@@ -61,7 +63,7 @@ class WorkerIndex:
         ):
             raise InvalidInput(f"resolution must be an int in 0..15, got {resolution!r}")
         self.resolution = resolution
-        self._edge_m = h3.average_hexagon_edge_length(resolution, "m") * _EDGE_SAFETY
+        self._edge_m = h3.average_hexagon_edge_length(resolution, "m") * 0.7
         self._ids = np.zeros(0, dtype=np.int64)
         self._lat = np.zeros(0, dtype=np.float64)
         self._lng = np.zeros(0, dtype=np.float64)
@@ -241,11 +243,34 @@ class WorkerIndex:
 
     def _disk_k_at(self, radius_m: ArrayLike, level: int) -> IntArray:
         r = np.asarray(radius_m, dtype=np.float64)
-        edge = h3.average_hexagon_edge_length(level, "m") * _EDGE_SAFETY
-        # Points outside disk k are at least (1.5 k - 0.5) edges away (hex geometry,
-        # the point anywhere in its cell); invert that with the safety-scaled edge.
+        # Rough (level choice, radius floors): 0.7 × the average edge covers H3's spread
+        # of cell sizes, and the point may sit anywhere in its cell (1.5 k - 0.5 edges).
+        edge = h3.average_hexagon_edge_length(level, "m") * 0.7
         k = np.ceil((r / edge + 0.5) / 1.5)
         return np.asarray(np.maximum(k, 0), dtype=np.int64)
+
+    def _exact_k(
+        self, cells: NDArray[np.uint64], lat: FloatArray, lng: FloatArray, radius: FloatArray
+    ) -> IntArray:
+        """Smallest k whose disk around each point's cell covers its radius.
+
+        On a regular hex grid (edge e) everything outside disk k lies at least
+        (1.5 k + 0.5) e from the cell's centre; from the point, subtract its offset from
+        that centre. e is the cell's own area-equivalent edge, shrunk by _EDGE_SAFETY
+        against H3's irregular shapes. A tight k keeps the gathered superset small.
+        """
+        uniq, inverse = np.unique(cells, return_inverse=True)
+        to_latlng = h3i.cell_to_latlng
+        area = h3i.cell_area
+        centres = np.array([to_latlng(c) for c in uniq.tolist()], dtype=np.float64).reshape(-1, 2)
+        edge = np.sqrt(
+            np.array([area(c, "m^2") for c in uniq.tolist()], dtype=np.float64)
+            / _HEX_AREA_PER_EDGE2
+        )
+        inverse = inverse.reshape(-1)
+        offset = haversine_m(lat, lng, centres[inverse, 0], centres[inverse, 1])
+        reach = (radius + offset) / (edge[inverse] * _EDGE_SAFETY)
+        return np.asarray(np.maximum(np.ceil((reach - 0.5) / 1.5), 0), dtype=np.int64)
 
     def covered_radius_m(self, k: ArrayLike) -> FloatArray:
         """Radius in metres fully covered by a grid disk of radius k around a point's cell."""
@@ -286,7 +311,8 @@ class WorkerIndex:
             cells = origin_cells[rows]
             if lvl != self.resolution:
                 cells = np.asarray(cell_to_parent(cells, lvl), dtype=np.uint64)
-            slots_l, owner_l = self._gather(cells, self._disk_k_at(radius[rows], lvl), lvl)
+            k = self._exact_k(cells, lat_a[rows], lng_a[rows], radius[rows])
+            slots_l, owner_l = self._gather(cells, k, lvl)
             parts.append((slots_l, rows[owner_l]))
         if len(parts) == 1:
             slots, owner = parts[0]
