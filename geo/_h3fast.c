@@ -586,9 +586,37 @@ done:
     return result;
 }
 
+/* isValidCell of each index into a bool (uint8) buffer; returns how many are valid. */
+static PyObject *py_valid_cells(PyObject *self, PyObject *args) {
+    Py_buffer cells, ok;
+    if (!PyArg_ParseTuple(args, "y*w*", &cells, &ok)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cells.len / (Py_ssize_t)sizeof(uint64_t);
+    if (ok.len != n) {
+        PyErr_SetString(PyExc_ValueError, "ok must hold one byte per cell");
+        goto done;
+    }
+    const uint64_t *h = cells.buf;
+    uint8_t *o = ok.buf;
+    Py_ssize_t valid = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        o[i] = (uint8_t)(isValidCell(h[i]) != 0);
+        valid += o[i];
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyLong_FromSsize_t(valid);
+done:
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&ok);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"latlng_to_cells", py_latlng_to_cells, METH_VARARGS,
      "latlng_to_cells(lat, lng, out, res, threads) -> refused count; refused points get 0."},
+    {"valid_cells", py_valid_cells, METH_VARARGS,
+     "valid_cells(cells, ok) -> number valid; ok[i] = isValidCell(cells[i])."},
     {"grid_disks", py_grid_disks, METH_VARARGS,
      "grid_disks(cells, out, offsets, k) -> total; sorted disks packed CSR-style."},
     {"cells_to_latlng", py_cells_to_latlng, METH_VARARGS,

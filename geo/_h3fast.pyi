@@ -19,3 +19,6 @@ def grid_disks(cells: Buffer, out: Buffer, offsets: Buffer, k: int) -> int:
 
 def cells_to_latlng(cells: Buffer, lat: Buffer, lng: Buffer) -> None:
     """Write each cell's centre (degrees) into ``lat`` and ``lng`` (float64)."""
+
+def valid_cells(cells: Buffer, ok: Buffer) -> int:
+    """Write H3's isValidCell of each index into ``ok`` (bool); return how many are valid."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Any, Literal, TypeAlias, overload
+from typing import Any, Literal, TypeAlias, TypeGuard, overload
 
 import h3.api.basic_int as h3i
 import numpy as np
@@ -98,6 +98,18 @@ def _as_uint64(cells: ArrayLike, name: str) -> CellArray:
 
 
 def _valid_mask(cells: CellArray) -> NDArray[np.bool_]:
+    """H3's ``isValidCell`` of every index (same shape)."""
+    if cells.ndim == 0:
+        return np.asarray(h3i.is_valid_cell(int(cells)))
+    if _FAST is not None:
+        flat = np.ascontiguousarray(cells.reshape(-1))
+        ok = np.empty(flat.size, dtype=np.bool_)
+        _FAST.valid_cells(flat, ok)
+        return ok.reshape(cells.shape)
+    return _valid_mask_numpy(cells)
+
+
+def _valid_mask_numpy(cells: CellArray) -> NDArray[np.bool_]:
     """Bit-level validity of every index (same rules as H3's ``isValidCell``)."""
     high = cells >> np.uint64(63)
     mode = (cells >> _MODE_SHIFT) & np.uint64(15)
@@ -134,6 +146,11 @@ def as_cells(cells: ArrayLike, name: str = "cells") -> CellArray:
 
 
 def _as_cell(cell: ArrayLike, name: str = "cell") -> int:
+    if isinstance(cell, int | np.integer) and not isinstance(cell, bool):
+        h = int(cell)  # the common case, without numpy's per-call overhead
+        if 0 <= h < 1 << 64 and h3i.is_valid_cell(h):
+            return h
+        raise InvalidCell(f"{name} is not a valid H3 cell: {h:#x}")
     arr = as_cells(cell, name)
     if arr.ndim != 0:
         raise InvalidCell(f"{name} must be a single H3 cell, got an array of shape {arr.shape}")
@@ -212,6 +229,11 @@ def _loop_latlng_to_cells(lat: FloatArray, lng: FloatArray, res: int) -> CellArr
     )
 
 
+def _is_plain_number(value: object) -> TypeGuard[float | int]:
+    """A Python (or numpy float64) number, not a bool: safe to hand to h3-py as is."""
+    return isinstance(value, float | int) and not isinstance(value, bool)
+
+
 def default_threads(n_points: int) -> int:
     """Threads ``latlng_to_cells`` uses for ``n_points`` by default (usable cores, capped)."""
     try:
@@ -242,6 +264,17 @@ def latlng_to_cells(
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise InvalidParameter(f"threads must be an int >= 1, got {threads!r}")
+    if _is_plain_number(lat) and _is_plain_number(lng):
+        # One point from Python (an API request): skip numpy's per-call overhead.
+        try:
+            lat_deg, lng_deg = float(lat), float(lng)
+        except OverflowError as exc:
+            raise InvalidCoordinate(f"lat/lng must be finite, got {lat!r}, {lng!r}") from exc
+        if not -90.0 <= lat_deg <= 90.0:
+            raise InvalidCoordinate(f"lat must be finite and within ±90, got {lat_deg}")
+        if not -180.0 <= lng_deg <= 180.0:
+            raise InvalidCoordinate(f"lng must be finite and within ±180, got {lng_deg}")
+        return int(h3i.latlng_to_cell(lat_deg, lng_deg, res))
     lat_a, lng_a, scalar = as_latlng(lat, lng)
     lat_flat = np.ascontiguousarray(lat_a.reshape(-1))
     lng_flat = np.ascontiguousarray(lng_a.reshape(-1))
@@ -284,9 +317,7 @@ def grid_disk(cell: ArrayLike, k: int) -> CellArray:
     """All cells within grid distance ``k`` of ``cell`` (the origin included), sorted."""
     k = _check_k(k)
     h = _as_cell(cell)
-    if _FAST is not None:
-        return grid_disks(np.array([h], dtype=np.uint64), k)[0]
-    return np.sort(np.fromiter(h3i.grid_disk(h, k), dtype=np.uint64))
+    return _grid_disks(np.array([h], dtype=np.uint64), k)[0]
 
 
 def grid_disks(cells: ArrayLike, k: int) -> tuple[CellArray, IntArray]:
@@ -297,16 +328,20 @@ def grid_disks(cells: ArrayLike, k: int) -> tuple[CellArray, IntArray]:
     ``offsets`` has ``len(cells) + 1`` entries.
     """
     k = _check_k(k)
-    arr = np.ascontiguousarray(as_cells(cells).reshape(-1))
+    return _grid_disks(np.ascontiguousarray(as_cells(cells).reshape(-1)), k)
+
+
+def _grid_disks(origins: CellArray, k: int) -> tuple[CellArray, IntArray]:
+    """``grid_disks`` of validated, contiguous 1-d origins."""
     if _FAST is not None:
         disk_size = 3 * k * (k + 1) + 1
-        offsets = np.empty(arr.size + 1, dtype=np.int64)
-        buffer = np.empty(arr.size * disk_size, dtype=np.uint64)
-        total = _FAST.grid_disks(arr, buffer, offsets, k)
+        offsets = np.empty(origins.size + 1, dtype=np.int64)
+        buffer = np.empty(origins.size * disk_size, dtype=np.uint64)
+        total = _FAST.grid_disks(origins, buffer, offsets, k)
         # Pentagons make a few disks smaller: trim (copying only when that saves memory).
         flat = buffer[:total] if total * 2 > buffer.size else buffer[:total].copy()
         return flat, offsets
-    disks = [sorted(h3i.grid_disk(h, k)) for h in arr.tolist()]
+    disks = [sorted(h3i.grid_disk(h, k)) for h in origins.tolist()]
     sizes = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(disks))
     offsets = np.zeros(len(disks) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])

@@ -224,6 +224,12 @@ def test_latlng_to_cells_rejects_bad_points_naming_the_index() -> None:
         cells.latlng_to_cells([30.0, 30.0, 30.0], [120.0, 120.0, np.nan], 5)
     with pytest.raises(ShapeMismatch):
         cells.latlng_to_cells([30.0, 31.0], [120.0], 5)
+    with pytest.raises(InvalidCoordinate, match="lat"):
+        cells.latlng_to_cells(float("nan"), 120.0, 5)
+    with pytest.raises(InvalidCoordinate, match="lng"):
+        cells.latlng_to_cells(30.0, -180.5, 5)
+    with pytest.raises(InvalidCoordinate, match="finite"):
+        cells.latlng_to_cells(10**400, 120, 5)
 
 
 # --- bit-level helpers --------------------------------------------------------------------------
@@ -289,6 +295,8 @@ def test_is_valid_cell_matches_h3_on_random_and_corrupted_indexes(
     assert isinstance(got, np.ndarray)
     want = np.array([h3i.is_valid_cell(int(h)) for h in candidates])
     np.testing.assert_array_equal(got, want)
+    # the pure-numpy rules used when the extension is missing agree as well
+    np.testing.assert_array_equal(cells._valid_mask_numpy(candidates), want)
     assert want.sum() > sample_cells.size  # the corrupted set holds both valid and invalid
     assert cells.is_valid_cell(0) is False
     assert cells.is_valid_cell(int(sample_cells[0])) is True
