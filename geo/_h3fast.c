@@ -255,7 +255,8 @@ static inline void sincos_small(double x, double *s, double *c) {
  * Pass 3: base cell, H3's rotations into the base cell's orientation
  *   (including the pentagon rules), packing.
  */
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(H3FAST_NO_CLONES)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 static Py_ssize_t index_block(const double *lat, const double *lng, uint64_t *out, int n,
