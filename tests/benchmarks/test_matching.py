@@ -1,0 +1,85 @@
+"""The matching benchmark runs at a tiny size and reports the agreed keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import matching
+
+KEYS = {
+    "orders",
+    "workers",
+    "seed",
+    "city",
+    "candidates_s",
+    "solve_s",
+    "total_s",
+    "assigned",
+    "total_cost",
+    "dense_s",
+    "dense_cost",
+    "dense_assigned",
+    "speedup",
+    "gap_pct",
+    "certified",
+    "unassigned_that_dense_assigns",
+    "peak_rss_mb",
+}
+
+
+@pytest.mark.parametrize("city", ["uniform", "clustered"])
+def test_tiny_run_reports_keys_and_matches_dense(
+    city: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = matching.main(
+        [
+            "--orders",
+            "60",
+            "--workers",
+            "150",
+            "--city",
+            city,
+            "--repeat",
+            "1",
+            "--seed",
+            "3",
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= KEYS
+    assert out["orders"] == 60
+    assert out["city"] == city
+    assert out["certified"] is True
+    assert out["gap_pct"] == pytest.approx(0.0)
+    assert out["total_cost"] == pytest.approx(out["dense_cost"])
+    assert out["unassigned_that_dense_assigns"] == 0
+
+
+def test_more_orders_than_workers_uses_penalty_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert matching.main(["--orders", "40", "--workers", "25", "--repeat", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dense_assigned"] <= 25
+    assert out["gap_pct"] == pytest.approx(0.0)
+
+
+def test_city_is_deterministic() -> None:
+    a_orders, a_fleet = matching.city(30, 50, "clustered", 7)
+    b_orders, b_fleet = matching.city(30, 50, "clustered", 7)
+    assert (a_orders.lat == b_orders.lat).all()
+    assert (a_fleet.lng == b_fleet.lng).all()
+
+
+def test_no_dense_skips_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        matching.main(
+            ["--orders", "20", "--workers", "40", "--repeat", "1", "--no-dense", "--json"]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["dense_s"] is None
+    assert out["speedup"] is None
