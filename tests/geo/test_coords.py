@@ -235,6 +235,25 @@ def test_scalar_and_array_forms_agree() -> None:
     ] == (inside.tolist())
 
 
+def test_large_batches_equal_small_batches_bit_for_bit() -> None:
+    # Large inputs are processed in blocks; block edges must not show in the answers.
+    rng = np.random.default_rng(9)
+    n = 70_001
+    lat = rng.uniform(*LAT_RANGE, n)
+    lng = rng.uniform(*LNG_RANGE, n)
+    functions = [
+        coords.wgs84_to_gcj02,
+        coords.gcj02_to_wgs84,
+        coords.wgs84_to_bd09,
+        coords.bd09_to_wgs84,
+    ]
+    for fn in functions:
+        whole = fn(lat, lng)
+        pieces = [fn(lat[i : i + 999], lng[i : i + 999]) for i in range(0, n, 999)]
+        np.testing.assert_array_equal(whole[0], np.concatenate([p[0] for p in pieces]))
+        np.testing.assert_array_equal(whole[1], np.concatenate([p[1] for p in pieces]))
+
+
 def test_arrays_keep_their_shape_and_inputs_are_not_modified() -> None:
     lat, lng = mainland_points(5, 12)
     lat2, lng2 = lat.reshape(3, 4), lng.reshape(3, 4)
