@@ -10,11 +10,14 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.graph.python import min_cost_flow
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
 from dispatch.errors import SolverError
 
 IntArray = NDArray[np.int64]
+
+# Orders per solver call when splitting into components (measured: ~linear below this).
+_CHUNK_ORDERS = 2000
 
 
 def solve_flow(
@@ -217,19 +220,58 @@ def solve(
     rest = np.flatnonzero(open_arc)
     if rest.size == 0:
         return chosen
-    orders_left, o_local = np.unique(arc_order[rest], return_inverse=True)
-    workers_left, w_local = np.unique(arc_worker[rest], return_inverse=True)
-    o_local = o_local.reshape(-1).astype(np.int64)
-    w_local = w_local.reshape(-1).astype(np.int64)
+    # Components of the order-worker graph are independent problems. The solvers grow
+    # faster than linearly with size, so solve them in chunks of whole components.
+    o_all, o_loc = np.unique(arc_order[rest], return_inverse=True)
+    w_all, w_loc = np.unique(arc_worker[rest], return_inverse=True)
+    o_loc = o_loc.reshape(-1).astype(np.int64)
+    w_loc = w_loc.reshape(-1).astype(np.int64)
+    size = o_all.size + w_all.size
+    adj = csr_matrix(
+        (np.ones(rest.size, dtype=np.int8), (o_loc, o_all.size + w_loc)), shape=(size, size)
+    )
+    _, label = connected_components(adj, directed=False)
+    order_label = label[: o_all.size]
+    by_label = np.argsort(order_label, kind="stable")
+    # Cut the label-sorted orders into chunks at component boundaries.
+    sorted_labels = order_label[by_label]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_labels[1:] != sorted_labels[:-1]]))
+    chunk_of_comp = np.cumsum(np.diff(np.append(starts, sorted_labels.size)))  # end positions
+    chunk_id_per_comp = (chunk_of_comp - 1) // _CHUNK_ORDERS
+    comp_rank = np.cumsum(np.concatenate([[True], sorted_labels[1:] != sorted_labels[:-1]])) - 1
+    chunk_of_order = np.empty(o_all.size, dtype=np.int64)
+    chunk_of_order[by_label] = chunk_id_per_comp[comp_rank]
+    arc_chunk = chunk_of_order[o_loc]
+    arc_by_chunk = np.argsort(arc_chunk, kind="stable")
+    bounds = np.searchsorted(arc_chunk[arc_by_chunk], np.arange(chunk_of_order.max() + 2))
+    for c in range(bounds.size - 1):
+        arcs = rest[arc_by_chunk[bounds[c] : bounds[c + 1]]]
+        if arcs.size:
+            _solve_part(arcs, arc_order, arc_worker, arc_cost, penalty, capacity, method, chosen)
+    return chosen
+
+
+def _solve_part(
+    arcs: IntArray,
+    arc_order: IntArray,
+    arc_worker: IntArray,
+    arc_cost: IntArray,
+    penalty: IntArray,
+    capacity: int,
+    method: str,
+    chosen: IntArray,
+) -> None:
+    """Solve the subproblem on ``arcs`` (whole components) and record its choices."""
+    orders_left, o_local = np.unique(arc_order[arcs], return_inverse=True)
+    workers_left, w_local = np.unique(arc_worker[arcs], return_inverse=True)
     args = (
         orders_left.size,
         workers_left.size,
-        o_local,
-        w_local,
-        arc_cost[rest],
+        o_local.reshape(-1).astype(np.int64),
+        w_local.reshape(-1).astype(np.int64),
+        arc_cost[arcs],
         penalty[orders_left],
     )
     sub = solve_flow(*args, capacity) if method == "flow" else solve_matching(*args)
     got = sub >= 0
-    chosen[orders_left[got]] = rest[sub[got]]
-    return chosen
+    chosen[orders_left[got]] = arcs[sub[got]]
