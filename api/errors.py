@@ -307,14 +307,30 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unknown route, wrong method) in the same envelope."""
     assert isinstance(exc, StarletteHTTPException)
     code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "The request failed."))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette lists only the first matching route's methods; a path served by several
+        # routes (GET list + POST create) must list them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return _response(
         request,
         exc.status_code,
         code,
         translate(message, locale_of(request)),
         None,
-        dict(exc.headers or {}),
+        headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:

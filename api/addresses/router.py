@@ -69,7 +69,7 @@ async def create_address(
     return _out(address, coord_type, area_ids)
 
 
-@router.get("/{address_id}", summary="One of my addresses")
+@router.get("/{address_id:int}", summary="One of my addresses")
 async def get_address(
     address: OwnAddress,
     session: SessionDep,
@@ -80,7 +80,7 @@ async def get_address(
     return _out(address, coord_type, await service.area_ids_of(session, lookup, address))
 
 
-@router.patch("/{address_id}", summary="Change an address")
+@router.patch("/{address_id:int}", summary="Change an address")
 async def update_address(
     address_id: IdPath,
     body: AddressPatch,
@@ -96,7 +96,7 @@ async def update_address(
     return _out(address, coord_type, await service.area_ids_of(session, lookup, address))
 
 
-@router.delete("/{address_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete")
+@router.delete("/{address_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete")
 async def delete_address(address_id: IdPath, user: CurrentUser, session: SessionDep) -> None:
     """Delete one of the caller's addresses."""
     await service.delete_address(session, user, address_id)

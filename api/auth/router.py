@@ -34,10 +34,13 @@ from api.deps import (
 from api.errors import ErrorResponse
 
 _errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 423, 429, 503)
+    code: {"model": ErrorResponse}
+    for code in (400, 401, 403, 404, 409, 413, 415, 422, 423, 429, 503)
 }
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[JsonBody], responses=_errors)
-tenants = APIRouter(prefix="/v1/enterprises", tags=["enterprises"], dependencies=[JsonBody])
+tenants = APIRouter(
+    prefix="/v1/enterprises", tags=["enterprises"], dependencies=[JsonBody], responses=_errors
+)
 
 
 async def _tokens(
@@ -174,7 +177,7 @@ async def create_enterprise(body: EnterpriseIn, _: AdminUser, session: SessionDe
 
 
 @tenants.post(
-    "/{enterprise_id}/members",
+    "/{enterprise_id:int}/members",
     status_code=status.HTTP_201_CREATED,
     summary="Add a worker or staff account",
 )

@@ -181,7 +181,7 @@ async def hot_services(
     return HotServiceList(items=items, ranking_basis=basis, area_ids=area_ids)
 
 
-@router.get("/services/{service_id}", summary="Service details")
+@router.get("/services/{service_id:int}", summary="Service details")
 async def get_service(service_id: IdPath, session: SessionDep, locale: LocaleDep) -> ServiceOut:
     """A service with its price (fen), duration and review summary."""
     svc = await service.get_service(session, service_id)
@@ -197,7 +197,7 @@ async def create_service(
     return (await _services_out(session, [svc], locale))[0]
 
 
-@router.patch("/services/{service_id}", summary="Update a service")
+@router.patch("/services/{service_id:int}", summary="Update a service")
 async def update_service(
     service_id: IdPath,
     body: ServicePatch,
@@ -232,7 +232,7 @@ async def list_areas(
     return [_area_out(a, out_coord_type) for a in areas]
 
 
-@router.get("/areas/{area_id}", summary="One service area")
+@router.get("/areas/{area_id:int}", summary="One service area")
 async def get_area(
     area_id: IdPath, session: SessionDep, coord_type: CoordTypeQ = CoordType.WGS84
 ) -> AreaOut:
@@ -256,7 +256,7 @@ async def create_area(body: AreaIn, actor: ManagerUser, session: SessionDep) -> 
     return _area_out(area, body.coord_type)
 
 
-@router.patch("/areas/{area_id}", summary="Update a service area")
+@router.patch("/areas/{area_id:int}", summary="Update a service area")
 async def update_area(
     area_id: IdPath, body: AreaPatch, actor: ManagerUser, session: SessionDep
 ) -> AreaOut:

@@ -78,7 +78,7 @@ def test_unknown_service_is_404_translated(client: TestClient) -> None:
     assert client.get("/v1/catalog/services/424242", headers=EN).json()["message"] == (
         "Service not found."
     )
-    assert client.get("/v1/catalog/services/abc").status_code == 422
+    assert client.get("/v1/catalog/services/abc").status_code == 404
     assert client.get(f"/v1/catalog/services/{2**63}").status_code == 422
 
 

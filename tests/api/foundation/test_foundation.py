@@ -157,7 +157,7 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
         ln
         for ln in text.splitlines()
         if ln.startswith("daojia_http_requests_total")
-        and 'route="/v1/catalog/services/{service_id}"' in ln
+        and 'route="/v1/catalog/services/{service_id:int}"' in ln
         and 'status="404"' in ln
     )
     assert line.endswith(" 2.0")
