@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from benchmarks._common import add_common_args, emit, machine, peak_rss_mb, timed
 from dispatch.assign import Assignment, match
+from dispatch.candidates import DEFAULT_CANDIDATES
 from dispatch.cost import COST_SCALE, CostWeights
 from dispatch.model import Fleet, OrderBatch
 from geo.travel import HaversineTravelModel, TransportMode, TravelTimeModel
@@ -123,7 +124,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=20000)
     parser.add_argument("--city", choices=("uniform", "clustered"), default="uniform")
-    parser.add_argument("--candidates", type=int, default=8, help="K per order")
+    parser.add_argument(
+        "--candidates", type=int, default=DEFAULT_CANDIDATES, help="K per order (initial)"
+    )
     parser.add_argument("--max-travel-s", type=float, default=3600.0)
     parser.add_argument("--dense-repeat", type=int, default=1)
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baseline")

@@ -163,6 +163,7 @@ class _Context:
     now: int
     index: WorkerIndex
     max_travel_s: float
+    max_radius_m: float
     pool_order: IntArray
     pool_worker: IntArray
     pool_travel: FloatArray
@@ -182,7 +183,7 @@ class _Context:
             _, slots, _ = self.index.within(
                 self.orders.lat[row : row + 1],
                 self.orders.lng[row : row + 1],
-                self.max_travel_s * 40.0,
+                self.max_radius_m,
             )
             w_all = self.index.ids_of(slots)
             o_all = np.full(w_all.shape, row, dtype=np.int64)
@@ -195,26 +196,29 @@ class _Context:
         costs = pair_costs(self.weights, self.orders, self.fleet, o_idx, workers, travel, self.now)
         order = np.lexsort((workers, costs.total_int))
         chosen_row = int(self.chosen_worker[row])
-        owner = {int(w): int(o) for o, w in enumerate(self.chosen_worker.tolist()) if w >= 0}
         lines: list[CostLine] = []
         chosen_line: CostLine | None = None
         for i in order.tolist():
             w = int(workers[i])
-            taken = owner.get(w) if self.fleet_capacity_one else None
+            if w != chosen_row and len(lines) >= n_alt:
+                continue
+            others = np.flatnonzero(self.chosen_worker == w)
+            others = others[others != row]
+            taken = int(others[0]) if others.size else None
             line = CostLine(
                 worker_id=int(self.fleet.ids[w]),
                 travel_s=float(travel[i]),
                 terms={t: float(costs.terms[t][i]) for t in TERMS},
                 total=float(costs.total[i]),
                 chosen=w == chosen_row,
-                assigned_to_order_id=(
-                    int(self.orders.ids[taken]) if taken is not None and taken != row else None
-                ),
+                assigned_to_order_id=(int(self.orders.ids[taken]) if taken is not None else None),
             )
             if line.chosen:
                 chosen_line = line
             elif len(lines) < n_alt:
                 lines.append(line)
+            if len(lines) >= n_alt and (chosen_line is not None or chosen_row < 0):
+                break
         return Explanation(
             order_id=order_id,
             chosen=chosen_line,
@@ -222,8 +226,6 @@ class _Context:
             unassigned_cost=self.weights.unassigned,
             reason=self.reason_of.get(row),
         )
-
-    fleet_capacity_one: bool = True
 
 
 def match(
@@ -358,12 +360,12 @@ def match(
         now=int(now),
         index=index,
         max_travel_s=float(max_travel_s),
+        max_radius_m=float(search.max_radius_m),
         pool_order=pool.arrays()[0],
         pool_worker=pool.arrays()[1],
         pool_travel=pool.arrays()[2],
         chosen_worker=chosen_w,
         reason_of=dict(zip(unassigned_rows.tolist(), reasons, strict=True)),
-        fleet_capacity_one=True,
     )
     return Assignment(
         order_ids=orders.ids[assigned_rows],
