@@ -39,7 +39,6 @@ def solve_pyvrp(
 ) -> tuple[list[list[int]], dict[int, tuple[DropReason, str]], bool, float]:
     """Solve with PyVRP; return free-part sequences per worker (breaks as -b-1) and facts."""
     import pyvrp
-    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
 
     seqs: list[list[int]] = [[] for _ in range(p.W)]
     cand = np.flatnonzero(elig.any(axis=1) & ~p.fixed)
@@ -248,15 +247,9 @@ def solve_pyvrp(
     matrices: tuple[Any, Any] = (dist_mats, dur_mats)
     data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, *matrices, groups)
 
-    criteria: list[Any] = [MaxRuntime(stop.seconds)]
-    if stop.max_iterations is not None:
-        criteria.append(MaxIterations(stop.max_iterations))
-    crit = MultipleCriteria(criteria) if len(criteria) > 1 else criteria[0]
     init = _warm_start(pyvrp, data, p, current, client_visit, stay, type_workers)
     t_start = time.perf_counter()
-    result = pyvrp.solve(
-        data, stop=crit, seed=seed, collect_stats=False, display=False, initial_solution=init
-    )
+    result = _solve_until(data, t_start + stop.seconds, stop.max_iterations, seed, init)
     runtime = time.perf_counter() - t_start
     hit = stop.max_iterations is None or result.num_iterations < stop.max_iterations
 
@@ -267,6 +260,41 @@ def solve_pyvrp(
         k = free_slots[vt].pop(0)
         seqs[k] = [client_visit[c] for c in _client_indices(route)]
     return seqs, {}, hit, runtime
+
+
+def _solve_until(
+    data: Any, deadline: float, max_iterations: int | None, seed: int, init: Any
+) -> Any:
+    """PyVRP's ``solve`` with every step inside the deadline (``time.perf_counter`` seconds).
+
+    ``pyvrp.solve`` starts its clock only after computing neighbourhoods and
+    running an exhaustive local search on a random start; on 2,000 visits
+    that is seconds outside ``MaxRuntime``. This is the same algorithm with
+    the iterated local search given only the time that is left.
+    """
+    from pyvrp import PenaltyManager, RandomNumberGenerator, Solution
+    from pyvrp.IteratedLocalSearch import IteratedLocalSearch
+    from pyvrp.search import LocalSearch, PerturbationManager, compute_neighbours
+    from pyvrp.solve import SolveParams
+    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
+
+    params = SolveParams()
+    rng = RandomNumberGenerator(seed=seed)
+    neighbours = compute_neighbours(data, params.neighbourhood)
+    ls = LocalSearch(data, rng, neighbours, PerturbationManager(params.perturbation))
+    for op in params.operators:
+        if op.supports(data):
+            ls.add_operator(op(data))
+    pm = PenaltyManager(params.penalty.midpoint_penalties(data), params.penalty)
+    if init is None:
+        init = ls(Solution.make_random(data, rng), pm.max_cost_evaluator(), exhaustive=True)
+    left = max(deadline - time.perf_counter(), 0.01)
+    criteria: list[Any] = [MaxRuntime(left)]
+    if max_iterations is not None:
+        criteria.append(MaxIterations(max_iterations))
+    stop = MultipleCriteria(criteria) if len(criteria) > 1 else criteria[0]
+    algo = IteratedLocalSearch(data, pm, ls, init, params.ils)
+    return algo.run(stop, collect_stats=False, display=False)
 
 
 def _client_indices(route: Any) -> list[int]:
