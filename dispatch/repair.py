@@ -244,7 +244,8 @@ def repair(
         raise InvalidInput(f"max_lateness_s must be >= 0, got {max_lateness_s}")
     visits, workers, freed_ids, reason = _apply(plan, event)
     space = _space_after(plan, event)
-    p = _problem(visits, workers, travel, plan, None, space=space)
+    # A shift cut short may leave a visit outside every shift: drop it, do not fail.
+    p = _problem(visits, workers, travel, plan, None, space=space, strict=False)
     # Sequences of the plan in force, in the new problem's indices.
     old_assign = plan.assignment()
     seqs: list[list[int]] = [[] for _ in range(p.W)]
@@ -290,7 +291,7 @@ def repair(
             relaxed.append(v)
         stop = stop if isinstance(stop, Stop) else Stop(seconds=float(stop))
         try:
-            p2 = _problem(relaxed, workers, travel, local, None, space=p.space)
+            p2 = _problem(relaxed, workers, travel, local, None, space=p.space, strict=False)
             cand = _solve_problem(
                 p2, travel, stop, seed, local, change_penalty, objective, time.perf_counter()
             )

@@ -470,6 +470,7 @@ def _validate(
     workers: Sequence[WorkerDay],
     known_skills: int | None,
     current: DayPlan | None,
+    strict: bool = True,
 ) -> tuple[dict[int, int], dict[int, int]]:
     worker_index: dict[int, int] = {}
     for k, w in enumerate(workers):
@@ -485,7 +486,7 @@ def _validate(
             raise UnknownSkill(
                 f"visit {v.id}: skills bits {v.skills & ~known_skills:#x} are not in the catalog"
             )
-    if workers:
+    if workers and strict:
         # One pass over all (visit, shift) pairs: a visit must overlap some shift.
         starts = np.array([w.shift_start for w in workers], dtype=np.int64)
         ends = np.array([w.shift_end for w in workers], dtype=np.int64)
@@ -505,7 +506,7 @@ def _validate(
                 f"visit {v.id}: window [{v.window_start}, {v.window_end}] plus "
                 f"{v.duration_s} s of service fits no worker's shift"
             )
-    elif visits and not all(v.fixed for v in visits):
+    elif strict and visits and not all(v.fixed for v in visits):
         v = next(v for v in visits if not v.fixed)
         raise VisitOutsideShifts(f"visit {v.id}: there are no workers, so it fits no shift")
     for v in visits:
@@ -523,9 +524,10 @@ def _problem(
     current: DayPlan | None,
     known_skills: int | None,
     space: Space | None = None,
+    strict: bool = True,
 ) -> _Problem:
     visits, workers = tuple(visits), tuple(workers)
-    worker_index, visit_index = _validate(visits, workers, known_skills, current)
+    worker_index, visit_index = _validate(visits, workers, known_skills, current, strict)
     if space is None:
         space = _build_space(travel, visits, workers)
     W, V = len(workers), len(visits)
@@ -1112,7 +1114,9 @@ def _external_insertions(
     """Best insertion per worker of a visit that is not in ``plan`` yet."""
     if plan.travel is None or plan._space is None:
         raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
-    p = _problem(plan.visits, plan.workers, plan.travel, None, None, space=plan._space)
+    p = _problem(
+        plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
+    )
     seqs = _sequences(plan, p)
     flat = _flat_routes(p, seqs)
     to_new = np.zeros(flat.route.size, dtype=np.int64)
@@ -1235,7 +1239,9 @@ def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPl
         raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
     if visit.id in {v.id for v in plan.visits}:
         raise InvalidInput(f"visit {visit.id} is already in the plan")
-    p_old = _problem(plan.visits, plan.workers, plan.travel, None, None, space=plan._space)
+    p_old = _problem(
+        plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
+    )
     seqs = _sequences(plan, p_old)
     k = p_old.worker_index.get(option.worker_id)
     if k is None:
@@ -1243,7 +1249,7 @@ def plan_with_insertion(plan: DayPlan, visit: Visit, option: Insertion) -> DayPl
     space = _extend_space(plan, visit)
     visits = (*plan.visits, visit)
     # The new visit's row is appended after the old visits; the break row moves by one.
-    p = _problem(visits, plan.workers, plan.travel, None, None, space=space)
+    p = _problem(visits, plan.workers, plan.travel, None, None, space=space, strict=False)
     new_i = len(visits) - 1
     free_visible = option.position - len(p.prefix[k])
     seq = seqs[k]

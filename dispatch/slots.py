@@ -126,7 +126,9 @@ def _workers_per_slot(
     """(S,) number of distinct workers of ``plan`` who can take the probe in each slot."""
     if plan.travel is None or plan._space is None:
         raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
-    p = _problem(plan.visits, plan.workers, plan.travel, None, None, space=plan._space)
+    p = _problem(
+        plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
+    )
     seqs = _sequences(plan, p)
     flat = _flat_routes(p, seqs)
     if flat.route.size == 0 or starts.size == 0:

@@ -170,3 +170,30 @@ def test_bad_events_are_typed(small: DayPlan) -> None:
     planned = next(v for v in small.visits if v.status != VisitStatus.STARTED)
     with pytest.raises(InvalidInput, match="started"):
         repair(small, VisitOverran(planned.id, 60))
+
+
+def test_absence_leaving_a_visit_outside_every_shift_drops_it_with_reason() -> None:
+    from dispatch.schedule import WorkerDay
+
+    early = WorkerDay(
+        id=1, shift_start=T0, shift_end=T0 + 6 * 3600, start_lat=31.23, start_lng=121.47
+    )
+    late = WorkerDay(
+        id=2, shift_start=T0, shift_end=T0 + 12 * 3600, start_lat=31.23, start_lng=121.47
+    )
+    evening = Visit(
+        id=5,
+        lat=31.24,
+        lng=121.48,
+        duration_s=3600,
+        window_start=T0 + 9 * 3600,
+        window_end=T0 + 10 * 3600,
+    )
+    plan = plan_day([evening], [early, late], travel=TRAVEL, stop=Stop(0.3, max_iterations=50))
+    assert plan.assignment()[5] == 2
+    result = repair(plan, WorkerAbsent(2, T0 + 3600), stop=Stop(0.3, max_iterations=50))
+    (dropped,) = result.plan.dropped
+    assert dropped.visit_id == 5
+    assert dropped.detail
+    assert result.changed_assignments == 1
+    assert [c.kind for c in result.changes] == [ChangeKind.DROPPED]
