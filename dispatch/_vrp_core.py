@@ -309,12 +309,15 @@ def route_times(
     service: IntArray,
     *,
     allow_late: bool = False,
+    pass_through: int = -1,
 ) -> RouteTimes:
     """Propagate start times along a route with waiting (all in seconds).
 
     The worker leaves ``start_node`` at ``ready``; each stop starts at
     ``max(arrival, early)``. With ``allow_late`` a stop past ``late`` still
     starts at its arrival (lateness is reported) instead of being infeasible.
+    Stops at node ``pass_through`` (breaks) happen where the worker is: no
+    ride into them, and the ride after them leaves from the previous place.
     """
     k = nodes.shape[0]
     arrival = np.empty(k, dtype=np.int64)
@@ -325,7 +328,8 @@ def route_times(
     first_bad = -1
     for i in range(k):
         node = int(nodes[i])
-        tt = int(dur[prev, node])
+        is_break = node == pass_through
+        tt = 0 if is_break else int(dur[prev, node])
         travel[i] = tt
         arrival[i] = t + tt
         start[i] = max(int(arrival[i]), int(early[i]))
@@ -333,7 +337,8 @@ def route_times(
             first_bad = i
         end[i] = start[i] + int(service[i])
         t = int(end[i])
-        prev = node
+        if not is_break:
+            prev = node
     back = int(dur[prev, end_node])
     finish = t + back
     lateness = np.maximum(start - late, 0)
@@ -393,19 +398,38 @@ def latest_starts(
     shift_end: int,
     late: IntArray,
     service: IntArray,
-    hard_late: bool = True,
+    *,
+    start_node: int = -1,
+    pass_through: int = -1,
 ) -> IntArray:
-    """Latest start of each stop that keeps every later stop and the shift end feasible."""
+    """Latest start of each stop that keeps every later stop and the shift end feasible.
+
+    ``pass_through`` stops (breaks) are taken where the worker is, as in
+    ``route_times``; ``start_node`` is then needed to know where that is.
+    """
     k = nodes.shape[0]
+    prev_real = np.empty(k, dtype=np.int64)
+    where = start_node
+    for i in range(k):
+        prev_real[i] = where
+        if int(nodes[i]) != pass_through:
+            where = int(nodes[i])
     out = np.empty(k, dtype=np.int64)
     nxt_latest = int(shift_end)
     nxt_node = end_node
+    nxt_is_break = False
     for i in range(k - 1, -1, -1):
         node = int(nodes[i])
-        bound = nxt_latest - int(dur[node, nxt_node]) - int(service[i])
-        out[i] = min(int(late[i]), bound) if hard_late else bound
+        if node == pass_through:
+            ride = int(dur[prev_real[i], nxt_node])
+            out[i] = min(int(late[i]), nxt_latest - ride - int(service[i]))
+            nxt_is_break = True
+        else:
+            ride = 0 if nxt_is_break else int(dur[node, nxt_node])
+            out[i] = min(int(late[i]), nxt_latest - ride - int(service[i]))
+            nxt_node = node
+            nxt_is_break = False
         nxt_latest = int(out[i])
-        nxt_node = node
     return out
 
 

@@ -680,6 +680,7 @@ def _schedule_route(
         late,
         service,
         allow_late=allow_late,
+        pass_through=p.break_row,
     )
     # Travel across a break is really from the stop before the break.
     real_prev = int(prev_row)
@@ -1000,6 +1001,7 @@ def _route_gaps(p: _Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
         late,
         service,
         allow_late=True,
+        pass_through=p.break_row,
     )
     # A stop already late (after an overrun) may not get any later than it is now.
     lat = latest_starts(
@@ -1009,7 +1011,11 @@ def _route_gaps(p: _Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
         max(int(p.shift_end[k]), rt.finish),
         np.maximum(late, rt.start),
         service,
+        start_node=int(p.ready_row[k]),
+        pass_through=p.break_row,
     )
+    # Nothing goes right before a break: the ride after the break would change with it.
+    lat = np.where(nodes == p.break_row, np.iinfo(np.int64).min // 4, lat)
     n = len(seq)
     prev_rows = np.concatenate([[p.ready_row[k]], nodes]).astype(np.int64)
     prev_end = np.concatenate([[p.ready_time[k]], rt.end]).astype(np.int64)
