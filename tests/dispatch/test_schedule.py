@@ -313,3 +313,29 @@ def test_travel_matrix_is_validated() -> None:
         TravelMatrix(np.array([[0, -1], [1, 0]]))
     with pytest.raises(InvalidInput, match="distance"):
         TravelMatrix(np.zeros((2, 2), dtype=np.int64), distance=np.zeros((3, 3), dtype=np.int64))
+
+
+def test_ride_after_a_break_starts_where_the_worker_was() -> None:
+    home = (31.23, 121.47)
+    far = (31.29, 121.47)  # ~6.7 km north: over 20 minutes by e-bike
+    worker = WorkerDay(
+        id=1,
+        shift_start=T0,
+        shift_end=T0 + 8 * 3600,
+        start_lat=home[0],
+        start_lng=home[1],
+        breaks=(Break(T0 + 3600, T0 + 7200),),
+    )
+    before = Visit(id=1, lat=home[0], lng=home[1], duration_s=3600, window_start=T0, window_end=T0)
+    after = Visit(
+        id=2,
+        lat=far[0],
+        lng=far[1],
+        duration_s=1800,
+        window_start=T0 + 7200,
+        window_end=T0 + 7200 + 300,
+    )
+    plan = plan_day([before, after], [worker], travel=TRAVEL, stop=FAST)
+    assert_feasible(plan, [before, after], [worker], TRAVEL)
+    # Lunch ends at 12:00 at the first customer's door: nobody is 20 minutes away by 12:05.
+    assert [d.visit_id for d in plan.dropped] == [2]
