@@ -14,7 +14,16 @@ pins are load dimensions a worker has zero capacity in when it may not serve
 the visit, optional visits are prize clients (the prize is the drop penalty),
 and the change penalty is a mutually exclusive pair per visit — a copy pinned
 to its current worker and a free copy whose prize is lower by the penalty.
-Started and finished visits are a fixed prefix of their worker's day.
+Started and finished visits are a fixed prefix of their worker's day. The
+whole call, matrices included, stays within ``stop.seconds``.
+
+Every route PyVRP returns is re-timed exactly here (``route_times``), and a
+stop that does not fit is taken out and re-inserted at its cheapest feasible
+place or dropped with a reason. That matters for breaks: PyVRP sees a break as
+a client pinned to its worker at a place with zero travel, while the real
+rule is that the break is taken where the worker is and the next ride leaves
+from there. Insertion (slots, urgent visits) never puts a visit directly
+before a break, because the ride after the break would change with it.
 """
 
 from __future__ import annotations
