@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -360,4 +359,4 @@ def main(argv: list[str]) -> int:
     else:
         emit(result, rows, False, f"Solomon VRPTW at {args.time_limit:g} s (seed {args.seed})")
         emit(result, [{"solver": s, **v} for s, v in summary.items()], False, "mean gap per solver")
-    return 0 if all(math.isfinite(1.0) for _ in rows) else 1
+    return 0
