@@ -34,6 +34,96 @@ def bench(ctx: typer.Context, name: str = typer.Argument("list", help="benchmark
     raise typer.Exit(module.main(list(ctx.args)))
 
 
+db_app = typer.Typer(help="database schema (Alembic migrations)", no_args_is_help=True)
+seed_app = typer.Typer(help="load data", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(seed_app, name="seed")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+) -> None:
+    """Run the HTTP API with uvicorn (settings from DAOJIA_* environment variables)."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="target revision"),
+    database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
+) -> None:
+    """Apply the Alembic migrations (default: to the newest)."""
+    from api import migrate
+    from api.settings import Settings
+
+    url = database_url or Settings().effective_database_url
+    if url.startswith("sqlite"):
+        Settings().var_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(url, revision)
+    console.print(
+        f"database at [bold]{migrate.head_revision() if revision == 'head' else revision}[/bold]"
+    )
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help="target revision (base drops every table)"),
+    database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
+) -> None:
+    """Revert the Alembic migrations down to REVISION."""
+    from api import migrate
+    from api.settings import Settings
+
+    migrate.downgrade(database_url or Settings().effective_database_url, revision)
+    console.print(f"database at [bold]{revision}[/bold]")
+
+
+@seed_app.command("demo")
+def seed_demo(
+    seed: int = typer.Option(7, help="random seed of worker homes, skills and shifts"),
+    database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
+) -> None:
+    """Migrate, then load the demo city (idempotent; refuses to run in production)."""
+    import asyncio
+
+    from api import migrate
+    from api.auth.service import make_password_hasher
+    from api.db import make_engine, make_sessionmaker
+    from api.seed import SeedReport
+    from api.seed import seed_demo as run_seed
+    from api.settings import Environment, Settings
+
+    settings = Settings()
+    if settings.environment is Environment.PRODUCTION:
+        console.print("[red]refusing to load demo accounts into a production database[/red]")
+        raise typer.Exit(2)
+    url = database_url or settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(url)
+
+    async def go() -> SeedReport:
+        engine = make_engine(url)
+        try:
+            hasher = make_password_hasher(settings.argon2_time_cost, settings.argon2_memory_kib)
+            return await run_seed(make_sessionmaker(engine), hasher, seed=seed)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    created = ", ".join(f"{n} {kind}" for kind, n in sorted(report.created.items()))
+    console.print(f"demo city loaded: {created or 'nothing new (already seeded)'}")
+    for role, phone, password in report.logins:
+        console.print(f"  {role:<18} {phone:<12} {password}")
+
+
 @app.command()
 def demo() -> None:
     """Start the demo on the embedded default (for now: the geo library walkthrough)."""
