@@ -16,8 +16,6 @@ needs so many grid disks that the h3 calls dominate.
 
 from __future__ import annotations
 
-import itertools
-
 import h3
 import h3.api.basic_int as h3i
 import numpy as np
@@ -26,14 +24,14 @@ from numpy.typing import ArrayLike, NDArray
 from dispatch._ragged import expand_ranges
 from dispatch._validate import as_array, check_finite_range, check_latlng, check_unique
 from dispatch.errors import DuplicateId, InvalidInput, UnknownWorker
-from geo.cells import cell_to_parent, latlng_to_cells
+from geo.cells import cell_to_parent, cells_to_latlng, grid_disks, latlng_to_cells
 from geo.projection import EARTH_RADIUS_M, haversine_m
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
 #: Default H3 resolution of the buckets (see module docstring for the measurement).
-DEFAULT_RESOLUTION = 10
+DEFAULT_RESOLUTION = 11
 # H3 cells are irregular hexagons: shrinking each cell's area-equivalent edge by this
 # factor keeps the covering bound valid for its neighbours' shapes too.
 _EDGE_SAFETY = 0.85
@@ -45,6 +43,7 @@ _RES_MASK = np.uint64(15) << _RES_SHIFT
 # A query uses coarser cells (up to this many levels up) rather than disks beyond this k.
 _MAX_DISK_K = 3
 _MAX_LEVELS_UP = 6
+_ORIGIN_BLOCK = 8192
 
 
 class WorkerIndex:
@@ -76,6 +75,9 @@ class WorkerIndex:
         self._buckets_dirty = True
         self._members = np.zeros(0, dtype=np.int64)
         self._sorted_cells = np.zeros(0, dtype=np.uint64)
+        self._m_lat = np.zeros(0, dtype=np.float64)
+        self._m_lng = np.zeros(0, dtype=np.float64)
+        self._rank = np.zeros(0, dtype=np.int64)
 
     # ---- construction and updates -------------------------------------------------------
 
@@ -157,6 +159,10 @@ class WorkerIndex:
         # Buckets only go stale when a worker crosses a cell boundary, which most pings don't.
         if not self._buckets_dirty and bool((self._cell[slots] != cells).any()):
             self._buckets_dirty = True
+        if not self._buckets_dirty:
+            ranks = self._rank[slots]
+            self._m_lat[ranks] = lat
+            self._m_lng[ranks] = lng
         self._cell[slots] = cells
 
     # ---- lookups ----------------------------------------------------------------------
@@ -199,6 +205,11 @@ class WorkerIndex:
         order = np.argsort(self._cell[live], kind="stable")
         self._members = live[order].astype(np.int64)
         self._sorted_cells = self._cell[self._members]
+        # Coordinates in member order: a query reads contiguous runs of them.
+        self._m_lat = self._lat[self._members]
+        self._m_lng = self._lng[self._members]
+        self._rank = np.full(self._cell.shape[0], -1, dtype=np.int64)
+        self._rank[self._members] = np.arange(self._members.size, dtype=np.int64)
         self._buckets_dirty = False
 
     def _fine_range(self, cells: NDArray[np.uint64], level: int) -> tuple[IntArray, IntArray]:
@@ -260,15 +271,14 @@ class WorkerIndex:
         against H3's irregular shapes. A tight k keeps the gathered superset small.
         """
         uniq, inverse = np.unique(cells, return_inverse=True)
-        to_latlng = h3i.cell_to_latlng
         area = h3i.cell_area
-        centres = np.array([to_latlng(c) for c in uniq.tolist()], dtype=np.float64).reshape(-1, 2)
+        c_lat, c_lng = cells_to_latlng(uniq)
         edge = np.sqrt(
             np.array([area(c, "m^2") for c in uniq.tolist()], dtype=np.float64)
             / _HEX_AREA_PER_EDGE2
         )
         inverse = inverse.reshape(-1)
-        offset = haversine_m(lat, lng, centres[inverse, 0], centres[inverse, 1])
+        offset = haversine_m(lat, lng, c_lat[inverse], c_lng[inverse])
         reach = (radius + offset) / (edge[inverse] * _EDGE_SAFETY)
         return np.asarray(np.maximum(np.ceil((reach - 0.5) / 1.5), 0), dtype=np.int64)
 
@@ -305,39 +315,46 @@ class WorkerIndex:
         for lvl in range(self.resolution - 1, max(self.resolution - _MAX_LEVELS_UP, 0) - 1, -1):
             too_many = self._disk_k_at(radius, lvl + 1) > _MAX_DISK_K
             level[too_many] = lvl
-        parts = []
-        for lvl in np.unique(level).tolist():
-            rows = np.flatnonzero(level == lvl)
-            cells = origin_cells[rows]
-            if lvl != self.resolution:
-                cells = np.asarray(cell_to_parent(cells, lvl), dtype=np.uint64)
-            k = self._exact_k(cells, lat_a[rows], lng_a[rows], radius[rows])
-            slots_l, owner_l = self._gather(cells, k, lvl)
-            parts.append((slots_l, rows[owner_l]))
-        if len(parts) == 1:
-            slots, owner = parts[0]
-        else:
-            slots = np.concatenate([p[0] for p in parts])
-            owner = np.concatenate([p[1] for p in parts])
-            by_origin = np.argsort(owner, kind="stable")
-            slots, owner = slots[by_origin], owner[by_origin]
         # Equirectangular per origin, with the cosine taken at the latitude farthest from the
         # equator the radius reaches: east-west distances come out slightly short, so the
         # filter keeps a superset of the great-circle disk (exactness is the callers' job:
         # they compute real travel times for what is returned).
         reach_deg = np.minimum(np.abs(lat_a) + radius / _DEG_M + 1e-9, 90.0)
-        x_scale = (_DEG_M * np.cos(np.radians(reach_deg)))[owner]
-        dy = (self._lat[slots] - lat_a[owner]) * _DEG_M
-        dx = (self._lng[slots] - lng_a[owner]) * x_scale
-        d2 = dx * dx + dy * dy
-        r = radius[owner]
-        keep = d2 <= r * r
-        return owner[keep], slots[keep], np.sqrt(d2[keep])
+        x_scale = _DEG_M * np.cos(np.radians(reach_deg))
+        r2 = radius * radius
+        out_owner: list[IntArray] = []
+        out_pos: list[IntArray] = []
+        out_d2: list[FloatArray] = []
+        for lvl in np.unique(level).tolist():
+            rows_all = np.flatnonzero(level == lvl)
+            # Blocks of origins keep the gathered pairs small enough to stay in cache.
+            for lo in range(0, rows_all.size, _ORIGIN_BLOCK):
+                rows = rows_all[lo : lo + _ORIGIN_BLOCK]
+                cells = origin_cells[rows]
+                if lvl != self.resolution:
+                    cells = np.asarray(cell_to_parent(cells, lvl), dtype=np.uint64)
+                k = self._exact_k(cells, lat_a[rows], lng_a[rows], radius[rows])
+                pos, local = self._gather(cells, k, lvl)
+                owner = rows[local]
+                dy = (self._m_lat[pos] - lat_a[owner]) * _DEG_M
+                dx = (self._m_lng[pos] - lng_a[owner]) * x_scale[owner]
+                d2 = dx * dx + dy * dy
+                keep = d2 <= r2[owner]
+                out_owner.append(owner[keep])
+                out_pos.append(pos[keep])
+                out_d2.append(d2[keep])
+        owner = np.concatenate(out_owner)
+        pos = np.concatenate(out_pos)
+        d2 = np.concatenate(out_d2)
+        if len(out_owner) > 1:
+            by_origin = np.argsort(owner, kind="stable")
+            owner, pos, d2 = owner[by_origin], pos[by_origin], d2[by_origin]
+        return owner, self._members[pos], np.sqrt(d2)
 
     def _gather(
         self, origin_cells: NDArray[np.uint64], k: IntArray, level: int
     ) -> tuple[IntArray, IntArray]:
-        """Slots in the grid disk (cell, k) at ``level`` of every origin, and their origin."""
+        """Member positions in the disk (cell, k) at ``level`` of every origin, and its origin."""
         # Orders crowd into the same cells: one grid_disk per distinct (cell, k).
         order = np.lexsort((k, origin_cells))
         c_sorted, k_sorted = origin_cells[order], k[order]
@@ -346,25 +363,28 @@ class WorkerIndex:
         first = np.flatnonzero(new_key)
         inverse = np.empty(order.size, dtype=np.int64)
         inverse[order] = np.cumsum(new_key) - 1
-        # Origin cells come from latlng_to_cells, so they are valid: call h3 directly
-        # rather than geo.cells.grid_disk, whose per-call validation dominated here.
-        disk = h3i.grid_disk
-        disks = [
-            disk(c, kk)
-            for c, kk in zip(c_sorted[first].tolist(), k_sorted[first].tolist(), strict=True)
-        ]
-        sizes = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(disks))
-        disk_cells = np.fromiter(
-            itertools.chain.from_iterable(disks), dtype=np.uint64, count=int(sizes.sum())
-        )
-        disk_owner = np.repeat(np.arange(len(disks), dtype=np.int64), sizes)
+        key_cells, key_k = c_sorted[first], k_sorted[first]
+        n_keys = first.size
+        # One batched grid_disks call per distinct k (keys are sorted by cell, then k).
+        cell_parts: list[NDArray[np.uint64]] = []
+        owner_parts: list[IntArray] = []
+        for kk in np.unique(key_k).tolist():
+            keys = np.flatnonzero(key_k == kk)
+            flat, offsets = grid_disks(key_cells[keys], int(kk))
+            cell_parts.append(flat)
+            owner_parts.append(np.repeat(keys, np.diff(offsets)))
+        disk_cells = np.concatenate(cell_parts)
+        disk_owner = np.concatenate(owner_parts)
+        if len(cell_parts) > 1:
+            by_key = np.argsort(disk_owner, kind="stable")
+            disk_cells, disk_owner = disk_cells[by_key], disk_owner[by_key]
         lo, hi = self._fine_range(disk_cells, level)
         hit = hi > lo
         member_pos, which = expand_ranges(lo[hit], (hi - lo)[hit])
-        uniq_slots = self._members[member_pos]
+        uniq_slots = member_pos
         uniq_owner = disk_owner[hit][which]  # owner as distinct-key index, sorted
-        per_key = np.bincount(uniq_owner, minlength=len(disks)).astype(np.int64)
-        key_start = np.zeros(len(disks), dtype=np.int64)
+        per_key = np.bincount(uniq_owner, minlength=n_keys).astype(np.int64)
+        key_start = np.zeros(n_keys, dtype=np.int64)
         np.cumsum(per_key[:-1], out=key_start[1:])
         idx, origin = expand_ranges(key_start[inverse], per_key[inverse])
         return uniq_slots[idx], origin
