@@ -227,14 +227,14 @@ class WorkerIndex:
         hi = np.searchsorted(self._sorted_cells, fine | extra, side="right")
         return lo.astype(np.int64), hi.astype(np.int64)
 
-    def density_per_m2(self, lat: ArrayLike, lng: ArrayLike, coarser: int = 3) -> FloatArray:
-        """Indexed workers per square metre around each point (its cell ``coarser`` levels up).
+    def density_per_m2(self, lat: ArrayLike, lng: ArrayLike, level: int = 7) -> FloatArray:
+        """Indexed workers per square metre in each point's H3 cell at ``level`` (≈ 5 km² at 7).
 
         A cheap local density for sizing search radii; 0 where the coarse cell is empty.
         """
         lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
         lng_a = np.atleast_1d(np.asarray(lng, dtype=np.float64))
-        res = max(self.resolution - coarser, 0)
+        res = min(max(level, 0), self.resolution)
         if self._buckets_dirty:
             self._rebuild()
         if lat_a.size == 0 or self._members.size == 0:
