@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,6 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 
@@ -593,16 +593,22 @@ def test_accept_wins_iff_before_expiry(timeout: int, offered_at: int, answer_aft
 
 
 # --------------------------------------------------------------------------- stateful
+#
+# One checker holds a desk plus an independent oracle (winners, misses, deadlines) and
+# checks every answer against it. Two drivers run it: hypothesis' rule-based state
+# machine (shrinks failures to a minimal story) and a seeded random walk (long runs
+# with weighted actions, so boundary races such as an accept at the exact expiry
+# second happen on every run).
 
-ORDERS = st.integers(0, 5)
-WORKERS = st.integers(0, 4)
+N_ORDERS = 6
+N_WORKERS = 5
+Pick = Callable[[Sequence[Any]], Any]
 
 
-class DeskMachine(RuleBasedStateMachine):
-    """Random submits/offers/accepts/declines/claims/cancels/ticks against one desk."""
+class DeskChecker:
+    """A desk under test plus the oracle every answer is checked against."""
 
-    @initialize(mode=st.sampled_from(list(DispatchMode)))
-    def start(self, mode: DispatchMode) -> None:
+    def __init__(self, mode: DispatchMode) -> None:
         self.policy = OfferPolicy(
             mode=mode,
             accept_timeout_s=10,
@@ -616,11 +622,12 @@ class DeskMachine(RuleBasedStateMachine):
         self.now = T0
         self.submitted: set[int] = set()
         self.winner: dict[int, int] = {}
-        self.missed: set[tuple[int, int]] = set()  # (order, worker) declined or timed out
+        self.missed: set[tuple[int, int]] = set()  # (order, worker): declined, timed out, given
         self.offer_expiry: dict[int, int] = {}  # order -> expiry of its latest offer
         self.grab_close: dict[int, int] = {}
 
-    def record(self, events: Any) -> None:
+    def record(self, events: Iterable[Any]) -> None:
+        """Check each event against the oracle, then update it."""
         for event in events:
             if isinstance(event, OfferAccepted | Claimed):
                 assert self.winner.setdefault(event.order_id, event.worker_id) == event.worker_id
@@ -631,10 +638,10 @@ class DeskMachine(RuleBasedStateMachine):
             elif isinstance(event, OfferDeclined):
                 self.missed.add((event.order_id, event.worker_id))
             elif isinstance(event, OfferExpired):
-                assert event.expired_at == self.offer_expiry[event.order_id]
-                assert event.expired_at <= self.now
+                assert event.expired_at == self.offer_expiry[event.order_id] <= self.now
                 self.missed.add((event.order_id, event.worker_id))
             elif isinstance(event, GrabOpened):
+                assert event.closes_at == event.opened_at + self.policy.grab_window_s
                 self.grab_close[event.order_id] = event.closes_at
             elif (
                 isinstance(event, FallbackToAutoAssign)
@@ -642,34 +649,14 @@ class DeskMachine(RuleBasedStateMachine):
             ):
                 assert event.at == self.grab_close[event.order_id] <= self.now
 
-    @rule(dt=st.integers(0, 12))
+    # ----------------------------------------------------------------- time
+
     def advance(self, dt: int) -> None:
         self.now += dt
 
-    @rule()
-    def jump_to_next_deadline(self) -> None:
-        """Stand exactly on a deadline without ticking, so answers race the expiry."""
-        deadline = self.desk.next_deadline()
-        if deadline is not None:
-            self.now = max(self.now, deadline)
-
-    @rule()
-    def jump_to_next_deadline_and_tick(self) -> None:
-        deadline = self.desk.next_deadline()
-        if deadline is not None and self.now < deadline:
-            self.now = deadline - 1
-            assert self.desk.tick(self.now) == ()  # nothing fires one second early
-            self.now = deadline
-        self.record(self.desk.tick(self.now))
-        self.check_nothing_overdue()
-
-    @rule()
     def tick(self) -> None:
         self.record(self.desk.tick(self.now))
-        self.check_nothing_overdue()
-
-    def check_nothing_overdue(self) -> None:
-        """After tick(now) every deadline <= now has fired."""
+        # After tick(now) every deadline <= now has fired, and none later.
         deadline = self.desk.next_deadline()
         assert deadline is None or deadline > self.now
         for order in self.desk.book.order_ids(OrderStatus.OFFERED).tolist():
@@ -679,7 +666,46 @@ class DeskMachine(RuleBasedStateMachine):
         for order in self.desk.pool.order_ids(GrabStatus.OPEN).tolist():
             assert self.desk.pool.state(order).closes_at > self.now
 
-    @rule(order=ORDERS, eligible=st.lists(WORKERS, max_size=4), excluded=st.lists(WORKERS))
+    def jump_to_next_deadline(self, tick: bool) -> None:
+        """Stand exactly on the next deadline; without a tick, answers race the expiry."""
+        deadline = self.desk.next_deadline()
+        if deadline is None or self.now >= deadline:
+            return
+        self.now = deadline - 1
+        if tick:
+            assert self.desk.tick(self.now) == ()  # nothing fires one second early
+        self.now = deadline
+        if tick:
+            self.tick()
+
+    def race_the_next_deadline(self, pick: Pick, accept: bool) -> None:
+        """At exactly a deadline, the offered worker answers or an eligible worker claims."""
+        deadline = self.desk.next_deadline()
+        if deadline is None or self.now > deadline:
+            return
+        self.now = deadline
+        book, pool = self.desk.book, self.desk.pool
+        offered = [
+            (book.state(o).offer_worker_id, o)
+            for o in book.order_ids(OrderStatus.OFFERED).tolist()
+            if book.state(o).expires_at == deadline
+        ]
+        closing = [
+            o
+            for o in pool.order_ids(GrabStatus.OPEN).tolist()
+            if pool.state(o).closes_at == deadline
+        ]
+        if offered:
+            worker, order = pick(offered)
+            self.answer(order, worker, accept)
+        elif closing:
+            order = pick(closing)
+            eligible = pool.state(order).eligible_worker_ids
+            if eligible:
+                self.claim(order, pick(eligible))
+
+    # ----------------------------------------------------------------- commands
+
     def submit(self, order: int, eligible: list[int], excluded: list[int]) -> None:
         if order in self.submitted:
             with pytest.raises(DuplicateId):
@@ -687,11 +713,10 @@ class DeskMachine(RuleBasedStateMachine):
             return
         self.record(self.desk.submit(order, self.now, eligible, excluded))
         self.submitted.add(order)
-        for worker in set(excluded):
-            self.missed.add((order, worker))  # never offer a given exclusion either
+        self.missed.update((order, worker) for worker in excluded)
 
-    @rule(order=ORDERS, worker=WORKERS)
     def offer(self, order: int, worker: int) -> None:
+        """Any offer at all: refused with OfferConflict exactly when it breaks a rule."""
         if order not in self.desk.book:
             with pytest.raises(UnknownOrder):
                 self.desk.offer(order, worker, self.now)
@@ -708,124 +733,244 @@ class DeskMachine(RuleBasedStateMachine):
             return
         self.record((self.desk.offer(order, worker, self.now),))
 
-    @rule(data=st.data())
-    def offer_batch_to_eligible_workers(self, data: st.DataObject) -> None:
-        """What the dispatcher does: pending orders x eligible workers, exclusions honoured."""
-        pending = self.desk.book.pending_order_ids().tolist()
-        workers = np.arange(5)
+    def offer_batch(self, pick: Pick) -> None:
+        """What the dispatcher does: pending orders x free workers, exclusions honoured."""
+        workers = np.arange(N_WORKERS)
         free = workers[~self.desk.book.busy_mask(workers)].tolist()
         pairs = []
-        for order in pending:
+        for order in self.desk.book.pending_order_ids().tolist():
             options = [w for w in free if w not in self.desk.book.exclusions(order)]
             if options:
-                worker = data.draw(st.sampled_from(options))
+                worker = pick(options)
                 pairs.append((order, worker))
                 free.remove(worker)
         if pairs:
-            orders, workers_chosen = zip(*pairs, strict=True)
-            self.record(self.desk.offer_pairs(list(orders), list(workers_chosen), self.now))
+            orders, chosen = zip(*pairs, strict=True)
+            self.record(self.desk.offer_pairs(list(orders), list(chosen), self.now))
 
-    @precondition(lambda self: bool(self.submitted))
-    @rule(data=st.data(), worker=WORKERS)
-    def accept(self, data: st.DataObject, worker: int) -> None:
-        order = data.draw(st.sampled_from(sorted(self.submitted)))
-        if order in self.desk.book:
-            self.accept_and_check(order, worker)
-
-    @precondition(lambda self: self.desk.book.busy_worker_ids().size > 0)
-    @rule(data=st.data(), accept=st.booleans())
-    def answer_own_offer(self, data: st.DataObject, accept: bool) -> None:
-        """A worker holding an offer answers it (the common case)."""
-        worker = data.draw(st.sampled_from(self.desk.book.busy_worker_ids().tolist()))
-        order = self.desk.book.outstanding_offer(worker)
-        assert order is not None
-        if accept:
-            self.accept_and_check(order, worker)
-        else:
-            self.record(self.desk.decline(order, worker, self.now, "no"))
-
-    def accept_and_check(self, order: int, worker: int) -> None:
+    def answer(self, order: int, worker: int, accept: bool) -> None:
+        """``worker`` accepts or declines ``order``; the outcome must match the oracle."""
+        if order not in self.desk.book:
+            with pytest.raises(UnknownOrder):
+                self.desk.accept(order, worker, self.now)
+            return
         before = self.desk.book.state(order)
-        outcome = self.desk.accept(order, worker, self.now)
-        should_win = (
+        in_time = (
             before.status is OrderStatus.OFFERED
             and before.offer_worker_id == worker
             and before.expires_at is not None
             and self.now < before.expires_at
-        ) or (before.status is OrderStatus.ASSIGNED and before.assigned_worker_id == worker)
-        assert isinstance(outcome, OfferAccepted) == should_win
-        self.record((outcome,))
-
-    @precondition(lambda self: bool(self.submitted))
-    @rule(data=st.data(), worker=WORKERS)
-    def decline(self, data: st.DataObject, worker: int) -> None:
-        order = data.draw(st.sampled_from(sorted(self.submitted)))
-        if order in self.desk.book:
-            self.record(self.desk.decline(order, worker, self.now, "busy"))
-
-    @precondition(lambda self: bool(self.submitted))
-    @rule(data=st.data(), worker=WORKERS)
-    def claim(self, data: st.DataObject, worker: int) -> None:
-        order = data.draw(st.sampled_from(sorted(self.submitted)))
-        if order not in self.desk.pool:
+        )
+        if accept:
+            outcome = self.desk.accept(order, worker, self.now)
+            repeat = before.status is OrderStatus.ASSIGNED and before.assigned_worker_id == worker
+            assert isinstance(outcome, OfferAccepted) == (in_time or repeat)
+            assert self.desk.accept(order, worker, self.now) == outcome  # idempotent
+            self.record((outcome,))
             return
+        events = self.desk.decline(order, worker, self.now, "busy")
+        assert (len(events) == 2) == in_time
+        if in_time:
+            status = self.desk.book.state(order).status
+            assert status in (OrderStatus.PENDING, OrderStatus.ESCALATED)
+            assert self.desk.book.outstanding_offer(worker) is None
+        self.record(events)
+
+    def answer_own_offer(self, pick: Pick, accept: bool) -> None:
+        busy = self.desk.book.busy_worker_ids().tolist()
+        if busy:
+            worker = pick(busy)
+            order = self.desk.book.outstanding_offer(worker)
+            assert order is not None
+            self.answer(order, worker, accept)
+
+    def claim(self, order: int, worker: int) -> None:
+        """``worker`` grabs ``order``; the outcome must match the oracle."""
+        if order not in self.desk.pool:
+            with pytest.raises(UnknownOrder):
+                self.desk.claim(order, worker, self.now)
+            return
+        before = self.desk.pool.state(order)
         outcome = self.desk.claim(order, worker, self.now)
-        again = self.desk.claim(order, worker, self.now)
-        if isinstance(outcome, Claimed):
-            assert again == outcome
+        should_win = (
+            before.status is GrabStatus.OPEN
+            and self.now < before.closes_at
+            and worker in before.eligible_worker_ids
+            and self.desk.book.outstanding_offer(worker) is None
+        ) or (before.status is GrabStatus.CLAIMED and before.winner_worker_id == worker)
+        assert isinstance(outcome, Claimed) == should_win
+        assert self.desk.claim(order, worker, self.now) == outcome  # idempotent
         self.record((outcome,))
 
-    @precondition(lambda self: bool(self.submitted))
-    @rule(data=st.data())
-    def cancel(self, data: st.DataObject) -> None:
-        order = data.draw(st.sampled_from(sorted(self.submitted)))
-        self.record(self.desk.cancel(order, self.now))
+    def claim_shown_order(self, pick: Pick, worker: int) -> None:
+        visible = self.desk.pool.visible_order_ids(worker, self.now).tolist()
+        if visible:
+            self.claim(pick(visible), worker)
 
-    @precondition(lambda self: bool(self.submitted))
-    @rule(data=st.data())
-    def escalate_pending(self, data: st.DataObject) -> None:
-        order = data.draw(st.sampled_from(sorted(self.submitted)))
+    def cancel(self, order: int) -> None:
+        if order in self.submitted:
+            self.record(self.desk.cancel(order, self.now))
+
+    def escalate(self, order: int) -> None:
         if order in self.desk.book and self.desk.book.state(order).status is OrderStatus.PENDING:
             self.record(self.desk.escalate(order, self.now, EscalationReason.NO_CANDIDATES))
 
-    @invariant()
-    def never_lost(self) -> None:
-        if not hasattr(self, "desk"):
-            return
-        for order in self.submitted:
-            in_book = order in self.desk.book
-            in_pool = order in self.desk.pool
-            assert in_book or in_pool
-            if in_pool and self.desk.pool.state(order).status is GrabStatus.FELL_BACK:
-                assert in_book
+    # ----------------------------------------------------------------- invariants
 
-    @invariant()
-    def one_offer_per_worker_and_one_winner_per_order(self) -> None:
-        if not hasattr(self, "desk"):
-            return
+    def check_invariants(self, snapshot: bool = True) -> None:
+        book, pool = self.desk.book, self.desk.pool
+        # Never lost: each submitted order is in the book or the pool, and a grab order
+        # that fell back is in the book.
+        for order in self.submitted:
+            assert order in book or order in pool
+            if order in pool and pool.state(order).status is GrabStatus.FELL_BACK:
+                assert order in book
+        # A worker holds at most one outstanding offer; winners match the oracle.
         holders: dict[int, int] = {}
-        for order in self.desk.book.order_ids().tolist():
-            state = self.desk.book.state(order)
+        for order in book.order_ids().tolist():
+            state = book.state(order)
+            assert state.offers_made <= self.policy.max_offers_per_order
             if state.status is OrderStatus.OFFERED:
                 assert state.offer_worker_id is not None
                 assert state.offer_worker_id not in holders
                 holders[state.offer_worker_id] = order
-                assert state.offers_made <= self.policy.max_offers_per_order
             if state.status is OrderStatus.ASSIGNED:
                 assert self.winner[order] == state.assigned_worker_id
-        assert sorted(holders) == self.desk.book.busy_worker_ids().tolist()
-        for order in self.desk.pool.order_ids(GrabStatus.CLAIMED).tolist():
-            assert self.winner[order] == self.desk.pool.state(order).winner_worker_id
-            # A claimed grab order never also reaches the offer book.
-            assert order not in self.desk.book
-
-    @invariant()
-    def snapshot_round_trips(self) -> None:
-        if not hasattr(self, "desk"):
+        assert sorted(holders) == book.busy_worker_ids().tolist()
+        for order in pool.order_ids(GrabStatus.CLAIMED).tolist():
+            assert self.winner[order] == pool.state(order).winner_worker_id
+            assert order not in book  # a claimed grab order never reaches the offer book
+        if not snapshot:
             return
+        # The state survives a JSON snapshot unchanged.
         data = json.loads(json.dumps(self.desk.snapshot()))
         assert OfferDesk.from_snapshot(data).snapshot() == data
 
 
-DeskMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+ORDERS = st.integers(0, N_ORDERS - 1)
+WORKERS = st.integers(0, N_WORKERS - 1)
+
+
+class DeskMachine(RuleBasedStateMachine):
+    """Hypothesis driver: random rules against one desk, shrunk to a minimal story."""
+
+    checker: DeskChecker
+
+    @initialize(mode=st.sampled_from(list(DispatchMode)))
+    def start(self, mode: DispatchMode) -> None:
+        self.checker = DeskChecker(mode)
+
+    @staticmethod
+    def picker(data: st.DataObject) -> Pick:
+        return lambda options: data.draw(st.sampled_from(list(options)))
+
+    @rule(dt=st.integers(0, 8))
+    def advance(self, dt: int) -> None:
+        self.checker.advance(dt)
+
+    @rule(tick=st.booleans())
+    def jump_to_next_deadline(self, tick: bool) -> None:
+        self.checker.jump_to_next_deadline(tick)
+
+    @rule(data=st.data(), accept=st.booleans())
+    def race_the_next_deadline(self, data: st.DataObject, accept: bool) -> None:
+        self.checker.race_the_next_deadline(self.picker(data), accept)
+
+    @rule()
+    def tick(self) -> None:
+        self.checker.tick()
+
+    @rule(
+        order=ORDERS,
+        eligible=st.lists(WORKERS, min_size=1, max_size=4) | st.just([]),
+        excluded=st.lists(WORKERS, max_size=2),
+    )
+    def submit(self, order: int, eligible: list[int], excluded: list[int]) -> None:
+        self.checker.submit(order, eligible, excluded)
+
+    @rule(order=ORDERS, worker=WORKERS)
+    def offer(self, order: int, worker: int) -> None:
+        self.checker.offer(order, worker)
+
+    @rule(data=st.data())
+    def offer_batch(self, data: st.DataObject) -> None:
+        self.checker.offer_batch(self.picker(data))
+
+    @rule(data=st.data(), accept=st.booleans())
+    def answer_own_offer(self, data: st.DataObject, accept: bool) -> None:
+        self.checker.answer_own_offer(self.picker(data), accept)
+
+    @rule(order=ORDERS, worker=WORKERS, accept=st.booleans())
+    def answer_any(self, order: int, worker: int, accept: bool) -> None:
+        if order in self.checker.submitted:
+            self.checker.answer(order, worker, accept)
+
+    @rule(data=st.data(), worker=WORKERS)
+    def claim_shown_order(self, data: st.DataObject, worker: int) -> None:
+        self.checker.claim_shown_order(self.picker(data), worker)
+
+    @rule(order=ORDERS, worker=WORKERS)
+    def claim_any(self, order: int, worker: int) -> None:
+        if order in self.checker.submitted:
+            self.checker.claim(order, worker)
+
+    # Cancels and manual escalations end an order for good; keep them rare so runs keep
+    # enough live orders to race offers, claims and timeouts.
+    @rule(order=ORDERS, roll=st.integers(0, 7))
+    def close_an_order(self, order: int, roll: int) -> None:
+        if roll == 0:
+            self.checker.cancel(order)
+        elif roll == 1:
+            self.checker.escalate(order)
+
+    @invariant()
+    def invariants_hold(self) -> None:
+        if hasattr(self, "checker"):
+            self.checker.check_invariants()
+
+
+DeskMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=50, deadline=None)
 test_desk_state_machine = DeskMachine.TestCase
+
+
+@pytest.mark.parametrize("mode", list(DispatchMode))
+@pytest.mark.parametrize("seed", range(6))
+def test_desk_random_walk(mode: DispatchMode, seed: int) -> None:
+    """Seeded long runs with weighted actions; every answer checked against the oracle."""
+    rng = np.random.default_rng(seed)
+    checker = DeskChecker(mode)
+
+    def pick(options: Sequence[Any]) -> Any:
+        return options[int(rng.integers(len(options)))]
+
+    def some_workers(high: int) -> list[int]:
+        return [int(w) for w in rng.integers(0, N_WORKERS, size=int(rng.integers(0, high + 1)))]
+
+    actions: list[tuple[float, Callable[[], None]]] = [
+        (3, lambda: checker.advance(int(rng.integers(0, 6)))),
+        (1, lambda: checker.jump_to_next_deadline(bool(rng.integers(2)))),
+        (2, lambda: checker.race_the_next_deadline(pick, bool(rng.integers(2)))),
+        (2, checker.tick),
+        (
+            3,
+            lambda: checker.submit(
+                int(rng.integers(N_ORDERS * 4)), some_workers(4), some_workers(1)
+            ),
+        ),
+        (1, lambda: checker.offer(int(rng.integers(N_ORDERS * 4)), int(rng.integers(N_WORKERS)))),
+        (3, lambda: checker.offer_batch(pick)),
+        (3, lambda: checker.answer_own_offer(pick, bool(rng.integers(3)))),
+        (1, lambda: checker.answer(pick(sorted(checker.submitted) or [0]), pick(range(5)), True)),
+        (3, lambda: checker.claim_shown_order(pick, int(rng.integers(N_WORKERS)))),
+        (1, lambda: checker.claim(pick(sorted(checker.submitted) or [0]), pick(range(5)))),
+        (0.3, lambda: checker.cancel(int(rng.integers(N_ORDERS * 4)))),
+        (0.3, lambda: checker.escalate(int(rng.integers(N_ORDERS * 4)))),
+    ]
+    weights = np.array([w for w, _ in actions])
+    steps = rng.choice(len(actions), size=400, p=weights / weights.sum())
+    for i, step in enumerate(steps.tolist()):
+        actions[step][1]()
+        checker.check_invariants(snapshot=i % 20 == 0)
+    # The run exercised both outcomes rather than only rejections.
+    assert checker.winner
+    assert checker.missed
