@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import redis.asyncio as redis_asyncio
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -34,6 +35,7 @@ class HealthOut(BaseModel):
 
     status: str
     database: str | None = None
+    redis: str | None = None
     migration: str | None = None
     expected_migration: str | None = None
 
@@ -58,10 +60,23 @@ def _ops_router() -> APIRouter:
             log.warning("ready_db_unreachable", error=type(exc).__name__)
             out = HealthOut(status="unavailable", database="unreachable")
             return JSONResponse(out.model_dump(), status_code=503)
-        ok = current == expected
+        redis_state = None
+        if request.app.state.redis is not None:
+            try:
+                await request.app.state.redis.ping()
+                redis_state = "ok"
+            except Exception as exc:  # Redis is optional state: report it, never raise
+                log.warning("ready_redis_unreachable", error=type(exc).__name__)
+                redis_state = "unreachable"
+        ok = current == expected and redis_state in (None, "ok")
+        if current != expected:
+            status = "migrations_pending"
+        else:
+            status = "ok" if ok else "redis_unavailable"
         out = HealthOut(
-            status="ok" if ok else "migrations_pending",
+            status=status,
             database="ok",
+            redis=redis_state,
             migration=current,
             expected_migration=expected,
         )
@@ -98,11 +113,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.area_lookup = AreaLookup()
         app.state.http_client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        # Redis is optional (live state, broker); PostgreSQL stays the record.
+        app.state.redis = (
+            redis_asyncio.from_url(settings.redis_url, socket_timeout=2.0)
+            if settings.redis_url
+            else None
+        )
         log.info("startup", database=engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
             await app.state.http_client.aclose()
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
             await engine.dispose()
 
     app = FastAPI(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.auth.models import Role
@@ -70,3 +72,16 @@ def test_members_cannot_be_admins_or_customers(
         headers=admin.headers,
     )
     assert missing.status_code == 404
+
+
+def test_database_refuses_tenant_roles_without_an_enterprise(run_db: Any) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from api.auth.models import User
+
+    async def orphan_worker(session: Any) -> None:
+        session.add(User(phone="13511112222", role=Role.WORKER.value, enterprise_id=None))
+        await session.flush()
+
+    with pytest.raises(IntegrityError):
+        run_db(orphan_worker)

@@ -173,3 +173,29 @@ def test_openapi_has_docs_and_examples(client: TestClient) -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["RegisterIn"]["properties"]["phone"]["examples"] == ["13800138000"]
     assert "ErrorResponse" in schemas
+
+
+def _redis_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_ready_checks_redis_when_configured(settings: Settings) -> None:
+    from tests.services import require
+
+    require(_redis_up(), "Redis not reachable at 127.0.0.1:6379")
+    with TestClient(
+        create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"}))
+    ) as client:
+        assert client.get("/ready").json()["redis"] == "ok"
+    # A configured but dead Redis makes the instance not ready (and is no 500).
+    dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(dead)) as client:
+        resp = client.get("/ready")
+    assert resp.status_code == 503
+    assert resp.json()["redis"] == "unreachable"
