@@ -5,7 +5,9 @@ Two paths every request and every ping goes through:
   ``prcoords.wgs_gcj`` (the oracle library);
 - lat/lng -> H3 cell: ``geo.cells.latlng_to_cells`` vs a Python loop of
   ``h3.latlng_to_cell``, and h3ronpy's vectorised ``coordinates_to_cells`` when
-  it is importable.
+  it is importable; for context also H3's own C ``latLngToCell`` in a C loop
+  (``h3_c_library_loop``), which shows how much of the win is more than
+  "no Python per point".
 
 Points are deterministic for a seed: most clustered around big mainland cities,
 the rest uniform over eastern mainland China. The per-point loops are timed on
@@ -171,9 +173,19 @@ def h3_case(
     baseline = _scaled(base_t, base_n, n)
 
     exact_path = None
+    h3_c: dict[str, Any] | None = None
     if cells._FAST is not None:
+        fast = cells._FAST
         probe = np.empty(n, dtype=np.uint64)
-        exact_path = int(cells._FAST.latlng_to_cells(lat, lng, probe, res, n_threads))
+        exact_path = int(fast.latlng_to_cells(lat, lng, probe, res, n_threads))
+        # H3's own latLngToCell in a C loop (no Python per point): where the win comes from.
+        gc.collect()
+        c_t, _ = timed(lambda: fast.h3_latlng_to_cells(lat, lng, probe, res), repeat)
+        h3_c = {
+            **_rate(c_t, n),
+            "speedup_over_loop": baseline["median_s"] / c_t.median,
+            "mismatches": int((probe != ours).sum()),
+        }
 
     out: dict[str, Any] = {
         "compiled": cells._FAST is not None,
@@ -186,6 +198,7 @@ def h3_case(
         "compared_points": base_n,
         "mismatches": int((ours[:base_n] != loop_cells).sum() + (single != ours).sum()),
         "exact_path_points": exact_path,
+        "h3_c_library_loop": h3_c,
         "h3ronpy": None,
         "speedup_vs_h3ronpy": None,
         "mismatches_h3ronpy": None,
@@ -254,6 +267,16 @@ def main(argv: list[str]) -> int:
         ),
         _row("h3 h3-py loop", h3["h3_loop"], None, None),
     ]
+    if h3["h3_c_library_loop"] is not None:
+        c_loop = h3["h3_c_library_loop"]
+        rows.append(
+            _row(
+                "h3 C library loop (1 thread)",
+                c_loop,
+                c_loop["speedup_over_loop"],
+                c_loop["mismatches"],
+            )
+        )
     if h3["h3ronpy"] is not None:
         rows.append(
             _row(

@@ -28,6 +28,8 @@ def test_geo_bench_json(capsys: pytest.CaptureFixture[str]) -> None:
             assert {"min_s", "median_s", "max_s", "points_per_s"} <= result[path].keys()
             assert result[path]["min_s"] <= result[path]["median_s"] <= result[path]["max_s"]
     assert out["h3"]["threads"] >= 1
+    if out["h3"]["h3_c_library_loop"] is not None:
+        assert out["h3"]["h3_c_library_loop"]["mismatches"] == 0
     if out["h3"]["h3ronpy"] is not None:
         assert out["h3"]["mismatches_h3ronpy"] == 0
 

@@ -468,3 +468,16 @@ def test_compiled_path_refuses_points_on_cell_edges_and_is_exact_elsewhere() -> 
     np.testing.assert_array_equal(out[kept], oracle(lat[kept], lng[kept], 15))
     assert cells.default_threads(10) == 1
     assert cells.default_threads(10**9) >= 1
+
+
+def test_vendored_h3_c_library_is_h3_py(
+    global_points: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> None:
+    # The extension compiles its own copy of H3 (geo/_h3fast_vendor): it must be h3-py's.
+    if cells._FAST is None:
+        pytest.skip("geo._h3fast is not built here")
+    lat, lng = global_points[0][:4000], global_points[1][:4000]
+    out = np.empty(lat.size, dtype=np.uint64)
+    for res in (0, 7, 15):
+        assert cells._FAST.h3_latlng_to_cells(lat, lng, out, res) == 0
+        np.testing.assert_array_equal(out, oracle(lat, lng, res))
