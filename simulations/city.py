@@ -873,3 +873,69 @@ def dump_scenario(s: Scenario, path: str | Path) -> None:
         p.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     else:
         p.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def queue_city(
+    arrival_rate_per_h: float,
+    mean_service_s: float,
+    workers: int,
+    orders: int,
+    seed: int = 0,
+    *,
+    lat: float = 31.2304,
+    lng: float = 121.4737,
+    day: date = date(2026, 11, 28),
+) -> CityDay:
+    """A single-point M/M/c city: Poisson arrivals, exponential services, no travel.
+
+    ``orders`` arrivals at ``arrival_rate_per_h`` (times floored to whole seconds, as
+    the engine's clock ticks in seconds), services exponential with mean
+    ``mean_service_s`` (rounded, >= 1 s), ``workers`` identical workers on shift from
+    midnight until every order could be served; everyone at one point so travel is 0.
+    Customers never cancel and never decline: the queue the Erlang-C formula describes.
+    """
+    if arrival_rate_per_h <= 0 or mean_service_s <= 0 or workers < 1 or orders < 1:
+        raise ScenarioError("rates, workers and orders must be positive", "queue_city")
+    rng = np.random.default_rng(seed)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    day0 = int(midnight.timestamp()) - 8 * 3600
+    gaps = rng.exponential(3600.0 / arrival_rate_per_h, orders)
+    arrive = day0 + np.floor(np.cumsum(gaps)).astype(np.int64)
+    service = np.maximum(np.rint(rng.exponential(mean_service_s, orders)), 1).astype(np.int64)
+    horizon_end = int(arrive[-1] + service.sum() + 1)
+    zeros_i = np.zeros(orders, dtype=np.int64)
+    return CityDay(
+        name=f"mmc_{workers}",
+        seed=seed,
+        day_start_s=day0,
+        skills=("any",),
+        district_names=("zone",),
+        service_names=("service",),
+        order_ids=np.arange(1, orders + 1, dtype=np.int64),
+        created_s=arrive,
+        release_s=arrive,
+        promised_s=arrive,
+        booked_start_s=np.full(orders, NOT_BOOKED, dtype=np.int64),
+        lat=np.full(orders, lat),
+        lng=np.full(orders, lng),
+        district=zeros_i,
+        service=zeros_i.copy(),
+        required_skills=np.zeros(orders, dtype=np.uint64),
+        expected_service_s=np.full(orders, max(round(mean_service_s), 1), dtype=np.int64),
+        actual_service_s=service,
+        cancel_at_s=np.full(orders, NEVER, dtype=np.int64),
+        price_fen=np.full(orders, 10_000, dtype=np.int64),
+        worker_ids=np.arange(1, workers + 1, dtype=np.int64),
+        home_lat=np.full(workers, lat),
+        home_lng=np.full(workers, lng),
+        home_district=np.zeros(workers, dtype=np.int64),
+        shift_start_s=np.full(workers, day0, dtype=np.int64),
+        shift_end_s=np.full(workers, horizon_end, dtype=np.int64),
+        worker_skills=np.ones(workers, dtype=np.uint64),
+        mode=np.full(workers, TRANSPORT_MODES.index("ebike"), dtype=np.uint8),
+        decline_prob=np.zeros(workers),
+        response_mean_s=np.zeros(workers),
+        rating=np.full(workers, 5.0),
+        grace_s=0,
+        end_s=horizon_end,
+    )
