@@ -1,21 +1,27 @@
 /*
- * geo._h3fast: batch H3 indexing over numpy buffers, GIL released, optional threads.
+ * geo._h3fast: bulk H3 over numpy buffers with the GIL released.
  *
- * latlng_to_cells is exact with respect to h3-py by construction:
- *   - the icosahedron face is chosen exactly as H3 does (same vector, same
- *     squared distances), and points whose two nearest face centres are
- *     almost tied are refused;
- *   - the hex2d position on the face is computed with a cheaper gnomonic
- *     projection (three dot products and a division instead of acos, tan,
- *     atan2, cos, sin), so it may differ from H3's by a few ulps; a point is
- *     refused when it lies closer to a hex edge than a bound that is three
- *     orders of magnitude above the worst disagreement of the two
- *     computations;
- *   - from the integer (face, i, j, k) on, H3's own code (_faceIjkToH3,
- *     vendored unchanged in _h3fast_vendor/h3lib) builds the index.
- * Refused points get 0 in the output; the Python caller resolves them through
- * h3-py itself, so even on a platform whose floating point differs the
- * answer is h3-py's.
+ * latlng_to_cells is a vectorised re-derivation of H3's latLngToCell that is
+ * exact with respect to h3-py by construction:
+ *   - floating point decides only two things, the icosahedron face and the
+ *     hex containing the point on that face; everything after is integer work
+ *     that reproduces H3's _faceIjkToH3 (checked against it in the tests);
+ *   - the face is the nearest face centre; a point whose two nearest centres
+ *     are within 5e-13 in dot product is refused;
+ *   - the hex2d position comes from a gnomonic projection onto precomputed
+ *     face axes (three dot products and a division instead of H3's acos, tan,
+ *     atan2, cos and sin), with a 1-ulp polynomial sincos, so it may differ
+ *     from H3's by a few ulps; a point is refused when it lies closer to a hex
+ *     edge than a bound about a thousand times the worst disagreement of the
+ *     two computations (1e-12 relative, plus 1e-13 / r near a face centre
+ *     where H3's own acos loses digits).
+ * Refused points get 0 in the output and the Python caller resolves them with
+ * h3-py itself, so the answer is h3-py's even where floating point differs.
+ * Refusals are rare (none in a million city points at res 9; about 40 in a
+ * million uniform points over the globe at res 15).
+ *
+ * valid_cells, cells_to_latlng and grid_disks call the vendored H3 4.5.0
+ * (_h3fast_vendor/h3lib, the library h3-py 4.5.0 wraps) directly.
  *
  * Only the CPython buffer protocol is used (no numpy headers), so the build
  * needs nothing but a C compiler and Python's headers.

@@ -2,9 +2,14 @@
 
 Cells are plain ``uint64`` H3 indexes (numpy arrays for many, Python ``int``
 for one). Resolution is an ``int`` in 0..15; ``k`` is a grid distance in cells.
-Everything computable from the index bits (resolution, parent, validity) is
-done with numpy bit operations; the rest goes through the h3 library, in bulk
-where it offers a bulk call.
+
+Bulk work runs in the compiled ``geo._h3fast`` (geo/_h3fast.c, built by
+setup.py) with the GIL released: lat/lng -> cell by a vectorised kernel that is
+exact with respect to h3-py (points a hair from a cell edge are refused by a
+guard and resolved by h3-py itself), and validity, centres and grid disks
+through a vendored copy of the same H3 C library h3-py wraps. Without the
+extension every function gives the same answers through h3-py and numpy,
+only slower. Resolution and parents come straight from the index bits.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ _RES_MASK = np.uint64(15) << _RES_SHIFT
 # Base cells that are pentagons (their first non-zero digit may not be 1).
 _PENTAGON_BASE_CELLS = np.zeros(_NUM_BASE_CELLS, dtype=np.bool_)
 _PENTAGON_BASE_CELLS[[4, 14, 24, 38, 49, 58, 63, 72, 83, 97, 107, 117]] = True
+_PENTAGON_BASE_CELLS.setflags(write=False)
 
 
 class InvalidCell(InvalidParameter):
