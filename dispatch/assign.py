@@ -57,6 +57,8 @@ FloatArray = NDArray[np.float64]
 
 #: Re-solve rounds before giving up on the certificate (a warning says so).
 MAX_ROUNDS = 30
+# Unassigned orders searched together when finding out why (bounds the pairs in memory).
+_REASON_BLOCK = 64
 #: Alternatives listed by ``Assignment.explain`` besides the chosen worker.
 EXPLAIN_ALTERNATIVES = 3
 
@@ -345,7 +347,17 @@ def match(
     a_travel = pair_travel_s(model, orders, fleet, assigned_rows, a_workers, now)
     a_costs = pair_costs(weights, orders, fleet, assigned_rows, a_workers, a_travel, now)
     unassigned_rows = np.flatnonzero(chosen_w < 0)
-    reasons = _reasons(orders, fleet, model, now, max_travel_s, index, unassigned_rows)
+    reasons = _reasons(
+        orders,
+        fleet,
+        model,
+        now,
+        max_travel_s,
+        index,
+        search.max_radius_m,
+        pool.arrays()[0],
+        unassigned_rows,
+    )
     objective = int(a_costs.total_int.sum() + penalty[unassigned_rows].sum())
     total_cost = float(a_costs.total.sum() + weights.unassigned * unassigned_rows.size)
     certify_s += time.perf_counter() - t3
@@ -579,31 +591,50 @@ def _reasons(
     now: int,
     max_travel_s: float,
     index: WorkerIndex,
+    max_radius_m: float,
+    pool_order: IntArray,
     rows: IntArray,
 ) -> list[str]:
-    """Reason of each unassigned order row, from one bounded search per order."""
+    """Reason of each unassigned order row.
+
+    An order with an eligible pooled worker was outbid. The others get one search out to
+    the travel bound (in small blocks, to bound memory) to tell "nobody in range" from
+    "nobody skilled" from "skilled but excluded".
+    """
     if rows.size == 0:
         return []
-    from dispatch.candidates import speed_bound_mps
-
-    radius = max_travel_s * speed_bound_mps(travel, fleet.mode[fleet.available])
-    origin, slots, _ = index.within(orders.lat[rows], orders.lng[rows], radius)
-    o = rows[origin]
-    w = index.ids_of(slots)
-    t = pair_travel_s(travel, orders, fleet, o, w, now)
-    in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
-    out: list[str] = []
-    for i in range(rows.size):
-        sel = origin == i
-        if ok[sel].any():
-            out.append(UnassignedReason.OUTBID.value)
-        elif skilled[sel].any():
-            out.append(UnassignedReason.NOT_ELIGIBLE.value)
-        elif in_range[sel].any():
-            out.append(UnassignedReason.NO_SKILLED_WORKER.value)
-        else:
-            out.append(UnassignedReason.NO_WORKER_IN_RANGE.value)
-    return out
+    has_pool = np.zeros(len(orders), dtype=np.bool_)
+    has_pool[pool_order] = True
+    reason = np.full(rows.size, UnassignedReason.OUTBID.value, dtype=object)
+    todo = np.flatnonzero(~has_pool[rows])
+    for lo in range(0, todo.size, _REASON_BLOCK):
+        block = todo[lo : lo + _REASON_BLOCK]
+        block_rows = rows[block]
+        origin, slots, _ = index.within(
+            orders.lat[block_rows], orders.lng[block_rows], max_radius_m
+        )
+        o = block_rows[origin]
+        w = index.ids_of(slots)
+        t = pair_travel_s(travel, orders, fleet, o, w, now)
+        in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
+        n_b = block.size
+        any_ok = np.bincount(origin[ok], minlength=n_b) > 0
+        any_skilled = np.bincount(origin[skilled], minlength=n_b) > 0
+        any_in_range = np.bincount(origin[in_range], minlength=n_b) > 0
+        reason[block] = np.where(
+            any_ok,
+            UnassignedReason.OUTBID.value,
+            np.where(
+                any_skilled,
+                UnassignedReason.NOT_ELIGIBLE.value,
+                np.where(
+                    any_in_range,
+                    UnassignedReason.NO_SKILLED_WORKER.value,
+                    UnassignedReason.NO_WORKER_IN_RANGE.value,
+                ),
+            ),
+        )
+    return [str(r) for r in reason.tolist()]
 
 
 def total_cost_int(costs: FloatArray) -> int:
