@@ -47,14 +47,15 @@ import heapq
 import operator
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeGuard, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dispatch.errors import DispatchError, DuplicateId, InvalidInput, ShapeMismatch, UnknownOrder
+from dispatch.model import Fleet
 
 IdArray: TypeAlias = NDArray[np.int64]
 
@@ -173,6 +174,13 @@ def _as_id_array(values: ArrayLike, name: str) -> IdArray:
         bad = int(np.argmax(arr > np.iinfo(np.int64).max))
         raise InvalidInput(f"{name}[{bad}] does not fit in int64, got {arr[bad]}")
     return arr.astype(np.int64, copy=False)
+
+
+def _as_count(value: object, name: str) -> int:
+    count = _as_int(value, name)
+    if count < 0:
+        raise InvalidInput(f"{name} must be >= 0, got {count}")
+    return count
 
 
 def _as_reason(value: object, name: str) -> str:
@@ -462,6 +470,17 @@ class _AutoOrder:
     escalation_reason: str | None = None
 
 
+def _live_offer(rec: _AutoOrder | None, expires_at: int, attempt: int) -> TypeGuard[_AutoOrder]:
+    # Expiry and attempt both must match: a dropped and re-added order id restarts its
+    # attempt count, and its old heap entries must not expire the new offer.
+    return (
+        rec is not None
+        and rec.status is OrderStatus.OFFERED
+        and rec.offers_made == attempt
+        and rec.expires_at == expires_at
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OfferState:
     """Read-only view of one order in the :class:`OfferBook`."""
@@ -581,7 +600,7 @@ class OfferBook:
         while self._deadlines:
             expires_at, oid, attempt = self._deadlines[0]
             rec = self._orders.get(oid)
-            if rec is not None and rec.status is OrderStatus.OFFERED and rec.offers_made == attempt:
+            if _live_offer(rec, expires_at, attempt):
                 return expires_at
             heapq.heappop(self._deadlines)  # stale: the offer was answered or cancelled
         return None
@@ -769,7 +788,7 @@ class OfferBook:
         while self._deadlines and self._deadlines[0][0] <= t:
             expires_at, oid, attempt = heapq.heappop(self._deadlines)
             rec = self._orders.get(oid)
-            if rec is None or rec.status is not OrderStatus.OFFERED or rec.offers_made != attempt:
+            if not _live_offer(rec, expires_at, attempt):
                 continue  # answered, cancelled or dropped before it lapsed
             wid = rec.offer_worker_id
             assert wid is not None
@@ -879,7 +898,7 @@ class OfferBook:
                 order_id=_as_id(_field(raw, "order_id", where), f"{where}.order_id"),
                 status=_enum(OrderStatus, _field(raw, "status", where), f"{where}.status"),
                 queued_at=_as_time(_field(raw, "queued_at", where), f"{where}.queued_at"),
-                offers_made=_as_int(_field(raw, "offers_made", where), f"{where}.offers_made"),
+                offers_made=_as_count(_field(raw, "offers_made", where), f"{where}.offers_made"),
                 offer_worker_id=_opt_int(raw.get("offer_worker_id"), f"{where}.offer_worker_id"),
                 offered_at=_opt_int(raw.get("offered_at"), f"{where}.offered_at"),
                 expires_at=_opt_int(raw.get("expires_at"), f"{where}.expires_at"),
@@ -1226,8 +1245,12 @@ class FairnessLedger:
     not eligible during ``[at, at + miss_cooldown_s)``, so a worker with the
     app in a pocket is not hit by the next order straight away.
 
-    Queries take worker ids (e.g. a Fleet's ``worker_ids``) and return arrays
-    aligned with them.
+    Queries take worker ids (e.g. a Fleet's ``ids``) and return arrays
+    aligned with them. :meth:`apply_to_fleet` folds both into a ``Fleet`` for
+    ``match``: ineligible workers become unavailable (a hard filter in
+    candidate generation) and the recent load is added to ``load_today``, which
+    the cost model's fairness term (``CostWeights.fairness_per_order``)
+    already prices.
     """
 
     def __init__(self, policy: OfferPolicy | None = None) -> None:
@@ -1306,6 +1329,18 @@ class FairnessLedger:
         busy = _as_id_array(busy_worker_ids, "busy_worker_ids")
         under_cap = self.recent_load(ids, now) < self.policy.fairness_max_offers
         return under_cap & ~self.cooling_down(ids, now) & ~np.isin(ids, busy)
+
+    def apply_to_fleet(self, fleet: Fleet, now: int, busy_worker_ids: ArrayLike = ()) -> Fleet:
+        """A copy of ``fleet`` for the next ``match``: ineligible workers unavailable, load added.
+
+        ``available &= eligible_mask(...)``; ``load_today += recent_load(...)`` (orders).
+        """
+        eligible = self.eligible_mask(fleet.ids, now, busy_worker_ids)
+        available = np.asarray(fleet.available, dtype=np.bool_) & eligible
+        load_today = np.asarray(fleet.load_today, dtype=np.int64) + self.recent_load(fleet.ids, now)
+        for arr in (available, load_today):
+            arr.setflags(write=False)  # Fleet arrays are read-only by contract
+        return replace(fleet, available=available, load_today=load_today)
 
     def snapshot(self) -> dict[str, Any]:
         """Whole state as plain dicts/lists/ints (JSON-safe) for persistence or replay."""
@@ -1462,6 +1497,8 @@ class OfferDesk:
         oid = _as_id(order_id, "order_id")
         if oid in self.book:
             return self.book.cancel(oid, now)
+        if oid not in self.pool:
+            raise UnknownOrder(f"order_id {oid} was never submitted")
         self._fallback_exclusions.pop(oid, None)
         return self.pool.cancel(oid, now)
 
@@ -1475,6 +1512,13 @@ class OfferDesk:
     def offer_eligible_mask(self, worker_ids: ArrayLike, now: int) -> NDArray[np.bool_]:
         """Workers that may get a new offer now (not busy, under fairness cap, not cooling down)."""
         return self.ledger.eligible_mask(worker_ids, now, self.book.busy_worker_ids())
+
+    def fleet_for_batch(self, fleet: Fleet, now: int) -> Fleet:
+        """``fleet`` with busy, capped and cooling-down workers unavailable and recent load added.
+
+        See :meth:`FairnessLedger.apply_to_fleet`; ``now`` epoch seconds.
+        """
+        return self.ledger.apply_to_fleet(fleet, now, self.book.busy_worker_ids())
 
     def drop_closed(self, closed_before: int) -> int:
         """Forget orders closed before ``closed_before`` in book and pool; returns the count."""

@@ -17,6 +17,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from dispatch.assign import match
 from dispatch.errors import DuplicateId, InvalidInput, ShapeMismatch, UnknownOrder
 from dispatch.model import Fleet, OrderBatch
 from dispatch.offers import (
@@ -320,6 +321,19 @@ def test_drop_closed_forgets_only_old_closed_orders(book: OfferBook) -> None:
         book.state(1)
 
 
+def test_readded_order_is_not_expired_by_its_old_offer(book: OfferBook) -> None:
+    book.add_order(1, T0)
+    old = book.offer(1, 10, T0)
+    book.accept(1, 10, T0 + 1)
+    book.drop_closed(T0 + 2)
+    book.add_order(1, T0 + 3)
+    new = book.offer(1, 11, T0 + 3)
+    assert new.attempt == old.attempt
+    assert book.next_deadline() == new.expires_at
+    assert book.tick(old.expires_at) == ()
+    assert book.state(1).status is OrderStatus.OFFERED
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [
@@ -452,6 +466,22 @@ def test_fairness_arrays_align_with_a_fleet(policy: OfferPolicy) -> None:
     assert ledger.penalty(fleet.ids, T0 + 2).shape == fleet.ids.shape
 
 
+def test_apply_to_fleet_filters_and_loads(policy: OfferPolicy) -> None:
+    fleet = Fleet.from_arrays(
+        [1, 2, 3, 4],
+        [31.2] * 4,
+        [121.4] * 4,
+        available=[True, True, True, False],
+        load_today=[5, 0, 0, 0],
+    )
+    ledger = FairnessLedger(policy)
+    ledger.observe([OfferMade(9, 1, T0, T0 + 30, 1), OfferDeclined(8, 2, T0, "no")])
+    adjusted = ledger.apply_to_fleet(fleet, T0 + 1, busy_worker_ids=[3])
+    assert adjusted.available.tolist() == [True, False, False, False]
+    assert adjusted.load_today.tolist() == [6, 0, 0, 0]
+    assert fleet.available.tolist() == [True, True, True, False]  # input untouched
+
+
 # --------------------------------------------------------------------------- desk
 
 
@@ -502,6 +532,59 @@ def test_claim_is_refused_while_the_worker_holds_an_offer() -> None:
     assert desk.offer_eligible_mask([10, 11], T0 + 3).tolist() == [False, True]
 
 
+def test_batches_through_match_honour_exclusions_and_busy_workers() -> None:
+    """The dispatcher loop: pending orders + adjusted fleet -> match -> offers -> misses."""
+    policy = OfferPolicy(accept_timeout_s=30, max_offers_per_order=3, miss_cooldown_s=0)
+    desk = OfferDesk(policy)
+    rng = np.random.default_rng(7)
+    worker_ids = np.arange(100, 108)
+    fleet = Fleet.from_arrays(
+        worker_ids,
+        31.23 + rng.uniform(-0.01, 0.01, worker_ids.size),
+        121.47 + rng.uniform(-0.01, 0.01, worker_ids.size),
+    )
+    order_lat = 31.23 + rng.uniform(-0.01, 0.01, 4)
+    order_lng = 121.47 + rng.uniform(-0.01, 0.01, 4)
+    for oid in range(4):
+        desk.submit(oid, T0)
+    offered: dict[int, list[int]] = {oid: [] for oid in range(4)}
+    now = T0
+    for round_no in range(4):
+        pending = desk.book.pending_order_ids()
+        if pending.size == 0:
+            break
+        flat, offsets = desk.book.exclusions_csr(pending)
+        batch = OrderBatch.from_arrays(
+            pending,
+            order_lat[pending],
+            order_lng[pending],
+            excluded_worker_ids=flat,
+            excluded_offsets=offsets,
+        )
+        result = match(batch, desk.fleet_for_batch(fleet, now), now=now)
+        made = desk.offer_pairs(result.order_ids, result.worker_ids, now)
+        assert made
+        for offer in made:
+            assert offer.worker_id not in offered[offer.order_id]
+            offered[offer.order_id].append(offer.worker_id)
+        # While offers are out, the next batch sees those workers as unavailable.
+        busy = {offer.worker_id for offer in made}
+        mid_batch_fleet = desk.fleet_for_batch(fleet, now)
+        assert set(fleet.ids[~mid_batch_fleet.available].tolist()) == busy
+        # Round 0: everyone declines; round 1: nobody answers; then order 0 is accepted.
+        for offer in made:
+            if round_no == 0:
+                desk.decline(offer.order_id, offer.worker_id, now + 1, "too far")
+            elif round_no >= 2 and offer.order_id == 0:
+                assert isinstance(desk.accept(0, offer.worker_id, now + 1), OfferAccepted)
+        now += policy.accept_timeout_s
+        desk.tick(now)
+    statuses = {oid: desk.book.state(oid).status for oid in range(4)}
+    assert statuses[0] is OrderStatus.ASSIGNED
+    assert {statuses[o] for o in (1, 2, 3)} == {OrderStatus.ESCALATED}
+    assert all(len(workers) == policy.max_offers_per_order for workers in offered.values())
+
+
 def _drive(desk: OfferDesk) -> list[Any]:
     """A fixed script touching every kind of state; returns every event."""
     events: list[Any] = []
@@ -547,6 +630,7 @@ def test_desk_replay_is_deterministic() -> None:
         (lambda d: d.update(version=99), "version"),
         (lambda d: d["book"]["orders"][0].update(status="lost"), r"orders\[0\]\.status"),
         (lambda d: d["book"]["orders"][0].pop("queued_at"), r"orders\[0\]\.queued_at"),
+        (lambda d: d["book"]["orders"][0].update(offers_made=-1), r"orders\[0\]\.offers_made"),
         (lambda d: d["pool"]["orders"][0].update(opened_at=-3), r"orders\[0\]\.opened_at"),
         (lambda d: d["ledger"].update(loads=[[1, 2, 3]]), r"loads\[0\]"),
         (lambda d: d["policy"].update(accept_timeout_s=-1), "accept_timeout_s"),
