@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -105,6 +106,24 @@ class Explanation:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class WhyNot:
+    """One worker's standing for one order, next to the worker who got it.
+
+    ``blocked_by`` names the first hard constraint the worker failed (then ``line`` is
+    None): "unavailable", "out_of_range", "skills", "enterprise", "excluded",
+    "latest_start" or "shift_end". Otherwise ``line`` itemises their cost; when it is
+    lower than the chosen worker's, ``line.assigned_to_order_id`` says where they were
+    needed more.
+    """
+
+    order_id: int
+    worker_id: int
+    blocked_by: str | None
+    line: CostLine | None
+    chosen: CostLine | None
+
+
 @dataclass(frozen=True, eq=False)
 class Assignment:
     """Result of ``match``: pairs, unassigned orders with reasons, timings and certificate.
@@ -153,6 +172,10 @@ class Assignment:
         """The chosen worker and the best ``alternatives`` others, every cost term itemised."""
         return self._context.explain(self, int(order_id), alternatives)
 
+    def why_not(self, order_id: int, worker_id: int) -> WhyNot:
+        """Answer a worker's "why not me" for one order: their cost line or the failed rule."""
+        return self._context.why_not(int(order_id), int(worker_id))
+
 
 @dataclass(frozen=True, eq=False)
 class _Context:
@@ -172,11 +195,55 @@ class _Context:
     chosen_worker: IntArray  # fleet row per order row, -1 unassigned
     reason_of: dict[int, str]
 
-    def explain(self, result: Assignment, order_id: int, n_alt: int) -> Explanation:
+    def _row(self, order_id: int) -> int:
         rows = np.flatnonzero(self.orders.ids == order_id)
         if rows.size == 0:
             raise UnknownOrder(f"order_id {order_id} is not in this batch")
-        row = int(rows[0])
+        return int(rows[0])
+
+    def _line(self, row: int, w: int, travel_s: float) -> CostLine:
+        o_idx = np.array([row], dtype=np.int64)
+        w_idx = np.array([w], dtype=np.int64)
+        costs = pair_costs(
+            self.weights, self.orders, self.fleet, o_idx, w_idx, np.array([travel_s]), self.now
+        )
+        others = np.flatnonzero(self.chosen_worker == w)
+        others = others[others != row]
+        return CostLine(
+            worker_id=int(self.fleet.ids[w]),
+            travel_s=float(travel_s),
+            terms={t: float(costs.terms[t][0]) for t in TERMS},
+            total=float(costs.total[0]),
+            chosen=w == int(self.chosen_worker[row]),
+            assigned_to_order_id=int(self.orders.ids[others[0]]) if others.size else None,
+        )
+
+    def why_not(self, order_id: int, worker_id: int) -> WhyNot:
+        row = self._row(order_id)
+        w = int(self.fleet.rows_of([worker_id])[0])
+        o_idx = np.array([row], dtype=np.int64)
+        w_idx = np.array([w], dtype=np.int64)
+        travel = pair_travel_s(self.travel, self.orders, self.fleet, o_idx, w_idx, self.now)
+        chosen_row = int(self.chosen_worker[row])
+        chosen = None
+        if chosen_row >= 0:
+            t_c = pair_travel_s(
+                self.travel,
+                self.orders,
+                self.fleet,
+                o_idx,
+                np.array([chosen_row], dtype=np.int64),
+                self.now,
+            )
+            chosen = self._line(row, chosen_row, float(t_c[0]))
+        blocked = _first_failed_rule(
+            self.orders, self.fleet, row, w, float(travel[0]), self.now, self.max_travel_s
+        )
+        line = None if blocked else self._line(row, w, float(travel[0]))
+        return WhyNot(order_id, int(worker_id), blocked, line, chosen)
+
+    def explain(self, result: Assignment, order_id: int, n_alt: int) -> Explanation:
+        row = self._row(order_id)
         mine = self.pool_order == row
         workers = self.pool_worker[mine]
         travel = self.pool_travel[mine]
@@ -450,6 +517,35 @@ def _resolve(
     )
     got = picked >= 0
     chosen_pool[o_sub[got]] = graph[sub[picked[got]]]
+
+
+def _first_failed_rule(
+    orders: OrderBatch,
+    fleet: Fleet,
+    row: int,
+    w: int,
+    travel_s: float,
+    now: int,
+    max_travel_s: float,
+) -> str | None:
+    """Name of the first hard constraint pair (row, w) fails, or None if it is eligible."""
+    if not fleet.available[w]:
+        return "unavailable"
+    if travel_s > max_travel_s:
+        return "out_of_range"
+    if int(orders.required_skills[row]) & ~int(fleet.skills[w]):
+        return "skills"
+    scope = int(orders.enterprise_id[row])
+    if scope >= 0 and scope != int(fleet.enterprise_id[w]):
+        return "enterprise"
+    if int(fleet.ids[w]) in set(orders.excluded_for(row).tolist()):
+        return "excluded"
+    arrive = now + math.ceil(travel_s)
+    if arrive > int(orders.latest_start_s[row]):
+        return "latest_start"
+    if arrive + int(orders.service_s[row]) > int(fleet.shift_end_s[w]):
+        return "shift_end"
+    return None
 
 
 def _needed_radius(

@@ -254,3 +254,35 @@ def test_bad_arguments(kwargs: dict[str, object], pattern: str) -> None:
     orders, fleet = random_batch(1, 3, 3)
     with pytest.raises(InvalidInput, match=pattern):
         match(orders, fleet, travel=TRAVEL, now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def test_why_not_names_the_failed_rule_or_itemises_the_cost() -> None:
+    orders = OrderBatch.from_arrays(
+        [1, 2], [LAT0, LAT0 + 0.0005], [LNG0, LNG0], required_skills=[0b1, 0b1]
+    )
+    fleet = Fleet.from_arrays(
+        [100, 101, 102], [LAT0 + 0.0003, LAT0 + 0.003, LAT0], [LNG0] * 3, skills=[1, 1, 0]
+    )
+    result = match(orders, fleet, travel=TRAVEL, now=NOW, weights=CostWeights.travel_only())
+    assert result.why_not(1, 102).blocked_by == "skills"
+    loser = 1 if result.worker_of(1) == 101 else 2
+    answer = result.why_not(loser, 100)
+    assert answer.blocked_by is None
+    assert answer.line is not None
+    assert answer.chosen is not None
+    assert answer.line.total < answer.chosen.total  # closer, but needed by the other order
+    assert answer.line.assigned_to_order_id == 3 - loser
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 100_000))
+def test_why_not_agrees_with_hard_constraints(seed: int) -> None:
+    orders, fleet = random_batch(seed, 6, 8)
+    result = match(orders, fleet, travel=TRAVEL, now=NOW, max_travel_s=1800.0)
+    o = np.repeat(np.arange(6, dtype=np.int64), 8)
+    w = np.tile(np.arange(8, dtype=np.int64), 6)
+    t = pair_travel_s(TRAVEL, orders, fleet, o, w, NOW)
+    ok = hard_constraints(orders, fleet, o, w, t, NOW, 1800.0)[2]
+    for i in range(o.size):
+        answer = result.why_not(int(orders.ids[o[i]]), int(fleet.ids[w[i]]))
+        assert (answer.blocked_by is None) == bool(ok[i])
