@@ -22,3 +22,6 @@ def cells_to_latlng(cells: Buffer, lat: Buffer, lng: Buffer) -> None:
 
 def valid_cells(cells: Buffer, ok: Buffer) -> int:
     """Write H3's isValidCell of each index into ``ok`` (bool); return how many are valid."""
+
+def grid_distances(a: Buffer, b: Buffer, out: Buffer) -> None:
+    """Write gridDistance of each pair into ``out`` (int64), -1 where H3 cannot say."""

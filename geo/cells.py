@@ -374,13 +374,21 @@ def grid_distance(a: ArrayLike, b: ArrayLike) -> IntArray | int:
     so callers can mask them.
     """
     a_arr, b_arr = np.broadcast_arrays(as_cells(a, "a"), as_cells(b, "b"))
-    a_flat = a_arr.reshape(-1).tolist()
-    b_flat = b_arr.reshape(-1).tolist()
-    out = np.fromiter(
-        (_distance_or_minus_one(x, y) for x, y in zip(a_flat, b_flat, strict=True)),
-        dtype=np.int64,
-        count=len(a_flat),
-    ).reshape(a_arr.shape)
+    if _FAST is not None:
+        a_flat = np.ascontiguousarray(a_arr.reshape(-1))
+        b_flat = np.ascontiguousarray(b_arr.reshape(-1))
+        flat_out = np.empty(a_flat.size, dtype=np.int64)
+        _FAST.grid_distances(a_flat, b_flat, flat_out)
+        out: IntArray = flat_out.reshape(a_arr.shape)
+    else:
+        out = np.fromiter(
+            (
+                _distance_or_minus_one(x, y)
+                for x, y in zip(a_arr.reshape(-1).tolist(), b_arr.reshape(-1).tolist(), strict=True)
+            ),
+            dtype=np.int64,
+            count=a_arr.size,
+        ).reshape(a_arr.shape)
     return int(out) if out.ndim == 0 else out
 
 
