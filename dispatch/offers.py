@@ -12,11 +12,13 @@ API with the wall clock.
 Pieces, usable alone or through :class:`OfferDesk`, which wires them:
 
 * :class:`OfferBook` — 派单. An order is queued, the caller's ``match`` picks
-  a worker (feeding :meth:`OfferBook.exclusions` and
-  :meth:`OfferBook.busy_worker_ids` into it), :meth:`OfferBook.offer` makes
-  the offer with an accept timeout. Accept wins; decline or timeout re-queues
-  the order with that worker excluded; after ``max_offers_per_order`` offers
-  the order escalates to a human dispatcher.
+  a worker (its ``OrderBatch`` built with :meth:`OfferBook.exclusions_csr`,
+  its ``Fleet`` passed through :meth:`OfferDesk.fleet_for_batch` so busy,
+  over-loaded and cooling-down workers are unavailable), and
+  :meth:`OfferBook.offer_pairs` makes the offers with an accept timeout.
+  Accept wins; decline or timeout re-queues the order with that worker
+  excluded; after ``max_offers_per_order`` offers the order escalates to a
+  human dispatcher.
 * :class:`GrabPool` — 抢单. An order is shown to the eligible workers the
   caller chose (candidates within ``grab_rings`` rings); the first valid
   claim wins; after ``grab_window_s`` an unclaimed order falls back to
@@ -28,9 +30,9 @@ Pieces, usable alone or through :class:`OfferDesk`, which wires them:
 Time semantics: an offer made at ``t`` may be accepted while
 ``now < t + accept_timeout_s``; ``tick(now)`` expires it as soon as
 ``now >= t + accept_timeout_s`` and the emitted event carries that exact
-expiry instant, however late the tick came. A late ``now`` (a clock that
-stepped back) can never revive an expired offer: once expired, an accept is
-rejected with ``expired``.
+expiry instant, however late the tick came. Once a tick has expired an
+offer, no later call revives it, even with an earlier ``now`` (a clock that
+stepped back): the accept is rejected with ``expired``.
 
 Idempotency: repeating an accept or claim by the winner returns an equal
 success event, never a second winner; repeating a decline returns the
