@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from geo._arrays import FloatArray, as_latlng
-from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, InvalidPolygon
+from geo.errors import GeoError, InvalidCell, InvalidCoordinate, InvalidParameter, InvalidPolygon
 
 
 def _load_fast() -> ModuleType | None:
@@ -62,10 +62,6 @@ _RES_MASK = np.uint64(15) << _RES_SHIFT
 _PENTAGON_BASE_CELLS = np.zeros(_NUM_BASE_CELLS, dtype=np.bool_)
 _PENTAGON_BASE_CELLS[[4, 14, 24, 38, 49, 58, 63, 72, 83, 97, 107, 117]] = True
 _PENTAGON_BASE_CELLS.setflags(write=False)
-
-
-class InvalidCell(InvalidParameter):
-    """An integer is not a valid H3 cell index."""
 
 
 def _digit_shift(res: int) -> np.uint64:

@@ -21,3 +21,7 @@ class InvalidPolygon(GeoError, ValueError):
 
 class InvalidParameter(GeoError, ValueError):
     """A model or function parameter is outside its allowed range."""
+
+
+class InvalidCell(InvalidParameter):
+    """An integer is not a valid H3 cell index."""
