@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.password_hasher = make_password_hasher(
             settings.argon2_time_cost, settings.argon2_memory_kib
         )
-        app.state.area_lookup = AreaLookup()
+        app.state.area_lookup = AreaLookup(settings.area_cover_res)
         app.state.http_client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         # Redis is optional (live state, broker); PostgreSQL stays the record.
         app.state.redis = (

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     qq_base_url: str = "https://api.q.qq.com"
     upstream_timeout_s: float = Field(default=5.0, gt=0)
 
+    # H3 resolution of the service-area lookup cover: the API asks about one point at a time,
+    # so a coarse cover (cheap to rebuild when areas change) loses nothing.
+    area_cover_res: int = Field(default=7, ge=0, le=15)
     default_locale: str = "zh-CN"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     log_json: bool = True

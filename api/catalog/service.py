@@ -435,7 +435,8 @@ class AreaLookup:
     several API processes stay consistent without any messaging between them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cover_res: int = 7) -> None:
+        self._cover_res = cover_res
         self._key: tuple[Any, ...] | None = None
         self._set: GeoAreaSet | None = None
         self._owners: dict[str, int] = {}
@@ -468,7 +469,7 @@ class AreaLookup:
                 )
                 areas = tuple(_geo_area(a) for a in rows)
                 # Building the H3 cover is CPU work: keep it off the event loop.
-                area_set = await anyio.to_thread.run_sync(_build_area_set, areas)
+                area_set = await anyio.to_thread.run_sync(_build_area_set, areas, self._cover_res)
                 self._set, self._key = area_set, key
                 self._owners = {str(a.id): a.enterprise_id for a in rows}
             return self._set, self._owners
@@ -482,7 +483,7 @@ class AreaLookup:
         return [AreaHit(int(i), owners[i]) for i in ids]
 
 
-def _build_area_set(areas: tuple[GeoServiceArea, ...]) -> GeoAreaSet:
-    area_set = GeoAreaSet(areas)
+def _build_area_set(areas: tuple[GeoServiceArea, ...], cover_res: int) -> GeoAreaSet:
+    area_set = GeoAreaSet(areas, cover_res=cover_res)
     area_set.cover()
     return area_set

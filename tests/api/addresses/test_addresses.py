@@ -83,59 +83,53 @@ def test_outside_every_area_is_422_translated_and_not_stored(
     assert client.get("/v1/addresses", headers=alice.headers).json() == []
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "error_type", "zh", "en"),
-    [
-        (
-            "lat",
-            91,
-            "invalid_latitude",
-            "纬度必须在 -90 到 90 之间。",
-            "Latitude must be between -90 and 90.",
-        ),
-        (
-            "lng",
-            -181,
-            "invalid_longitude",
-            "经度必须在 -180 到 180 之间。",
-            "Longitude must be between -180 and 180.",
-        ),
-        ("lat", "north", "float_parsing", "必须是数字。", "Must be a number."),
-        (
-            "coord_type",
-            "wgs-84",
-            "enum",
-            "必须是以下之一：'wgs84', 'gcj02' or 'bd09'。",
-            "Must be one of: 'wgs84', 'gcj02' or 'bd09'.",
-        ),
-        (
-            "contact_phone",
-            "12345",
-            "invalid_phone",
-            "请输入有效的中国大陆手机号。",
-            "Enter a valid mainland China mobile number.",
-        ),
-    ],
-)
+MALFORMED: list[tuple[str, Any, str, str, str]] = [
+    (
+        "lat",
+        91,
+        "invalid_latitude",
+        "纬度必须在 -90 到 90 之间。",
+        "Latitude must be between -90 and 90.",
+    ),
+    (
+        "lng",
+        -181,
+        "invalid_longitude",
+        "经度必须在 -180 到 180 之间。",
+        "Longitude must be between -180 and 180.",
+    ),
+    ("lat", "north", "float_parsing", "必须是数字。", "Must be a number."),
+    (
+        "coord_type",
+        "wgs-84",
+        "enum",
+        "必须是以下之一：'wgs84', 'gcj02' or 'bd09'。",
+        "Must be one of: 'wgs84', 'gcj02' or 'bd09'.",
+    ),
+    (
+        "contact_phone",
+        "12345",
+        "invalid_phone",
+        "请输入有效的中国大陆手机号。",
+        "Enter a valid mainland China mobile number.",
+    ),
+]
+
+
 def test_malformed_input_is_422_translated(
-    client: TestClient,
-    area_id: int,
-    alice: Account,
-    field: str,
-    value: Any,
-    error_type: str,
-    zh: str,
-    en: str,
+    client: TestClient, area_id: int, alice: Account
 ) -> None:
-    body = address_body(**{field: value})
-    resp = client.post("/v1/addresses", json=body, headers=alice.headers)
-    assert resp.status_code == 422
-    detail = resp.json()["details"][0]
-    assert detail["loc"] == ["body", field]
-    assert detail["type"] == error_type
-    assert detail["message"] == zh
-    resp_en = client.post("/v1/addresses", json=body, headers={**alice.headers, **EN})
-    assert resp_en.json()["details"][0]["message"] == en
+    for field, value, error_type, zh, en in MALFORMED:
+        body = address_body(**{field: value})
+        resp = client.post("/v1/addresses", json=body, headers=alice.headers)
+        assert resp.status_code == 422, (field, value)
+        detail = resp.json()["details"][0]
+        assert detail["loc"] == ["body", field]
+        assert detail["type"] == error_type
+        assert detail["message"] == zh
+        resp_en = client.post("/v1/addresses", json=body, headers={**alice.headers, **EN})
+        assert resp_en.json()["details"][0]["message"] == en
+    assert client.get("/v1/addresses", headers=alice.headers).json() == []
 
 
 def test_nan_latitude_is_rejected(client: TestClient, area_id: int, alice: Account) -> None:

@@ -59,45 +59,47 @@ COORDS = "coordinates must be [lng, lat] within range"
 POLYGON = "not a valid polygon (see details)"
 
 
-@pytest.mark.parametrize(
-    ("geojson", "reason_en"),
-    [
-        ({"type": "Point", "coordinates": [121.5, 31.2]}, POLYGON),
-        ({"type": "Polygon", "coordinates": [[[121.5, 31.2], [121.6]]]}, COORDS),
-        (
-            {"type": "Polygon", "coordinates": [[[200, 31], [201, 31], [201, 32], [200, 31]]]},
-            COORDS,
-        ),
-        # Collinear ring: no area.
-        (
-            {"type": "Polygon", "coordinates": [[[121, 31], [121.1, 31], [121.2, 31], [121, 31]]]},
-            POLYGON,
-        ),
-        # Bow tie: self-intersecting.
-        (
-            {
-                "type": "Polygon",
-                "coordinates": [[[121, 31], [121.1, 31.1], [121.1, 31], [121, 31.1], [121, 31]]],
-            },
-            POLYGON,
-        ),
-        ({"type": "Polygon", "coordinates": "nope"}, POLYGON),
-        ({"type": "FeatureCollection", "features": []}, "send exactly one area"),
-    ],
-)
-def test_bad_geojson_is_422_translated(
-    client: TestClient, tenants: Tenants, geojson: dict[str, Any], reason_en: str
-) -> None:
-    body = {"name": "x", "geojson": geojson}
-    en = client.post("/v1/catalog/areas", json=body, headers={**tenants.staff_a.headers, **EN})
-    assert en.status_code == 422, en.text
-    assert en.json()["code"] == "invalid_area"
-    assert en.json()["message"].startswith("Invalid service area polygon: ")
-    assert en.json()["message"] == f"Invalid service area polygon: {reason_en}"
-    if reason_en != "send exactly one area":
-        assert en.json()["details"]["reason"]  # geo's precise reason, for the developer
-    zh = client.post("/v1/catalog/areas", json=body, headers=tenants.staff_a.headers)
-    assert zh.json()["message"].startswith("服务区域多边形无效：")
+BAD_AREAS: list[tuple[dict[str, Any], str]] = [
+    ({"type": "Point", "coordinates": [121.5, 31.2]}, POLYGON),
+    ({"type": "Polygon", "coordinates": [[[121.5, 31.2], [121.6]]]}, COORDS),
+    (
+        {"type": "Polygon", "coordinates": [[[200, 31], [201, 31], [201, 32], [200, 31]]]},
+        COORDS,
+    ),
+    # Collinear ring: no area.
+    (
+        {"type": "Polygon", "coordinates": [[[121, 31], [121.1, 31], [121.2, 31], [121, 31]]]},
+        POLYGON,
+    ),
+    # Bow tie: self-intersecting.
+    (
+        {
+            "type": "Polygon",
+            "coordinates": [[[121, 31], [121.1, 31.1], [121.1, 31], [121, 31.1], [121, 31]]],
+        },
+        POLYGON,
+    ),
+    ({"type": "Polygon", "coordinates": "nope"}, POLYGON),
+    ({"type": "FeatureCollection", "features": []}, "send exactly one area"),
+]
+
+
+def test_bad_geojson_is_422_translated(client: TestClient, tenants: Tenants) -> None:
+    # One app for every case (a loop, not parametrize): the fixtures are the costly part.
+    for geojson, reason_en in BAD_AREAS:
+        body = {"name": "x", "geojson": geojson}
+        en = client.post("/v1/catalog/areas", json=body, headers={**tenants.staff_a.headers, **EN})
+        assert en.status_code == 422, (geojson, en.text)
+        assert en.json()["code"] == "invalid_area"
+        assert en.json()["message"] == f"Invalid service area polygon: {reason_en}", geojson
+        if reason_en != "send exactly one area":
+            assert en.json()["details"]["reason"]  # geo's precise reason, for the developer
+        zh = client.post("/v1/catalog/areas", json=body, headers=tenants.staff_a.headers)
+        assert zh.json()["message"].startswith("服务区域多边形无效："), geojson
+    assert (
+        client.get("/v1/catalog/areas", params={"enterprise_id": tenants.ent_a}).json()[0]["id"]
+        == tenants.area_a
+    )  # nothing half-created
 
 
 def test_staff_cannot_change_another_enterprises_area(client: TestClient, tenants: Tenants) -> None:
