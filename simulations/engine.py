@@ -518,7 +518,9 @@ class Engine:
         self.travel_m[o] = metres
         self.w_travel_m[w] += metres
         self.w_busy_s[w] += secs
-        self.rec("assign", t, o=self._oid(o), w=int(c.worker_ids[w]), travel_s=round(secs, 1))
+        self.rec(
+            "assign", t, o=self._oid(o), w=int(c.worker_ids[w]), travel_s=secs, travel_m=metres
+        )
         self._push(t + math.ceil(secs), _Kind.ARRIVE, o, w)
 
     def _on_arrive(self, t: int, o: int, w: int) -> None:

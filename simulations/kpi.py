@@ -7,8 +7,10 @@ flat summary dict of the city-wide values.
 
 Definitions:
 - ``fill_rate``: served orders / all orders of the day.
-- ``on_time_rate``: orders served with a start no later than promise + grace / all orders
-  (unserved orders count as not on time — the capacity question's target).
+- ``on_time_rate``: orders served with a start no later than promise + grace / orders the
+  customer still wanted (all but booked orders cancelled ahead, which no fleet could
+  serve); unserved orders and on-demand customers who gave up waiting count as not on
+  time — the capacity question's target.
 - ``on_time_of_served``: the same among served orders only.
 - ``time_to_assign_p50/p90_s``: seconds from entering dispatch to an accepted offer/claim.
 - ``lateness_*_min``: minutes a served start came after the promise (0 if early).
@@ -112,6 +114,8 @@ def kpis(
     assigned = result.assigned_at[sel] >= 0
     wait = (result.assigned_at[sel] - c.release_s[sel])[assigned].astype(np.float64)
     late_min = np.maximum(late_s[served], 0.0) / 60.0
+    # Booked orders cancelled ahead were drawn independently of dispatch: not a failure.
+    wanted = n - int(((out == OrderOutcome.CANCELLED) & (c.booked_start_s[sel] >= 0)).sum())
     on_shift = result.worker_on_shift_s[wsel]
     worked = on_shift > 0
     n_served = int(served.sum())
@@ -119,7 +123,7 @@ def kpis(
         "orders": float(n),
         "served": float(n_served),
         "fill_rate": n_served / n if n else float("nan"),
-        "on_time_rate": float(on_time.sum()) / n if n else float("nan"),
+        "on_time_rate": float(on_time.sum()) / wanted if wanted else float("nan"),
         "on_time_of_served": float(on_time.sum()) / n_served if n_served else float("nan"),
         "cancelled": float((out == OrderOutcome.CANCELLED).sum()),
         "cancel_rate": float((out == OrderOutcome.CANCELLED).sum()) / n if n else float("nan"),
