@@ -58,6 +58,10 @@ FloatArray = NDArray[np.float64]
 
 #: Re-solve rounds before giving up on the certificate (a warning says so).
 MAX_ROUNDS = 30
+# K grows with orders per worker in the order's ~5 km² cell: K·(1 + gain·ratio), at most
+# _CROWD_MAX·K. Fewer certification rounds where orders crowd.
+_CROWD_GAIN = 2.0
+_CROWD_MAX = 4
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
 _REASON_BLOCK = 64
 #: Alternatives listed by ``Assignment.explain`` besides the chosen worker.
@@ -338,12 +342,17 @@ def match(
     t0 = time.perf_counter()
     index = index if index is not None else fleet_index(fleet)
     search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
-    pool0 = search.initial(k)
+    # Where orders crowd, each needs a deeper list: scale K by orders per worker nearby.
+    crowd = search.crowding() if n else np.zeros(0)
+    k_per_order = np.clip(np.rint(k * (1.0 + _CROWD_GAIN * crowd)), k, _CROWD_MAX * k).astype(
+        np.int64
+    )
+    pool0 = search.initial(k_per_order)
     pool = _Pool(orders, fleet, weights, now)
     pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
     pool.add(*_preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
     penalty = unassigned_penalty(weights, n)
-    graph = pool.cheapest_per_order(k, penalty)
+    graph = pool.cheapest_per_order(k_per_order, penalty)
     candidates_s = time.perf_counter() - t0
 
     speed = search.speed_mps
@@ -597,7 +606,7 @@ class _Pool:
                 self._t, self._c = [self._cat[2]], [self._cat[3]]
         return self._cat
 
-    def cheapest_per_order(self, k: int, penalty: IntArray) -> IntArray:
+    def cheapest_per_order(self, k: IntArray, penalty: IntArray) -> IntArray:
         """Indices of each order's k cheapest pairs that beat leaving it unassigned."""
         o, _, _, c = self.arrays()
         useful = np.flatnonzero(c < penalty[o])
@@ -605,7 +614,7 @@ class _Pool:
         o_sorted = o[order]
         start = np.searchsorted(o_sorted, o_sorted, side="left")
         rank = np.arange(order.size) - start
-        return np.sort(order[rank < k])
+        return np.sort(order[rank < k[o_sorted]])
 
     def graph_arrays(self, graph: IntArray) -> tuple[IntArray, IntArray, IntArray]:
         o, w, _, c = self.arrays()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import h3
 import numpy as np
 from numpy.typing import NDArray
 
@@ -20,6 +21,7 @@ from dispatch._ragged import member, offsets_from_sorted
 from dispatch.errors import InvalidInput
 from dispatch.index import WorkerIndex
 from dispatch.model import TRANSPORT_MODES, Fleet, OrderBatch
+from geo.cells import latlng_to_cells
 from geo.travel import TransportMode, TravelTimeModel, max_speed_mps
 
 IntArray = NDArray[np.int64]
@@ -29,6 +31,8 @@ BoolArray = NDArray[np.bool_]
 #: Default number of eligible candidates sought per order before the radius stops growing.
 #: Small on purpose: the certificate adds whatever crowded orders need (measured fastest).
 DEFAULT_CANDIDATES = 4
+# H3 level of the cells in which orders per worker are counted (~5 km²).
+_CROWD_LEVEL = 7
 # Radius growth per pass for orders still short of k eligible workers.
 _GROWTH = 1.6
 #: Default hard bound on a worker's travel time to an order, seconds.
@@ -208,16 +212,32 @@ class CandidateSearch:
         *_, ok = hard_constraints(self.orders, self.fleet, o, w, t, self.now, self.max_travel_s)
         return o[ok], w[ok], t[ok]
 
-    def initial(self, k: int) -> CandidatePool:
-        """Grow radii from two H3 rings, doubling until each order has ``k`` eligible workers."""
-        if k < 1:
-            raise InvalidInput(f"candidates_per_order must be >= 1, got {k}")
+    def crowding(self) -> FloatArray:
+        """Orders per indexed worker in each order's ~5 km² cell (inf where no worker)."""
+        level = min(_CROWD_LEVEL, self.index.resolution)
+        cells = np.asarray(latlng_to_cells(self.orders.lat, self.orders.lng, level), np.uint64)
+        _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        orders_here = counts[inverse.reshape(-1)].astype(np.float64)
+        workers_here = self.index.density_per_m2(
+            self.orders.lat, self.orders.lng, level
+        ) * h3.average_hexagon_area(level, "m^2")
+        with np.errstate(divide="ignore"):
+            return np.asarray(orders_here / workers_here, dtype=np.float64)
+
+    def initial(self, k: int | IntArray) -> CandidatePool:
+        """Grow radii from a density-sized start until each order has ``k`` eligible workers.
+
+        ``k`` is one target for all orders or one per order.
+        """
         n = len(self.orders)
+        k_arr = np.broadcast_to(np.asarray(k, dtype=np.int64), (n,))
+        if n and int(k_arr.min()) < 1:
+            raise InvalidInput(f"candidates_per_order must be >= 1, got {int(k_arr.min())}")
         # Size each first radius to hold about 2k workers at the local density, so dense
         # districts do not gather hundreds of pairs per order and suburbs skip doublings.
         density = self.index.density_per_m2(self.orders.lat, self.orders.lng)
         floor = float(self.index.covered_radius_m(1))
-        guess = np.sqrt(2.0 * k / (np.pi * np.maximum(density, 1e-12)))
+        guess = np.sqrt(2.0 * k_arr / (np.pi * np.maximum(density, 1e-12)))
         radius = np.where(density > 0, guess, float(self.index.covered_radius_m(3)))
         radius = np.clip(radius, floor, self.max_radius_m)
         todo = np.arange(n, dtype=np.int64)
@@ -228,7 +248,7 @@ class CandidateSearch:
             self.rounds += 1
             o, w, t = self._query(todo, radius[todo])
             counts = np.bincount(o, minlength=n)[todo]
-            done = (counts >= k) | (radius[todo] >= self.max_radius_m)
+            done = (counts >= k_arr[todo]) | (radius[todo] >= self.max_radius_m)
             finished = np.zeros(n, dtype=np.bool_)
             finished[todo[done]] = True
             keep = finished[o]
