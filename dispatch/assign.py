@@ -336,6 +336,8 @@ def match(
         raise InvalidInput("solver 'lapjv' needs capacity == 1")
     use_flow = solver == "flow" or capacity > 1
     k = int(candidates_per_order)
+    if k < 1:
+        raise InvalidInput(f"candidates_per_order must be >= 1, got {candidates_per_order}")
     n = len(orders)
     warnings: list[str] = []
 
