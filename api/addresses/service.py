@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.addresses.models import Address
 from api.auth.models import User
 from api.catalog.service import AreaLookup
-from api.errors import InvalidInput, NotFound
+from api.errors import Conflict, InvalidInput, NotFound
 from api.geo_edge import CoordType, point_cell, to_wgs84
 from geo.errors import GeoError
 
@@ -63,6 +64,23 @@ async def _locate(
     return wlat, wlng, cell, [h.area_id for h in hits]
 
 
+class DefaultAddressRace(Conflict):
+    """Two requests made different addresses the default at the same moment."""
+
+    code = "default_address_conflict"
+    message = "The request conflicts with the current state."
+
+
+async def _commit_or_conflict(session: AsyncSession) -> None:
+    # The partial unique index allows one default per user: a concurrent change loses
+    # with a 409 the client can retry, instead of a 500.
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise DefaultAddressRace() from exc
+
+
 async def _clear_default(session: AsyncSession, user_id: int) -> None:
     await session.execute(
         update(Address)
@@ -90,7 +108,7 @@ async def create_address(
         user_id=user.id, lat=lat, lng=lng, h3_cell=cell, is_default=make_default, **data
     )
     session.add(address)
-    await session.commit()
+    await _commit_or_conflict(session)
     return address, area_ids
 
 
@@ -137,7 +155,7 @@ async def update_address(
         address.is_default = True
     elif is_default is False:
         address.is_default = False
-    await session.commit()
+    await _commit_or_conflict(session)
     return address
 
 

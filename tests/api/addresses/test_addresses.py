@@ -217,3 +217,33 @@ def test_address_becomes_uncovered_when_its_area_is_deactivated(
     assert off.status_code == 200
     again = client.get(f"/v1/addresses/{created['id']}", headers=alice.headers).json()
     assert again["service_area_ids"] == []
+
+
+def test_database_keeps_one_default_even_when_requests_race(
+    client: TestClient, run_db: Any, area_id: int, alice: Account
+) -> None:
+    from api.addresses import service
+
+    first = client.post("/v1/addresses", json=address_body(), headers=alice.headers).json()
+    assert first["is_default"] is True
+
+    async def second_default(session: Any) -> None:
+        # What a concurrent request that skipped _clear_default would write.
+        session.add(
+            Address(
+                user_id=alice.id,
+                contact_name="x",
+                contact_phone="13800138000",
+                detail="y",
+                lat=INSIDE_WGS[0],
+                lng=INSIDE_WGS[1],
+                h3_cell=first["h3_cell"] and int(first["h3_cell"], 16),
+                is_default=True,
+            )
+        )
+        await service._commit_or_conflict(session)
+
+    with pytest.raises(service.DefaultAddressRace):
+        run_db(second_default)
+    listed = client.get("/v1/addresses", headers=alice.headers).json()
+    assert [a["id"] for a in listed if a["is_default"]] == [first["id"]]
