@@ -51,7 +51,7 @@ def _fleet(n: int = 2, **kw: object) -> Fleet:
 def test_each_hard_constraint_excludes_second_worker(
     order_kw: dict[str, object], fleet_kw: dict[str, object]
 ) -> None:
-    assert _check(_one_order(**order_kw), _fleet(**fleet_kw)).tolist() == [True, False]
+    assert _check(_one_order(**order_kw), _fleet(2, **fleet_kw)).tolist() == [True, False]
 
 
 def test_latest_start_and_travel_bound() -> None:
