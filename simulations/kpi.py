@@ -137,7 +137,7 @@ def kpis(
         "lateness_p90_min": _q(late_min, 0.9),
         "lateness_max_min": float(late_min.max()) if late_min.size else float("nan"),
     }
-    late_only = late_min[late_s[served] > c.grace_s]
+    late_only = late_min[late_min > 0]
     for name, lo, hi in _LATE_BINS:
         values[name] = float(((late_only > lo) & (late_only <= hi)).sum())
     busy = result.worker_busy_s[wsel]
