@@ -1,9 +1,11 @@
 """Candidate generation: for each order, every eligible worker within a growing search radius.
 
-Search radii start at a couple of H3 rings and double, for the orders that still have fewer
-than K eligible workers, until K are found or the radius reaches what the travel-time bound
-allows. Hard constraints (availability, skills, enterprise scope, exclusions, travel bound,
-latest start, shift end after travel + service) filter pairs; everything is vectorised over
+Each order's first radius is sized from the local worker density (about 2K workers
+expected inside); the orders that still have fewer than K eligible workers grow theirs by
+1.6x per pass, all together, until K are found or the radius reaches what the travel-time
+bound allows (max travel s x the fastest straight-line speed of any mode present). Hard
+constraints (availability, skills, enterprise scope, exclusions, travel bound, latest
+start, shift end after travel + service) filter pairs; everything is vectorised over
 (order, worker) pairs. The result is a pool: every eligible worker within ``radius_m[o]`` of
 order o is in it, which is what lets the assignment certify optimality (assign.py).
 """
