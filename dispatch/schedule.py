@@ -78,7 +78,7 @@ __all__ = [
 #: Cost units are "travel seconds"; dropping a visit costs this by default (8 h of riding).
 DEFAULT_DROP_PENALTY = 8 * 3600
 #: Time kept for decoding and repairing the search's routes: per visit, at most this share.
-_DECODE_S_PER_VISIT = 0.001
+_DECODE_S_PER_VISIT = 0.0005
 _DECODE_RESERVE = 0.1
 #: Default penalty for moving a visit away from its current worker (1 h of riding).
 DEFAULT_CHANGE_PENALTY = 3600
@@ -887,7 +887,7 @@ def _solve_problem(
     reasons = _pre_drop_reasons(p, elig)
     # The limit is wall-clock for the whole call: the matrices and decoding count too.
     spent = time.perf_counter() - t_begin
-    reserve = min(_DECODE_RESERVE * stop.seconds, 0.05 + _DECODE_S_PER_VISIT * p.V)
+    reserve = min(_DECODE_RESERVE * stop.seconds, 0.01 + _DECODE_S_PER_VISIT * p.V)
     budget = max(stop.seconds - spent - reserve, 0.05)
     seqs, reasons2, hit, _ = solve_pyvrp(
         p,
