@@ -71,6 +71,8 @@ MAX_ROUNDS = 30
 # _CROWD_MAX·K. Fewer certification rounds where orders crowd.
 _CROWD_GAIN = 2.0
 _CROWD_MAX = 4
+# Largest radius growth per certification pass.
+_WIDEN = 4.0
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
 _REASON_BLOCK = 64
 #: Alternatives listed by ``Assignment.explain`` besides the chosen worker.
@@ -408,8 +410,8 @@ def match(
         need_r = _needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
         grow = np.flatnonzero(need_r > search.radius_m)
         while grow.size and violators.size == 0:
-            # Grow at most 2x per pass: the re-solve usually lowers u_o first.
-            new_r = np.minimum(need_r[grow], np.maximum(2.0 * search.radius_m[grow], 1.0))
+            # Grow at most _WIDEN x per pass: the re-solve usually lowers u_o first.
+            new_r = np.minimum(need_r[grow], np.maximum(_WIDEN * search.radius_m[grow], 1.0))
             o_new, w_new, t_new = search.widen(grow, new_r)
             first_new = pool.size
             pool.add(*pool.drop_known(o_new, w_new, t_new))
