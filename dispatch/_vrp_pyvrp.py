@@ -167,13 +167,11 @@ def solve_pyvrp(
                 )
             )
             client_visit.append(i)
-    break_owner: dict[int, int] = {}
     for k, w in enumerate(p.workers):
         for b_idx, brk in enumerate(w.breaks):
             s = brk.start - p.t0
             if s < p.ready_time[k] or brk.end - p.t0 > p.shift_end[k]:
                 continue  # already behind the worker, or outside the shift
-            break_owner[len(clients)] = k
             vec = [0] * n_dims
             for dim in code_of[k]:
                 vec[off_pin + dim] = 1

@@ -408,9 +408,6 @@ class _Problem:
     worker_index: dict[int, int]
     visit_index: dict[int, int]
 
-    def row_of_visit(self, i: int) -> int:
-        return 2 * self.W + i
-
     @property
     def break_row(self) -> int:
         return 2 * self.W + self.V
@@ -717,7 +714,6 @@ def _schedule_route(
                 max(0, int(rt.start[j]) + p.t0 - v.window_end),
             )
         )
-    int(p.ready_time[k]) + p.t0 if not p.prefix[k] else int(p.shift_start[k]) + p.t0
     return stops, rt.finish + p.t0, travel, distance, rt.feasible, rt.first_violation
 
 
