@@ -1,0 +1,608 @@
+"""Message broker: at-most-once pub/sub for live fan-out, at-least-once streams for the rest.
+
+Two delivery contracts, deliberately kept apart (shared/INTEGRATIONS.md, Redis):
+
+- ``publish``/``subscribe`` — live fan-out (positions, ETAs on ``order:{id}``). Only
+  subscribers connected at publish time receive a message; nothing is stored or
+  acknowledged. Losing one position is harmless: the next ping supersedes it.
+- ``enqueue``/``consume``/``ack``/``claim_stale`` — a durable queue for things that must
+  arrive (Redis Streams + consumer groups). A message stays pending for its group until
+  acked; a consumer that died leaves it pending and another takes it over with
+  ``claim_stale``. Delivery is at least once, so handlers must be idempotent. Without
+  Redis persistence "durable" means "survives the consumer", not "survives Redis": the
+  PostgreSQL outbox stays the record and re-enqueues after a Redis loss.
+
+``MemoryBroker`` is the embedded default (one process, asyncio); ``RedisBroker`` wraps a
+``redis.asyncio`` client. Both pass the same test suite (tests/api/realtime).
+
+Key naming: every Redis key and channel gets the broker's ``prefix``; keys that belong
+to a region carry the hash tag ``{r:<res-5 cell hex>}`` (``region_tag``) so one region's
+keys share a Redis Cluster slot and Lua scripts over them stay legal on a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import ResponseError
+
+#: H3 resolution of a region: the unit a dispatcher owns and Redis keys are tagged by.
+REGION_RES = 5
+#: Prefix of every key and channel unless the caller picks another (tests use unique ones).
+DEFAULT_PREFIX = "dj:"
+# A prefix must not contain braces: the first {...} in a key is its Cluster hash tag.
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$")
+# The single field a stream entry carries: the message bytes.
+_FIELD = b"d"
+
+
+class BrokerError(RuntimeError):
+    """Base class of broker failures that are not plain connection errors."""
+
+
+class InvalidKeyPrefix(ValueError):
+    """A key prefix would break hash tagging (braces) or is not printable ASCII."""
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a safe key prefix, else raise ``InvalidKeyPrefix``."""
+    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+        raise InvalidKeyPrefix(
+            f"prefix must be <= 64 chars of [A-Za-z0-9_.:-] (no braces), got {prefix!r}"
+        )
+    return prefix
+
+
+def region_tag(region: int) -> str:
+    """The Redis Cluster hash tag of a region (an H3 res-5 cell as int): ``{r:<hex>}``."""
+    return "{r:%015x}" % int(region)  # noqa: UP031 - fixed width, same as H3's string form
+
+
+def encode_message(message: bytes | Mapping[str, Any]) -> bytes:
+    """Bytes as they are; a mapping as compact UTF-8 JSON."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        return bytes(message)
+    if isinstance(message, Mapping):
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    raise TypeError(f"message must be bytes or a mapping, got {type(message).__name__}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One pub/sub message as a subscriber receives it."""
+
+    channel: str
+    data: bytes
+
+    def json(self) -> Any:
+        """The payload decoded as JSON (what a dict ``publish`` sent)."""
+        return json.loads(self.data)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry handed to a consumer; ``ack`` it once handled."""
+
+    stream: str
+    id: str
+    data: bytes
+
+    def json(self) -> Any:
+        """The payload decoded as JSON (what a dict ``enqueue`` sent)."""
+        return json.loads(self.data)
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """An open subscription: an async context manager and an async iterator of messages."""
+
+    async def __aenter__(self) -> Self:
+        """Subscribe; messages published after this returns are delivered."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unsubscribe and release the connection."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        """Iterate over messages until the subscription is closed."""
+        ...
+
+    async def get(self, timeout_s: float | None = None) -> Message | None:
+        """The next message, or None if none arrived within ``timeout_s`` seconds."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Live fan-out (at most once) and a durable queue (at least once)."""
+
+    async def publish(self, channel: str, message: bytes | Mapping[str, Any]) -> int:
+        """Send to the subscribers connected now; returns how many received it."""
+        ...
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
+        ...
+
+    async def enqueue(
+        self, stream: str, message: bytes | Mapping[str, Any], *, maxlen: int | None = None
+    ) -> str:
+        """Append to ``stream``; returns the entry id (``<ms>-<seq>``, increasing)."""
+        ...
+
+    async def ensure_group(self, stream: str, group: str, *, from_start: bool = True) -> None:
+        """Create consumer ``group`` on ``stream`` if missing (from the first entry by default)."""
+        ...
+
+    async def consume(
+        self, stream: str, group: str, consumer: str, *, count: int = 10, block_ms: int = 0
+    ) -> list[Delivery]:
+        """Up to ``count`` never-delivered entries for ``consumer``; pending until acked.
+
+        ``block_ms`` > 0 waits up to that long for one; 0 returns at once (unlike Redis's
+        ``BLOCK 0``, which waits forever). Creates the group if it does not exist.
+        """
+        ...
+
+    async def ack(self, stream: str, group: str, *ids: str) -> int:
+        """Mark entries handled for ``group``; returns how many were pending."""
+        ...
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]:
+        """Take over entries pending longer than ``min_idle_ms`` (their consumer died)."""
+        ...
+
+    async def pending(self, stream: str, group: str) -> int:
+        """How many entries of ``group`` are delivered but not acked."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; subscriptions end."""
+        ...
+
+
+def _check_count(count: int, name: str = "count") -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {count!r}")
+
+
+def _check_ms(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 (milliseconds), got {value!r}")
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+class _MemorySubscription:
+    """A subscriber's bounded queue; when full the oldest message is dropped (at most once)."""
+
+    def __init__(self, broker: MemoryBroker, channels: tuple[str, ...], max_pending: int) -> None:
+        self._broker = broker
+        self._channels = channels
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(max_pending)
+        self.dropped = 0
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        for channel in self._channels:
+            self._broker._subscribers.setdefault(channel, set()).add(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closed = True
+        for channel in self._channels:
+            subs = self._broker._subscribers.get(channel)
+            if subs is not None:
+                subs.discard(self)
+                if not subs:
+                    del self._broker._subscribers[channel]
+
+    def _deliver(self, message: Message) -> None:
+        if self._queue.full():
+            # A slow reader gets the newest positions rather than a growing backlog.
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(message)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while not self._closed:
+            yield await self._queue.get()
+
+    async def get(self, timeout_s: float | None = None) -> Message | None:
+        """The next message, or None if none arrived within ``timeout_s`` seconds."""
+        if timeout_s is None:
+            return await self._queue.get()
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
+@dataclass
+class _Pending:
+    consumer: str
+    delivered_at_ms: float
+    deliveries: int
+
+
+@dataclass
+class _Group:
+    last_delivered: tuple[int, int]
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+@dataclass
+class _Stream:
+    entries: dict[str, bytes] = field(default_factory=dict)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    last_id: tuple[int, int] = (0, 0)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class MemoryBroker:
+    """The in-process broker (one event loop): same contracts as ``RedisBroker``.
+
+    ``clock`` returns milliseconds and drives stream ids and idle times, so tests can
+    make a consumer "die" for a minute without waiting a minute.
+    """
+
+    def __init__(
+        self, *, max_pending: int = 1000, clock: Callable[[], float] | None = None
+    ) -> None:
+        _check_count(max_pending, "max_pending")
+        self._max_pending = max_pending
+        self._clock = clock or (lambda: time.time() * 1000.0)
+        self._subscribers: dict[str, set[_MemorySubscription]] = {}
+        self._streams: dict[str, _Stream] = {}
+
+    async def publish(self, channel: str, message: bytes | Mapping[str, Any]) -> int:
+        """Send to the subscribers connected now; returns how many received it."""
+        data = encode_message(message)
+        subs = list(self._subscribers.get(channel, ()))
+        for sub in subs:
+            sub._deliver(Message(channel, data))
+        return len(subs)
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
+        if not channels:
+            raise ValueError("subscribe needs at least one channel")
+        return _MemorySubscription(self, tuple(channels), self._max_pending)
+
+    def _stream(self, stream: str) -> _Stream:
+        return self._streams.setdefault(stream, _Stream())
+
+    async def enqueue(
+        self, stream: str, message: bytes | Mapping[str, Any], *, maxlen: int | None = None
+    ) -> str:
+        """Append to ``stream``; returns the entry id (``<ms>-<seq>``, increasing)."""
+        data = encode_message(message)
+        s = self._stream(stream)
+        ms = int(self._clock())
+        # Same rule as Redis: ids never go backwards, even if the clock does.
+        new_id = (ms, 0) if ms > s.last_id[0] else (s.last_id[0], s.last_id[1] + 1)
+        s.last_id = new_id
+        entry_id = f"{new_id[0]}-{new_id[1]}"
+        s.entries[entry_id] = data
+        if maxlen is not None:
+            _check_count(maxlen, "maxlen")
+            for old in list(itertools.islice(s.entries, max(0, len(s.entries) - maxlen))):
+                del s.entries[old]
+        s.changed.set()
+        s.changed = asyncio.Event()
+        return entry_id
+
+    async def ensure_group(self, stream: str, group: str, *, from_start: bool = True) -> None:
+        """Create consumer ``group`` on ``stream`` if missing (from the first entry by default)."""
+        s = self._stream(stream)
+        if group not in s.groups:
+            s.groups[group] = _Group(last_delivered=(0, 0) if from_start else s.last_id)
+
+    async def consume(
+        self, stream: str, group: str, consumer: str, *, count: int = 10, block_ms: int = 0
+    ) -> list[Delivery]:
+        """Up to ``count`` never-delivered entries for ``consumer``; pending until acked."""
+        _check_count(count)
+        _check_ms(block_ms, "block_ms")
+        await self.ensure_group(stream, group)
+        s = self._streams[stream]
+        out = self._take_new(stream, s, group, consumer, count)
+        if out or block_ms == 0:
+            return out
+        try:
+            await asyncio.wait_for(s.changed.wait(), block_ms / 1000.0)
+        except TimeoutError:
+            return []
+        return self._take_new(stream, s, group, consumer, count)
+
+    def _take_new(
+        self, stream: str, s: _Stream, group: str, consumer: str, count: int
+    ) -> list[Delivery]:
+        g = s.groups[group]
+        now = self._clock()
+        out: list[Delivery] = []
+        for entry_id, data in s.entries.items():
+            if len(out) == count:
+                break
+            parsed = _parse_id(entry_id)
+            if parsed <= g.last_delivered:
+                continue
+            g.last_delivered = parsed
+            g.pending[entry_id] = _Pending(consumer, now, 1)
+            out.append(Delivery(stream, entry_id, data))
+        return out
+
+    async def ack(self, stream: str, group: str, *ids: str) -> int:
+        """Mark entries handled for ``group``; returns how many were pending."""
+        g = self._streams.get(stream, _Stream()).groups.get(group)
+        if g is None:
+            return 0
+        return sum(g.pending.pop(entry_id, None) is not None for entry_id in ids)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]:
+        """Take over entries pending longer than ``min_idle_ms`` (their consumer died)."""
+        _check_ms(min_idle_ms, "min_idle_ms")
+        _check_count(count)
+        s = self._streams.get(stream)
+        g = s.groups.get(group) if s is not None else None
+        if s is None or g is None:
+            return []
+        now = self._clock()
+        out: list[Delivery] = []
+        for entry_id in sorted(g.pending, key=_parse_id):
+            if len(out) == count:
+                break
+            p = g.pending[entry_id]
+            if now - p.delivered_at_ms < min_idle_ms:
+                continue
+            if entry_id not in s.entries:  # trimmed away meanwhile: Redis drops these too
+                del g.pending[entry_id]
+                continue
+            g.pending[entry_id] = _Pending(consumer, now, p.deliveries + 1)
+            out.append(Delivery(stream, entry_id, s.entries[entry_id]))
+        return out
+
+    async def pending(self, stream: str, group: str) -> int:
+        """How many entries of ``group`` are delivered but not acked."""
+        s = self._streams.get(stream)
+        g = s.groups.get(group) if s is not None else None
+        return 0 if g is None else len(g.pending)
+
+    async def aclose(self) -> None:
+        """Forget every stream; open subscriptions simply stop receiving."""
+        self._subscribers.clear()
+        self._streams.clear()
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class _RedisSubscription:
+    """A redis-py PubSub on its own connection; ``__aenter__`` waits for the confirmations."""
+
+    def __init__(self, client: redis_asyncio.Redis, channels: tuple[str, ...], prefix: str) -> None:
+        self._pubsub = client.pubsub()
+        self._channels = channels
+        self._prefix = prefix
+
+    async def __aenter__(self) -> Self:
+        await self._pubsub.subscribe(*(self._prefix + c for c in self._channels))
+        # Wait for every confirmation: only then does the server route our channels to
+        # this connection, so "published after subscribe returned" really is delivered.
+        confirmed = 0
+        while confirmed < len(self._channels):
+            msg = await self._pubsub.get_message(timeout=1.0)
+            if msg is not None and msg["type"] == "subscribe":
+                confirmed += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._pubsub.unsubscribe()
+        finally:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _message(self, raw: dict[str, Any]) -> Message:
+        channel = raw["channel"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        data = raw["data"]
+        return Message(name.removeprefix(self._prefix), data if isinstance(data, bytes) else b"")
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            msg = await self.get()
+            if msg is not None:
+                yield msg
+
+    async def get(self, timeout_s: float | None = None) -> Message | None:
+        """The next message, or None if none arrived within ``timeout_s`` seconds."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            # Short reads keep us below the client's socket timeout while waiting forever.
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            raw = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if raw is not None and raw.get("type") == "message":
+                return self._message(raw)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+
+def _decode_id(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBroker:
+    """``Broker`` over Redis: PUBLISH/SUBSCRIBE and Streams with consumer groups.
+
+    Takes a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (the app's
+    lifespan client). ``block_ms`` must stay below the client's socket timeout.
+    """
+
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.prefix = check_prefix(prefix)
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisBroker:
+        """A broker on its own client for ``url`` (closed by ``aclose``)."""
+        return cls(redis_asyncio.from_url(url), prefix=prefix, owns_client=True)
+
+    async def publish(self, channel: str, message: bytes | Mapping[str, Any]) -> int:
+        """Send to the subscribers connected now; returns how many received it."""
+        return int(await self.client.publish(self.prefix + channel, encode_message(message)))
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
+        if not channels:
+            raise ValueError("subscribe needs at least one channel")
+        return _RedisSubscription(self.client, tuple(channels), self.prefix)
+
+    async def enqueue(
+        self, stream: str, message: bytes | Mapping[str, Any], *, maxlen: int | None = None
+    ) -> str:
+        """Append to ``stream``; returns the entry id (``<ms>-<seq>``, increasing)."""
+        if maxlen is not None:
+            _check_count(maxlen, "maxlen")
+        entry_id = await self.client.xadd(
+            self.prefix + stream,
+            {_FIELD: encode_message(message)},
+            maxlen=maxlen,
+            approximate=False,
+        )
+        return _decode_id(entry_id)
+
+    async def ensure_group(self, stream: str, group: str, *, from_start: bool = True) -> None:
+        """Create consumer ``group`` on ``stream`` if missing (from the first entry by default)."""
+        try:
+            await self.client.xgroup_create(
+                self.prefix + stream, group, id="0" if from_start else "$", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _deliveries(self, stream: str, entries: Any) -> list[Delivery]:
+        out = []
+        for entry_id, fields in entries or ():
+            if fields is None:  # deleted while pending
+                continue
+            out.append(Delivery(stream, _decode_id(entry_id), fields.get(_FIELD, b"")))
+        return out
+
+    async def consume(
+        self, stream: str, group: str, consumer: str, *, count: int = 10, block_ms: int = 0
+    ) -> list[Delivery]:
+        """Up to ``count`` never-delivered entries for ``consumer``; pending until acked."""
+        _check_count(count)
+        _check_ms(block_ms, "block_ms")
+        key = self.prefix + stream
+        for attempt in range(2):
+            try:
+                reply = await self.client.xreadgroup(
+                    group, consumer, {key: ">"}, count=count, block=block_ms or None
+                )
+                break
+            except ResponseError as exc:
+                # NOGROUP: first use, or Redis lost everything (no persistence) -> recreate.
+                if "NOGROUP" not in str(exc) or attempt:
+                    raise
+                await self.ensure_group(stream, group)
+        out: list[Delivery] = []
+        streams: Any = reply or ()
+        for _name, entries in streams:
+            out.extend(self._deliveries(stream, entries))
+        return out
+
+    async def ack(self, stream: str, group: str, *ids: str) -> int:
+        """Mark entries handled for ``group``; returns how many were pending."""
+        if not ids:
+            return 0
+        return int(await self.client.xack(self.prefix + stream, group, *ids))
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]:
+        """Take over entries pending longer than ``min_idle_ms`` (their consumer died)."""
+        _check_ms(min_idle_ms, "min_idle_ms")
+        _check_count(count)
+        key = self.prefix + stream
+        out: list[Delivery] = []
+        start = "0-0"
+        while len(out) < count:
+            try:
+                reply = await self.client.xautoclaim(
+                    key, group, consumer, min_idle_ms, start_id=start, count=count - len(out)
+                )
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return out
+                raise
+            next_start, entries = _decode_id(reply[0]), reply[1]
+            out.extend(self._deliveries(stream, entries))
+            if next_start == "0-0":
+                break
+            start = next_start
+        return out
+
+    async def pending(self, stream: str, group: str) -> int:
+        """How many entries of ``group`` are delivered but not acked."""
+        try:
+            info = await self.client.xpending(self.prefix + stream, group)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
+        return int(info["pending"])
+
+    async def aclose(self) -> None:
+        """Close the client if this broker created it."""
+        if self._owns_client:
+            await self.client.aclose()

@@ -1,0 +1,1007 @@
+"""LiveState: where each worker is now, and which workers are in which H3 cell.
+
+Pings arrive in batches (struct of arrays, WGS-84 already: the API converts GCJ-02 at
+the edge). ``update_positions`` keeps, per worker, only the newest ping it has ever
+seen: an older ping (out of order, retried, replayed) never moves a worker back. Every
+accepted move takes the worker out of its old cell's member set and into the new one
+in the same atomic step, so ``workers_in_cells`` — the candidate search's first cut —
+always agrees with ``get_positions``. Offline workers keep their last position but
+leave the member sets. Nothing here is the record: ``snapshot()`` returns a
+``PingBatch`` and ``restore`` replays one, which is how the state is rebuilt from the
+database (or a snapshot) after a Redis loss.
+
+Adapters: ``MemoryLiveState`` (dicts, the embedded default) and ``RedisLiveState``
+(Lua scripts over pipelined batches). Redis layout, ``P`` = key prefix::
+
+    P{r:<region>}:pos          hash   worker id -> 48-byte record (see REC_DTYPE)
+    P{r:<region>}:ts           zset   worker id -> ping epoch s   (for stale eviction)
+    P{r:<region>}:c:<cell>     set    worker ids in that cell (online/busy only)
+    P{d:<shard>}:dir           hash   worker id -> ts, region, state (the per-worker order)
+    Pregions                   set    regions that hold any key (snapshot, eviction)
+
+Region keys share the hash tag of the worker's res-5 region, so the script that moves a
+worker between cells of one region is a single-slot script, legal on Redis Cluster.
+Which region a worker is in, and the newest ping time, live in a directory sharded by
+worker id. An update therefore takes two round trips per batch: (1) the directory
+script accepts or rejects each ping by time and reports the worker's previous region;
+(2) one script per region applies the accepted pings, and when a worker crossed into
+another region, a script on the old region removes it and leaves a tombstone carrying
+the ping time, so a late ping racing in from another ingester cannot resurrect it there.
+Each region script re-checks the time against its own record, so concurrent ingesters
+converge on the newest ping.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
+
+import numpy as np
+import redis.asyncio as redis_asyncio
+from numpy.typing import ArrayLike, NDArray
+from redis.exceptions import NoScriptError
+
+from api.broker import (
+    DEFAULT_PREFIX,
+    REGION_RES,
+    Broker,
+    MemoryBroker,
+    RedisBroker,
+    check_prefix,
+)
+from api.leases import LeaseStore, MemoryLeases, RedisLeases
+from geo.cells import cell_to_parent, get_resolution, latlng_to_cells
+
+IntArray: TypeAlias = NDArray[np.int64]
+FloatArray: TypeAlias = NDArray[np.float64]
+CellArray: TypeAlias = NDArray[np.uint64]
+CodeArray: TypeAlias = NDArray[np.uint8]
+
+#: Default H3 resolution of the member sets (edge ≈ 460 m): a worker changes cell
+#: every minute or so at e-bike speed, and a k=2 disk covers a ~2 km first cut.
+DEFAULT_CELL_RES = 8
+#: Default age (seconds since the last ping) after which ``evict_stale`` drops a worker.
+DEFAULT_STALE_AFTER_S = 300.0
+#: Worker ids must be exact in float64 (they travel through Lua as doubles).
+MAX_WORKER_ID = 2**53 - 1
+
+
+class LiveStateError(Exception):
+    """Base class of LiveState errors."""
+
+
+class InvalidPing(LiveStateError, ValueError):
+    """A ping batch has mismatched lengths, bad coordinates, ids or times."""
+
+
+class WrongResolution(LiveStateError, ValueError):
+    """Cells passed to ``workers_in_cells`` are not at the store's ``cell_res``."""
+
+
+class WorkerState(enum.StrEnum):
+    """Availability of a worker as the live layer sees it."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    BUSY = "busy"
+
+    @property
+    def code(self) -> int:
+        """The one-byte code stored in records and ``PingBatch.states``."""
+        return _STATE_CODE[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> WorkerState | None:
+        """The state for a stored code; None for ``KEEP_STATE``/unknown."""
+        return _CODE_STATE.get(int(code))
+
+
+#: ``PingBatch.states`` value meaning "leave the worker's state as it is".
+KEEP_STATE = 0
+_STATE_CODE = {
+    WorkerState.ONLINE: ord("n"),
+    WorkerState.OFFLINE: ord("f"),
+    WorkerState.BUSY: ord("b"),
+}
+_CODE_STATE = {code: state for state, code in _STATE_CODE.items()}
+_OFFLINE = _STATE_CODE[WorkerState.OFFLINE]
+_ONLINE = _STATE_CODE[WorkerState.ONLINE]
+
+#: One stored position, fixed width so Lua slices it and numpy decodes many at once.
+REC_DTYPE = np.dtype(
+    [
+        ("ts", "<f8"),
+        ("lat", "<f8"),
+        ("lng", "<f8"),
+        ("acc", "<f4"),
+        ("state", "u1"),
+        ("pad", "V3"),
+        ("cell", "S16"),  # lowercase hex; all zeros = tombstone (left this region)
+    ]
+)
+_TOMB = b"0" * 16
+
+
+def _as(values: ArrayLike, dtype: Any, name: str) -> NDArray[Any]:
+    try:
+        arr = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidPing(f"{name} must be numeric, got {values!r}") from exc
+    if arr.ndim != 1:
+        raise InvalidPing(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _first_bad(mask: NDArray[np.bool_]) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+@dataclass(frozen=True)
+class PingBatch:
+    """Pings as parallel arrays: one row per ping, WGS-84 degrees, epoch seconds, metres.
+
+    ``accuracy_m`` is NaN where unknown; ``states`` holds ``WorkerState.code`` values
+    or ``KEEP_STATE``. Build with ``PingBatch.of`` (coerces and validates).
+    """
+
+    worker_ids: IntArray
+    lat: FloatArray
+    lng: FloatArray
+    ts: FloatArray
+    accuracy_m: FloatArray
+    states: CodeArray
+
+    def __post_init__(self) -> None:
+        n = self.worker_ids.shape[0]
+        for name in ("lat", "lng", "ts", "accuracy_m", "states"):
+            if getattr(self, name).shape != (n,):
+                raise InvalidPing(
+                    f"{name} must have the {n} rows of worker_ids, got {getattr(self, name).shape}"
+                )
+        checks = (
+            ("worker_ids", (self.worker_ids < 0) | (self.worker_ids > MAX_WORKER_ID), "0..2^53-1"),
+            ("lat", ~(np.abs(self.lat) <= 90.0), "finite and within ±90"),
+            ("lng", ~(np.abs(self.lng) <= 180.0), "finite and within ±180"),
+            ("ts", ~np.isfinite(self.ts), "finite epoch seconds"),
+            ("accuracy_m", self.accuracy_m < 0, ">= 0 or NaN"),
+            ("states", ~np.isin(self.states, _VALID_CODES), "a WorkerState code or KEEP_STATE"),
+        )
+        for name, bad, rule in checks:
+            if bad.any():
+                i = _first_bad(bad)
+                raise InvalidPing(f"{name}[{i}] must be {rule}, got {getattr(self, name)[i]!r}")
+
+    @classmethod
+    def of(
+        cls,
+        worker_ids: ArrayLike,
+        lat: ArrayLike,
+        lng: ArrayLike,
+        ts: ArrayLike,
+        accuracy_m: ArrayLike | None = None,
+        states: ArrayLike | None = None,
+    ) -> PingBatch:
+        """Coerce and validate; ``states`` may be ``WorkerState`` values or codes."""
+        ids = _as(worker_ids, np.int64, "worker_ids")
+        n = ids.shape[0]
+        acc = (
+            np.full(n, np.nan) if accuracy_m is None else _as(accuracy_m, np.float64, "accuracy_m")
+        )
+        if states is None:
+            codes = np.zeros(n, dtype=np.uint8)
+        else:
+            raw: Any = states
+            if not isinstance(raw, np.ndarray):
+                raw = list(raw)
+            if len(raw) and isinstance(raw[0], str):
+                codes = np.array([WorkerState(str(s)).code for s in raw], dtype=np.uint8)
+            else:
+                codes = _as(raw, np.uint8, "states")
+        return cls(
+            ids,
+            _as(lat, np.float64, "lat"),
+            _as(lng, np.float64, "lng"),
+            _as(ts, np.float64, "ts"),
+            acc,
+            codes,
+        )
+
+    def __len__(self) -> int:
+        return int(self.worker_ids.shape[0])
+
+    def take(self, rows: NDArray[Any]) -> PingBatch:
+        """The pings at ``rows`` (indices or a boolean mask)."""
+        return PingBatch(
+            self.worker_ids[rows],
+            self.lat[rows],
+            self.lng[rows],
+            self.ts[rows],
+            self.accuracy_m[rows],
+            self.states[rows],
+        )
+
+
+_VALID_CODES = np.array([KEEP_STATE, *_STATE_CODE.values()], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What ``update_positions`` did with each ping of the batch.
+
+    ``applied[i]`` is True when ping ``i`` became its worker's current position. A
+    ping is not applied when its worker already has a newer one (``stale``), or when a
+    newer ping of the same worker is in the same batch (``superseded``).
+    """
+
+    applied: NDArray[np.bool_]
+    stale: int
+    superseded: int
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Current positions of the asked-for workers, in the order asked (``found``: known)."""
+
+    worker_ids: IntArray
+    found: NDArray[np.bool_]
+    lat: FloatArray
+    lng: FloatArray
+    ts: FloatArray
+    accuracy_m: FloatArray
+    states: CodeArray
+    cells: CellArray
+
+    def state(self, i: int) -> WorkerState | None:
+        """The state of row ``i`` (None when the worker is unknown)."""
+        return WorkerState.from_code(int(self.states[i])) if self.found[i] else None
+
+
+@dataclass(frozen=True)
+class CellMembers:
+    """Workers in the asked-for cells: parallel arrays, sorted by (cell, worker id)."""
+
+    worker_ids: IntArray
+    cells: CellArray
+
+
+@runtime_checkable
+class LiveState(Protocol):
+    """Worker positions and states; per-cell membership for candidate search."""
+
+    cell_res: int
+    stale_after_s: float
+
+    async def update_positions(self, batch: PingBatch) -> UpdateResult:
+        """Apply a batch; a ping older than the worker's stored one changes nothing."""
+        ...
+
+    async def get_positions(self, worker_ids: ArrayLike) -> Positions:
+        """Current position and state of each worker (``found`` False if unknown)."""
+        ...
+
+    async def workers_in_cells(self, cells: ArrayLike) -> CellMembers:
+        """Online and busy workers whose current cell (at ``cell_res``) is in ``cells``."""
+        ...
+
+    async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
+        """Set a known worker's state; False if the worker has no position."""
+        ...
+
+    async def evict_stale(self, now: float) -> int:
+        """Drop workers whose last ping is older than ``now - stale_after_s``; returns how many."""
+        ...
+
+    async def snapshot(self) -> PingBatch:
+        """Every current worker as a ping batch with states (for ``restore``)."""
+        ...
+
+    async def restore(self, batch: PingBatch) -> UpdateResult:
+        """Rebuild from a snapshot or the database's last pings (newer state wins)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _check_config(cell_res: int, stale_after_s: float) -> None:
+    if (
+        isinstance(cell_res, bool)
+        or not isinstance(cell_res, int)
+        or not REGION_RES <= cell_res <= 15
+    ):
+        raise ValueError(f"cell_res must be an int in {REGION_RES}..15, got {cell_res!r}")
+    if not (math.isfinite(stale_after_s) and stale_after_s > 0):
+        raise ValueError(f"stale_after_s must be positive and finite, got {stale_after_s!r}")
+
+
+def latest_per_worker(batch: PingBatch) -> NDArray[np.int64]:
+    """Row indices of each worker's newest ping in ``batch`` (ties: the later row wins)."""
+    if len(batch) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(len(batch)), batch.ts, batch.worker_ids))
+    ids_sorted = batch.worker_ids[order]
+    last = np.ones(order.size, dtype=bool)
+    last[:-1] = ids_sorted[1:] != ids_sorted[:-1]
+    return order[last].astype(np.int64)
+
+
+def _check_cells(cells: ArrayLike, res: int) -> CellArray:
+    arr = np.unique(np.asarray(cells, dtype=np.uint64).reshape(-1))
+    if arr.size:
+        got = get_resolution(arr)
+        if (got != res).any():
+            raise WrongResolution(
+                f"cells must be at resolution {res}, got {int(got[got != res][0])}"
+            )
+    return arr
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+class MemoryLiveState:
+    """``LiveState`` in one process: dicts and sets, no awaits inside an update (atomic)."""
+
+    def __init__(
+        self, *, cell_res: int = DEFAULT_CELL_RES, stale_after_s: float = DEFAULT_STALE_AFTER_S
+    ) -> None:
+        _check_config(cell_res, stale_after_s)
+        self.cell_res = cell_res
+        self.stale_after_s = stale_after_s
+        # worker id -> (ts, lat, lng, accuracy_m, state code, cell)
+        self._records: dict[int, tuple[float, float, float, float, int, int]] = {}
+        # worker id -> (newest ping ts, state): outlives eviction, like the Redis
+        # directory, so a late ping of an evicted worker cannot bring back an old position.
+        self._last: dict[int, tuple[float, int]] = {}
+        self._members: dict[int, set[int]] = {}
+
+    def _leave(self, worker_id: int, cell: int) -> None:
+        members = self._members.get(cell)
+        if members is not None:
+            members.discard(worker_id)
+            if not members:
+                del self._members[cell]
+
+    async def update_positions(self, batch: PingBatch) -> UpdateResult:
+        """Apply a batch; a ping older than the worker's stored one changes nothing."""
+        rows = latest_per_worker(batch)
+        applied = np.zeros(len(batch), dtype=bool)
+        if rows.size == 0:
+            return UpdateResult(applied, 0, 0)
+        cells = latlng_to_cells(batch.lat[rows], batch.lng[rows], self.cell_res).tolist()
+        stale = 0
+        records, last = self._records, self._last
+        for row, cell, wid, ts, lat, lng, acc, code in zip(
+            rows.tolist(),
+            cells,
+            batch.worker_ids[rows].tolist(),
+            batch.ts[rows].tolist(),
+            batch.lat[rows].tolist(),
+            batch.lng[rows].tolist(),
+            batch.accuracy_m[rows].tolist(),
+            batch.states[rows].tolist(),
+            strict=True,
+        ):
+            seen = last.get(wid)
+            if seen is not None and seen[0] >= ts:
+                stale += 1
+                continue
+            state = code or (seen[1] if seen is not None else _ONLINE)
+            old = records.get(wid)
+            was_member = old is not None and old[4] != _OFFLINE
+            is_member = state != _OFFLINE
+            if was_member and old is not None and (not is_member or old[5] != cell):
+                self._leave(wid, old[5])
+            if is_member and (not was_member or old is None or old[5] != cell):
+                self._members.setdefault(cell, set()).add(wid)
+            records[wid] = (ts, lat, lng, acc, state, cell)
+            last[wid] = (ts, state)
+            applied[row] = True
+        return UpdateResult(applied, stale, len(batch) - rows.size)
+
+    async def get_positions(self, worker_ids: ArrayLike) -> Positions:
+        """Current position and state of each worker (``found`` False if unknown)."""
+        ids = _as(worker_ids, np.int64, "worker_ids")
+        out = _empty_positions(ids)
+        for i, wid in enumerate(ids.tolist()):
+            rec = self._records.get(wid)
+            if rec is None:
+                continue
+            out.found[i] = True
+            out.ts[i], out.lat[i], out.lng[i], out.accuracy_m[i] = rec[0], rec[1], rec[2], rec[3]
+            out.states[i] = rec[4]
+            out.cells[i] = rec[5]
+        return out
+
+    async def workers_in_cells(self, cells: ArrayLike) -> CellMembers:
+        """Online and busy workers whose current cell (at ``cell_res``) is in ``cells``."""
+        wanted = _check_cells(cells, self.cell_res)
+        pairs = [(c, w) for c in wanted.tolist() for w in self._members.get(c, ())]
+        return _members_from_pairs(pairs)
+
+    async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
+        """Set a known worker's state; False if the worker has no position."""
+        code = WorkerState(state).code
+        wid = int(worker_id)
+        rec = self._records.get(wid)
+        if rec is None:
+            return False
+        if rec[4] != _OFFLINE and code == _OFFLINE:
+            self._leave(wid, rec[5])
+        elif rec[4] == _OFFLINE and code != _OFFLINE:
+            self._members.setdefault(rec[5], set()).add(wid)
+        self._records[wid] = (*rec[:4], code, rec[5])
+        self._last[wid] = (self._last[wid][0], code)
+        return True
+
+    async def evict_stale(self, now: float) -> int:
+        """Drop workers whose last ping is older than ``now - stale_after_s``; returns how many."""
+        cutoff = now - self.stale_after_s
+        gone = [wid for wid, rec in self._records.items() if rec[0] < cutoff]
+        for wid in gone:
+            rec = self._records.pop(wid)
+            self._leave(wid, rec[5])
+        return len(gone)
+
+    async def snapshot(self) -> PingBatch:
+        """Every current worker as a ping batch with states (for ``restore``)."""
+        ids = sorted(self._records)
+        recs = [self._records[w] for w in ids]
+        return PingBatch.of(
+            ids,
+            [r[1] for r in recs],
+            [r[2] for r in recs],
+            [r[0] for r in recs],
+            [r[3] for r in recs],
+            np.array([r[4] for r in recs], dtype=np.uint8),
+        )
+
+    async def restore(self, batch: PingBatch) -> UpdateResult:
+        """Rebuild from a snapshot or the database's last pings (newer state wins)."""
+        return await self.update_positions(batch)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def member_sets(self) -> dict[int, frozenset[int]]:
+        """Cell -> workers, as stored (tests compare it with the positions)."""
+        return {cell: frozenset(ws) for cell, ws in self._members.items()}
+
+
+def _empty_positions(ids: IntArray) -> Positions:
+    n = ids.size
+    return Positions(
+        worker_ids=ids,
+        found=np.zeros(n, dtype=bool),
+        lat=np.full(n, np.nan),
+        lng=np.full(n, np.nan),
+        ts=np.full(n, np.nan),
+        accuracy_m=np.full(n, np.nan),
+        states=np.zeros(n, dtype=np.uint8),
+        cells=np.zeros(n, dtype=np.uint64),
+    )
+
+
+def _members_from_pairs(pairs: list[tuple[int, int]]) -> CellMembers:
+    pairs.sort()
+    return CellMembers(
+        worker_ids=np.array([w for _, w in pairs], dtype=np.int64),
+        cells=np.array([c for c, _ in pairs], dtype=np.uint64),
+    )
+
+
+# --------------------------------------------------------------------------- Redis
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
+_HEX_VALUE = np.zeros(256, dtype=np.uint64)
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
+
+
+def cells_to_hex(cells: CellArray) -> NDArray[np.bytes_]:
+    """uint64 cells as 16-character lowercase hex (``S16``), vectorised."""
+    nibbles = (cells.reshape(-1, 1) >> _HEX_SHIFTS) & np.uint64(15)
+    return np.ascontiguousarray(_HEX_DIGITS[nibbles]).view("S16").reshape(-1)
+
+
+def hex_to_cells(hexes: NDArray[np.bytes_]) -> CellArray:
+    """16-character hex (``S16``) back to uint64, vectorised."""
+    raw = np.ascontiguousarray(hexes, dtype="S16").view(np.uint8).reshape(-1, 16)
+    out: CellArray = (_HEX_VALUE[raw] << _HEX_SHIFTS).sum(axis=1, dtype=np.uint64)
+    return out
+
+
+# Lua: ids travel as little-endian doubles (exact below 2^53) and are keyed as decimal.
+# Directory script. KEYS[1] = P{d:<shard>}:dir. ARGV[1] = n x (id f8, ts f8, region c16,
+# state u1). Per ping it returns 18 bytes: status ('S' stale, 'N' new, 'K' same region,
+# 'M' moved), the previous region (hex) and the state to apply.
+_DIR_LUA = """
+local blob = ARGV[1]
+local out = {}
+local n = #blob / 33
+for i = 0, n - 1 do
+  local off = i * 33
+  local id, ts = struct.unpack('<dd', blob, off + 1)
+  local key = string.format('%d', id)
+  local region = string.sub(blob, off + 17, off + 32)
+  local state = string.sub(blob, off + 33, off + 33)
+  local cur = redis.call('HGET', KEYS[1], key)
+  if cur and struct.unpack('<d', cur) >= ts then
+    out[#out + 1] = 'S' .. string.sub(cur, 9, 25)
+  else
+    local status = 'N'
+    local old = '0000000000000000'
+    if cur then
+      old = string.sub(cur, 9, 24)
+      if state == '\\0' then state = string.sub(cur, 25, 25) end
+      if old == region then status = 'K' else status = 'M' end
+    elseif state == '\\0' then
+      state = 'n'
+    end
+    redis.call('HSET', KEYS[1], key, struct.pack('<d', ts) .. region .. state)
+    out[#out + 1] = status .. old .. state
+  end
+end
+return table.concat(out)
+"""
+
+# Region script. KEYS[1] = P{r:R}:pos, KEYS[2] = P{r:R}:ts. ARGV[1] = cell-set key prefix,
+# ARGV[2] = n x (id f8, record 48 bytes). Applies a record only if newer than the stored
+# one; moves set membership in the same step. Returns how many were applied.
+_REGION_LUA = """
+local blob, setp = ARGV[2], ARGV[1]
+local applied = 0
+for i = 0, #blob / 56 - 1 do
+  local off = i * 56
+  local id = struct.unpack('<d', blob, off + 1)
+  local key = string.format('%d', id)
+  local rec = string.sub(blob, off + 9, off + 56)
+  local ts = struct.unpack('<d', rec)
+  local cur = redis.call('HGET', KEYS[1], key)
+  if not cur or struct.unpack('<d', cur) < ts then
+    local cell, state = string.sub(rec, 33, 48), string.sub(rec, 29, 29)
+    local was = cur and string.sub(cur, 33, 48) ~= '0000000000000000'
+    was = was and string.sub(cur, 29, 29) ~= 'f'
+    local now = state ~= 'f' and cell ~= '0000000000000000'
+    local oldcell = cur and string.sub(cur, 33, 48)
+    if was and (not now or oldcell ~= cell) then redis.call('SREM', setp .. oldcell, key) end
+    if now and (not was or oldcell ~= cell) then redis.call('SADD', setp .. cell, key) end
+    redis.call('HSET', KEYS[1], key, rec)
+    redis.call('ZADD', KEYS[2], ts, key)
+    applied = applied + 1
+  end
+end
+return applied
+"""
+
+# State script (one region). ARGV: cell-set key prefix, worker id, state byte.
+_STATE_LUA = """
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if not cur or string.sub(cur, 33, 48) == '0000000000000000' then return 0 end
+local cell, old, new = string.sub(cur, 33, 48), string.sub(cur, 29, 29), ARGV[3]
+if old ~= 'f' and new == 'f' then redis.call('SREM', ARGV[1] .. cell, ARGV[2]) end
+if old == 'f' and new ~= 'f' then redis.call('SADD', ARGV[1] .. cell, ARGV[2]) end
+redis.call('HSET', KEYS[1], ARGV[2], string.sub(cur, 1, 28) .. new .. string.sub(cur, 30))
+return 1
+"""
+
+# Eviction script (one region). ARGV: cell-set key prefix, cutoff epoch s, max per call.
+_EVICT_LUA = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
+local live = 0
+for _, key in ipairs(ids) do
+  local cur = redis.call('HGET', KEYS[1], key)
+  if cur then
+    local cell = string.sub(cur, 33, 48)
+    if cell ~= '0000000000000000' then
+      live = live + 1
+      if string.sub(cur, 29, 29) ~= 'f' then redis.call('SREM', ARGV[1] .. cell, key) end
+    end
+    redis.call('HDEL', KEYS[1], key)
+  end
+  redis.call('ZREM', KEYS[2], key)
+end
+return {live, #ids}
+"""
+
+#: Workers one eviction script call looks at (keeps each call short: Redis is single-threaded).
+_EVICT_CHUNK = 1000
+_DIR_DTYPE = np.dtype([("id", "<f8"), ("ts", "<f8"), ("region", "S16"), ("state", "u1")])
+_REGION_DTYPE = np.dtype([("id", "<f8"), ("rec", REC_DTYPE)])
+_STATUS_DTYPE = np.dtype([("status", "S1"), ("old", "S16"), ("state", "u1")])
+
+
+_SCRIPTS = {"dir": _DIR_LUA, "region": _REGION_LUA, "state": _STATE_LUA, "evict": _EVICT_LUA}
+_SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
+
+
+async def run_pipeline(
+    client: redis_asyncio.Redis,
+    build: Callable[[Any], None],
+    scripts: Mapping[str, str],
+) -> list[Any]:
+    """Build and run a non-transactional pipeline of EVALSHA (and other) commands.
+
+    redis-py's ``Script`` objects add a SCRIPT EXISTS round trip to every pipeline; we
+    call EVALSHA directly and, on NOSCRIPT (a restarted Redis has no scripts), load
+    ``scripts`` and run the pipeline once more (every command in it is idempotent or
+    time-guarded, so a second run is harmless).
+    """
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            build(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if not errors:
+            return list(replies)
+        if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
+            for source in scripts.values():
+                await client.script_load(source)
+            continue
+        raise errors[0]
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+class RedisLiveState:
+    """``LiveState`` on Redis (see the module docstring for the key layout and protocol).
+
+    Takes a ``redis.asyncio.Redis`` with ``decode_responses=False``; ``prefix`` isolates
+    deployments and test runs; ``dir_shards`` spreads the worker directory over slots.
+    """
+
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        cell_res: int = DEFAULT_CELL_RES,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        dir_shards: int = 16,
+        owns_client: bool = False,
+    ) -> None:
+        _check_config(cell_res, stale_after_s)
+        if isinstance(dir_shards, bool) or not isinstance(dir_shards, int) or dir_shards < 1:
+            raise ValueError(f"dir_shards must be an int >= 1, got {dir_shards!r}")
+        self.client = client
+        self.prefix = check_prefix(prefix)
+        self.cell_res = cell_res
+        self.stale_after_s = stale_after_s
+        self.dir_shards = dir_shards
+        self._owns_client = owns_client
+
+    async def _run(self, build: Callable[[Any], None]) -> list[Any]:
+        return await run_pipeline(self.client, build, _SCRIPTS)
+
+    @staticmethod
+    def _eval(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
+        pipe.evalsha(_SHA[script], len(keys), *keys, *args)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisLiveState:
+        """A live state on its own client for ``url`` (closed by ``aclose``)."""
+        return cls(redis_asyncio.from_url(url), owns_client=True, **kwargs)
+
+    # key names ---------------------------------------------------------------
+    def _dir_key(self, shard: int) -> str:
+        return f"{self.prefix}{{d:{shard}}}:dir"
+
+    def _region_keys(self, region_hex: str) -> tuple[str, str, str]:
+        # H3's own string form is the 15 hex digits after the leading 0.
+        tag = f"{self.prefix}{{r:{region_hex[1:]}}}"
+        return f"{tag}:pos", f"{tag}:ts", f"{tag}:c:"
+
+    def region_keys(self, region: int) -> tuple[str, str, str]:
+        """(positions hash, times zset, cell-set prefix) of a region, for tests and tools."""
+        return self._region_keys("%016x" % int(region))  # noqa: UP031
+
+    def _regions_key(self) -> str:
+        return f"{self.prefix}regions"
+
+    # updates -----------------------------------------------------------------
+    async def update_positions(self, batch: PingBatch) -> UpdateResult:
+        """Apply a batch; a ping older than the worker's stored one changes nothing."""
+        rows = latest_per_worker(batch)
+        applied = np.zeros(len(batch), dtype=bool)
+        if rows.size == 0:
+            return UpdateResult(applied, 0, 0)
+        ids = batch.worker_ids[rows]
+        ts = batch.ts[rows]
+        cells = latlng_to_cells(batch.lat[rows], batch.lng[rows], self.cell_res)
+        regions_hex = cells_to_hex(cell_to_parent(cells, REGION_RES))
+
+        # Round trip 1: the directory orders pings per worker and names the old region.
+        dir_rows = np.empty(rows.size, dtype=_DIR_DTYPE)
+        dir_rows["id"] = ids
+        dir_rows["ts"] = ts
+        dir_rows["region"] = regions_hex
+        dir_rows["state"] = batch.states[rows]
+        shards = ids % self.dir_shards
+        order = np.argsort(shards, kind="stable")
+        bounds = np.flatnonzero(np.diff(shards[order])) + 1
+        groups = np.split(order, bounds)
+
+        def directory(pipe: Any) -> None:
+            for grp in groups:
+                key = self._dir_key(int(shards[grp[0]]))
+                self._eval(pipe, "dir", [key], [dir_rows[grp].tobytes()])
+
+        replies = await self._run(directory)
+        status = np.empty(rows.size, dtype=_STATUS_DTYPE)
+        for grp, reply in zip(groups, replies, strict=True):
+            status[grp] = np.frombuffer(reply, dtype=_STATUS_DTYPE)
+        ok = status["status"] != b"S"
+        moved = status["status"] == b"M"
+
+        # Round trip 2: one script per region applies; old regions of movers get tombstones.
+        recs = np.zeros(rows.size, dtype=_REGION_DTYPE)
+        recs["id"] = ids
+        recs["rec"]["ts"] = ts
+        recs["rec"]["lat"] = batch.lat[rows]
+        recs["rec"]["lng"] = batch.lng[rows]
+        recs["rec"]["acc"] = batch.accuracy_m[rows]
+        recs["rec"]["state"] = status["state"]
+        recs["rec"]["cell"] = cells_to_hex(cells)
+        tombs = recs[moved].copy()
+        tombs["rec"]["cell"] = _TOMB
+        old_regions = status["old"][moved]
+        live_regions = np.unique(regions_hex[ok])
+
+        def regions(pipe: Any) -> None:
+            for region in live_regions.tolist():
+                pos, zts, setp = self._region_keys(region.decode())
+                sel = ok & (regions_hex == region)
+                self._eval(pipe, "region", [pos, zts], [setp, recs[sel].tobytes()])
+            for region in np.unique(old_regions).tolist():
+                pos, zts, setp = self._region_keys(region.decode())
+                blob = tombs[old_regions == region].tobytes()
+                self._eval(pipe, "region", [pos, zts], [setp, blob])
+            if live_regions.size:
+                pipe.sadd(self._regions_key(), *live_regions.tolist())
+
+        await self._run(regions)
+        applied[rows[ok]] = True
+        return UpdateResult(applied, int((~ok).sum()), len(batch) - rows.size)
+
+    async def _directory(self, ids: IntArray) -> tuple[NDArray[np.bool_], NDArray[np.bytes_]]:
+        """(known, region hex) of each worker id, from the directory shards."""
+        shards = ids % self.dir_shards
+
+        def fetch(pipe: Any) -> None:
+            for shard in np.unique(shards).tolist():
+                pipe.hmget(self._dir_key(shard), ids[shards == shard].tolist())
+
+        replies = await self._run(fetch)
+        known = np.zeros(ids.size, dtype=bool)
+        regions = np.zeros(ids.size, dtype="S16")
+        for shard, values in zip(np.unique(shards).tolist(), replies, strict=True):
+            where = np.flatnonzero(shards == shard)
+            for i, value in zip(where.tolist(), values, strict=True):
+                if value is not None:
+                    known[i] = True
+                    regions[i] = value[8:24]
+        return known, regions
+
+    async def get_positions(self, worker_ids: ArrayLike) -> Positions:
+        """Current position and state of each worker (``found`` False if unknown)."""
+        ids = _as(worker_ids, np.int64, "worker_ids")
+        out = _empty_positions(ids)
+        if ids.size == 0:
+            return out
+        known, regions = await self._directory(ids)
+        wanted = np.unique(regions[known]).tolist()
+
+        def fetch(pipe: Any) -> None:
+            for region in wanted:
+                sel = known & (regions == region)
+                pipe.hmget(self._region_keys(region.decode())[0], ids[sel].tolist())
+
+        replies = await self._run(fetch)
+        rows: list[int] = []
+        values: list[bytes] = []
+        for region, region_values in zip(wanted, replies, strict=True):
+            where = np.flatnonzero(known & (regions == region))
+            for i, value in zip(where.tolist(), region_values, strict=True):
+                if value is not None:
+                    rows.append(i)
+                    values.append(value)
+        raw = np.zeros(ids.size, dtype=REC_DTYPE)
+        raw[rows] = np.frombuffer(b"".join(values), dtype=REC_DTYPE)
+        found = np.zeros(ids.size, dtype=bool)
+        found[rows] = True
+        found &= raw["cell"] != _TOMB
+        out.found[:] = found
+        out.ts[found] = raw["ts"][found]
+        out.lat[found] = raw["lat"][found]
+        out.lng[found] = raw["lng"][found]
+        out.accuracy_m[found] = raw["acc"][found]
+        out.states[found] = raw["state"][found]
+        out.cells[found] = hex_to_cells(raw["cell"][found])
+        return out
+
+    async def workers_in_cells(self, cells: ArrayLike) -> CellMembers:
+        """Online and busy workers whose current cell (at ``cell_res``) is in ``cells``."""
+        wanted = _check_cells(cells, self.cell_res)
+        if wanted.size == 0:
+            return _members_from_pairs([])
+        cell_hex = cells_to_hex(wanted).tolist()
+        region_hex = cells_to_hex(cell_to_parent(wanted, REGION_RES)).tolist()
+
+        def fetch(pipe: Any) -> None:
+            for c, r in zip(cell_hex, region_hex, strict=True):
+                pipe.smembers(self._region_keys(r.decode())[2] + c.decode())
+
+        replies = await self._run(fetch)
+        pairs = [
+            (cell, int(w))
+            for cell, members in zip(wanted.tolist(), replies, strict=True)
+            for w in members
+        ]
+        return _members_from_pairs(pairs)
+
+    async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
+        """Set a known worker's state; False if the worker has no position.
+
+        The region record and member sets change first, then the directory's state,
+        which the worker's next pings carry forward. A ping racing this call from
+        another process may apply the previous state once; the next ping corrects it.
+        """
+        code = bytes([WorkerState(state).code])
+        wid = int(worker_id)
+        known, regions = await self._directory(np.array([wid], dtype=np.int64))
+        if not known[0]:
+            return False
+        pos, _zts, setp = self._region_keys(regions[0].decode())
+
+        def change(pipe: Any) -> None:
+            self._eval(pipe, "state", [pos], [setp, str(wid), code])
+
+        reply = await self._run(change)
+        if not reply[0]:
+            return False
+        shard_key = self._dir_key(wid % self.dir_shards)
+        cur: Any = await self.client.hget(shard_key, str(wid))
+        if cur is not None:
+            await self.client.hset(shard_key, str(wid), cur[:24] + code)
+        return True
+
+    async def _regions(self) -> list[str]:
+        members: Any = await self.client.smembers(self._regions_key())
+        return sorted(m.decode() for m in members)
+
+    async def evict_stale(self, now: float) -> int:
+        """Drop workers whose last ping is older than ``now - stale_after_s``; returns how many."""
+        cutoff = repr(float(now) - self.stale_after_s)
+        evicted = 0
+        for region in await self._regions():
+            pos, zts, setp = self._region_keys(region)
+            keys, args = [pos, zts], [setp, cutoff, _EVICT_CHUNK]
+
+            def evict(pipe: Any, keys: list[str] = keys, args: list[Any] = args) -> None:
+                self._eval(pipe, "evict", keys, args)
+
+            while True:
+                ((live, seen),) = await self._run(evict)
+                evicted += int(live)
+                if int(seen) < _EVICT_CHUNK:
+                    break
+        return evicted
+
+    async def snapshot(self) -> PingBatch:
+        """Every current worker as a ping batch with states (for ``restore``)."""
+        ids: list[int] = []
+        chunks: list[bytes] = []
+        for region in await self._regions():
+            async for key, value in self.client.hscan_iter(self._region_keys(region)[0]):
+                ids.append(int(key))
+                chunks.append(value)
+        raw = np.frombuffer(b"".join(chunks), dtype=REC_DTYPE)
+        keep = raw["cell"] != _TOMB
+        order = np.argsort(np.array(ids, dtype=np.int64)[keep], kind="stable")
+        raw = raw[keep][order]
+        return PingBatch.of(
+            np.array(ids, dtype=np.int64)[keep][order],
+            raw["lat"],
+            raw["lng"],
+            raw["ts"],
+            raw["acc"].astype(np.float64),
+            raw["state"],
+        )
+
+    async def restore(self, batch: PingBatch) -> UpdateResult:
+        """Rebuild from a snapshot or the database's last pings (newer state wins)."""
+        return await self.update_positions(batch)
+
+    async def delete_all(self) -> int:
+        """Delete every key under this prefix (tests; simulating a Redis loss). Returns count."""
+        deleted = 0
+        batch: list[bytes] = []
+        async for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += int(await self.client.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(await self.client.unlink(*batch))
+        return deleted
+
+    async def aclose(self) -> None:
+        """Close the client if this live state created it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+
+# --------------------------------------------------------------------------- factory
+
+
+class HasRedisUrl(Protocol):
+    """Anything with a ``redis_url`` (``api.settings.Settings`` qualifies)."""
+
+    redis_url: str | None
+
+
+@dataclass
+class LiveBackends:
+    """The live layer of one process: broker, live state, region leases."""
+
+    broker: Broker
+    state: LiveState
+    leases: LeaseStore
+
+    async def aclose(self) -> None:
+        """Close all three (a shared client is closed once, by whoever owns it)."""
+        await self.broker.aclose()
+        await self.state.aclose()
+        await self.leases.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def make_live(
+    source: str | HasRedisUrl | None = None,
+    *,
+    client: redis_asyncio.Redis | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    cell_res: int = DEFAULT_CELL_RES,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+) -> LiveBackends:
+    """Pick the live layer by Redis URL: none/empty/``memory://`` -> in-process, else Redis.
+
+    ``source`` is a URL or a settings object with ``redis_url``. Pass ``client`` to share
+    the app's lifespan client (it is then not closed here).
+    """
+    url = source if source is None or isinstance(source, str) else source.redis_url
+    if client is None and (not url or url.startswith("memory://")):
+        return LiveBackends(
+            MemoryBroker(),
+            MemoryLiveState(cell_res=cell_res, stale_after_s=stale_after_s),
+            MemoryLeases(),
+        )
+    owns = client is None
+    redis_client = client if client is not None else redis_asyncio.from_url(str(url))
+    # One shared connection pool; the live state (closed second) closes it if we made it.
+    return LiveBackends(
+        RedisBroker(redis_client, prefix=prefix),
+        RedisLiveState(
+            redis_client,
+            prefix=prefix,
+            cell_res=cell_res,
+            stale_after_s=stale_after_s,
+            owns_client=owns,
+        ),
+        RedisLeases(redis_client, prefix=prefix),
+    )
+
+
+def now_s() -> float:
+    """Wall-clock epoch seconds (pings carry their own times; this is for eviction)."""
+    return time.time()
