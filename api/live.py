@@ -469,7 +469,7 @@ class MemoryLiveState:
     async def aclose(self) -> None:
         """Nothing to release."""
 
-    def member_sets(self) -> dict[int, frozenset[int]]:
+    async def member_sets(self) -> dict[int, frozenset[int]]:
         """Cell -> workers, as stored (tests compare it with the positions)."""
         return {cell: frozenset(ws) for cell, ws in self._members.items()}
 
@@ -916,6 +916,15 @@ class RedisLiveState:
     async def restore(self, batch: PingBatch) -> UpdateResult:
         """Rebuild from a snapshot or the database's last pings (newer state wins)."""
         return await self.update_positions(batch)
+
+    async def member_sets(self) -> dict[int, frozenset[int]]:
+        """Cell -> workers, as stored in the member sets (tests compare it with positions)."""
+        out: dict[int, frozenset[int]] = {}
+        async for key in self.client.scan_iter(match=self.prefix + "{r:*}:c:*", count=1000):
+            members: Any = await self.client.smembers(key)
+            if members:
+                out[int(key.rsplit(b":", 1)[1], 16)] = frozenset(int(m) for m in members)
+        return out
 
     async def delete_all(self) -> int:
         """Delete every key under this prefix (tests; simulating a Redis loss). Returns count."""
