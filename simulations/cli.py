@@ -115,8 +115,6 @@ def run(
     ] = True,
 ) -> None:
     """Simulate one day of SCENARIO; writes kpis.csv, summary.json, events.jsonl, day.png."""
-    from simulations.plots import plot_day
-
     try:
         sc = load_scenario(scenario)
         if fit is not None:
@@ -133,6 +131,8 @@ def run(
         result = simulate(
             city, policy, record=out / "events.jsonl" if record else None, progress=tick
         )
+    from simulations.plots import plot_day  # matplotlib loads only when there is a plot
+
     write_table(kpi_table(result, run=sc.name), out / "kpis.csv")
     values = summary(result)
     (out / "summary.json").write_text(json.dumps(values, indent=2), encoding="utf-8")

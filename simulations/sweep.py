@@ -78,11 +78,11 @@ def run_point(scenario: Scenario, point: SweepPoint, seed: int | None = None) ->
     policy = policy_with(base_policy(scenario), mode=point.mode, weights=point.weights)
     result = simulate(city, policy)
     return {
-        **asdict(point),
+        **kpis(result),
+        **asdict(point),  # after the KPIs: the point's ``workers`` multiplier wins
         "label": point.label,
         "n_workers": city.n_workers,
         "n_orders": city.n_orders,
-        **kpis(result),
         "match_calls": result.match_calls,
         "wall_s": time.perf_counter() - t0,
     }
