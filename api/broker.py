@@ -238,6 +238,8 @@ class _MemorySubscription:
         """The next message, or None if none arrived within ``timeout_s`` seconds."""
         if timeout_s is None:
             return await self._queue.get()
+        if not self._queue.empty():  # wait_for(..., 0) would time out even with one queued
+            return self._queue.get_nowait()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout_s)
         except TimeoutError:
