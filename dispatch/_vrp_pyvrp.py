@@ -101,11 +101,36 @@ def solve_pyvrp(
                 vec[off_pin + dim] = _UNLIMITED
         return vec
 
-    n_rows = p.space.places.lat.size
-    locations = [
-        pyvrp.Location(x=float(p.space.places.lng[r]), y=float(p.space.places.lat[r]))
-        for r in range(n_rows)
-    ]
+    # PyVRP sees only the places in use (depots first, then clients), so a Solomon
+    # day is exactly as big for it as the plain instance.
+    used_rows: list[int] = []
+    loc_of_row: dict[int, int] = {}
+
+    def loc(row: int) -> int:
+        if row not in loc_of_row:
+            loc_of_row[row] = len(used_rows)
+            used_rows.append(row)
+        return loc_of_row[row]
+
+    depots: list[Any] = []
+    depot_of_place: dict[tuple[float, float, int], int] = {}
+    modes = list(p.space.modes)
+    places = p.space.places
+
+    def place_key(row: int) -> tuple[float, float, int]:
+        return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
+
+    def depot(row: int) -> int:
+        # One depot per distinct place: a shared home base is one depot, as in Solomon.
+        key = place_key(row)
+        if key not in depot_of_place:
+            depot_of_place[key] = len(depots)
+            depots.append(pyvrp.Depot(location=loc(row)))
+        return depot_of_place[key]
+
+    for k in range(p.W):
+        depot(int(p.ready_row[k]))
+        depot(p.W + k)
     horizon = int(max(p.shift_end.max(), p.late.max() if p.V else 0)) + 1
 
     # Clients: (visit index or -b-1 for worker k's break b, worker k for breaks).
@@ -130,7 +155,7 @@ def solve_pyvrp(
                 prize_a, prize_b = change_penalty, 0
             clients.append(
                 pyvrp.Client(
-                    location=2 * p.W + i,
+                    location=loc(2 * p.W + i),
                     delivery=delivery(i, stay[i]),
                     prize=prize_a,
                     required=False,
@@ -142,7 +167,7 @@ def solve_pyvrp(
             )
             clients.append(
                 pyvrp.Client(
-                    location=2 * p.W + i,
+                    location=loc(2 * p.W + i),
                     delivery=delivery(i, -1),
                     prize=prize_b,
                     required=False,
@@ -157,7 +182,7 @@ def solve_pyvrp(
         else:
             clients.append(
                 pyvrp.Client(
-                    location=2 * p.W + i,
+                    location=loc(2 * p.W + i),
                     delivery=delivery(i, pin),
                     prize=pen if objective.allow_drop else 0,
                     required=not objective.allow_drop,
@@ -177,7 +202,7 @@ def solve_pyvrp(
                 vec[off_pin + dim] = 1
             clients.append(
                 pyvrp.Client(
-                    location=p.break_row,
+                    location=loc(p.break_row),
                     delivery=vec,
                     service_duration=int(brk.end - brk.start),
                     tw_early=int(s),
@@ -188,21 +213,6 @@ def solve_pyvrp(
             client_visit.append(-b_idx - 1)
 
     # Vehicle types: identical workers share one type (PyVRP searches faster that way).
-    depots: list[Any] = []
-    depot_of_place: dict[tuple[float, float, int], int] = {}
-    modes = list(p.space.modes)
-    places = p.space.places
-
-    def place_key(row: int) -> tuple[float, float, int]:
-        return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
-
-    def depot(row: int) -> int:
-        # One depot per distinct place: a shared home base is one depot, as in Solomon.
-        key = place_key(row)
-        if key not in depot_of_place:
-            depot_of_place[key] = len(depots)
-            depots.append(pyvrp.Depot(location=row))
-        return depot_of_place[key]
 
     groups_of_type: dict[tuple[Any, ...], list[int]] = {}
     for k in range(p.W):
@@ -233,12 +243,15 @@ def solve_pyvrp(
         )
         type_workers.append(members)
 
+    rows = np.asarray(used_rows, dtype=np.int64)
+    sub = np.ix_(rows, rows)
+    locations = [pyvrp.Location(x=float(places.lng[r]), y=float(places.lat[r])) for r in rows]
     dist_mats, dur_mats = [], []
     for m in modes:
-        dur = np.asarray(p.space.duration[m], dtype=np.int64)
+        dur = np.asarray(p.space.duration[m][sub], dtype=np.int64)
         cost = objective.travel_weight * dur
         if objective.distance_weight:
-            cost = cost + objective.distance_weight * np.asarray(p.space.distance[m], np.int64)
+            cost = cost + objective.distance_weight * np.asarray(p.space.distance[m][sub], np.int64)
         dist_mats.append(np.ascontiguousarray(cost))
         dur_mats.append(np.ascontiguousarray(dur))
     # PyVRP's stubs type matrices as ndarray[int]; plain int64 arrays are what it wants.
