@@ -7,8 +7,12 @@ floats) or numpy arrays of equal shape (and then returns arrays), with no Python
 
 "Inside mainland China" is decided with a real outline (``geo/data/china_mainland.geojson``,
 Natural Earth; Hong Kong, Macao and Taiwan excluded), not a bounding box. A coarse grid
-precomputed from the outline answers most points with one array lookup; only points in grid
-cells crossed by the border take the exact polygon test.
+precomputed from the outline, refined 8x8 in the cells the border crosses, answers most points
+with array lookups; only points in sub-cells crossed by the border take the exact polygon test.
+
+Large inputs go through in cache-sized blocks, spread over ``threads`` threads (default:
+``default_threads``, one per usable core for big inputs); the answers do not depend on either.
+The GCJ-02 shift itself is computed by ``geo._gcj`` (polynomial sin/cos, no libm calls).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -28,6 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from geo import _gcj
 from geo._arrays import FloatArray, as_latlng
 from geo.errors import InvalidParameter
 
@@ -35,6 +43,7 @@ __all__ = [
     "CoordType",
     "bd09_to_gcj02",
     "bd09_to_wgs84",
+    "default_threads",
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",
@@ -54,9 +63,6 @@ class CoordType(StrEnum):
     BD09 = "bd09"
 
 
-# Krasovsky 1940 ellipsoid, as the GCJ-02 algorithm uses it.
-_GCJ_A: Final = 6378245.0
-_GCJ_EE: Final = 0.00669342162296594323
 # Baidu's constants: x_pi = pi * 3000 / 180 and the fixed BD-09 shift (degrees).
 _X_PI: Final = math.pi * 3000.0 / 180.0
 _BD_DLAT: Final = 0.006
@@ -72,8 +78,13 @@ _INVERSE_MAX_STEPS: Final = 12
 # a pre-image inside China.
 _GCJ_MAX_SHIFT_DEG: Final = 0.05
 
-# Points per block of the GCJ-02 offset computation (256 KiB per float64 array: fits in L2).
+# Points per block of every conversion: the GCJ-02 kernel's ~200 array passes then run over
+# its scratch rows in cache instead of streaming millions of points through main memory.
 _CHUNK_POINTS: Final = 32_768
+# Threads: none beyond the first below this many points each (starting a pool costs ~0.1 ms,
+# a block ~3 ms); never more than _MAX_THREADS.
+_MIN_POINTS_PER_THREAD: Final = 65_536
+_MAX_THREADS: Final = 8
 
 _OUTLINE_RESOURCE: Final = "china_mainland.geojson"
 # Grid cell of the precomputed inside/outside/border lookup, degrees (a power of two, so cell
@@ -82,18 +93,25 @@ _GRID_CELL_DEG: Final = 1.0 / 32.0
 _OUTSIDE: Final = 0
 _INSIDE: Final = 1
 _BORDER: Final = 2
+# Each border cell is split into _SUB_CELLS x _SUB_CELLS sub-cells (1/256 degree, ~400 m),
+# classified the same way: only points in sub-cells the border crosses take the exact test
+# (~1% of city points instead of ~8%, for ~2 MB more).
+_SUB_CELLS: Final = 8
 
 BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
 class _Outline:
-    """The mainland outline with its lookup grid; built once by ``_outline()``."""
+    """The mainland outline with its two-level lookup grid; built once by ``_outline()``."""
 
     geometry: BaseGeometry
     x0: float
     y0: float
-    grid: NDArray[np.uint8]
+    # Per cell: _OUTSIDE, _INSIDE, or _BORDER + k for the k-th border cell, whose sub-cells'
+    # status is sub_grids[k] (shape: border cells, _SUB_CELLS, _SUB_CELLS).
+    grid: NDArray[np.unsignedinteger[Any]]
+    sub_grids: NDArray[np.uint8]
 
     def contains(self, lat: FloatArray, lng: FloatArray) -> BoolArray:
         """Whether each point (flat arrays, degrees) lies inside the outline."""
@@ -106,64 +124,147 @@ class _Outline:
         row += col
         status = self.grid.ravel()[row]
         result: BoolArray = status == _INSIDE
-        border = np.flatnonzero(status == _BORDER)
-        if border.size:
-            result[border] = shapely.contains_xy(self.geometry, lng[border], lat[border])
+        border = np.flatnonzero(status >= _BORDER)
+        if border.size == 0:
+            return result
+        # Border cells (never clipped: the ring around them is outside) look up their
+        # sub-cell; scaling by a power of two keeps it inside the cell found above.
+        b_lat, b_lng = lat[border], lng[border]
+        sub_col = ((b_lng - self.x0) * (_SUB_CELLS / _GRID_CELL_DEG)).astype(np.intp)
+        sub_row = ((b_lat - self.y0) * (_SUB_CELLS / _GRID_CELL_DEG)).astype(np.intp)
+        sub_row %= _SUB_CELLS
+        sub_row *= _SUB_CELLS
+        sub_col %= _SUB_CELLS
+        sub_row += sub_col
+        slot = status[border].astype(np.intp)
+        slot -= _BORDER
+        slot *= _SUB_CELLS**2
+        sub_row += slot
+        sub_status = self.sub_grids.ravel()[sub_row]
+        result[border] = sub_status == _INSIDE
+        exact = np.flatnonzero(sub_status == _BORDER)
+        if exact.size:
+            result[border[exact]] = shapely.contains_xy(self.geometry, b_lng[exact], b_lat[exact])
         return result
+
+
+def _crossed(
+    geometry: BaseGeometry, cell: float, x0: float, y0: float
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(row, col) of cells of size ``cell`` from (x0, y0) the border may cross, with repeats.
+
+    Samples the border at most cell/2 apart: every cell the border passes through then has a
+    sample within cell/4, i.e. in the cell or a neighbour, so the samples' cells and their
+    neighbours include every crossed cell (and a few more, which only costs an exact test).
+    """
+    samples = shapely.get_coordinates(shapely.segmentize(geometry.boundary, cell / 2.0))
+    rows = ((samples[:, 1] - y0) / cell).astype(np.intp)
+    cols = ((samples[:, 0] - x0) / cell).astype(np.intp)
+    step = np.array([-1, 0, 1], dtype=np.intp)
+    return (
+        (rows[:, None, None] + step[None, :, None] + 0 * step[None, None, :]).ravel(),
+        (cols[:, None, None] + 0 * step[None, :, None] + step[None, None, :]).ravel(),
+    )
+
+
+def _classify_runs(
+    geometry: BaseGeometry,
+    free: BoolArray,
+    row_len: int,
+    centres: Callable[[NDArray[np.intp]], tuple[FloatArray, FloatArray]],
+) -> NDArray[np.uint8]:
+    """Status of cells laid out in rows of ``row_len``: border where not ``free``, else in/out.
+
+    A run of consecutive free cells in one row is crossed by no border, so it lies wholly
+    inside or wholly outside: one exact test per run, at the centre (x, y) that ``centres``
+    gives for its first cell's flat index.
+    """
+    run_start = free.copy()
+    run_start[1:] &= ~free[:-1]
+    run_start[::row_len] = free[::row_len]  # every row starts new runs
+    first = np.flatnonzero(run_start)
+    run_inside = shapely.contains_xy(geometry, *centres(first))
+    run_of_cell = np.cumsum(run_start) - 1
+    run_status = np.where(run_inside, _INSIDE, _OUTSIDE).astype(np.uint8)
+    status: NDArray[np.uint8] = run_status[np.maximum(run_of_cell, 0)]
+    status[~free] = _BORDER
+    return status
 
 
 def _build_grid(geometry: BaseGeometry) -> tuple[float, float, NDArray[np.uint8]]:
     """Classify grid cells as outside / inside / crossed by the border (conservatively)."""
     cell = _GRID_CELL_DEG
     minx, miny, maxx, maxy = geometry.bounds
-    # Two spare cells on every side: the 3x3 dilation below reaches into the inner one, the
-    # outer ring stays "outside" (``contains`` clips far-away points onto it).
+    # Two spare cells on every side: the neighbours of sampled cells reach into the inner one,
+    # the outer ring stays "outside" (``contains`` clips far-away points onto it).
     x0 = (math.floor(minx / cell) - 2) * cell
     y0 = (math.floor(miny / cell) - 2) * cell
     cols = math.ceil((maxx - x0) / cell) + 3
     rows = math.ceil((maxy - y0) / cell) + 3
+    border = np.zeros((rows, cols), dtype=np.bool_)
+    border[_crossed(geometry, cell, x0, y0)] = True
 
-    # Sample the border at most cell/2 apart: every cell the border passes through then has a
-    # sample within cell/4, i.e. in the cell or a neighbour, so dilating the sampled cells by one
-    # marks every crossed cell (and a few more, which only costs an exact test).
-    samples = shapely.get_coordinates(shapely.segmentize(geometry.boundary, cell / 2.0))
-    sampled = np.zeros((rows, cols), dtype=np.bool_)
-    sampled[
-        ((samples[:, 1] - y0) / cell).astype(np.intp),
-        ((samples[:, 0] - x0) / cell).astype(np.intp),
-    ] = True
-    vertical = sampled.copy()  # 3x3 dilation as a vertical then a horizontal 3-cell one
-    vertical[1:] |= sampled[:-1]
-    vertical[:-1] |= sampled[1:]
-    border = vertical.copy()
-    border[:, 1:] |= vertical[:, :-1]
-    border[:, :-1] |= vertical[:, 1:]
+    def centres(flat: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        return x0 + (flat % cols + 0.5) * cell, y0 + (flat // cols + 0.5) * cell
 
-    # A run of consecutive non-border cells in one row is crossed by no border, so it lies
-    # wholly inside or wholly outside: one exact test per run (at its first cell's centre).
-    free = ~border.ravel()
-    run_start = free.copy()
-    run_start[1:] &= ~free[:-1]
-    run_start[::cols] = free[::cols]  # every row starts new runs
-    first = np.flatnonzero(run_start)
-    run_inside = shapely.contains_xy(
-        geometry, x0 + (first % cols + 0.5) * cell, y0 + (first // cols + 0.5) * cell
-    )
-    run_of_cell = np.cumsum(run_start) - 1
-    grid = np.where(run_inside, _INSIDE, _OUTSIDE).astype(np.uint8)[np.maximum(run_of_cell, 0)]
-    grid[~free] = _BORDER
-    grid = grid.reshape(rows, cols)
-    return x0, y0, grid
+    grid = _classify_runs(geometry, ~border.ravel(), cols, centres)
+    return x0, y0, grid.reshape(rows, cols)
+
+
+def _build_sub_grids(
+    geometry: BaseGeometry, x0: float, y0: float, grid: NDArray[np.uint8]
+) -> tuple[NDArray[np.intp], NDArray[np.uint8]]:
+    """The grid's border cells (sorted flat indices) and their sub-cells' status, classified
+    like the grid's cells: shape (border cells, _SUB_CELLS, _SUB_CELLS)."""
+    cols = grid.shape[1]
+    border_cells = np.flatnonzero(grid.ravel() == _BORDER)
+    sub = _GRID_CELL_DEG / _SUB_CELLS
+    rows_sub, cols_sub = _crossed(geometry, sub, x0, y0)
+    slot_of_cell = np.full(grid.size, -1, dtype=np.intp)
+    slot_of_cell[border_cells] = np.arange(border_cells.size)
+    slot = slot_of_cell[(rows_sub // _SUB_CELLS) * cols + cols_sub // _SUB_CELLS]
+    # Every crossed sub-cell lies in a border cell; neighbours of samples may not (skip them).
+    keep = slot >= 0
+    flat = slot[keep] * _SUB_CELLS**2
+    flat += rows_sub[keep] % _SUB_CELLS * _SUB_CELLS
+    flat += cols_sub[keep] % _SUB_CELLS
+    crossed = np.zeros((border_cells.size, _SUB_CELLS, _SUB_CELLS), dtype=np.bool_)
+    crossed.ravel()[flat] = True
+
+    # Within a cell, sub-rows are walked as a snake (odd ones right to left), so consecutive
+    # sub-cells always touch and one run may span several sub-rows: ~3x fewer exact tests.
+    crossed[:, 1::2, :] = crossed[:, 1::2, ::-1]
+
+    def centres(flat: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        cell_of = border_cells[flat // _SUB_CELLS**2]
+        row_in = flat // _SUB_CELLS % _SUB_CELLS
+        col_in = flat % _SUB_CELLS
+        col_in = np.where(row_in % 2 == 1, _SUB_CELLS - 1 - col_in, col_in)
+        sub_row = (cell_of // cols) * _SUB_CELLS + row_in
+        sub_col = (cell_of % cols) * _SUB_CELLS + col_in
+        return x0 + (sub_col + 0.5) * sub, y0 + (sub_row + 0.5) * sub
+
+    sub_grids = _classify_runs(geometry, ~crossed.ravel(), _SUB_CELLS**2, centres)
+    sub_grids = sub_grids.reshape(crossed.shape)
+    sub_grids[:, 1::2, :] = sub_grids[:, 1::2, ::-1].copy()
+    return border_cells, sub_grids
 
 
 @functools.cache
 def _outline() -> _Outline:
-    """Load the shipped mainland outline once and build its lookup grid."""
+    """Load the shipped mainland outline once and build its lookup grids."""
     text = resources.files("geo.data").joinpath(_OUTLINE_RESOURCE).read_text(encoding="utf-8")
     geometry = shape(json.loads(text)["geometry"])
     shapely.prepare(geometry)
     x0, y0, grid = _build_grid(geometry)
-    return _Outline(geometry=geometry, x0=x0, y0=y0, grid=grid)
+    border_cells, sub_grids = _build_sub_grids(geometry, x0, y0, grid)
+    slotted: NDArray[np.unsignedinteger[Any]] = (
+        grid.astype(np.uint16)
+        if border_cells.size + _BORDER <= np.iinfo(np.uint16).max
+        else grid.astype(np.uint32)
+    )
+    slotted.ravel()[border_cells] = np.arange(_BORDER, border_cells.size + _BORDER)
+    return _Outline(geometry=geometry, x0=x0, y0=y0, grid=slotted, sub_grids=sub_grids)
 
 
 def _inside(lat: FloatArray, lng: FloatArray) -> BoolArray:
@@ -171,158 +272,58 @@ def _inside(lat: FloatArray, lng: FloatArray) -> BoolArray:
     return _outline().contains(lat, lng)
 
 
-def _gcj_offset(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _scratch(n_points: int) -> FloatArray:
+    """Work memory for GCJ-02 offsets of up to ``n_points`` points (one per thread and call)."""
+    return np.empty((_gcj.SCRATCH_ROWS, n_points))
+
+
+def _gcj_offset(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """GCJ-02 shift (dlat, dlng) in degrees at WGS-84 points (flat arrays), no region check."""
-    if lat.size <= _CHUNK_POINTS:
-        return _gcj_offset_block(lat, lng)
-    # ~40 array passes per block: in cache-sized blocks they run ~1.5x faster than over
-    # arrays of millions of points, which stream through main memory on every pass.
-    dlat = np.empty_like(lat)
-    dlng = np.empty_like(lng)
-    for start in range(0, lat.size, _CHUNK_POINTS):
-        block = slice(start, start + _CHUNK_POINTS)
-        dlat[block], dlng[block] = _gcj_offset_block(lat[block], lng[block])
+    dlat = np.empty(lat.shape)
+    dlng = np.empty(lat.shape)
+    _gcj.offset_into(lat, lng, dlat, dlng, scratch)
     return dlat, dlng
 
 
-def _gcj_offset_block(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """GCJ-02 shift (dlat, dlng) in degrees at WGS-84 points, without any region check.
-
-    The published polynomials (x = lng - 105, y = lat - 35, metres) are::
-
-        dlat_m = -100 + 2x + 3y + 0.2y² + 0.1xy + 0.2√|x| + (20 sin 6πx + 20 sin 2πx)·2/3
-                 + (20 sin πy + 40 sin πy/3)·2/3 + (160 sin πy/12 + 320 sin πy/30)·2/3
-        dlng_m = 300 + x + 2y + 0.1x² + 0.1xy + 0.1√|x| + (20 sin 6πx + 20 sin 2πx)·2/3
-                 + (20 sin πx + 40 sin πx/3)·2/3 + (150 sin πx/12 + 300 sin πx/30)·2/3
-
-    This is the hot path of every bulk conversion, so it is written for speed: multiple-angle
-    identities derive sin 6πx, sin 2πx, sin πx, sin πx/3 from sin/cos πx/12 (and sin πy,
-    sin πy/3 from sin/cos πy/12), cutting 10 transcendental calls to 6 (the identities lose
-    < 1e-12 m), and arithmetic is done in place to spare temporaries.
-    """
-    x = lng - 105.0
-    y = lat - 35.0
-    sx12, cx12 = np.sin(x * (math.pi / 12.0)), np.cos(x * (math.pi / 12.0))
-    sx3, cx3 = _quadruple_angle(sx12, cx12)  # sin, cos of pi*x/3
-    sx1 = _triple_angle_sin(sx3)  # sin(pi*x)
-    cx1 = cx3 * cx3  # cos(pi*x) = cos(3b) = (4cos²b - 3)cos b
-    cx1 *= 4.0
-    cx1 -= 3.0
-    cx1 *= cx3
-    sx2 = sx1 * cx1  # sin(2*pi*x)
-    sx2 *= 2.0
-    sx6 = _triple_angle_sin(sx2)  # sin(6*pi*x)
-    sy12, cy12 = np.sin(y * (math.pi / 12.0)), np.cos(y * (math.pi / 12.0))
-    sy3, _ = _quadruple_angle(sy12, cy12)  # sin(pi*y/3)
-    sy1 = _triple_angle_sin(sy3)  # sin(pi*y)
-    root = np.sqrt(np.abs(x))
-
-    # Terms common to both: -100 + 300 are added separately below.
-    common = sx6
-    common += sx2
-    common *= 40.0 / 3.0
-
-    dlat_m = y * 0.2  # y(3 + 0.2y)
-    dlat_m += 3.0
-    dlat_m *= y
-    term = y * 0.1  # x(2 + 0.1y)
-    term += 2.0
-    term *= x
-    dlat_m += term
-    dlat_m += common
-    np.multiply(root, 0.2, out=term)
-    dlat_m += term
-    np.multiply(sy1, 40.0 / 3.0, out=term)
-    dlat_m += term
-    np.multiply(sy3, 80.0 / 3.0, out=term)
-    dlat_m += term
-    np.multiply(sy12, 320.0 / 3.0, out=term)
-    dlat_m += term
-    np.sin(y * (math.pi / 30.0), out=term)
-    term *= 640.0 / 3.0
-    dlat_m += term
-    dlat_m -= 100.0
-
-    dlng_m = x + y  # x(1 + 0.1(x + y)) + 2y
-    dlng_m *= 0.1
-    dlng_m += 1.0
-    dlng_m *= x
-    np.multiply(y, 2.0, out=term)
-    dlng_m += term
-    dlng_m += common
-    np.multiply(root, 0.1, out=term)
-    dlng_m += term
-    np.multiply(sx1, 40.0 / 3.0, out=term)
-    dlng_m += term
-    np.multiply(sx3, 80.0 / 3.0, out=term)
-    dlng_m += term
-    np.multiply(sx12, 100.0, out=term)
-    dlng_m += term
-    np.sin(x * (math.pi / 30.0), out=term)
-    term *= 200.0
-    dlng_m += term
-    dlng_m += 300.0
-
-    # Metres to degrees on the Krasovsky ellipsoid: meridian and parallel radii at lat.
-    sin_lat = np.sin(np.radians(lat))
-    sin_lat *= sin_lat
-    magic = 1.0 - _GCJ_EE * sin_lat  # 1 - e² sin²(lat)
-    # cos(lat) >= 0 for valid latitudes, so it follows from sin(lat) without another call.
-    cos_lat = np.subtract(1.0, sin_lat, out=sin_lat)
-    np.maximum(cos_lat, 0.0, out=cos_lat)
-    np.sqrt(cos_lat, out=cos_lat)
-    sqrt_magic = np.sqrt(magic)
-    dlng_m *= sqrt_magic
-    dlng_m /= cos_lat
-    dlng_m *= 180.0 / (_GCJ_A * math.pi)
-    magic *= sqrt_magic  # magic^1.5
-    dlat_m *= magic
-    dlat_m *= 180.0 / (_GCJ_A * (1.0 - _GCJ_EE) * math.pi)
-    return dlat_m, dlng_m
-
-
-def _triple_angle_sin(s: FloatArray) -> FloatArray:
-    """sin 3a = (3 - 4 sin²a) sin a, from sin a."""
-    out = s * s
-    out *= -4.0
-    out += 3.0
-    out *= s
-    return out
-
-
-def _quadruple_angle(s: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(sin 4a, cos 4a) from (sin a, cos a)."""
-    s2 = s * c  # sin 2a / 2
-    c2 = s * s
-    c2 *= -2.0
-    c2 += 1.0  # cos 2a
-    sin4 = s2 * c2
-    sin4 *= 4.0  # 2 sin 2a cos 2a
-    cos4 = s2 * s2
-    cos4 *= -8.0
-    cos4 += 1.0  # 1 - 2 sin² 2a
-    return sin4, cos4
-
-
-def _wgs_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    out_lat = lat.copy()
-    out_lng = lng.copy()
+def _wgs_to_gcj_into(
+    lat: FloatArray, lng: FloatArray, out_lat: FloatArray, out_lng: FloatArray, scratch: FloatArray
+) -> None:
     mask = _inside(lat, lng)
     if mask.all():
-        dlat, dlng = _gcj_offset(lat, lng)
-        return lat + dlat, lng + dlng
+        # The usual case: the kernel writes the shift straight into the output.
+        _gcj.offset_into(lat, lng, out_lat, out_lng, scratch)
+        out_lat += lat
+        out_lng += lng
+        return
+    out_lat[...] = lat
+    out_lng[...] = lng
     if mask.any():
-        dlat, dlng = _gcj_offset(lat[mask], lng[mask])
+        dlat, dlng = _gcj_offset(lat[mask], lng[mask], scratch)
         out_lat[mask] += dlat
         out_lng[mask] += dlng
+
+
+def _wgs_to_gcj(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    out_lat = np.empty(lat.shape)
+    out_lng = np.empty(lat.shape)
+    _wgs_to_gcj_into(lat, lng, out_lat, out_lng, scratch)
     return out_lat, out_lng
 
 
-_Transform = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+_PointMap = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+# A conversion of validated flat arrays, given ``_scratch`` memory reused from block to block
+# (GCJ-02 offsets need it, other steps ignore it).
+_Step = Callable[[FloatArray, FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
+# The same, writing its answer into (out_lat, out_lng): (lat, lng, out_lat, out_lng, scratch).
+_Transform = Callable[[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray], None]
 
 
 def _invert(
-    forward: _Transform,
+    forward: _PointMap,
     lat: FloatArray,
     lng: FloatArray,
     est_lat: FloatArray,
@@ -354,18 +355,24 @@ def _invert(
     return est_lat, est_lng
 
 
-def _gcj_forward_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    dlat, dlng = _gcj_offset(lat, lng)
-    return lat + dlat, lng + dlng
-
-
-def _gcj_inverse_unchecked(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _gcj_inverse_unchecked(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """WGS-84 points whose (unchecked) GCJ-02 image is the input."""
-    dlat, dlng = _gcj_offset(lat, lng)
-    return _invert(_gcj_forward_unchecked, lat, lng, lat - dlat, lng - dlng)
+
+    def forward(p_lat: FloatArray, p_lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+        dlat, dlng = _gcj_offset(p_lat, p_lng, scratch)
+        dlat += p_lat
+        dlng += p_lng
+        return dlat, dlng
+
+    dlat, dlng = _gcj_offset(lat, lng, scratch)
+    return _invert(forward, lat, lng, lat - dlat, lng - dlng)
 
 
-def _gcj_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _gcj_to_wgs(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     out_lat = lat.copy()
     out_lng = lng.copy()
     if lat.size == 0:
@@ -380,7 +387,7 @@ def _gcj_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArra
     )
     if not near.any():
         return out_lat, out_lng
-    cand_lat, cand_lng = _gcj_inverse_unchecked(lat[near], lng[near])
+    cand_lat, cand_lng = _gcj_inverse_unchecked(lat[near], lng[near], scratch)
     # The pre-image decides: a GCJ point is shifted back only when the WGS-84 point it came
     # from lies inside mainland China, so the round trip is consistent near the border.
     inside = _inside(cand_lat, cand_lng)
@@ -406,107 +413,194 @@ def _bd_to_gcj(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray
     return _invert(_gcj_to_bd, lat, lng, z * np.sin(theta), z * np.cos(theta))
 
 
-def _apply(transform: _Transform, lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def default_threads(n_points: int) -> int:
+    """Threads the conversions use for ``n_points`` points by default (usable cores, capped)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_THREADS, n_points // _MIN_POINTS_PER_THREAD))
+
+
+def _check_threads(threads: int | None, n_points: int) -> int:
+    if threads is None:
+        return default_threads(n_points)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InvalidParameter(f"threads must be an int >= 1, got {threads!r}")
+    return threads
+
+
+def _apply(
+    transform: _Transform, lat: ArrayLike, lng: ArrayLike, threads: int | None
+) -> tuple[Any, Any]:
     """Validate, run ``transform`` on flat arrays, and give back floats or the input's shape.
 
     Every transform here works point by point, so large inputs go through in cache-sized
-    blocks (faster, and bit-for-bit the same answers).
+    blocks, shared out to ``threads`` threads (numpy releases the GIL inside each array
+    operation); the answers are bit-for-bit the same however the input is cut.
     """
     lat_a, lng_a, scalar = as_latlng(lat, lng)
     flat_lat, flat_lng = lat_a.reshape(-1), lng_a.reshape(-1)
-    if flat_lat.size <= _CHUNK_POINTS:
-        out_lat, out_lng = transform(flat_lat, flat_lng)
+    n = flat_lat.size
+    n_threads = min(_check_threads(threads, n), -(-n // _CHUNK_POINTS))
+    out_lat = np.empty(n)
+    out_lng = np.empty(n)
+    if n <= _CHUNK_POINTS:
+        transform(flat_lat, flat_lng, out_lat, out_lng, _scratch(n))
     else:
-        out_lat = np.empty_like(flat_lat)
-        out_lng = np.empty_like(flat_lng)
-        for start in range(0, flat_lat.size, _CHUNK_POINTS):
-            block = slice(start, start + _CHUNK_POINTS)
-            out_lat[block], out_lng[block] = transform(flat_lat[block], flat_lng[block])
+        starts = iter(range(0, n, _CHUNK_POINTS))
+        lock = threading.Lock()
+
+        def work() -> None:
+            # Blocks are handed out one at a time, so a thread slowed by other load on its
+            # core simply takes fewer of them.
+            scratch = _scratch(_CHUNK_POINTS)
+            while True:
+                with lock:
+                    start = next(starts, None)
+                if start is None:
+                    return
+                block = slice(start, start + _CHUNK_POINTS)
+                transform(flat_lat[block], flat_lng[block], out_lat[block], out_lng[block], scratch)
+
+        if n_threads == 1:
+            work()
+        else:
+            with ThreadPoolExecutor(max_workers=n_threads) as pool:
+                for future in [pool.submit(work) for _ in range(n_threads)]:
+                    future.result()
     if scalar:
         return float(out_lat[0]), float(out_lng[0])
     return out_lat.reshape(lat_a.shape), out_lng.reshape(lat_a.shape)
 
 
-def _wgs_to_bd(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    return _gcj_to_bd(*_wgs_to_gcj(lat, lng))
+def _wgs_to_bd(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    return _gcj_to_bd(*_wgs_to_gcj(lat, lng, scratch))
 
 
-def _bd_to_wgs(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    return _gcj_to_wgs(*_bd_to_gcj(lat, lng))
+def _bd_to_wgs(
+    lat: FloatArray, lng: FloatArray, scratch: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    return _gcj_to_wgs(*_bd_to_gcj(lat, lng), scratch)
 
 
-def _identity(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
-    return lat.copy(), lng.copy()
+def _writing(step: _Step) -> _Transform:
+    """``step`` as a ``_Transform``."""
+
+    def transform(
+        lat: FloatArray,
+        lng: FloatArray,
+        out_lat: FloatArray,
+        out_lng: FloatArray,
+        scratch: FloatArray,
+    ) -> None:
+        out_lat[...], out_lng[...] = step(lat, lng, scratch)
+
+    return transform
 
 
+def _copy_into(
+    lat: FloatArray, lng: FloatArray, out_lat: FloatArray, out_lng: FloatArray, scratch: FloatArray
+) -> None:
+    out_lat[...] = lat
+    out_lng[...] = lng
+
+
+_GCJ_TO_WGS: Final = _writing(_gcj_to_wgs)
+_GCJ_TO_BD: Final = _writing(lambda lat, lng, scratch: _gcj_to_bd(lat, lng))
+_BD_TO_GCJ: Final = _writing(lambda lat, lng, scratch: _bd_to_gcj(lat, lng))
+_WGS_TO_BD: Final = _writing(_wgs_to_bd)
+_BD_TO_WGS: Final = _writing(_bd_to_wgs)
 _TO_WGS84: Final[dict[CoordType, _Transform]] = {
-    CoordType.WGS84: _identity,
-    CoordType.GCJ02: lambda lat, lng: _gcj_to_wgs(lat, lng),
-    CoordType.BD09: lambda lat, lng: _bd_to_wgs(lat, lng),
+    CoordType.WGS84: _copy_into,
+    CoordType.GCJ02: _GCJ_TO_WGS,
+    CoordType.BD09: _BD_TO_WGS,
 }
 _FROM_WGS84: Final[dict[CoordType, _Transform]] = {
-    CoordType.WGS84: _identity,
-    CoordType.GCJ02: lambda lat, lng: _wgs_to_gcj(lat, lng),
-    CoordType.BD09: lambda lat, lng: _wgs_to_bd(lat, lng),
+    CoordType.WGS84: _copy_into,
+    CoordType.GCJ02: _wgs_to_gcj_into,
+    CoordType.BD09: _WGS_TO_BD,
 }
 
 
 @overload
-def wgs84_to_gcj02(lat: float, lng: float) -> tuple[float, float]: ...
+def wgs84_to_gcj02(
+    lat: float, lng: float, *, threads: int | None = None
+) -> tuple[float, float]: ...
 @overload
-def wgs84_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def wgs84_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def wgs84_to_gcj02(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def wgs84_to_gcj02(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[Any, Any]:
     """WGS-84 → GCJ-02 (degrees); points outside mainland China are returned unchanged."""
-    return _apply(_wgs_to_gcj, lat, lng)
+    return _apply(_wgs_to_gcj_into, lat, lng, threads)
 
 
 @overload
-def gcj02_to_wgs84(lat: float, lng: float) -> tuple[float, float]: ...
+def gcj02_to_wgs84(
+    lat: float, lng: float, *, threads: int | None = None
+) -> tuple[float, float]: ...
 @overload
-def gcj02_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def gcj02_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def gcj02_to_wgs84(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def gcj02_to_wgs84(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[Any, Any]:
     """GCJ-02 → WGS-84 (degrees), inverse to within 1e-8 degree by fixed-point iteration.
 
     A point is shifted back only when its WGS-84 pre-image lies inside mainland China;
     otherwise it is returned unchanged.
     """
-    return _apply(_gcj_to_wgs, lat, lng)
+    return _apply(_GCJ_TO_WGS, lat, lng, threads)
 
 
 @overload
-def gcj02_to_bd09(lat: float, lng: float) -> tuple[float, float]: ...
+def gcj02_to_bd09(lat: float, lng: float, *, threads: int | None = None) -> tuple[float, float]: ...
 @overload
-def gcj02_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def gcj02_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def gcj02_to_bd09(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def gcj02_to_bd09(lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None) -> tuple[Any, Any]:
     """GCJ-02 → BD-09 (degrees) by Baidu's formula; applies everywhere, like Baidu's API."""
-    return _apply(_gcj_to_bd, lat, lng)
+    return _apply(_GCJ_TO_BD, lat, lng, threads)
 
 
 @overload
-def bd09_to_gcj02(lat: float, lng: float) -> tuple[float, float]: ...
+def bd09_to_gcj02(lat: float, lng: float, *, threads: int | None = None) -> tuple[float, float]: ...
 @overload
-def bd09_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def bd09_to_gcj02(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def bd09_to_gcj02(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def bd09_to_gcj02(lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None) -> tuple[Any, Any]:
     """BD-09 → GCJ-02 (degrees), inverse of ``gcj02_to_bd09`` to within 1e-8 degree."""
-    return _apply(_bd_to_gcj, lat, lng)
+    return _apply(_BD_TO_GCJ, lat, lng, threads)
 
 
 @overload
-def wgs84_to_bd09(lat: float, lng: float) -> tuple[float, float]: ...
+def wgs84_to_bd09(lat: float, lng: float, *, threads: int | None = None) -> tuple[float, float]: ...
 @overload
-def wgs84_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def wgs84_to_bd09(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def wgs84_to_bd09(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def wgs84_to_bd09(lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None) -> tuple[Any, Any]:
     """WGS-84 → BD-09 (degrees): GCJ-02 inside mainland China, then Baidu's transform."""
-    return _apply(_wgs_to_bd, lat, lng)
+    return _apply(_WGS_TO_BD, lat, lng, threads)
 
 
 @overload
-def bd09_to_wgs84(lat: float, lng: float) -> tuple[float, float]: ...
+def bd09_to_wgs84(lat: float, lng: float, *, threads: int | None = None) -> tuple[float, float]: ...
 @overload
-def bd09_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[FloatArray, FloatArray]: ...
-def bd09_to_wgs84(lat: ArrayLike, lng: ArrayLike) -> tuple[Any, Any]:
+def bd09_to_wgs84(
+    lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None
+) -> tuple[FloatArray, FloatArray]: ...
+def bd09_to_wgs84(lat: ArrayLike, lng: ArrayLike, *, threads: int | None = None) -> tuple[Any, Any]:
     """BD-09 → WGS-84 (degrees): inverse of ``wgs84_to_bd09``."""
-    return _apply(_bd_to_wgs, lat, lng)
+    return _apply(_BD_TO_WGS, lat, lng, threads)
 
 
 def parse_coord_type(coord_type: CoordType | str) -> CoordType:
@@ -519,25 +613,33 @@ def parse_coord_type(coord_type: CoordType | str) -> CoordType:
 
 
 @overload
-def to_wgs84(lat: float, lng: float, coord_type: CoordType | str) -> tuple[float, float]: ...
+def to_wgs84(
+    lat: float, lng: float, coord_type: CoordType | str, *, threads: int | None = None
+) -> tuple[float, float]: ...
 @overload
 def to_wgs84(
-    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str, *, threads: int | None = None
 ) -> tuple[FloatArray, FloatArray]: ...
-def to_wgs84(lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str) -> tuple[Any, Any]:
+def to_wgs84(
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str, *, threads: int | None = None
+) -> tuple[Any, Any]:
     """Convert points given in ``coord_type`` to WGS-84 (degrees)."""
-    return _apply(_TO_WGS84[parse_coord_type(coord_type)], lat, lng)
+    return _apply(_TO_WGS84[parse_coord_type(coord_type)], lat, lng, threads)
 
 
-@overload
-def from_wgs84(lat: float, lng: float, coord_type: CoordType | str) -> tuple[float, float]: ...
 @overload
 def from_wgs84(
-    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str
+    lat: float, lng: float, coord_type: CoordType | str, *, threads: int | None = None
+) -> tuple[float, float]: ...
+@overload
+def from_wgs84(
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str, *, threads: int | None = None
 ) -> tuple[FloatArray, FloatArray]: ...
-def from_wgs84(lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str) -> tuple[Any, Any]:
+def from_wgs84(
+    lat: ArrayLike, lng: ArrayLike, coord_type: CoordType | str, *, threads: int | None = None
+) -> tuple[Any, Any]:
     """Convert WGS-84 points (degrees) to ``coord_type``."""
-    return _apply(_FROM_WGS84[parse_coord_type(coord_type)], lat, lng)
+    return _apply(_FROM_WGS84[parse_coord_type(coord_type)], lat, lng, threads)
 
 
 @overload
