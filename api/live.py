@@ -14,7 +14,6 @@ Adapters: ``MemoryLiveState`` (dicts, the embedded default) and ``RedisLiveState
 (Lua scripts over pipelined batches). Redis layout, ``P`` = key prefix::
 
     P{r:<region>}:pos          hash   worker id -> 48-byte record (see REC_DTYPE)
-    P{r:<region>}:ts           zset   worker id -> ping epoch s   (for stale eviction)
     P{r:<region>}:c:<cell>     set    worker ids in that cell (online/busy only)
     P{d:<shard>}:dir           hash   worker id -> ts, region, state (the per-worker order)
     Pregions                   set    regions that hold any key (snapshot, eviction)
@@ -522,58 +521,56 @@ def hex_to_cells(hexes: NDArray[np.bytes_]) -> CellArray:
 # state u1). Per ping it returns 18 bytes: status ('S' stale, 'N' new, 'K' same region,
 # 'M' moved), the previous region (hex) and the state to apply.
 _DIR_LUA = """
-local blob = ARGV[1]
+local blob, dir = ARGV[1], KEYS[1]
+local call, sub, unpack, fmt = redis.call, string.sub, struct.unpack, string.format
 local out = {}
-local n = #blob / 33
-for i = 0, n - 1 do
-  local off = i * 33
-  local id, ts = struct.unpack('<dd', blob, off + 1)
-  local key = string.format('%d', id)
-  local region = string.sub(blob, off + 17, off + 32)
-  local state = string.sub(blob, off + 33, off + 33)
-  local cur = redis.call('HGET', KEYS[1], key)
-  if cur and struct.unpack('<d', cur) >= ts then
-    out[#out + 1] = 'S' .. string.sub(cur, 9, 25)
+for off = 0, #blob - 33, 33 do
+  local id, ts = unpack('<dd', blob, off + 1)
+  local key = fmt('%d', id)
+  local region, state = sub(blob, off + 17, off + 32), sub(blob, off + 33, off + 33)
+  local cur = call('HGET', dir, key)
+  if cur and unpack('<d', cur) >= ts then
+    out[#out + 1] = 'S' .. sub(cur, 9, 25)
   else
-    local status = 'N'
-    local old = '0000000000000000'
+    local status, old = 'N', '0000000000000000'
     if cur then
-      old = string.sub(cur, 9, 24)
-      if state == '\\0' then state = string.sub(cur, 25, 25) end
+      old = sub(cur, 9, 24)
+      if state == '\\0' then state = sub(cur, 25, 25) end
       if old == region then status = 'K' else status = 'M' end
     elseif state == '\\0' then
       state = 'n'
     end
-    redis.call('HSET', KEYS[1], key, struct.pack('<d', ts) .. region .. state)
+    call('HSET', dir, key, sub(blob, off + 9, off + 32) .. state)
     out[#out + 1] = status .. old .. state
   end
 end
 return table.concat(out)
 """
 
-# Region script. KEYS[1] = P{r:R}:pos, KEYS[2] = P{r:R}:ts. ARGV[1] = cell-set key prefix,
+# Region script. KEYS[1] = P{r:R}:pos. ARGV[1] = cell-set key prefix,
 # ARGV[2] = n x (id f8, record 48 bytes). Applies a record only if newer than the stored
 # one; moves set membership in the same step. Returns how many were applied.
 _REGION_LUA = """
-local blob, setp = ARGV[2], ARGV[1]
+local blob, setp, pos = ARGV[2], ARGV[1], KEYS[1]
+local call, sub, unpack, fmt = redis.call, string.sub, struct.unpack, string.format
+local TOMB = '0000000000000000'
 local applied = 0
-for i = 0, #blob / 56 - 1 do
-  local off = i * 56
-  local id = struct.unpack('<d', blob, off + 1)
-  local key = string.format('%d', id)
-  local rec = string.sub(blob, off + 9, off + 56)
-  local ts = struct.unpack('<d', rec)
-  local cur = redis.call('HGET', KEYS[1], key)
-  if not cur or struct.unpack('<d', cur) < ts then
-    local cell, state = string.sub(rec, 33, 48), string.sub(rec, 29, 29)
-    local was = cur and string.sub(cur, 33, 48) ~= '0000000000000000'
-    was = was and string.sub(cur, 29, 29) ~= 'f'
-    local now = state ~= 'f' and cell ~= '0000000000000000'
-    local oldcell = cur and string.sub(cur, 33, 48)
-    if was and (not now or oldcell ~= cell) then redis.call('SREM', setp .. oldcell, key) end
-    if now and (not was or oldcell ~= cell) then redis.call('SADD', setp .. cell, key) end
-    redis.call('HSET', KEYS[1], key, rec)
-    redis.call('ZADD', KEYS[2], ts, key)
+for off = 0, #blob - 56, 56 do
+  local id, ts = unpack('<dd', blob, off + 1)
+  local key = fmt('%d', id)
+  local rec = sub(blob, off + 9, off + 56)
+  local cur = call('HGET', pos, key)
+  if not cur or unpack('<d', cur) < ts then
+    -- Same state and cell (the common ping) leaves the member sets alone.
+    if not cur or sub(cur, 29) ~= sub(rec, 29) then
+      local cell = sub(rec, 33)
+      local now = sub(rec, 29, 29) ~= 'f' and cell ~= TOMB
+      local oldcell = cur and sub(cur, 33)
+      local was = cur and oldcell ~= TOMB and sub(cur, 29, 29) ~= 'f'
+      if was and (not now or oldcell ~= cell) then call('SREM', setp .. oldcell, key) end
+      if now and (not was or oldcell ~= cell) then call('SADD', setp .. cell, key) end
+    end
+    call('HSET', pos, key, rec)
     applied = applied + 1
   end
 end
@@ -591,26 +588,31 @@ redis.call('HSET', KEYS[1], ARGV[2], string.sub(cur, 1, 28) .. new .. string.sub
 return 1
 """
 
-# Eviction script (one region). ARGV: cell-set key prefix, cutoff epoch s, max per call.
+# Eviction script (one region), one HSCAN step: no per-ping time index to maintain, at
+# the price of reading every record once per sweep (sweeps are rare, pings are not).
+# ARGV: cell-set key prefix, HSCAN cursor, cutoff epoch s, HSCAN COUNT.
+# Returns {next cursor, live workers evicted}.
 _EVICT_LUA = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
-local live = 0
-for _, key in ipairs(ids) do
-  local cur = redis.call('HGET', KEYS[1], key)
-  if cur then
-    local cell = string.sub(cur, 33, 48)
+local call, sub = redis.call, string.sub
+local res = call('HSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[4])
+local cutoff, fields, live = tonumber(ARGV[3]), res[2], 0
+for i = 1, #fields, 2 do
+  local key = fields[i]
+  -- Re-read: HSCAN may repeat a field, and its value is only a hint.
+  local cur = struct.unpack('<d', fields[i + 1]) < cutoff and call('HGET', KEYS[1], key)
+  if cur and struct.unpack('<d', cur) < cutoff then
+    local cell = sub(cur, 33, 48)
     if cell ~= '0000000000000000' then
       live = live + 1
-      if string.sub(cur, 29, 29) ~= 'f' then redis.call('SREM', ARGV[1] .. cell, key) end
+      if sub(cur, 29, 29) ~= 'f' then call('SREM', ARGV[1] .. cell, key) end
     end
-    redis.call('HDEL', KEYS[1], key)
+    call('HDEL', KEYS[1], key)
   end
-  redis.call('ZREM', KEYS[2], key)
 end
-return {live, #ids}
+return {res[1], live}
 """
 
-#: Workers one eviction script call looks at (keeps each call short: Redis is single-threaded).
+#: Records one eviction step looks at (keeps each call short: Redis is single-threaded).
 _EVICT_CHUNK = 1000
 _DIR_DTYPE = np.dtype([("id", "<f8"), ("ts", "<f8"), ("region", "S16"), ("state", "u1")])
 _REGION_DTYPE = np.dtype([("id", "<f8"), ("rec", REC_DTYPE)])
@@ -691,13 +693,13 @@ class RedisLiveState:
     def _dir_key(self, shard: int) -> str:
         return f"{self.prefix}{{d:{shard}}}:dir"
 
-    def _region_keys(self, region_hex: str) -> tuple[str, str, str]:
+    def _region_keys(self, region_hex: str) -> tuple[str, str]:
         # H3's own string form is the 15 hex digits after the leading 0.
         tag = f"{self.prefix}{{r:{region_hex[1:]}}}"
-        return f"{tag}:pos", f"{tag}:ts", f"{tag}:c:"
+        return f"{tag}:pos", f"{tag}:c:"
 
-    def region_keys(self, region: int) -> tuple[str, str, str]:
-        """(positions hash, times zset, cell-set prefix) of a region, for tests and tools."""
+    def region_keys(self, region: int) -> tuple[str, str]:
+        """(positions hash, cell-set key prefix) of a region, for tests and tools."""
         return self._region_keys("%016x" % int(region))  # noqa: UP031
 
     def _regions_key(self) -> str:
@@ -754,13 +756,13 @@ class RedisLiveState:
 
         def regions(pipe: Any) -> None:
             for region in live_regions.tolist():
-                pos, zts, setp = self._region_keys(region.decode())
+                pos, setp = self._region_keys(region.decode())
                 sel = ok & (regions_hex == region)
-                self._eval(pipe, "region", [pos, zts], [setp, recs[sel].tobytes()])
+                self._eval(pipe, "region", [pos], [setp, recs[sel].tobytes()])
             for region in np.unique(old_regions).tolist():
-                pos, zts, setp = self._region_keys(region.decode())
+                pos, setp = self._region_keys(region.decode())
                 blob = tombs[old_regions == region].tobytes()
-                self._eval(pipe, "region", [pos, zts], [setp, blob])
+                self._eval(pipe, "region", [pos], [setp, blob])
             if live_regions.size:
                 pipe.sadd(self._regions_key(), *live_regions.tolist())
 
@@ -834,7 +836,7 @@ class RedisLiveState:
 
         def fetch(pipe: Any) -> None:
             for c, r in zip(cell_hex, region_hex, strict=True):
-                pipe.smembers(self._region_keys(r.decode())[2] + c.decode())
+                pipe.smembers(self._region_keys(r.decode())[1] + c.decode())
 
         replies = await self._run(fetch)
         pairs = [
@@ -856,7 +858,7 @@ class RedisLiveState:
         known, regions = await self._directory(np.array([wid], dtype=np.int64))
         if not known[0]:
             return False
-        pos, _zts, setp = self._region_keys(regions[0].decode())
+        pos, setp = self._region_keys(regions[0].decode())
 
         def change(pipe: Any) -> None:
             self._eval(pipe, "state", [pos], [setp, str(wid), code])
@@ -879,16 +881,18 @@ class RedisLiveState:
         cutoff = repr(float(now) - self.stale_after_s)
         evicted = 0
         for region in await self._regions():
-            pos, zts, setp = self._region_keys(region)
-            keys, args = [pos, zts], [setp, cutoff, _EVICT_CHUNK]
-
-            def evict(pipe: Any, keys: list[str] = keys, args: list[Any] = args) -> None:
-                self._eval(pipe, "evict", keys, args)
-
+            pos, setp = self._region_keys(region)
+            cursor = b"0"
             while True:
-                ((live, seen),) = await self._run(evict)
+
+                def step(
+                    pipe: Any, pos: str = pos, setp: str = setp, cursor: bytes = cursor
+                ) -> None:
+                    self._eval(pipe, "evict", [pos], [setp, cursor, cutoff, _EVICT_CHUNK])
+
+                ((cursor, live),) = await self._run(step)
                 evicted += int(live)
-                if int(seen) < _EVICT_CHUNK:
+                if cursor in (b"0", 0, "0"):
                     break
         return evicted
 

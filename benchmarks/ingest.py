@@ -1,0 +1,366 @@
+"""Location pings per second into LiveState, batched vs one ping per call, same run.
+
+A deterministic fleet of ``--workers`` workers rides e-bikes around Shanghai; every
+round each worker sends one ping (≈5 s apart, ≈25 m further on, so most pings stay in
+their H3 cell and some cross into the next). ``--pings`` pings are cut into batches of
+``--batch`` and fed to ``LiveState.update_positions`` (``ours``). Baselines on the
+same backend and the first ``--baseline-pings`` pings:
+
+- ``per_call``: the same API with one ping per call (what an endpoint that forwards
+  pings one by one would do; on Redis that is two round trips per ping);
+- ``direct_geoadd`` (Redis only): one plain ``GEOADD`` per ping, awaited — one round
+  trip per ping and no ordering or cell sets at all, the floor of any unbatched design.
+
+Each backend starts empty per repeat (Redis: a fresh key prefix, deleted afterwards;
+the shared server is never flushed). Reported: pings/s, per-batch p50/p99 latency,
+speedups, and ``consistent``: after the run every worker's stored position is its last
+ping and the cell member sets equal the positions' cells.
+
+Later hook: the HTTP batch endpoint of the worker API becomes one more ``Sink`` (an
+``httpx.AsyncClient`` posting each batch); ``SINKS`` is where it plugs in.
+
+``ours_concurrent`` repeats ``ours`` with ``--concurrency`` batches in flight, as a
+server handling several worker-app requests at once would.
+
+Usage: daojia bench ingest [--pings N] [--batch B] [--workers W] [--backend memory|redis|all]
+       [--concurrency C] [--baseline-pings P] [--redis-url URL] [--repeat K] [--seed S] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis.asyncio as redis_asyncio
+from numpy.typing import NDArray
+
+from api.live import LiveState, MemoryLiveState, PingBatch, RedisLiveState
+from benchmarks._common import Timing, add_common_args, emit, machine, peak_rss_mb
+from geo.cells import latlng_to_cells
+
+#: Shanghai centre (WGS-84) and the spread of worker start points, degrees.
+CENTRE = (31.2304, 121.4737)
+SPREAD_DEG = 0.12
+#: Seconds between two pings of one worker; metres per second of an e-bike.
+PING_INTERVAL_S = 5.0
+SPEED_MPS = 5.0
+_M_PER_DEG = 111_320.0
+DEFAULT_REDIS_URL = os.environ.get("DAOJIA_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Pings:
+    """The generated stream, in arrival order."""
+
+    worker_ids: NDArray[np.int64]
+    lat: NDArray[np.float64]
+    lng: NDArray[np.float64]
+    ts: NDArray[np.float64]
+    accuracy_m: NDArray[np.float64]
+
+    def batch(self, start: int, stop: int) -> PingBatch:
+        """Rows ``start:stop`` as a validated batch."""
+        sl = slice(start, stop)
+        return PingBatch.of(
+            self.worker_ids[sl], self.lat[sl], self.lng[sl], self.ts[sl], self.accuracy_m[sl]
+        )
+
+
+def fleet_pings(n_pings: int, n_workers: int, seed: int) -> Pings:
+    """``n_pings`` deterministic pings: rounds over all workers, each riding a straight line."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n_pings)
+    worker = (k % n_workers).astype(np.int64)
+    rnd = k // n_workers
+    start_lat = CENTRE[0] + rng.normal(0.0, SPREAD_DEG, n_workers)
+    start_lng = CENTRE[1] + rng.normal(0.0, SPREAD_DEG, n_workers)
+    heading = rng.uniform(0.0, 2 * np.pi, n_workers)
+    step_deg = SPEED_MPS * PING_INTERVAL_S / _M_PER_DEG
+    lat = start_lat[worker] + np.cos(heading[worker]) * step_deg * rnd
+    lng = start_lng[worker] + np.sin(heading[worker]) * step_deg * rnd / np.cos(
+        np.radians(CENTRE[0])
+    )
+    # GPS noise of a few metres, and ping times jittered within the round.
+    lat = lat + rng.normal(0.0, 5.0 / _M_PER_DEG, n_pings)
+    lng = lng + rng.normal(0.0, 5.0 / _M_PER_DEG, n_pings)
+    ts = 1.8e9 + rnd * PING_INTERVAL_S + (worker / n_workers) * PING_INTERVAL_S
+    accuracy = rng.uniform(3.0, 30.0, n_pings)
+    return Pings(worker.astype(np.int64), lat, lng, ts.astype(np.float64), accuracy)
+
+
+#: A place pings go: LiveState today; the HTTP batch endpoint later (see module docstring).
+Sink = Callable[[PingBatch], Awaitable[Any]]
+
+
+@dataclass
+class Backend:
+    """One backend under test: how to make a fresh empty state and how to drop it."""
+
+    name: str
+    make: Callable[[], Awaitable[LiveState]]
+    drop: Callable[[LiveState], Awaitable[None]]
+    client: redis_asyncio.Redis | None = None
+
+
+async def _ingest(
+    state: LiveState, pings: Pings, n: int, batch: int, concurrency: int = 1
+) -> tuple[float, list[float]]:
+    """Feed the first ``n`` pings in batches, ``concurrency`` calls in flight.
+
+    Returns wall seconds and per-batch seconds. Concurrent calls are what a server
+    handling several worker-app requests at once does; they overlap our Python with
+    Redis's work on another core.
+    """
+    sink: Sink = state.update_positions
+    lat_s: list[float] = []
+    starts = iter(range(0, n, batch))
+
+    async def lane() -> None:
+        for start in starts:  # lanes share the iterator: each batch is sent once
+            b = pings.batch(start, min(n, start + batch))
+            t0 = time.perf_counter()
+            await sink(b)
+            lat_s.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.perf_counter() - t0, lat_s
+
+
+async def _consistent(state: LiveState, pings: Pings, n: int) -> bool:
+    """Every worker's stored position is its last ping; member sets match those cells."""
+    ids = np.unique(pings.worker_ids[:n])
+    last = np.zeros(ids.size, dtype=np.int64)
+    last[pings.worker_ids[:n]] = np.arange(n)  # later rows overwrite: the last ping wins
+    got = await state.get_positions(ids)
+    if not (
+        got.found.all()
+        and np.array_equal(got.lat, pings.lat[last])
+        and np.array_equal(got.lng, pings.lng[last])
+        and np.array_equal(got.ts, pings.ts[last])
+    ):
+        return False
+    cells = latlng_to_cells(pings.lat[last], pings.lng[last], state.cell_res)
+    members = await state.workers_in_cells(np.unique(cells))
+    order = np.argsort(members.worker_ids)
+    return bool(
+        np.array_equal(members.worker_ids[order], ids)
+        and np.array_equal(members.cells[order], cells)
+    )
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples)
+    return {
+        "p50_ms": float(np.percentile(arr, 50) * 1e3),
+        "p99_ms": float(np.percentile(arr, 99) * 1e3),
+    }
+
+
+async def _direct_geoadd(client: redis_asyncio.Redis, pings: Pings, n: int, key: str) -> float:
+    """One awaited GEOADD per ping (one round trip each); seconds."""
+    lat, lng, ids = pings.lat[:n].tolist(), pings.lng[:n].tolist(), pings.worker_ids[:n].tolist()
+    t0 = time.perf_counter()
+    for a, b, w in zip(lat, lng, ids, strict=True):
+        await client.geoadd(key, (b, a, w))
+    return time.perf_counter() - t0
+
+
+async def run_backend(backend: Backend, pings: Pings, args: argparse.Namespace) -> dict[str, Any]:
+    """Time ours and the baselines on one backend; returns its JSON section."""
+    n, base_n = args.pings, min(args.baseline_pings, args.pings)
+    consistent = True
+
+    async def measure(count: int, batch: int, concurrency: int) -> tuple[Timing, list[float]]:
+        nonlocal consistent
+        runs: list[float] = []
+        batch_lat: list[float] = []
+        for _ in range(args.repeat):
+            state = await backend.make()
+            try:
+                wall, lat_s = await _ingest(state, pings, count, batch, concurrency)
+                runs.append(wall)
+                batch_lat.extend(lat_s)
+                consistent = consistent and await _consistent(state, pings, count)
+            finally:
+                await backend.drop(state)
+        return Timing(tuple(runs)), batch_lat
+
+    ours, ours_lat = await measure(n, args.batch, 1)
+    base, _ = await measure(base_n, 1, 1)
+    ours_rate, base_rate = n / ours.median, base_n / base.median
+    section: dict[str, Any] = {
+        "ours": {**ours.as_dict(), "pings_per_s": ours_rate, **_percentiles(ours_lat)},
+        "per_call": {**base.as_dict(), "pings_per_s": base_rate, "measured_pings": base_n},
+        "speedup": ours_rate / base_rate,
+    }
+    if args.concurrency > 1:
+        conc, conc_lat = await measure(n, args.batch, args.concurrency)
+        conc_rate = n / conc.median
+        section["ours_concurrent"] = {
+            **conc.as_dict(),
+            "pings_per_s": conc_rate,
+            "concurrency": args.concurrency,
+            **_percentiles(conc_lat),
+        }
+        section["speedup_concurrent"] = conc_rate / base_rate
+    if backend.client is not None:
+        key = f"dj-bench:{uuid.uuid4().hex[:12]}:geo"
+        runs = []
+        try:
+            for _ in range(args.repeat):
+                await backend.client.delete(key)
+                runs.append(await _direct_geoadd(backend.client, pings, base_n, key))
+        finally:
+            await backend.client.delete(key)
+        direct = Timing(tuple(runs))
+        direct_rate = base_n / direct.median
+        section["direct_geoadd"] = {
+            **direct.as_dict(),
+            "pings_per_s": direct_rate,
+            "measured_pings": base_n,
+        }
+        section["speedup_vs_direct_geoadd"] = ours_rate / direct_rate
+    section["consistent"] = consistent
+    return section
+
+
+def _memory_backend() -> Backend:
+    async def make() -> LiveState:
+        return MemoryLiveState()
+
+    async def drop(state: LiveState) -> None:
+        await state.aclose()
+
+    return Backend("memory", make, drop)
+
+
+async def _redis_backend(url: str) -> Backend | str:
+    """The Redis backend, or why it is unavailable."""
+    client = redis_asyncio.Redis.from_url(url)
+    try:
+        await client.ping()
+    except Exception as exc:  # any connection problem: report, do not crash the other backend
+        await client.aclose()
+        return f"{type(exc).__name__}: {exc}"
+
+    async def make() -> LiveState:
+        return RedisLiveState(client, prefix=f"dj-bench:{uuid.uuid4().hex[:12]}:")
+
+    async def drop(state: LiveState) -> None:
+        assert isinstance(state, RedisLiveState)
+        await state.delete_all()
+
+    return Backend("redis", make, drop, client)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The benchmark's options (``--help`` lists them)."""
+    parser = argparse.ArgumentParser(
+        prog="daojia bench ingest", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--pings", type=_positive, default=200_000, help="pings per run")
+    parser.add_argument("--batch", type=_positive, default=1000, help="pings per call")
+    parser.add_argument("--workers", type=_positive, default=20_000, help="distinct workers")
+    parser.add_argument(
+        "--backend", choices=("memory", "redis", "all"), default="all", help="LiveState adapter"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=4,
+        help="batches in flight for the ours_concurrent case (1 skips it)",
+    )
+    parser.add_argument(
+        "--baseline-pings", type=_positive, default=5000, help="pings the per-call baselines send"
+    )
+    parser.add_argument(
+        "--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the redis backend"
+    )
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    pings = fleet_pings(args.pings, args.workers, args.seed)
+    result: dict[str, Any] = {
+        "pings": args.pings,
+        "batch": args.batch,
+        "workers": args.workers,
+        "baseline_pings": min(args.baseline_pings, args.pings),
+        "backend": args.backend,
+        "concurrency": args.concurrency,
+        "repeat": args.repeat,
+        "seed": args.seed,
+    }
+    names = ("memory", "redis") if args.backend == "all" else (args.backend,)
+    for name in names:
+        if name == "memory":
+            result["memory"] = await run_backend(_memory_backend(), pings, args)
+            continue
+        backend = await _redis_backend(args.redis_url)
+        if isinstance(backend, str):
+            result["redis"] = {"unavailable": backend}
+            continue
+        try:
+            result["redis"] = await run_backend(backend, pings, args)
+        finally:
+            assert backend.client is not None
+            await backend.client.aclose()
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["machine"] = machine()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; exit 1 if a result was inconsistent or a required Redis was down."""
+    args = parse_args(argv)
+    result = asyncio.run(_run(args))
+    rows = []
+    for name in ("memory", "redis"):
+        section = result.get(name)
+        if section is None:
+            continue
+        if "unavailable" in section:
+            rows.append({"backend": name, "path": "unavailable: " + section["unavailable"]})
+            continue
+        for path in ("ours", "ours_concurrent", "per_call", "direct_geoadd"):
+            if path in section:
+                rows.append(
+                    {
+                        "backend": name,
+                        "path": path,
+                        "pings/s": section[path]["pings_per_s"],
+                        "median_s": section[path]["median_s"],
+                        "p50_ms": section[path].get("p50_ms"),
+                        "p99_ms": section[path].get("p99_ms"),
+                        "speedup": section.get(
+                            {"ours": "speedup", "ours_concurrent": "speedup_concurrent"}.get(
+                                path, ""
+                            )
+                        ),
+                        "consistent": section["consistent"] if path == "ours" else None,
+                    }
+                )
+    emit(result, rows, args.json, f"ingest: {args.pings} pings, batch {args.batch}")
+    sections = [result[n] for n in ("memory", "redis") if n in result]
+    failed = any(not s.get("consistent", True) for s in sections)
+    required_down = args.backend == "redis" and "unavailable" in result["redis"]
+    return 1 if failed or required_down else 0
