@@ -38,7 +38,14 @@ APP = create_app(
         qq_base_url="https://qq.test",
     )
 )
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# Public operations only (what an anonymous client can reach); the signed-in ones have
+# their own authorization tests.
+schema = (
+    schemathesis.openapi.from_asgi("/openapi.json", APP)
+    .exclude(path_regex=r"^/v1/(addresses|enterprises)")
+    .exclude(path_regex=r"^/v1/catalog/", method=["POST", "PATCH"])
+    .exclude(path_regex=r"^/v1/auth/(me|wechat/bind)$")
+)
 
 
 @pytest.fixture(scope="module")
