@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api import migrate
@@ -199,3 +200,20 @@ def test_ready_checks_redis_when_configured(settings: Settings) -> None:
         resp = client.get("/ready")
     assert resp.status_code == 503
     assert resp.json()["redis"] == "unreachable"
+
+
+def test_access_log_is_json_with_request_id(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    with TestClient(create_app(settings)) as client:
+        capsys.readouterr()
+        client.get("/v1/catalog/services/7", headers={"X-Request-ID": "trace-42"})
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    access = next(e for e in lines if e.get("event") == "request")
+    assert access["request_id"] == "trace-42"
+    assert access["route"] == "/v1/catalog/services/{service_id:int}"
+    assert access["status"] == 404
+    assert access["level"] == "info"
+    assert access["timestamp"].endswith("Z")
