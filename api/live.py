@@ -650,6 +650,19 @@ async def run_pipeline(
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
+def group_rows(keys: NDArray[Any]) -> list[tuple[int, NDArray[np.intp]]]:
+    """(key, row indices) for each distinct integer key, rows kept in their input order."""
+    if keys.size == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return [
+        (int(ordered[start]), grp)
+        for start, grp in zip(starts.tolist(), np.split(order, starts[1:]), strict=True)
+    ]
+
+
 class RedisLiveState:
     """``LiveState`` on Redis (see the module docstring for the key layout and protocol).
 
@@ -715,7 +728,8 @@ class RedisLiveState:
         ids = batch.worker_ids[rows]
         ts = batch.ts[rows]
         cells = latlng_to_cells(batch.lat[rows], batch.lng[rows], self.cell_res)
-        regions_hex = cells_to_hex(cell_to_parent(cells, REGION_RES))
+        regions = cell_to_parent(cells, REGION_RES)
+        regions_hex = cells_to_hex(regions)
 
         # Round trip 1: the directory orders pings per worker and names the old region.
         dir_rows = np.empty(rows.size, dtype=_DIR_DTYPE)
@@ -723,19 +737,15 @@ class RedisLiveState:
         dir_rows["ts"] = ts
         dir_rows["region"] = regions_hex
         dir_rows["state"] = batch.states[rows]
-        shards = ids % self.dir_shards
-        order = np.argsort(shards, kind="stable")
-        bounds = np.flatnonzero(np.diff(shards[order])) + 1
-        groups = np.split(order, bounds)
+        shard_groups = group_rows(ids % self.dir_shards)
 
         def directory(pipe: Any) -> None:
-            for grp in groups:
-                key = self._dir_key(int(shards[grp[0]]))
-                self._eval(pipe, "dir", [key], [dir_rows[grp].tobytes()])
+            for shard, grp in shard_groups:
+                self._eval(pipe, "dir", [self._dir_key(shard)], [dir_rows[grp].tobytes()])
 
         replies = await self._run(directory)
         status = np.empty(rows.size, dtype=_STATUS_DTYPE)
-        for grp, reply in zip(groups, replies, strict=True):
+        for (_shard, grp), reply in zip(shard_groups, replies, strict=True):
             status[grp] = np.frombuffer(reply, dtype=_STATUS_DTYPE)
         ok = status["status"] != b"S"
         moved = status["status"] == b"M"
@@ -751,38 +761,36 @@ class RedisLiveState:
         recs["rec"]["cell"] = cells_to_hex(cells)
         tombs = recs[moved].copy()
         tombs["rec"]["cell"] = _TOMB
-        old_regions = status["old"][moved]
-        live_regions = np.unique(regions_hex[ok])
+        accepted = np.flatnonzero(ok)
+        live_groups = group_rows(regions[accepted])
+        tomb_groups = group_rows(hex_to_cells(status["old"][moved]))
 
-        def regions(pipe: Any) -> None:
-            for region in live_regions.tolist():
-                pos, setp = self._region_keys(region.decode())
-                sel = ok & (regions_hex == region)
-                self._eval(pipe, "region", [pos], [setp, recs[sel].tobytes()])
-            for region in np.unique(old_regions).tolist():
-                pos, setp = self._region_keys(region.decode())
-                blob = tombs[old_regions == region].tobytes()
-                self._eval(pipe, "region", [pos], [setp, blob])
-            if live_regions.size:
-                pipe.sadd(self._regions_key(), *live_regions.tolist())
+        def apply(pipe: Any) -> None:
+            for region, grp in live_groups:
+                pos, setp = self._region_keys("%016x" % region)  # noqa: UP031
+                self._eval(pipe, "region", [pos], [setp, recs[accepted[grp]].tobytes()])
+            for region, grp in tomb_groups:
+                pos, setp = self._region_keys("%016x" % region)  # noqa: UP031
+                self._eval(pipe, "region", [pos], [setp, tombs[grp].tobytes()])
+            if live_groups:
+                pipe.sadd(self._regions_key(), *("%016x" % r for r, _ in live_groups))  # noqa: UP031
 
-        await self._run(regions)
+        await self._run(apply)
         applied[rows[ok]] = True
         return UpdateResult(applied, int((~ok).sum()), len(batch) - rows.size)
 
     async def _directory(self, ids: IntArray) -> tuple[NDArray[np.bool_], NDArray[np.bytes_]]:
         """(known, region hex) of each worker id, from the directory shards."""
-        shards = ids % self.dir_shards
+        shard_groups = group_rows(ids % self.dir_shards)
 
         def fetch(pipe: Any) -> None:
-            for shard in np.unique(shards).tolist():
-                pipe.hmget(self._dir_key(shard), ids[shards == shard].tolist())
+            for shard, grp in shard_groups:
+                pipe.hmget(self._dir_key(shard), ids[grp].tolist())
 
         replies = await self._run(fetch)
         known = np.zeros(ids.size, dtype=bool)
         regions = np.zeros(ids.size, dtype="S16")
-        for shard, values in zip(np.unique(shards).tolist(), replies, strict=True):
-            where = np.flatnonzero(shards == shard)
+        for (_shard, where), values in zip(shard_groups, replies, strict=True):
             for i, value in zip(where.tolist(), values, strict=True):
                 if value is not None:
                     known[i] = True
