@@ -326,9 +326,10 @@ class Engine:
         # ("parked") until a worker with one of their skills frees up: re-running match on
         # them before that cannot change the answer, and their growing search radii are the
         # most expensive part of a batch.
-        self._parked: set[int] = set()
+        self._parked = np.zeros(n, dtype=np.bool_)
         self._freed_skills = 0
         self.match_calls = 0
+        self._dispatches = 0
         self.matched = 0
         self.n_events = 0
         self._ids_sorted = bool(np.all(np.diff(city.worker_ids) > 0))
@@ -358,11 +359,12 @@ class Engine:
         return int(self.city.order_ids[row])
 
     def _orow(self, oid: int) -> int:
-        return (
-            int(oid) - int(self.city.order_ids[0])
-            if self._order_ids_dense
-            else self._o_lookup[int(oid)]
-        )
+        return self._o_lookup[int(oid)]
+
+    def _orows(self, oids: IntArray) -> IntArray:
+        """Row of each order id (vectorised)."""
+        rows: IntArray = self._oid_sorter[np.searchsorted(self._oid_sorted, oids)]
+        return rows
 
     def _wrow(self, wid: int) -> int:
         return self._w_lookup[int(wid)]
@@ -374,10 +376,9 @@ class Engine:
         wall0 = time.perf_counter()
         c = self.city
         ids = c.order_ids
-        self._order_ids_dense = bool(
-            ids.size == 0 or np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size))
-        )
-        self._o_lookup = {} if self._order_ids_dense else {int(o): i for i, o in enumerate(ids)}
+        self._o_lookup = {int(o): i for i, o in enumerate(ids)}
+        self._oid_sorter = np.argsort(ids, kind="stable").astype(np.int64)
+        self._oid_sorted = ids[self._oid_sorter]
         self._w_lookup = {int(w): i for i, w in enumerate(c.worker_ids)}
         self.rec("header", c.day_start_s, city=c.to_json(), policy=self.policy.to_dict())
         for row in range(c.n_orders):
@@ -662,30 +663,29 @@ class Engine:
             if idle.size:
                 self._match(t, pending, idle)
         self._schedule_tick()
-        if self.match_calls % 200 == 0:
-            self.desk.drop_closed(t - 3600)  # keeps the book's scans short on long days
+        self._dispatches += 1
+        if self._dispatches % 20 == 0:
+            # The book scans every order it holds on each call: forget closed ones.
+            self.desk.drop_closed(t)
 
     def _unparked(self, pending_ids: IntArray) -> IntArray:
         """Pending orders worth matching: not parked, or parked but a skilled worker freed up."""
-        if not self._parked or pending_ids.size == 0:
+        if pending_ids.size == 0:
             return pending_ids
-        freed = np.uint64(self._freed_skills)
-        keep = np.ones(pending_ids.size, dtype=np.bool_)
-        for i, oid in enumerate(pending_ids.tolist()):
-            row = self._orow(oid)
-            if row in self._parked:
-                if self.city.required_skills[row] & freed or not self.city.required_skills[row]:
-                    self._parked.discard(row)
-                else:
-                    keep[i] = False
-        return pending_ids[keep]
+        rows = self._orows(pending_ids)
+        parked = self._parked[rows]
+        need = self.city.required_skills[rows]
+        retry = parked & (((need & np.uint64(self._freed_skills)) != 0) | (need == 0))
+        self._parked[rows[retry]] = False
+        keep: IntArray = pending_ids[~parked | retry]
+        return keep
 
     def _drop_hopeless(self, t: int, pending_ids: IntArray) -> IntArray:
         """Escalate orders whose latest acceptable start has passed (no match can serve them)."""
         if self.policy.max_lateness_s is None or pending_ids.size == 0:
             return pending_ids
         c = self.city
-        rows = np.asarray([self._orow(o) for o in pending_ids.tolist()], dtype=np.int64)
+        rows = self._orows(pending_ids)
         latest = c.promised_s[rows] + c.grace_s + self.policy.max_lateness_s
         late = latest < t
         for oid in pending_ids[late].tolist():
@@ -694,7 +694,7 @@ class Engine:
 
     def _match(self, t: int, pending_ids: IntArray, idle: IntArray) -> None:
         p = self.policy
-        rows = np.asarray([self._orow(o) for o in pending_ids.tolist()], dtype=np.int64)
+        rows = self._orows(pending_ids)
         orders = self._orders(rows, t, self.desk.book.exclusions_csr(pending_ids))
         fleet = self._fleet(idle)
         result = match_fn()(
@@ -714,7 +714,7 @@ class Engine:
             result.unassigned_order_ids.tolist(), result.unassigned_reasons, strict=True
         ):
             if reason != "outbid":  # outbid orders had an eligible worker: retry next window
-                self._parked.add(self._orow(oid))
+                self._parked[self._orow(oid)] = True
         if result.assigned == 0:
             return
         made = self.desk.offer_pairs(result.order_ids, result.worker_ids, t)
@@ -726,7 +726,7 @@ class Engine:
         c = self.city
         oids = np.fromiter((m.order_id for m in made), dtype=np.int64, count=len(made))
         wids = np.fromiter((m.worker_id for m in made), dtype=np.int64, count=len(made))
-        o_rows = np.asarray([self._orow(o) for o in oids.tolist()], dtype=np.int64)
+        o_rows = self._orows(oids)
         w_rows = np.asarray([self._wrow(w) for w in wids.tolist()], dtype=np.int64)
         u_decline = hash_u01(c.seed, oids, wids, 1)
         u_delay = hash_u01(c.seed, oids, wids, 2)

@@ -170,13 +170,16 @@ def init_ray(address: str | None = None, num_cpus: int = 2) -> None:
     if ray.is_initialized():
         return
     if address is None:
-        runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}}
+        # Local workers inherit this environment: put the repository on their path (a
+        # runtime_env would do the same through Ray's runtime-env agent, much slower).
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if str(REPO_ROOT) not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, paths)])
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
             ignore_reinit_error=True,
             log_to_driver=False,
-            runtime_env=runtime_env,
         )
     else:
         import dispatch

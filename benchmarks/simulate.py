@@ -1,0 +1,147 @@
+"""Benchmark: a simulated city day, and a capacity sweep on Ray against running it serially.
+
+1. City day: the example scenario scaled to ``--orders`` orders and ``--workers`` workers,
+   simulated end to end in this process (one core) through the production dispatch code.
+   Target: 50,000 orders and 5,000 workers in <= 60 s. Reports wall time (min/median/max
+   over ``--repeat``), orders per second, match calls and the day's KPIs (quality beside
+   speed).
+2. Sweep: ``--sweep-points`` grid points (worker multipliers × auto/grab) at
+   ``--sweep-orders``/``--sweep-workers``, once serially in this process (the baseline)
+   and once as Ray tasks on a local Ray with ``--num-cpus``; ``speedup = serial_s /
+   ray_s``. Ray start-up is reported separately and excluded (a warm-up task per CPU runs
+   first), since a sweep user pays it once per session.
+
+Run: ``daojia bench simulate [--orders 50000 --workers 5000] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import add_common_args, emit, machine, peak_rss_mb, timed
+from simulations.city import Scenario, generate, load_scenario
+from simulations.engine import Policy, simulate
+from simulations.kpi import kpis
+from simulations.sweep import SweepPoint, init_ray, run_grid
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"
+EXAMPLE = EXAMPLE / "shanghai_saturday.yaml"
+
+
+def scaled_to(scenario: Scenario, orders: int, workers: int) -> Scenario:
+    """The scenario with demand and fleet scaled to about ``orders`` and ``workers``."""
+    base_orders = scenario.demand.orders_per_day * float(
+        scenario.demand.weekday_multiplier.get(scenario.weekday, 1.0)
+    )
+    base_workers = sum(g.count for g in scenario.workers)
+    return scenario.scaled(demand=orders / base_orders, workers=workers / base_workers)
+
+
+def _sweep_points(n: int) -> list[SweepPoint]:
+    modes = ("auto", "grab")
+    per_mode = max(n // 2, 1)
+    mults = [0.75 + 0.5 * i / max(per_mode - 1, 1) for i in range(per_mode)]
+    return [SweepPoint(workers=m, mode=mode) for mode in modes for m in mults][:n]
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; prints a table or (``--json``) one JSON object."""
+    parser = argparse.ArgumentParser(prog="daojia bench simulate", description=__doc__)
+    add_common_args(parser, repeat=1)
+    parser.add_argument("--orders", type=int, default=50_000, help="orders in the city day")
+    parser.add_argument("--workers", type=int, default=5_000, help="workers in the city day")
+    parser.add_argument("--scenario", type=Path, default=EXAMPLE, help="scenario to scale")
+    parser.add_argument("--sweep-points", type=int, default=8, help="grid points (0: skip)")
+    parser.add_argument("--sweep-orders", type=int, default=2_000, help="orders per point")
+    parser.add_argument("--sweep-workers", type=int, default=500, help="workers per point")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    args = parser.parse_args(argv)
+
+    scenario = load_scenario(args.scenario)
+    policy = Policy.from_dict(scenario.dispatch)
+    ahead = int(scenario.dispatch.get("dispatch_ahead_s", 3600))
+    city = generate(
+        scaled_to(scenario, args.orders, args.workers), args.seed, dispatch_ahead_s=ahead
+    )
+    timing, result = timed(lambda: simulate(city, policy), args.repeat)
+    day = kpis(result)
+    out: dict[str, Any] = {
+        "benchmark": "simulate",
+        "seed": args.seed,
+        "orders": city.n_orders,
+        "workers": city.n_workers,
+        "repeat": args.repeat,
+        "city_day": {
+            **timing.as_dict(),
+            "orders_per_s": city.n_orders / timing.median,
+            "target_s": 60.0,
+            "match_calls": result.match_calls,
+            "events": result.events,
+            "on_time_rate": day["on_time_rate"],
+            "fill_rate": day["fill_rate"],
+            "time_to_assign_p90_s": day["time_to_assign_p90_s"],
+            "utilisation": day["utilisation"],
+        },
+    }
+    rows: list[dict[str, Any]] = [
+        {
+            "case": f"city day {city.n_orders} orders / {city.n_workers} workers",
+            "median_s": timing.median,
+            "orders_per_s": city.n_orders / timing.median,
+            "match_calls": result.match_calls,
+            "on_time_rate": day["on_time_rate"],
+        }
+    ]
+    if args.sweep_points > 0:
+        small = scaled_to(scenario, args.sweep_orders, args.sweep_workers)
+        points = _sweep_points(args.sweep_points)
+        t0 = time.perf_counter()
+        serial = run_grid(small, points, backend="serial", seed=args.seed, show_progress=False)
+        serial_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        init_ray(None, args.num_cpus)
+        # Warm each worker process (imports, first solver call) before timing the sweep.
+        run_grid(
+            small.scaled(demand=0.05, workers=0.1),
+            points[: args.num_cpus],
+            backend="ray",
+            seed=args.seed,
+            show_progress=False,
+        )
+        ray_init_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        on_ray = run_grid(small, points, backend="ray", seed=args.seed, show_progress=False)
+        ray_s = time.perf_counter() - t0
+        same = all(
+            a["on_time_rate"] == b["on_time_rate"] for a, b in zip(serial, on_ray, strict=True)
+        )
+        out["sweep"] = {
+            "points": len(points),
+            "orders_per_point": serial[0]["n_orders"],
+            "num_cpus": args.num_cpus,
+            "serial_s": serial_s,
+            "ray_s": ray_s,
+            "speedup": serial_s / ray_s,
+            "ray_init_s": ray_init_s,
+            "same_kpis": same,
+        }
+        rows.append(
+            {
+                "case": f"sweep {len(points)} points, serial (baseline)",
+                "median_s": serial_s,
+            }
+        )
+        rows.append(
+            {
+                "case": f"sweep {len(points)} points, Ray {args.num_cpus} CPUs",
+                "median_s": ray_s,
+                "speedup": serial_s / ray_s,
+            }
+        )
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["machine"] = machine()
+    emit(out, rows, args.json, "simulate: city day and sweep")
+    return 0
