@@ -4,6 +4,7 @@ with a bounded number of examples per operation."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.api.auth.fake_wechat import FakeCode2Session
 # The schema is read at import (no lifespan, no database touched); requests go through the
 # module-scoped client below, whose lifespan opens this directory's SQLite database.
 _DIR = Path(tempfile.mkdtemp(prefix="daojia-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # also when collected but not run
 _URL = f"sqlite+aiosqlite:///{_DIR / 'fuzz.sqlite3'}"
 APP = create_app(
     Settings(
@@ -60,11 +62,8 @@ def fuzz_client() -> Iterator[TestClient]:
 
     upstream = httpx.AsyncClient(transport=httpx.MockTransport(route))
     APP.dependency_overrides[get_http_client] = lambda: upstream
-    try:
-        with TestClient(APP, raise_server_exceptions=False) as client:
-            yield client
-    finally:
-        shutil.rmtree(_DIR, ignore_errors=True)
+    with TestClient(APP, raise_server_exceptions=False) as client:
+        yield client
 
 
 @schema.parametrize()
