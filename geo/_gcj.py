@@ -125,7 +125,8 @@ def offset_into(
     np.multiply(s, 320.0 / 3.0, out=t)
     dlat += t
     _double(s, c, t)
-    _double(s, c, t)  # pi y/3
+    s *= c  # sin(pi y/3) = 2 sin cos of pi y/6 (its cosine is not needed)
+    s *= 2.0
     np.multiply(s, 80.0 / 3.0, out=t)
     dlat += t
     np.multiply(s, s, out=t)  # sin(pi y) = (3 - 4 sin² pi y/3) sin pi y/3

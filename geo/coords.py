@@ -113,13 +113,30 @@ class _Outline:
     grid: NDArray[np.unsignedinteger[Any]]
     sub_grids: NDArray[np.uint8]
 
-    def contains(self, lat: FloatArray, lng: FloatArray) -> BoolArray:
-        """Whether each point (flat arrays, degrees) lies inside the outline."""
+    def contains(
+        self, lat: FloatArray, lng: FloatArray, work: FloatArray | None = None
+    ) -> BoolArray:
+        """Whether each point (flat arrays, degrees) lies inside the outline.
+
+        ``work``, if given, is scratch memory of shape (>= 4, >= len(lat)) for the cell
+        arithmetic (fresh arrays of a block's size cost more in page faults than the passes).
+        """
+        n = lat.shape[0]
+        if work is None:
+            work = np.empty((4, n))
         rows, cols = self.grid.shape
+        x, y = work[0, :n], work[1, :n]
+        col, row = work[2, :n].view(np.intp), work[3, :n].view(np.intp)
         # The grid's outermost ring is all "outside", so clipping sends every point beyond the
         # bounding box to an outside cell: the bounding-box reject costs no extra pass.
-        col = np.clip((lng - self.x0) * (1.0 / _GRID_CELL_DEG), 0.0, cols - 1).astype(np.intp)
-        row = np.clip((lat - self.y0) * (1.0 / _GRID_CELL_DEG), 0.0, rows - 1).astype(np.intp)
+        np.subtract(lng, self.x0, out=x)
+        x *= 1.0 / _GRID_CELL_DEG
+        np.clip(x, 0.0, cols - 1, out=x)
+        np.subtract(lat, self.y0, out=y)
+        y *= 1.0 / _GRID_CELL_DEG
+        np.clip(y, 0.0, rows - 1, out=y)
+        np.copyto(col, x, casting="unsafe")  # truncation: floor, as x, y >= 0
+        np.copyto(row, y, casting="unsafe")
         row *= cols
         row += col
         status = self.grid.ravel()[row]
@@ -267,9 +284,9 @@ def _outline() -> _Outline:
     return _Outline(geometry=geometry, x0=x0, y0=y0, grid=slotted, sub_grids=sub_grids)
 
 
-def _inside(lat: FloatArray, lng: FloatArray) -> BoolArray:
-    """Mainland test for validated flat arrays."""
-    return _outline().contains(lat, lng)
+def _inside(lat: FloatArray, lng: FloatArray, work: FloatArray | None = None) -> BoolArray:
+    """Mainland test for validated flat arrays (``work``: see ``_Outline.contains``)."""
+    return _outline().contains(lat, lng, work)
 
 
 def _scratch(n_points: int) -> FloatArray:
@@ -290,7 +307,7 @@ def _gcj_offset(
 def _wgs_to_gcj_into(
     lat: FloatArray, lng: FloatArray, out_lat: FloatArray, out_lng: FloatArray, scratch: FloatArray
 ) -> None:
-    mask = _inside(lat, lng)
+    mask = _inside(lat, lng, scratch)
     if mask.all():
         # The usual case: the kernel writes the shift straight into the output.
         _gcj.offset_into(lat, lng, out_lat, out_lng, scratch)
@@ -390,7 +407,7 @@ def _gcj_to_wgs(
     cand_lat, cand_lng = _gcj_inverse_unchecked(lat[near], lng[near], scratch)
     # The pre-image decides: a GCJ point is shifted back only when the WGS-84 point it came
     # from lies inside mainland China, so the round trip is consistent near the border.
-    inside = _inside(cand_lat, cand_lng)
+    inside = _inside(cand_lat, cand_lng, scratch)
     idx = np.flatnonzero(near)[inside]
     out_lat[idx] = cand_lat[inside]
     out_lng[idx] = cand_lng[inside]
