@@ -85,7 +85,14 @@ def presolve(
         o, w, c = arc_order[idx], arc_worker[idx], arc_cost[idx]
         demand = np.bincount(w, minlength=n_workers)
         # Cheapest open arc per order (ties: lowest arc index, so results are deterministic).
-        key = np.lexsort((idx, c, o))
+        # One stable int64 sort by (order, cost) beats a three-key lexsort; idx is ascending,
+        # so stability breaks ties by arc index.
+        c_min = int(c.min())
+        span = int(c.max()) - c_min + 1
+        if span * (int(o.max()) + 1) < 2**62:
+            key = np.argsort(o * span + (c - c_min), kind="stable")
+        else:
+            key = np.lexsort((idx, c, o))
         o_sorted = o[key]
         first = np.ones(key.size, dtype=np.bool_)
         first[1:] = o_sorted[1:] != o_sorted[:-1]
