@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from geoalchemy2 import Geography, Geometry
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -239,17 +240,26 @@ def upgrade() -> None:
             ("addresses", "lat", "lng", "geog"),
             ("workers", "home_lat", "home_lng", "home_geog"),
         ):
-            op.execute(
-                f"ALTER TABLE {table} ADD COLUMN {column} geography(Point,4326) "
-                f"GENERATED ALWAYS AS "
-                f"(ST_SetSRID(ST_MakePoint({lng}, {lat}), 4326)::geography) STORED"
+            op.add_column(
+                table,
+                sa.Column(
+                    column,
+                    Geography("POINT", srid=4326, spatial_index=False),
+                    sa.Computed(
+                        f"ST_SetSRID(ST_MakePoint({lng}, {lat}), 4326)::geography", persisted=True
+                    ),
+                ),
             )
-            op.execute(f"CREATE INDEX ix_{table}_{column} ON {table} USING gist ({column})")
-        op.execute(
-            "ALTER TABLE service_areas ADD COLUMN geom geometry(MultiPolygon,4326) "
-            "GENERATED ALWAYS AS (ST_Multi(ST_GeomFromWKB(polygon_wkb, 4326))) STORED"
+            op.create_index(f"ix_{table}_{column}", table, [column], postgresql_using="gist")
+        op.add_column(
+            "service_areas",
+            sa.Column(
+                "geom",
+                Geometry("MULTIPOLYGON", srid=4326, spatial_index=False),
+                sa.Computed("ST_Multi(ST_GeomFromWKB(polygon_wkb, 4326))", persisted=True),
+            ),
         )
-        op.execute("CREATE INDEX ix_service_areas_geom ON service_areas USING gist (geom)")
+        op.create_index("ix_service_areas_geom", "service_areas", ["geom"], postgresql_using="gist")
 
 
 def downgrade() -> None:
