@@ -88,9 +88,9 @@ def _mode_codes(values: ArrayLike | None, n: int) -> NDArray[np.uint8]:
     raw = np.asarray(values)
     if raw.dtype.kind in "US" or raw.dtype == object:
         lookup = {name: code for code, name in enumerate(TRANSPORT_MODES)}
-        codes = np.empty(raw.shape[0] if raw.ndim == 1 else -1, dtype=np.uint8)
         if raw.ndim != 1 or raw.shape[0] != n:
             raise ShapeMismatch(f"mode must be 1-D of length {n}, got shape {raw.shape}")
+        codes = np.empty(n, dtype=np.uint8)
         for i, name in enumerate(raw.tolist()):
             key = getattr(name, "value", name)
             if key not in lookup:
