@@ -369,10 +369,15 @@ class MemoryLiveState:
 
     async def update_positions(self, batch: PingBatch) -> UpdateResult:
         """Apply a batch; a ping older than the worker's stored one changes nothing."""
+        return self._update(batch, restoring=False)
+
+    def _update(self, batch: PingBatch, *, restoring: bool) -> UpdateResult:
         rows = latest_per_worker(batch)
         applied = np.zeros(len(batch), dtype=bool)
         if rows.size == 0:
             return UpdateResult(applied, 0, 0)
+        # A restore may replay exactly the newest ping (equal time) to refill what was lost.
+        newer_only = not restoring
         cells = latlng_to_cells(batch.lat[rows], batch.lng[rows], self.cell_res).tolist()
         stale = 0
         records, last = self._records, self._last
@@ -388,7 +393,7 @@ class MemoryLiveState:
             strict=True,
         ):
             seen = last.get(wid)
-            if seen is not None and seen[0] >= ts:
+            if seen is not None and (seen[0] > ts or (newer_only and seen[0] == ts)):
                 stale += 1
                 continue
             state = code or (seen[1] if seen is not None else _ONLINE)
@@ -463,7 +468,7 @@ class MemoryLiveState:
 
     async def restore(self, batch: PingBatch) -> UpdateResult:
         """Rebuild from a snapshot or the database's last pings (newer state wins)."""
-        return await self.update_positions(batch)
+        return self._update(batch, restoring=True)
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -518,10 +523,11 @@ def hex_to_cells(hexes: NDArray[np.bytes_]) -> CellArray:
 
 # Lua: ids travel as little-endian doubles (exact below 2^53) and are keyed as decimal.
 # Directory script. KEYS[1] = P{d:<shard>}:dir. ARGV[1] = n x (id f8, ts f8, region c16,
-# state u1). Per ping it returns 18 bytes: status ('S' stale, 'N' new, 'K' same region,
-# 'M' moved), the previous region (hex) and the state to apply.
+# state u1); ARGV[2] = '1' to accept a ping as old as the stored one (restore). Per ping
+# it returns 18 bytes: status ('S' stale, 'N' new, 'K' same region, 'M' moved), the
+# previous region (hex) and the state to apply.
 _DIR_LUA = """
-local blob, dir = ARGV[1], KEYS[1]
+local blob, dir, equal_ok = ARGV[1], KEYS[1], ARGV[2] == '1'
 local call, sub, unpack, fmt = redis.call, string.sub, struct.unpack, string.format
 local out = {}
 for off = 0, #blob - 33, 33 do
@@ -529,7 +535,8 @@ for off = 0, #blob - 33, 33 do
   local key = fmt('%d', id)
   local region, state = sub(blob, off + 17, off + 32), sub(blob, off + 33, off + 33)
   local cur = call('HGET', dir, key)
-  if cur and unpack('<d', cur) >= ts then
+  local seen = cur and unpack('<d', cur)
+  if seen and (seen > ts or (seen == ts and not equal_ok)) then
     out[#out + 1] = 'S' .. sub(cur, 9, 25)
   else
     local status, old = 'N', '0000000000000000'
@@ -721,10 +728,16 @@ class RedisLiveState:
     # updates -----------------------------------------------------------------
     async def update_positions(self, batch: PingBatch) -> UpdateResult:
         """Apply a batch; a ping older than the worker's stored one changes nothing."""
+        return await self._update(batch, restoring=False)
+
+    async def _update(self, batch: PingBatch, *, restoring: bool) -> UpdateResult:
         rows = latest_per_worker(batch)
         applied = np.zeros(len(batch), dtype=bool)
         if rows.size == 0:
             return UpdateResult(applied, 0, 0)
+        # A restore may replay exactly the newest ping (equal time): after a partial loss
+        # (one Cluster shard) the directory may remember a ping whose region record is gone.
+        equal_ok = b"1" if restoring else b"0"
         ids = batch.worker_ids[rows]
         ts = batch.ts[rows]
         cells = latlng_to_cells(batch.lat[rows], batch.lng[rows], self.cell_res)
@@ -741,7 +754,8 @@ class RedisLiveState:
 
         def directory(pipe: Any) -> None:
             for shard, grp in shard_groups:
-                self._eval(pipe, "dir", [self._dir_key(shard)], [dir_rows[grp].tobytes()])
+                blob = dir_rows[grp].tobytes()
+                self._eval(pipe, "dir", [self._dir_key(shard)], [blob, equal_ok])
 
         replies = await self._run(directory)
         status = np.empty(rows.size, dtype=_STATUS_DTYPE)
@@ -927,7 +941,7 @@ class RedisLiveState:
 
     async def restore(self, batch: PingBatch) -> UpdateResult:
         """Rebuild from a snapshot or the database's last pings (newer state wins)."""
-        return await self.update_positions(batch)
+        return await self._update(batch, restoring=True)
 
     async def member_sets(self) -> dict[int, frozenset[int]]:
         """Cell -> workers, as stored in the member sets (tests compare it with positions)."""

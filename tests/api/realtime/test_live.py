@@ -370,3 +370,30 @@ async def test_make_live_picks_the_adapter_by_url(prefix: str) -> None:
         assert (await backends.state.get_positions([1])).found.tolist() == [True]
         assert isinstance(backends.state, RedisLiveState)
         await backends.state.delete_all()
+
+
+async def test_restore_refills_a_partial_loss_and_is_idempotent(
+    live: LiveState, redis_client: Any, prefix: str
+) -> None:
+    # Two regions, so losing one Cluster shard's worth of keys is possible.
+    lat, lng = zip(SHANGHAI, BEIJING, strict=True)
+    await live.update_positions(PingBatch.of([1, 2], lat, lng, [10.0, 20.0]))
+    assert await live.set_worker_state(2, WorkerState.BUSY)
+    snapshot = await live.snapshot()
+    members = await member_sets(live)
+    if redis_client is not None:
+        # Lose the region keys but keep the directory that remembers both pings.
+        lost = [k async for k in redis_client.scan_iter(match=prefix + "{r:*", count=1000)]
+        assert await redis_client.unlink(*lost) == len(lost) > 0
+        assert (await live.get_positions([1, 2])).found.tolist() == [False, False]
+    replayed = await live.restore(snapshot)
+    assert replayed.stale == 0
+    again = await live.restore(snapshot)  # replaying twice changes nothing
+    assert again.stale == 0
+    pos = await live.get_positions([1, 2])
+    assert pos.found.tolist() == [True, True]
+    assert (pos.lat.tolist(), pos.ts.tolist()) == ([SHANGHAI[0], BEIJING[0]], [10.0, 20.0])
+    assert pos.state(1) is WorkerState.BUSY
+    assert await member_sets(live) == members
+    # Ordinary updates still refuse a replay of the same time.
+    assert (await live.update_positions(ping(1, *HANGZHOU, ts=10.0))).stale == 1
