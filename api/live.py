@@ -28,6 +28,13 @@ another region, a script on the old region removes it and leaves a tombstone car
 the ping time, so a late ping racing in from another ingester cannot resurrect it there.
 Each region script re-checks the time against its own record, so concurrent ingesters
 converge on the newest ping.
+
+What is exact and what converges: one region's positions and member sets change together
+in one script, so within a region they always agree. A worker crossing regions is in
+both for the instant between the two scripts of one pipeline, and two ingesters racing
+on the same worker may apply a state change one ping late; the next ping settles both.
+The directory outlives ``evict_stale`` (it is one small entry per worker), so a late
+ping of an evicted worker is still recognised as old.
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
@@ -61,8 +67,8 @@ FloatArray: TypeAlias = NDArray[np.float64]
 CellArray: TypeAlias = NDArray[np.uint64]
 CodeArray: TypeAlias = NDArray[np.uint8]
 
-#: Default H3 resolution of the member sets (edge ≈ 460 m): a worker changes cell
-#: every minute or so at e-bike speed, and a k=2 disk covers a ~2 km first cut.
+#: Default H3 resolution of the member sets (edge ≈ 460 m): at e-bike speed a worker
+#: changes cell every minute or two, and a k=2 disk is a ~2 km first cut.
 DEFAULT_CELL_RES = 8
 #: Default age (seconds since the last ping) after which ``evict_stale`` drops a worker.
 DEFAULT_STALE_AFTER_S = 300.0
@@ -639,22 +645,29 @@ async def run_pipeline(
 
     redis-py's ``Script`` objects add a SCRIPT EXISTS round trip to every pipeline; we
     call EVALSHA directly and, on NOSCRIPT (a restarted Redis has no scripts), load
-    ``scripts`` and run the pipeline once more (every command in it is idempotent or
-    time-guarded, so a second run is harmless).
+    ``scripts`` and send again exactly the refused commands — never one that ran, whose
+    second answer could differ (the directory would call its own pings stale). The
+    resent scripts thus run after the pipeline's other commands: build pipelines whose
+    commands do not depend on each other's order.
     """
-    for attempt in range(2):
+    async with client.pipeline(transaction=False) as pipe:
+        build(pipe)
+        stack = list(pipe.command_stack)
+        replies = list(await pipe.execute(raise_on_error=False))
+    refused = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if refused:
+        for source in scripts.values():
+            await client.script_load(source)
         async with client.pipeline(transaction=False) as pipe:
-            build(pipe)
-            replies = await pipe.execute(raise_on_error=False)
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if not errors:
-            return list(replies)
-        if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
-            for source in scripts.values():
-                await client.script_load(source)
-            continue
-        raise errors[0]
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            for i in refused:
+                args, options = stack[i]
+                pipe.execute_command(*args, **options)
+            for i, reply in zip(refused, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def group_rows(keys: NDArray[Any]) -> list[tuple[int, NDArray[np.intp]]]:
@@ -1035,8 +1048,3 @@ def make_live(
         ),
         RedisLeases(redis_client, prefix=prefix),
     )
-
-
-def now_s() -> float:
-    """Wall-clock epoch seconds (pings carry their own times; this is for eviction)."""
-    return time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis.exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +28,7 @@ from api.live import (
     hex_to_cells,
     latest_per_worker,
     make_live,
+    run_pipeline,
 )
 from geo.cells import cell_to_parent, latlng_to_cells
 from tests.api.realtime.conftest import REDIS_URL, delete_prefix, redis_reachable
@@ -397,3 +400,31 @@ async def test_restore_refills_a_partial_loss_and_is_idempotent(
     assert await member_sets(live) == members
     # Ordinary updates still refuse a replay of the same time.
     assert (await live.update_positions(ping(1, *HANGZHOU, ts=10.0))).stale == 1
+
+
+async def test_scripts_are_loaded_again_after_redis_forgot_them(
+    redis_client: Any, prefix: str
+) -> None:
+    if redis_client is None:
+        return  # nothing to forget in process; the Redis case is the point
+    # A script this Redis has never seen stands in for one lost in a restart; flushing
+    # the script cache of the shared server would hurt everyone else.
+    source = f"-- {prefix}\nreturn redis.call('INCR', KEYS[1])"
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    key = prefix + "counter"
+
+    def build(pipe: Any) -> None:
+        pipe.evalsha(sha, 1, key)
+        pipe.incr(key)
+
+    # The refused script is sent again after the rest ran: each command ran once.
+    assert await run_pipeline(redis_client, build, {"x": source}) == [2, 1]
+    assert int(await redis_client.get(key)) == 2
+    assert await run_pipeline(redis_client, build, {"x": source}) == [3, 4]  # loaded now
+
+    def broken(pipe: Any) -> None:
+        pipe.evalsha(sha, 1, key)
+        pipe.hset(key, "f", "v")  # wrong type: a real error is raised, not retried
+
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        await run_pipeline(redis_client, broken, {"x": source})
