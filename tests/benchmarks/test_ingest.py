@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import ingest
-from tests.api.realtime.conftest import redis_reachable
+from tests.api.realtime.conftest import REDIS_URL, redis_reachable
 from tests.services import require
 
 
@@ -51,7 +51,7 @@ def test_ingest_bench_redis_json(capsys: pytest.CaptureFixture[str]) -> None:
         [
             *("--pings", "400", "--batch", "100", "--workers", "120"),
             *("--backend", "redis", "--baseline-pings", "40"),
-            *("--repeat", "1", "--concurrency", "2", "--json"),
+            *("--repeat", "1", "--concurrency", "2", "--redis-url", REDIS_URL, "--json"),
         ]
     )
     assert code == 0
