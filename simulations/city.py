@@ -268,10 +268,12 @@ class Scenario:
         workers: float | None = None,
         worker_counts: Mapping[str, int] | None = None,
         only_district: str | None = None,
+        duration: float = 1.0,
     ) -> Scenario:
         """A copy with demand × ``demand``, worker counts × ``workers`` (rounded) or set per
-        district (``worker_counts``: district -> total, split over its groups pro rata), or
-        reduced to one district (its demand and workers only)."""
+        district (``worker_counts``: district -> total, split over its groups pro rata),
+        reduced to one district (its demand and workers only), service durations ×
+        ``duration``."""
         districts = self.districts
         groups = list(self.workers)
         if only_district is not None:
@@ -297,7 +299,14 @@ class Scenario:
             d.demand_weight for d in self.districts
         )
         dem = replace(self.demand, orders_per_day=self.demand.orders_per_day * demand * share)
-        return replace(self, districts=districts, workers=tuple(groups), demand=dem)
+        services = self.services
+        if duration != 1.0:
+            services = tuple(
+                replace(v, duration_min=max(v.duration_min * duration, 1.0)) for v in services
+            )
+        return replace(
+            self, districts=districts, workers=tuple(groups), demand=dem, services=services
+        )
 
 
 # --------------------------------------------------------------------------- loading

@@ -327,6 +327,14 @@ class Engine:
         # them before that cannot change the answer, and their growing search radii are the
         # most expensive part of a batch.
         self._parked = np.zeros(n, dtype=np.bool_)
+        self._trip_s = np.zeros(n)
+        self._trip_m = np.zeros(n)
+        self._trip_w = np.full(n, -1, dtype=np.int64)
+        self._trip_at = np.full(n, -1, dtype=np.int64)
+        detour = getattr(self.travel, "detour", None)
+        self._detour = np.array(
+            [float(detour(m)) if callable(detour) else 1.0 for m in TRANSPORT_MODES]
+        )
         self._freed_skills = 0
         self.match_calls = 0
         self._dispatches = 0
@@ -508,13 +516,11 @@ class Engine:
         self.w_state[w] = _BUSY
         self.assigned_at[o] = t
         self.worker_row[o] = w
-        mode = TRANSPORT_MODES[int(c.mode[w])]
-        secs = float(
-            self.travel.seconds(self.w_lat[w], self.w_lng[w], c.lat[o], c.lng[o], t, mode=mode)
-        )
-        detour = getattr(self.travel, "detour", None)
-        factor = float(detour(mode)) if callable(detour) else 1.0
-        metres = float(haversine_m(self.w_lat[w], self.w_lng[w], c.lat[o], c.lng[o])) * factor
+        if self._trip_w[o] == w and self._trip_at[o] == t:
+            secs, metres = float(self._trip_s[o]), float(self._trip_m[o])
+        else:
+            s_arr, m_arr = self._trips(np.array([t]), np.array([o]), np.array([w]))
+            secs, metres = float(s_arr[0]), float(m_arr[0])
         self.travel_s[o] = secs
         self.travel_m[o] = metres
         self.w_travel_m[w] += metres
@@ -523,6 +529,15 @@ class Engine:
             "assign", t, o=self._oid(o), w=int(c.worker_ids[w]), travel_s=secs, travel_m=metres
         )
         self._push(t + math.ceil(secs), _Kind.ARRIVE, o, w)
+
+    def _trips(self, at: IntArray, o: IntArray, w: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Travel seconds and road metres of workers ``w`` to orders ``o`` leaving at ``at``."""
+        c = self.city
+        secs = self.travel.seconds(
+            self.w_lat[w], self.w_lng[w], c.lat[o], c.lng[o], at, mode=c.mode[w].astype(np.int8)
+        )
+        metres = haversine_m(self.w_lat[w], self.w_lng[w], c.lat[o], c.lng[o])
+        return np.asarray(secs, dtype=np.float64), metres * self._detour[c.mode[w]]
 
     def _on_arrive(self, t: int, o: int, w: int) -> None:
         c = self.city
@@ -733,6 +748,16 @@ class Engine:
         delay = np.ceil(-np.log1p(-u_delay) * c.response_mean_s[w_rows]).astype(np.int64)
         timeout = self.policy.offer.accept_timeout_s
         accept = u_decline >= c.decline_prob[w_rows]
+        # Trips of the workers who will accept, priced at once (vectorised) for their
+        # departure instants; _assign uses them if the accept comes as drawn.
+        go = accept & (delay < self.policy.offer.accept_timeout_s)
+        if go.any():
+            depart = t + delay[go]
+            secs, metres = self._trips(depart, o_rows[go], w_rows[go])
+            self._trip_s[o_rows[go]] = secs
+            self._trip_m[o_rows[go]] = metres
+            self._trip_w[o_rows[go]] = w_rows[go]
+            self._trip_at[o_rows[go]] = depart
         for i, m in enumerate(made):
             o, w = int(o_rows[i]), int(w_rows[i])
             self.o_state[o] = _OFFERED
