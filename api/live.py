@@ -162,6 +162,10 @@ class PingBatch:
     states: CodeArray
 
     def __post_init__(self) -> None:
+        for name, dtype in _BATCH_DTYPES.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 1:
+                raise InvalidPing(f"{name} must be a 1-d {dtype} array (use PingBatch.of)")
         n = self.worker_ids.shape[0]
         for name in ("lat", "lng", "ts", "accuracy_m", "states"):
             if getattr(self, name).shape != (n,):
@@ -173,7 +177,7 @@ class PingBatch:
             ("lat", ~(np.abs(self.lat) <= 90.0), "finite and within ±90"),
             ("lng", ~(np.abs(self.lng) <= 180.0), "finite and within ±180"),
             ("ts", ~np.isfinite(self.ts), "finite epoch seconds"),
-            ("accuracy_m", self.accuracy_m < 0, ">= 0 or NaN"),
+            ("accuracy_m", (self.accuracy_m < 0) | np.isinf(self.accuracy_m), ">= 0 or NaN"),
             ("states", ~np.isin(self.states, _VALID_CODES), "a WorkerState code or KEEP_STATE"),
         )
         for name, bad, rule in checks:
@@ -231,6 +235,14 @@ class PingBatch:
         )
 
 
+_BATCH_DTYPES = {
+    "worker_ids": np.dtype(np.int64),
+    "lat": np.dtype(np.float64),
+    "lng": np.dtype(np.float64),
+    "ts": np.dtype(np.float64),
+    "accuracy_m": np.dtype(np.float64),
+    "states": np.dtype(np.uint8),
+}
 _VALID_CODES = np.array([KEEP_STATE, *_STATE_CODE.values()], dtype=np.uint8)
 
 
