@@ -345,8 +345,8 @@ async def test_bad_input_is_refused_with_typed_errors(live: LiveState) -> None:
         PingBatch.of([1], [31.0], [121.0], [1.0], states=[9])
     with pytest.raises(InvalidPing, match="accuracy_m"):
         PingBatch.of([1], [31.0], [121.0], [1.0], accuracy_m=[-2.0])
+    floats: Any = np.zeros(1)
     with pytest.raises(InvalidPing, match="int64"):
-        floats: Any = np.zeros(1)
         PingBatch(floats, floats, floats, floats, floats, np.zeros(1, dtype=np.uint8))
     coarse = latlng_to_cells(*SHANGHAI, live.cell_res - 1)
     with pytest.raises(WrongResolution):
