@@ -7,8 +7,20 @@ from api.auth.models import RefreshToken, SocialIdentity, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.db import Base
 from api.enterprise.models import Enterprise, Worker
+from api.notifications.models import InboxMessage, OutboxMessage
+from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation
+from api.payments.models import Payment, PaymentEvent, Refund
 
 __all__ = [
+    "IdempotencyKey",
+    "InboxMessage",
+    "Order",
+    "OrderEvent",
+    "OutboxMessage",
+    "Payment",
+    "PaymentEvent",
+    "Refund",
+    "WorkerReservation",
     "Address",
     "Base",
     "Enterprise",

@@ -61,6 +61,48 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     cors_origins: list[str] = Field(default_factory=list)
 
+    # Booking (orders/): local time zone of shifts and slots, slot grid, rules.
+    service_timezone: str = "Asia/Shanghai"
+    slot_granularity_s: int = Field(default=1800, gt=0)
+    slot_lead_time_s: int = Field(default=2 * 3600, ge=0)
+    booking_horizon_days: int = Field(default=14, ge=1)
+    booking_max_distance_km: float = Field(default=20.0, gt=0)
+    #: Minutes kept free after a visit for the ride to the next one.
+    booking_buffer_min: int = Field(default=30, ge=0)
+    unpaid_expiry_min: int = Field(default=15, ge=1)
+    cancel_free_before_min: int = Field(default=120, ge=0)
+    cancel_fee_pct: int = Field(default=20, ge=0, le=100)
+    evening_surcharge_pct: int = Field(default=20, ge=0, le=100)
+    weekend_surcharge_pct: int = Field(default=10, ge=0, le=100)
+    evening_start_hour: int = Field(default=18, ge=0, le=24)
+    share_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Seconds between runs of the embedded relay/expiry loop (0 disables it).
+    relay_interval_s: float = Field(default=2.0, ge=0)
+
+    # Payments: the provider used for new payments; the sandbox is the demo default.
+    payment_provider: str = "sandbox"
+    public_base_url: str = "http://127.0.0.1:8000"
+    sandbox_pay_page_url: str = ""
+    wechatpay_mchid: str = ""
+    wechatpay_merchant_serial_no: str = ""
+    wechatpay_merchant_private_key: str = ""
+    wechatpay_apiv3_key: str = ""
+    wechatpay_notify_url: str = ""
+    wechatpay_platform_certificates: list[str] = Field(default_factory=list)
+    wechatpay_public_key_id: str = ""
+    wechatpay_public_key: str = ""
+    wechatpay_base_url: str = "https://api.mch.weixin.qq.com"
+    alipay_app_id: str = ""
+    alipay_seller_id: str = ""
+    alipay_app_private_key: str = ""
+    alipay_public_key: str = ""
+    alipay_notify_url: str = ""
+    alipay_gateway_url: str = "https://openapi.alipay.com/gateway.do"
+
+    # Notifications: WeChat subscribe messages (empty template id = channel off).
+    wechat_subscribe_template_id: str = ""
+    wechat_access_token: str = ""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.default_locale not in SUPPORTED_LOCALES:
@@ -71,7 +113,48 @@ class Settings(BaseSettings):
             raise ValueError("DAOJIA_JWT_SECRET must be set in production")
         if self.environment is Environment.PRODUCTION and len(self.jwt_secret) < 32:
             raise ValueError("DAOJIA_JWT_SECRET must be at least 32 characters in production")
+        if self.payment_provider not in ("sandbox", "wechatpay", "alipay"):
+            raise ValueError(
+                f"payment_provider must be sandbox, wechatpay or alipay, got {self.payment_provider!r}"
+            )
         return self
+
+    def check_payment_config(self) -> None:
+        """In production, refuse to start when the chosen provider's keys are missing."""
+        if self.environment is not Environment.PRODUCTION:
+            return
+        missing = self.missing_payment_keys()
+        if missing:
+            raise RuntimeError(
+                f"payment provider {self.payment_provider} needs DAOJIA_"
+                + ", DAOJIA_".join(m.upper() for m in missing)
+            )
+
+    def missing_payment_keys(self) -> list[str]:
+        if self.payment_provider == "sandbox":
+            return ["payment_provider (the sandbox is not for production)"]
+        if self.payment_provider == "wechatpay":
+            names = [
+                "wechatpay_mchid",
+                "wechatpay_merchant_serial_no",
+                "wechatpay_merchant_private_key",
+                "wechatpay_apiv3_key",
+                "wechatpay_notify_url",
+            ]
+            missing = [n for n in names if not getattr(self, n)]
+            if not self.wechatpay_platform_certificates and not (
+                self.wechatpay_public_key_id and self.wechatpay_public_key
+            ):
+                missing.append("wechatpay_public_key")
+            return missing
+        names = [
+            "alipay_app_id",
+            "alipay_seller_id",
+            "alipay_app_private_key",
+            "alipay_public_key",
+            "alipay_notify_url",
+        ]
+        return [n for n in names if not getattr(self, n)]
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Notifications: transactional outbox, relay, in-app inbox, WeChat subscribe messages."""

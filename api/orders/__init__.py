@@ -1,0 +1,1 @@
+"""Orders: quote, slots, booking with worker reservations, the state machine, history."""
