@@ -67,10 +67,14 @@ FloatArray = NDArray[np.float64]
 
 #: Re-solve rounds before giving up on the certificate (a warning says so).
 MAX_ROUNDS = 30
-# K grows with orders per worker in the order's ~5 km² cell: K·(1 + gain·ratio), at most
-# _CROWD_MAX·K. Fewer certification rounds where orders crowd.
-_CROWD_GAIN = 2.0
+# K grows with orders per worker in the order's ~5 km² cell beyond _CROWD_FREE:
+# K·(1 + gain·excess), at most _CROWD_MAX·K. Fewer certification rounds where orders crowd.
+_CROWD_FREE = 0.25
+_CROWD_GAIN = 4.0
 _CROWD_MAX = 4
+# Local repair after new arcs: re-solve orders this many hops away, up to this many.
+_LOCAL_HOPS = 8
+_LOCAL_MAX = 4000
 # Largest radius growth per certification pass.
 _WIDEN = 4.0
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
@@ -357,7 +361,8 @@ def match(
     search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
     # Where orders crowd, each needs a deeper list: scale K by orders per worker nearby.
     crowd = search.crowding() if n else np.zeros(0)
-    k_per_order = np.clip(np.rint(k * (1.0 + _CROWD_GAIN * crowd)), k, _CROWD_MAX * k).astype(
+    excess = np.maximum(crowd - _CROWD_FREE, 0.0)
+    k_per_order = np.clip(np.rint(k * (1.0 + _CROWD_GAIN * excess)), k, _CROWD_MAX * k).astype(
         np.int64
     )
     pool0 = search.initial(k_per_order)
@@ -383,7 +388,8 @@ def match(
     while True:
         rounds += 1
         t1 = time.perf_counter()
-        _resolve(pool, graph, new_arcs, rounds == 1, penalty, capacity, method, chosen_pool)
+        local = rounds > 1 and capacity == 1 and certify
+        _resolve(pool, graph, new_arcs, rounds == 1, penalty, capacity, method, chosen_pool, local)
         solve_s += time.perf_counter() - t1
         if not certify:
             break
@@ -391,12 +397,35 @@ def match(
         g_order, g_worker, g_cost = pool.graph_arrays(graph)
         workers_in_graph, local_w = np.unique(g_worker, return_inverse=True)
         local_w = local_w.reshape(-1).astype(np.int64)
-        chosen_arc = np.where(
-            chosen_pool >= 0, np.searchsorted(graph, chosen_pool.clip(0)), -1
-        ).astype(np.int64)
-        u, v_local, ok = dual_prices(
-            n, workers_in_graph.size, g_order, local_w, g_cost, penalty, capacity, chosen_arc
+        u, v_local, ok = _duals(
+            n,
+            workers_in_graph.size,
+            g_order,
+            local_w,
+            g_cost,
+            penalty,
+            capacity,
+            graph,
+            chosen_pool,
         )
+        if not ok and local:
+            # The local repair did not reach the optimum: re-solve the touched components.
+            certify_s += time.perf_counter() - t2
+            t1 = time.perf_counter()
+            _resolve(pool, graph, new_arcs, False, penalty, capacity, method, chosen_pool)
+            solve_s += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            u, v_local, ok = _duals(
+                n,
+                workers_in_graph.size,
+                g_order,
+                local_w,
+                g_cost,
+                penalty,
+                capacity,
+                graph,
+                chosen_pool,
+            )
         if not ok:
             warnings.append("dual prices inconsistent: solution not proven optimal")
             certify_s += time.perf_counter() - t2
@@ -498,17 +527,31 @@ def _resolve(
     capacity: int,
     method: str,
     chosen_pool: IntArray,
+    local: bool = False,
 ) -> None:
     """Solve the graph, or only its components that ``new_arcs`` touched; updates in place.
 
     Components of the order-worker graph are independent problems, so an optimum stays
-    optimal wherever no arc was added.
+    optimal wherever no arc was added. With ``local`` (one order per worker), only orders
+    a few hops from the new arcs are re-solved, everyone else keeps their worker: usually
+    enough to absorb a handful of new arcs, and the dual check tells when it was not.
     """
     g_order, g_worker, g_cost = pool.graph_arrays(graph)
     n = penalty.shape[0]
     if first:
         sub = np.arange(graph.size, dtype=np.int64)
         orders_sub = np.arange(n, dtype=np.int64)
+    elif local:
+        orders_sub = _neighbourhood(g_order, g_worker, pool.arrays()[0][new_arcs], n)
+        in_region = np.zeros(n, dtype=np.bool_)
+        in_region[orders_sub] = True
+        # Workers kept by orders outside the region are not available to it.
+        _, pool_w, _, _ = pool.arrays()
+        keep = chosen_pool >= 0
+        keep &= ~in_region
+        blocked_workers = pool_w[chosen_pool[keep]]
+        blocked = member(g_worker, blocked_workers)
+        sub = np.flatnonzero(in_region[g_order] & ~blocked).astype(np.int64)
     else:
         workers, w_local = np.unique(g_worker, return_inverse=True)
         w_local = w_local.reshape(-1)
@@ -539,6 +582,45 @@ def _resolve(
     )
     got = picked >= 0
     chosen_pool[o_sub[got]] = graph[sub[picked[got]]]
+
+
+def _duals(
+    n: int,
+    m: int,
+    g_order: IntArray,
+    local_w: IntArray,
+    g_cost: IntArray,
+    penalty: IntArray,
+    capacity: int,
+    graph: IntArray,
+    chosen_pool: IntArray,
+) -> tuple[IntArray, IntArray, bool]:
+    """Dual prices of the current choice (pool indices) on the graph's arcs."""
+    chosen_arc = np.where(chosen_pool >= 0, np.searchsorted(graph, chosen_pool.clip(0)), -1).astype(
+        np.int64
+    )
+    return dual_prices(n, m, g_order, local_w, g_cost, penalty, capacity, chosen_arc)
+
+
+def _neighbourhood(g_order: IntArray, g_worker: IntArray, seeds: IntArray, n: int) -> IntArray:
+    """Orders within _LOCAL_HOPS order-worker-order hops of ``seeds`` (at most _LOCAL_MAX)."""
+    workers, w_local = np.unique(g_worker, return_inverse=True)
+    w_local = w_local.reshape(-1)
+    incidence = csr_matrix(
+        (np.ones(g_order.size, dtype=np.int32), (g_order, w_local)), shape=(n, workers.size)
+    )
+    to_orders = incidence.tocsr()
+    to_workers = incidence.T.tocsr()
+    reached = np.zeros(n, dtype=np.bool_)
+    reached[seeds] = True
+    for _ in range(_LOCAL_HOPS):
+        w_hit = to_workers @ reached.astype(np.int32) > 0
+        grown = (to_orders @ w_hit.astype(np.int32) > 0) | reached
+        if int(grown.sum()) > _LOCAL_MAX or bool((grown == reached).all()):
+            reached = grown if int(grown.sum()) <= _LOCAL_MAX else reached
+            break
+        reached = grown
+    return np.flatnonzero(reached).astype(np.int64)
 
 
 def _first_failed_rule(
