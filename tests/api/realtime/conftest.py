@@ -99,7 +99,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_live(
+def new_live(
     kind: str, prefix: str, redis_client: redis_asyncio.Redis | None
 ) -> Callable[..., LiveState]:
     """Build a live state of the current kind (more than one share the same Redis keys)."""
@@ -116,9 +116,9 @@ def make_live(
 
 
 @pytest.fixture
-def live(make_live: Callable[..., LiveState]) -> LiveState:
+def live(new_live: Callable[..., LiveState]) -> LiveState:
     """A live state with the default resolution and staleness."""
-    return make_live()
+    return new_live()
 
 
 @pytest.fixture

@@ -238,9 +238,9 @@ async def test_offline_workers_leave_the_cells_and_busy_ones_stay(live: LiveStat
 
 
 async def test_stale_workers_are_evicted_and_late_pings_do_not_revive_them(
-    make_live: Callable[..., LiveState],
+    new_live: Callable[..., LiveState],
 ) -> None:
-    live = make_live(stale_after_s=60.0)
+    live = new_live(stale_after_s=60.0)
     await live.update_positions(PingBatch.of([1, 2], [31.2, 31.3], [121.4, 121.5], [100, 200]))
     assert await live.evict_stale(now=200.0) == 1  # worker 1 is 100 s old
     assert (await live.get_positions([1, 2])).found.tolist() == [False, True]
@@ -254,10 +254,10 @@ async def test_stale_workers_are_evicted_and_late_pings_do_not_revive_them(
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_membership_matches_positions_after_a_seeded_random_sequence(
-    make_live: Callable[..., LiveState], seed: int
+    new_live: Callable[..., LiveState], seed: int
 ) -> None:
     # Short staleness so evictions happen within the 0..60 s of generated pings.
-    live = make_live(stale_after_s=30.0)
+    live = new_live(stale_after_s=30.0)
     oracle = Oracle(live.cell_res, 30.0)
     await run_ops(live, oracle, random_ops(seed, n_ops=120, n_workers=12))
     await assert_matches(live, oracle, list(range(12)))
@@ -278,9 +278,9 @@ def test_memory_membership_is_exact_for_any_operation_sequence(
 
 
 async def test_restart_loses_nothing_when_rebuilt_from_a_snapshot(
-    make_live: Callable[..., LiveState], redis_client: Any, prefix: str
+    new_live: Callable[..., LiveState], redis_client: Any, prefix: str
 ) -> None:
-    live = make_live()
+    live = new_live()
     oracle = Oracle(live.cell_res, live.stale_after_s)
     await run_ops(live, oracle, random_ops(11, n_ops=80, n_workers=20))
     before = await live.get_positions(list(range(20)))
@@ -309,9 +309,9 @@ async def test_restart_loses_nothing_when_rebuilt_from_a_snapshot(
 
 
 async def test_concurrent_ingesters_converge_on_the_newest_ping(
-    make_live: Callable[..., LiveState],
+    new_live: Callable[..., LiveState],
 ) -> None:
-    a, b = make_live(), make_live()
+    a, b = new_live(), new_live()
     rng = random.Random(5)
     batches = [
         PingBatch.of(
