@@ -199,6 +199,9 @@ async def test_newest_ping_of_a_worker_in_a_batch_wins_whatever_the_row_order(
     assert (result.stale, result.superseded) == (0, 2)
     pos = await live.get_positions([1, 2, 3])
     assert pos.found.tolist() == [True, True, False]
+    # Ids no ping can carry are simply unknown (in Redis they must not alias a real key).
+    unknown = await live.get_positions([-(10**16) + 1, 10**16 + 1, 2 - 10**16])
+    assert unknown.found.tolist() == [False, False, False]
     assert pos.lat[0] == 31.22
     assert pos.state(0) is WorkerState.ONLINE
     assert pos.state(2) is None
