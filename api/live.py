@@ -581,19 +581,22 @@ end
 return table.concat(out)
 """
 
-# Region script. KEYS[1] = P{r:R}:pos. ARGV[1] = cell-set key prefix,
-# ARGV[2] = n x (key c16, record 48 bytes). Applies a record only if newer than the stored
-# one; moves set membership in the same step. Returns how many were applied.
+# Region script. KEYS[1] = P{r:R}:pos. ARGV[1] = cell-set key prefix, ARGV[2] = n x
+# (key c16, record 48 bytes), ARGV[3] = '1' to rewrite an equally old record (restore).
+# Applies a record only if newer than the stored one; moves set membership in the same
+# step. Returns one byte per record: '1' applied, '0' refused (another ingester stored a
+# newer ping meanwhile).
 _REGION_LUA = """
-local blob, setp, pos = ARGV[2], ARGV[1], KEYS[1]
+local blob, setp, pos, equal_ok = ARGV[2], ARGV[1], KEYS[1], ARGV[3] == '1'
 local call, sub, unpack = redis.call, string.sub, struct.unpack
 local TOMB = '0000000000000000'
-local applied = 0
+local applied = {}
 for off = 0, #blob - 64, 64 do
   local key, ts = sub(blob, off + 1, off + 16), unpack('<d', blob, off + 17)
   local rec = sub(blob, off + 17, off + 64)
   local cur = call('HGET', pos, key)
-  if not cur or unpack('<d', cur) < ts then
+  local seen = cur and unpack('<d', cur)
+  if not seen or seen < ts or (equal_ok and seen == ts) then
     -- Same state and cell (the common ping) leaves the member sets alone.
     if not cur or sub(cur, 29) ~= sub(rec, 29) then
       local cell = sub(rec, 33)
@@ -604,10 +607,12 @@ for off = 0, #blob - 64, 64 do
       if now and (not was or oldcell ~= cell) then call('SADD', setp .. cell, key) end
     end
     call('HSET', pos, key, rec)
-    applied = applied + 1
+    applied[#applied + 1] = '1'
+  else
+    applied[#applied + 1] = '0'
   end
 end
-return applied
+return table.concat(applied)
 """
 
 # State script (one region). ARGV: cell-set key prefix, worker id, state byte.
@@ -816,16 +821,19 @@ class RedisLiveState:
         def apply(pipe: Any) -> None:
             for region, grp in live_groups:
                 pos, setp = self._region_keys("%016x" % region)  # noqa: UP031
-                self._eval(pipe, "region", [pos], [setp, recs[accepted[grp]].tobytes()])
+                blob = recs[accepted[grp]].tobytes()
+                self._eval(pipe, "region", [pos], [setp, blob, equal_ok])
             for region, grp in tomb_groups:
                 pos, setp = self._region_keys("%016x" % region)  # noqa: UP031
-                self._eval(pipe, "region", [pos], [setp, tombs[grp].tobytes()])
+                self._eval(pipe, "region", [pos], [setp, tombs[grp].tobytes(), equal_ok])
             if live_groups:
                 pipe.sadd(self._regions_key(), *("%016x" % r for r, _ in live_groups))  # noqa: UP031
 
-        await self._run(apply)
-        applied[rows[ok]] = True
-        return UpdateResult(applied, int((~ok).sum()), len(batch) - rows.size)
+        replies = await self._run(apply)
+        # Replies: one per live region (in order), then tombstones and SADD.
+        for (_region, grp), flags in zip(live_groups, replies[: len(live_groups)], strict=True):
+            applied[rows[accepted[grp]]] = np.frombuffer(flags, dtype=np.uint8) == ord("1")
+        return UpdateResult(applied, rows.size - int(applied.sum()), len(batch) - rows.size)
 
     async def _directory(self, ids: IntArray) -> tuple[NDArray[np.bool_], NDArray[np.bytes_]]:
         """(known, region hex) of each worker id, from the directory shards."""
