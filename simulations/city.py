@@ -162,7 +162,8 @@ class WorkerGroup:
         _check(
             self.shift_end_h > self.shift_start_h,
             "shift",
-            f"ends ({self.shift_end_h:g} h) before it starts ({self.shift_start_h:g} h)",
+            f"ends ({self.shift_end_h:g} h) before it starts ({self.shift_start_h:g} h); "
+            "write overnight shifts with hours past 24, e.g. 22:00-30:00",
         )
         _check(bool(self.skills), "skills", "must list at least one skill")
         _check(self.mode in TRANSPORT_MODES, "mode", f"must be one of {TRANSPORT_MODES}")
