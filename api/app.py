@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 import redis.asyncio as redis_asyncio
 import structlog
@@ -22,10 +24,17 @@ from api.auth.router import tenants as tenants_router
 from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
 from api.catalog.service import AreaLookup
-from api.db import make_engine, make_sessionmaker
+from api.db import is_sqlite, make_engine, make_sessionmaker, utcnow
 from api.errors import install_error_handlers
+from api.notifications.relay import run_relay
+from api.notifications.router import router as notifications_router
+from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
 from api.observability import EdgeMiddleware, Metrics, configure_logging
-from api.settings import Settings
+from api.orders.router import router as orders_router
+from api.orders.service import expire_unpaid
+from api.payments.dependencies import build_providers
+from api.payments.router import router as payments_router
+from api.settings import Environment, Settings
 
 log = structlog.get_logger("api.app")
 
@@ -94,6 +103,7 @@ def _ops_router() -> APIRouter:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; engines and clients are created by the lifespan, not here."""
     settings = settings or Settings()
+    settings.check_payment_config()
     configure_logging(json_logs=settings.log_json, level=settings.log_level)
     metrics = Metrics()
 
@@ -119,9 +129,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.redis_url
             else None
         )
+        app.state.payment_providers = build_providers(settings, app.state.http_client)
+        # SQLite has no exclusion constraint: bookings in this process take turns.
+        app.state.booking_lock = (
+            anyio.Lock() if is_sqlite(settings.effective_database_url) else None
+        )
+        app.state.subscribe_sender = (
+            WeChatSubscribeSender(
+                SubscribeConfig(
+                    base_url=settings.wechat_base_url,
+                    access_token=settings.wechat_access_token,
+                    template_id=settings.wechat_subscribe_template_id,
+                ),
+                app.state.http_client,
+            )
+            if settings.wechat_subscribe_template_id
+            else None
+        )
         log.info("startup", database=engine.url.render_as_string(hide_password=True))
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                if settings.relay_interval_s > 0 and settings.environment is not Environment.TEST:
+
+                    async def expire(maker: object) -> None:
+                        await expire_unpaid(app.state.sessionmaker, now=utcnow())
+
+                    tasks.start_soon(
+                        functools.partial(
+                            run_relay,
+                            app.state.sessionmaker,
+                            interval_s=settings.relay_interval_s,
+                            sender=app.state.subscribe_sender,
+                            expire=expire,
+                        )
+                    )
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             await app.state.http_client.aclose()
             if app.state.redis is not None:
@@ -161,4 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants_router)
     app.include_router(catalog_router)
     app.include_router(addresses_router)
+    app.include_router(orders_router)
+    app.include_router(payments_router)
+    app.include_router(notifications_router)
     return app

@@ -98,9 +98,7 @@ class WorkerReservation(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id"), index=True)
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), unique=True
-    )
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
     starts_at: Mapped[datetime] = mapped_column(index=True)
     ends_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,58 @@
+"""Writing outbox messages: called by orders.state inside the transition's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.notifications.models import OutboxMessage
+
+if TYPE_CHECKING:
+    from api.orders.models import Order
+
+
+class Channel(StrEnum):
+    """Where a message goes."""
+
+    INBOX = "inbox"
+    WECHAT = "wechat"
+
+
+class OutboxStatus(StrEnum):
+    """Delivery state of one outbox message."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REFUSED = "refused"  # WeChat 43101: the user refused or used up the subscription
+    SKIPPED = "skipped"  # channel not configured or no openid: nothing to send
+
+
+async def enqueue(session: AsyncSession, order: Order, topic: str, *, now: datetime) -> None:
+    """Add the customer's messages about ``order`` for ``topic`` (one per channel)."""
+    payload = {
+        "order_id": order.id,
+        "order_no": order.order_no,
+        "status": order.status,
+        "sub_status": order.dispatch_status or order.aftersales_status,
+        "slot_start": order.slot_start.isoformat(),
+        "amount_fen": order.amount_fen,
+        "service_id": order.service_id,
+    }
+    for channel in Channel:
+        session.add(
+            OutboxMessage(
+                channel=channel.value,
+                topic=topic,
+                user_id=order.customer_id,
+                order_id=order.id,
+                payload=payload,
+                status=OutboxStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                last_error="",
+                created_at=now,
+            )
+        )

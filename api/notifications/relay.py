@@ -1,0 +1,155 @@
+"""The outbox relay: delivers pending messages, at least once, idempotent by outbox id.
+
+``relay_once`` is what the tests drive; ``run_relay`` is the lifespan task of the
+embedded mode (it also expires unpaid orders). Failures are retried with
+exponential backoff and never dropped; WeChat's 43101 is final (REFUSED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth.models import SocialIdentity, SocialProvider, User
+from api.db import utcnow
+from api.i18n import translate
+from api.notifications.models import InboxMessage, OutboxMessage
+from api.notifications.outbox import Channel, OutboxStatus
+from api.notifications.texts import topic_title
+from api.notifications.wechat import SendFailed, SendOutcome, WeChatSubscribeSender
+
+log = structlog.get_logger("api.notifications.relay")
+
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before retry number ``attempts`` (2, 4, 8 … seconds, at most an hour)."""
+    return min(timedelta(seconds=2 ** min(attempts, 20)), MAX_BACKOFF)
+
+
+@dataclass
+class RelayReport:
+    """What one pass did, by outcome."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, outcome: str) -> None:
+        """Count one message with ``outcome``."""
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+async def _deliver_inbox(session: AsyncSession, msg: OutboxMessage, now: datetime) -> None:
+    exists = await session.scalar(select(InboxMessage.id).where(InboxMessage.outbox_id == msg.id))
+    if exists is None:
+        async with session.begin_nested():
+            session.add(
+                InboxMessage(
+                    user_id=msg.user_id,
+                    outbox_id=msg.id,
+                    topic=msg.topic,
+                    order_id=msg.order_id,
+                    payload=msg.payload,
+                    created_at=now,
+                )
+            )
+
+
+async def _deliver_wechat(
+    session: AsyncSession, msg: OutboxMessage, sender: WeChatSubscribeSender | None
+) -> OutboxStatus:
+    if sender is None:
+        return OutboxStatus.SKIPPED
+    openid = await session.scalar(
+        select(SocialIdentity.openid).where(
+            SocialIdentity.user_id == msg.user_id,
+            SocialIdentity.provider == SocialProvider.WECHAT.value,
+        )
+    )
+    if openid is None:
+        return OutboxStatus.SKIPPED
+    locale = await session.scalar(select(User.locale).where(User.id == msg.user_id)) or "zh-CN"
+    title = translate(topic_title(msg.topic), locale)
+    outcome = await sender.send(
+        openid,
+        title=title,
+        order_no=str(msg.payload.get("order_no", "")),
+        when=str(msg.payload.get("slot_start", ""))[:16].replace("T", " "),
+        lang=locale,
+    )
+    return OutboxStatus.REFUSED if outcome is SendOutcome.REFUSED else OutboxStatus.DELIVERED
+
+
+async def relay_once(
+    maker: async_sessionmaker[AsyncSession],
+    *,
+    sender: WeChatSubscribeSender | None = None,
+    now: datetime | None = None,
+    batch: int = 100,
+) -> RelayReport:
+    """Deliver every due pending message once (each in its own transaction)."""
+    now = now or utcnow()
+    report = RelayReport()
+    async with maker() as session:
+        ids = list(
+            await session.scalars(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == OutboxStatus.PENDING.value,
+                    OutboxMessage.next_attempt_at <= now,
+                )
+                .order_by(OutboxMessage.id)
+                .limit(batch)
+            )
+        )
+    for msg_id in ids:
+        async with maker() as session:
+            stmt = select(OutboxMessage).where(OutboxMessage.id == msg_id)
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            msg = await session.scalar(stmt)
+            if msg is None or msg.status != OutboxStatus.PENDING.value:
+                continue
+            try:
+                if msg.channel == Channel.INBOX.value:
+                    await _deliver_inbox(session, msg, now)
+                    status = OutboxStatus.DELIVERED
+                else:
+                    status = await _deliver_wechat(session, msg, sender)
+            except (SendFailed, IntegrityError) as exc:
+                msg.attempts += 1
+                msg.next_attempt_at = now + backoff(msg.attempts)
+                msg.last_error = str(exc)[:256]
+                report.bump("retry")
+                await session.commit()
+                continue
+            msg.status = status.value
+            msg.attempts += 1
+            msg.delivered_at = now
+            report.bump(status.value)
+            await session.commit()
+    return report
+
+
+async def run_relay(
+    maker: async_sessionmaker[AsyncSession],
+    *,
+    interval_s: float,
+    sender: WeChatSubscribeSender | None,
+    expire: object = None,
+) -> None:
+    """Loop forever: relay the outbox (and run ``expire(maker)``) every ``interval_s``."""
+    while True:
+        try:
+            if callable(expire):
+                await expire(maker)
+            await relay_once(maker, sender=sender)
+        except Exception as exc:  # the loop must survive a bad pass; it retries next tick
+            log.warning("relay_pass_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        await anyio.sleep(interval_s)

@@ -1,0 +1,433 @@
+"""HTTP endpoints of orders: quote, slots, booking, history, actions, share, rebook."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+from sqlalchemy import select, text
+
+from api.addresses.service import get_own
+from api.catalog.dependencies import AreaLookupDep, InvalidPoint
+from api.catalog.models import Service
+from api.catalog.schemas import localized
+from api.db import utcnow
+from api.deps import (
+    CurrentUser,
+    IdPath,
+    JsonBody,
+    LocaleDep,
+    ManagerUser,
+    SessionDep,
+    SettingsDep,
+    TokenConfigDep,
+)
+from api.enterprise.models import Worker
+from api.errors import ErrorResponse
+from api.geo_edge import CoordType, GeoError, to_wgs84
+from api.i18n import translate
+from api.orders import service
+from api.orders.dependencies import BookingLock, IdempotencyKeyHeader, VisibleOrder
+from api.orders.models import Order, OrderEvent
+from api.orders.schemas import (
+    BookingIn,
+    CancelIn,
+    OrderEventOut,
+    OrderList,
+    OrderOut,
+    ProgressIn,
+    QuoteLineOut,
+    QuoteOut,
+    RebookIn,
+    RefundDecisionIn,
+    RefundRequestIn,
+    SharedOrderOut,
+    ShareOut,
+    SlotList,
+    SlotOut,
+)
+from api.orders.state import OrderStatus
+from api.orders.texts import STATUS_LABELS
+from api.payments import service as payments
+from api.payments.dependencies import ProvidersDep
+
+_errors: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+}
+router = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[JsonBody], responses=_errors)
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0, le=100_000)]
+
+
+async def render(session: Any, order: Order, locale: str) -> OrderOut:
+    """The API view of ``order`` (service name in ``locale``, worker brief)."""
+    svc = await session.get(Service, order.service_id)
+    worker = await session.get(Worker, order.worker_id) if order.worker_id else None
+    return OrderOut(
+        id=order.id,
+        order_no=order.order_no,
+        status=order.status,
+        status_label=translate(STATUS_LABELS[order.status], locale),
+        dispatch_status=order.dispatch_status,
+        aftersales_status=order.aftersales_status,
+        service_id=order.service_id,
+        service_name=localized(svc.names, locale) if svc else "",
+        enterprise_id=order.enterprise_id,
+        customer_id=order.customer_id,
+        worker=(
+            {"id": worker.id, "display_name": worker.display_name, "rating": worker.rating}
+            if worker
+            else None
+        ),
+        slot_start=order.slot_start,
+        slot_end=order.slot_end,
+        duration_min=order.duration_min,
+        price_fen=order.price_fen,
+        surcharge_fen=order.surcharge_fen,
+        amount_fen=order.amount_fen,
+        refunded_fen=order.refunded_fen,
+        cancel_fee_fen=order.cancel_fee_fen,
+        quote_lines=[
+            QuoteLineOut(
+                code=line["code"],
+                label=translate(line["label"], locale),
+                amount_fen=line["amount_fen"],
+            )
+            for line in order.quote_lines
+        ],
+        address={k: str(v) for k, v in order.address_snapshot.items()},
+        note=order.note,
+        payment_provider=order.payment_provider,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        cancelled_at=order.cancelled_at,
+        completed_at=order.completed_at,
+    )
+
+
+@router.get("/quote", summary="Price of a service at a start time")
+async def get_quote(
+    session: SessionDep,
+    settings: SettingsDep,
+    locale: LocaleDep,
+    service_id: Annotated[int, Query(ge=1, le=2**53 - 1)],
+    slot_start: Annotated[AwareDatetime, Query(description="start, ISO 8601 with offset")],
+) -> QuoteOut:
+    """Base price plus evening/weekend surcharges, in fen."""
+    svc = await service.bookable_service(session, service_id)
+    q = service.quote(svc, slot_start, settings)
+    return QuoteOut(
+        service_id=svc.id,
+        slot_start=slot_start,
+        price_fen=q.price_fen,
+        surcharge_fen=q.surcharge_fen,
+        amount_fen=q.amount_fen,
+        lines=[
+            QuoteLineOut(code=x.code, label=translate(x.label, locale), amount_fen=x.amount_fen)
+            for x in q.lines
+        ],
+    )
+
+
+@router.get("/slots", summary="Bookable slots of a service at a place and day")
+async def get_slots(
+    session: SessionDep,
+    settings: SettingsDep,
+    lookup: AreaLookupDep,
+    user: CurrentUser,
+    service_id: Annotated[int, Query(ge=1, le=2**53 - 1)],
+    day: Annotated[date, Query(alias="date", description="local date (service time zone)")],
+    address_id: Annotated[int | None, Query(ge=1, le=2**53 - 1)] = None,
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    coord_type: Annotated[CoordType, Query()] = CoordType.WGS84,
+) -> SlotList:
+    """Start windows some worker can really take (travel, duration and shifts checked)."""
+    svc = await service.bookable_service(session, service_id)
+    if address_id is not None:
+        address = await get_own(session, user, address_id)
+        wlat, wlng = address.lat, address.lng
+    else:
+        if lat is None or lng is None:
+            raise InvalidPoint()
+        try:
+            wlat, wlng = to_wgs84(lat, lng, coord_type)
+        except (GeoError, ValueError) as exc:
+            raise InvalidPoint() from exc
+    now = utcnow()
+    found = await service.available_slots(session, lookup, svc, wlat, wlng, day, settings, now=now)
+    return SlotList(
+        service_id=svc.id,
+        date=day,
+        timezone=settings.service_timezone,
+        slots=[SlotOut(start=s.start, end=s.end, available_workers=s.workers) for s in found],
+    )
+
+
+async def _replay(session: Any, stored: dict[str, Any], code: int, locale: str) -> JSONResponse:
+    order = await session.get(Order, int(stored["order_id"]))
+    body = (await render(session, order, locale)).model_dump(mode="json")
+    return JSONResponse(body, status_code=code, headers={"Idempotent-Replayed": "true"})
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Book a slot",
+    response_model=OrderOut,
+)
+async def create_order(
+    body: BookingIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    lookup: AreaLookupDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+    lock: BookingLock,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Create a 待支付 order and hold a worker for the slot (409 ``slot_taken`` if gone)."""
+    body_hash = service.request_hash(body.model_dump(mode="json"))
+    if idempotency_key:
+        stored = await service.stored_response(session, user.id, "book", idempotency_key, body_hash)
+        if stored is not None:
+            return await _replay(session, stored[1], stored[0], locale)
+    req = service.BookingRequest(
+        service_id=body.service_id,
+        address_id=body.address_id,
+        slot_start=body.slot_start,
+        note=body.note,
+        preferred_worker_id=body.preferred_worker_id,
+    )
+    order = await _book(session, lookup, user, req, settings, lock, idempotency_key, body_hash)
+    return await render(session, order, locale)
+
+
+async def _book(
+    session: Any,
+    lookup: Any,
+    user: Any,
+    req: service.BookingRequest,
+    settings: Any,
+    lock: Any,
+    key: str | None,
+    body_hash: str,
+) -> Order:
+    idem = (key, body_hash) if key else None
+
+    def on_created(order: Order) -> dict[str, Any]:
+        return {"order_id": order.id}
+
+    if lock is None:
+        return await service.book(
+            session, lookup, user, req, settings, now=utcnow(), idempotency=idem,
+            on_created=on_created,
+        )  # fmt: skip
+
+    async def write_lock() -> None:
+        # SQLite: the first write takes the database's write lock, so the overlap
+        # check below and the insert are one step for every process.
+        await session.execute(text("UPDATE worker_reservations SET status = status WHERE id = -1"))
+
+    async with lock:
+        return await service.book(
+            session, lookup, user, req, settings, now=utcnow(), serialize=write_lock,
+            idempotency=idem, on_created=on_created,
+        )  # fmt: skip
+
+
+@router.get("", summary="My orders (history)")
+async def list_orders(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+    status_: Annotated[list[OrderStatus] | None, Query(alias="status")] = None,
+    date_from: Annotated[date | None, Query()] = None,
+    date_to: Annotated[date | None, Query()] = None,
+    service_id: Annotated[int | None, Query(ge=1, le=2**53 - 1)] = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> OrderList:
+    """Orders the caller may see, newest slot first; filters by status, date range, service."""
+    flt = service.OrderFilter(
+        statuses=tuple(status_ or ()), date_from=date_from, date_to=date_to, service_id=service_id
+    )
+    rows, total = await service.list_orders(
+        session, user, flt, settings, limit=limit, offset=offset
+    )
+    return OrderList(
+        items=[await render(session, o, locale) for o in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/shared/{token}", summary="A shared order's read-only summary (no sign-in)")
+async def shared_order(
+    token: Annotated[str, ...],
+    session: SessionDep,
+    config: TokenConfigDep,
+    locale: LocaleDep,
+) -> SharedOrderOut:
+    """Service, status, time and worker name only: no names, phones or address."""
+    if len(token) > 200:
+        raise service.ShareLinkInvalid()
+    order_id = service.read_share_token(config.secret, token, now=utcnow())
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise service.ShareLinkInvalid()
+    svc = await session.get(Service, order.service_id)
+    worker = await session.get(Worker, order.worker_id) if order.worker_id else None
+    return SharedOrderOut(
+        order_no_tail=order.order_no[-4:],
+        service_name=localized(svc.names, locale) if svc else "",
+        status=order.status,
+        status_label=translate(STATUS_LABELS[order.status], locale),
+        slot_start=order.slot_start,
+        duration_min=order.duration_min,
+        worker_name=worker.display_name if worker else None,
+    )
+
+
+@router.get("/{order_id}", summary="One order")
+async def get_order(order: VisibleOrder, session: SessionDep, locale: LocaleDep) -> OrderOut:
+    """The order (customer: own; worker: assigned; staff: own enterprise; admin: any)."""
+    return await render(session, order, locale)
+
+
+@router.get("/{order_id}/events", summary="The order's audit log")
+async def order_events(order: VisibleOrder, session: SessionDep) -> list[OrderEventOut]:
+    """Every transition, oldest first."""
+    rows = await session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id)
+    )
+    return [
+        OrderEventOut(
+            event=e.event,
+            from_status=e.from_status,
+            to_status=e.to_status,
+            from_sub=e.from_sub,
+            to_sub=e.to_sub,
+            created_at=e.created_at,
+        )
+        for e in rows
+    ]
+
+
+@router.post("/{order_id}/cancel", summary="Cancel (refund when paid, fee after the cut-off)")
+async def cancel_order(
+    order: VisibleOrder,
+    body: CancelIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """Customer (own) or staff (own enterprise) cancel a pending order."""
+    if user.role == "worker":
+        from api.errors import Forbidden
+
+        raise Forbidden()
+    done = await payments.cancel_order(
+        session, providers, order.id, user.id, settings, reason=body.reason, now=utcnow()
+    )
+    return await render(session, done, locale)
+
+
+@router.post(
+    "/{order_id}/progress", summary="Worker steps: accept, depart, arrive, start, complete"
+)
+async def progress(
+    order_id: IdPath,
+    body: ProgressIn,
+    session: SessionDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """The assigned worker (or the enterprise's staff) moves the visit along."""
+    order = await service.worker_action(session, user, order_id, body.action, now=utcnow())
+    return await render(session, order, locale)
+
+
+@router.post("/{order_id}/refund-request", summary="After-sales refund request")
+async def refund_request(
+    order_id: IdPath,
+    body: RefundRequestIn,
+    session: SessionDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """The customer asks for a refund of a completed order."""
+    order = await service.request_refund(session, user, order_id, body.reason, now=utcnow())
+    return await render(session, order, locale)
+
+
+@router.post("/{order_id}/refund-decision", summary="Staff approve or reject a refund request")
+async def refund_decision(
+    order_id: IdPath,
+    body: RefundDecisionIn,
+    session: SessionDep,
+    providers: ProvidersDep,
+    user: ManagerUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """Approval refunds what was paid and not yet refunded."""
+    await service.visible_order(session, user, order_id)
+    order = await payments.approve_refund(
+        session, providers, order_id, user.id, approve=body.approve, now=utcnow()
+    )
+    return await render(session, order, locale)
+
+
+@router.post(
+    "/{order_id}/rebook",
+    status_code=status.HTTP_201_CREATED,
+    summary="Book again: same service, address and worker preference",
+)
+async def rebook(
+    order: VisibleOrder,
+    body: RebookIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    lookup: AreaLookupDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+    lock: BookingLock,
+) -> OrderOut:
+    """A new order like ``order_id`` at a new slot (the same worker when free)."""
+    if order.customer_id != user.id or order.address_id is None:
+        raise service.OrderNotFound()
+    req = service.BookingRequest(
+        service_id=order.service_id,
+        address_id=order.address_id,
+        slot_start=body.slot_start,
+        note=order.note,
+        preferred_worker_id=order.worker_id,
+    )
+    new = await _book(session, lookup, user, req, settings, lock, None, "")
+    return await render(session, new, locale)
+
+
+@router.post("/{order_id}/share", summary="A signed, expiring share link")
+async def share(
+    order: VisibleOrder,
+    user: CurrentUser,
+    settings: SettingsDep,
+    config: TokenConfigDep,
+    request: Request,
+) -> ShareOut:
+    """Only the customer shares; the link shows no personal data."""
+    if order.customer_id != user.id:
+        raise service.OrderNotFound()
+    token, expires = service.share_token(
+        config.secret, order, now=utcnow(), ttl_s=settings.share_ttl_s
+    )
+    return ShareOut(token=token, path=f"/v1/orders/shared/{token}", expires_at=expires)

@@ -1,0 +1,849 @@
+"""Booking logic: quote, slots, booking with a worker reservation, history, cancel, rebook, share.
+
+No FastAPI here. State changes go through ``api.orders.state`` only. Times are
+UTC-aware datetimes; shifts and surcharges are read in ``settings.service_timezone``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import numpy as np
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.addresses.models import Address
+from api.auth.models import Role, User
+from api.catalog.models import Service
+from api.catalog.service import AreaLookup
+from api.enterprise.models import Worker
+from api.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.orders import state
+from api.orders.models import IdempotencyKey, Order, WorkerReservation
+from api.orders.state import AfterSalesStatus, OrderEventType, OrderStatus
+from api.settings import Settings
+from geo.projection import haversine_m
+
+# ------------------------------------------------------------------ errors
+
+
+class OrderNotFound(NotFound):
+    """Unknown order, or one the caller may not see (we do not say which)."""
+
+    code = "order_not_found"
+    message = "Order not found."
+
+
+class UnknownService(NotFound):
+    """The service does not exist or is not bookable."""
+
+    code = "service_not_found"
+    message = "This service does not exist or is not available."
+
+
+class OutsideArea(InvalidInput):
+    """The enterprise offering the service does not serve this address."""
+
+    status_code = 422
+    code = "outside_service_area"
+    message = "Sorry, this service is not offered at this address."
+
+
+class SlotInPast(InvalidInput):
+    """The slot starts before now plus the minimum notice."""
+
+    status_code = 422
+    code = "slot_in_past"
+    message = "This time is too soon or in the past; pick a later slot."
+
+
+class SlotNotOnGrid(InvalidInput):
+    """The slot start is not one of the offered start times."""
+
+    status_code = 422
+    code = "slot_invalid"
+    message = "Pick one of the offered start times."
+
+
+class SlotTooFar(InvalidInput):
+    """The slot is beyond the booking horizon."""
+
+    status_code = 422
+    code = "slot_too_far"
+    message = "Bookings can be made at most {days} days ahead."
+
+
+class SlotTaken(Conflict):
+    """No worker can take this slot any more (someone else booked it)."""
+
+    code = "slot_taken"
+    message = "Sorry, this time slot has just been taken; please choose another."
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The Idempotency-Key was used before with a different request."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was already used for a different request."
+
+
+class ShareLinkInvalid(NotFound):
+    """The share token is forged, malformed or expired."""
+
+    code = "share_link_invalid"
+    message = "This share link is invalid or has expired."
+
+
+class RefundWindowClosed(InvalidInput):
+    """After-sales requests are accepted only for a while after completion."""
+
+    status_code = 409
+    code = "refund_window_closed"
+    message = "The after-sales period for this order has ended."
+
+
+# ------------------------------------------------------------------ helpers
+
+_SQLITE_DEADLOCK = "40P01"
+_EXCLUSION = "23P01"
+
+
+def _tz(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(settings.service_timezone)
+
+
+def new_order_no(now: datetime) -> str:
+    """A 24-character order number: DJ + UTC timestamp + 8 random hex (out_trade_no-safe)."""
+    return "DJ" + now.astimezone(UTC).strftime("%y%m%d%H%M%S") + secrets.token_hex(5)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for obj in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(obj, "sqlstate", None) or getattr(obj, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+def is_slot_conflict(exc: DBAPIError) -> bool:
+    """A PostgreSQL exclusion violation (23P01) or deadlock (40P01): the slot was taken."""
+    return _sqlstate(exc) in (_EXCLUSION, _SQLITE_DEADLOCK)
+
+
+# ------------------------------------------------------------------ services and quote
+
+
+async def bookable_service(session: AsyncSession, service_id: int) -> Service:
+    """An active service; UnknownService otherwise."""
+    svc = await session.get(Service, service_id)
+    if svc is None or not svc.is_active:
+        raise UnknownService()
+    return svc
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    """One line of a price: a code, its msgid label and amount in fen."""
+
+    code: str
+    label: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """Price of a service at a start time: base + surcharges (fen)."""
+
+    price_fen: int
+    surcharge_fen: int
+    amount_fen: int
+    lines: tuple[QuoteLine, ...]
+
+
+QUOTE_LABELS = {
+    "base": "Service price",
+    "evening": "Evening surcharge",
+    "weekend": "Weekend surcharge",
+}
+
+
+def quote(svc: Service, slot_start: datetime, settings: Settings) -> Quote:
+    """Price of ``svc`` starting at ``slot_start`` (evening and weekend surcharges, fen)."""
+    local = slot_start.astimezone(_tz(settings))
+    lines = [QuoteLine("base", QUOTE_LABELS["base"], svc.price_fen)]
+    if local.hour >= settings.evening_start_hour or local.hour < 8:
+        amount = svc.price_fen * settings.evening_surcharge_pct // 100
+        if amount:
+            lines.append(QuoteLine("evening", QUOTE_LABELS["evening"], amount))
+    if local.weekday() >= 5:
+        amount = svc.price_fen * settings.weekend_surcharge_pct // 100
+        if amount:
+            lines.append(QuoteLine("weekend", QUOTE_LABELS["weekend"], amount))
+    surcharge = sum(line.amount_fen for line in lines[1:])
+    return Quote(svc.price_fen, surcharge, svc.price_fen + surcharge, tuple(lines))
+
+
+# ------------------------------------------------------------------ workers and slots
+
+
+async def _area_for(
+    session: AsyncSession, lookup: AreaLookup, svc: Service, lat: float, lng: float
+) -> int:
+    hits = [
+        h
+        for h in await lookup.containing(session, lat, lng)
+        if h.enterprise_id == svc.enterprise_id
+    ]
+    if not hits:
+        raise OutsideArea()
+    return hits[0].area_id
+
+
+def _shift_window(worker: Worker, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    for shift in worker.shifts or []:
+        if int(shift.get("weekday", -1)) == day.weekday():
+            midnight = datetime.combine(day, time(0), tzinfo=tz)
+            return (
+                midnight + timedelta(minutes=int(shift["start_min"])),
+                midnight + timedelta(minutes=int(shift["end_min"])),
+            )
+    return None
+
+
+async def _eligible_workers(
+    session: AsyncSession, svc: Service, lat: float, lng: float, settings: Settings
+) -> list[tuple[Worker, float]]:
+    """Active workers of the service's enterprise with its skills, within reach, nearest first."""
+    workers = list(
+        await session.scalars(
+            select(Worker).where(
+                Worker.enterprise_id == svc.enterprise_id, Worker.is_active.is_(True)
+            )
+        )
+    )
+    need = set(svc.required_skills or [])
+    workers = [w for w in workers if need <= set(w.skills or [])]
+    if not workers:
+        return []
+    dist = haversine_m(
+        np.full(len(workers), lat),
+        np.full(len(workers), lng),
+        np.array([w.home_lat for w in workers]),
+        np.array([w.home_lng for w in workers]),
+    )
+    limit = settings.booking_max_distance_km * 1000.0
+    return sorted(
+        ((w, float(d)) for w, d in zip(workers, dist.tolist(), strict=True) if d <= limit),
+        key=lambda pair: (pair[1], pair[0].id),
+    )
+
+
+def _live(stmt: Any) -> Any:
+    return stmt.where(WorkerReservation.status.in_(("held", "confirmed")))
+
+
+@dataclass(frozen=True)
+class SlotOut:
+    """An offered start window (UTC) and how many workers could take it."""
+
+    start: datetime
+    end: datetime
+    workers: int
+
+
+def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    return start, start + timedelta(days=1)
+
+
+async def available_slots(
+    session: AsyncSession,
+    lookup: AreaLookup,
+    svc: Service,
+    lat: float,
+    lng: float,
+    day: date,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> list[SlotOut]:
+    """Start windows on local ``day`` that some eligible worker can insert into their plan.
+
+    Builds each eligible worker's day (shift, home) with their live reservations as
+    confirmed visits and asks ``dispatch.slots.available_slots`` (travel and
+    duration fit); CPU work runs off the event loop.
+    """
+    await _area_for(session, lookup, svc, lat, lng)
+    tz = _tz(settings)
+    if day > (now.astimezone(tz) + timedelta(days=settings.booking_horizon_days)).date():
+        raise SlotTooFar(days=settings.booking_horizon_days)
+    ranked = (await _eligible_workers(session, svc, lat, lng, settings))[:40]
+    day_start, day_end = _day_bounds(day, tz)
+    shifts = {w.id: _shift_window(w, day, tz) for w, _ in ranked}
+    ranked = [(w, d) for w, d in ranked if shifts[w.id] is not None]
+    if not ranked:
+        return []
+    rows = (
+        await session.execute(
+            _live(
+                select(WorkerReservation, Order.lat, Order.lng)
+                .join(Order, Order.id == WorkerReservation.order_id)
+                .where(
+                    WorkerReservation.worker_id.in_([w.id for w, _ in ranked]),
+                    WorkerReservation.starts_at < day_end,
+                    WorkerReservation.ends_at > day_start,
+                )
+            )
+        )
+    ).all()
+    buffer_s = settings.booking_buffer_min * 60
+    plan_input = _PlanInput(
+        workers=[
+            (w.id, shifts[w.id], w.home_lat, w.home_lng)  # type: ignore[misc]
+            for w, _ in ranked
+        ],
+        visits=[
+            (r.id, r.worker_id, la, ln, r.starts_at, r.ends_at, buffer_s) for r, la, ln in rows
+        ],
+    )
+    duration_s = svc.duration_min * 60
+    found = await anyio.to_thread.run_sync(
+        _slots_sync,
+        plan_input,
+        duration_s,
+        (lat, lng),
+        (int(day_start.timestamp()), int(day_end.timestamp())),
+        settings.slot_granularity_s,
+        settings.slot_lead_time_s,
+        int(now.timestamp()),
+    )
+    return [
+        SlotOut(datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC), n)
+        for s, e, n in found
+    ]
+
+
+@dataclass(frozen=True)
+class _PlanInput:
+    workers: list[tuple[int, tuple[datetime, datetime], float, float]]
+    visits: list[tuple[int, int, float, float, datetime, datetime, int]]
+
+
+def _slots_sync(
+    data: _PlanInput,
+    duration_s: int,
+    location: tuple[float, float],
+    day: tuple[int, int],
+    granularity_s: int,
+    lead_time_s: int,
+    now: int,
+) -> list[tuple[int, int, int]]:
+    from dispatch.schedule import Stop, Visit, VisitStatus, WorkerDay, plan_day
+    from dispatch.slots import ServiceRequest
+    from dispatch.slots import available_slots as dispatch_slots
+    from geo.travel import HaversineTravelModel
+
+    workers = [
+        WorkerDay(
+            id=wid,
+            shift_start=int(shift[0].timestamp()),
+            shift_end=int(shift[1].timestamp()),
+            start_lat=lat,
+            start_lng=lng,
+            skills=1,
+        )
+        for wid, shift, lat, lng in data.workers
+    ]
+    visits = [
+        Visit(
+            id=rid,
+            lat=lat,
+            lng=lng,
+            duration_s=max(1, int((end - start).total_seconds()) - buffer_s),
+            window_start=int(start.timestamp()),
+            window_end=int(start.timestamp()),
+            skills=1,
+            status=VisitStatus.CONFIRMED,
+            pinned_worker=wid,
+        )
+        for rid, wid, lat, lng, start, end, buffer_s in data.visits
+    ]
+    plan = plan_day(
+        visits, workers, travel=HaversineTravelModel(), stop=Stop(1.0, max_iterations=50), seed=0
+    )
+    slots = dispatch_slots(
+        ServiceRequest(duration_s=duration_s, skills=1),
+        location,
+        day,
+        plan,
+        granularity_s=granularity_s,
+        lead_time_s=lead_time_s,
+        now=now,
+    )
+    return [(s.start, s.end, s.workers) for s in slots]
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    """SHA-256 of a canonical JSON body (what "same body" means for Idempotency-Key)."""
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+async def stored_response(
+    session: AsyncSession, user_id: int, scope: str, key: str, body_hash: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored for ``key`` (same body), None if new; IdempotencyKeyReused if not same."""
+    row = await session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.scope == scope,
+            IdempotencyKey.key == key,
+        )
+    )
+    if row is None:
+        return None
+    if row.request_hash != body_hash:
+        raise IdempotencyKeyReused()
+    return row.status_code, row.response
+
+
+def store_response(
+    session: AsyncSession,
+    user_id: int,
+    scope: str,
+    key: str,
+    body_hash: str,
+    status_code: int,
+    response: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Add the answer for ``key`` to the current transaction (unique per user/scope/key)."""
+    session.add(
+        IdempotencyKey(
+            user_id=user_id,
+            scope=scope,
+            key=key,
+            request_hash=body_hash,
+            status_code=status_code,
+            response=response,
+            created_at=now,
+        )
+    )
+
+
+# ------------------------------------------------------------------ booking
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """What the customer books: service, saved address, slot start (UTC), preferences."""
+
+    service_id: int
+    address_id: int
+    slot_start: datetime
+    note: str = ""
+    preferred_worker_id: int | None = None
+
+
+async def _own_address(session: AsyncSession, user: User, address_id: int) -> Address:
+    address = await session.get(Address, address_id)
+    if address is None or address.user_id != user.id:
+        from api.addresses.service import AddressNotFound
+
+        raise AddressNotFound()
+    return address
+
+
+def check_slot(slot_start: datetime, settings: Settings, now: datetime) -> None:
+    """Reject past, too-soon, too-far and off-grid slot starts."""
+    if slot_start < now + timedelta(seconds=settings.slot_lead_time_s):
+        raise SlotInPast()
+    tz = _tz(settings)
+    if (
+        slot_start.astimezone(tz).date()
+        > (now.astimezone(tz) + timedelta(days=settings.booking_horizon_days)).date()
+    ):
+        raise SlotTooFar(days=settings.booking_horizon_days)
+    local = slot_start.astimezone(tz)
+    since_midnight = int(
+        (local - datetime.combine(local.date(), time(0), tzinfo=tz)).total_seconds()
+    )
+    if since_midnight % settings.slot_granularity_s or slot_start.microsecond:
+        raise SlotNotOnGrid()
+
+
+async def book(
+    session: AsyncSession,
+    lookup: AreaLookup,
+    user: User,
+    req: BookingRequest,
+    settings: Settings,
+    *,
+    now: datetime,
+    serialize: Callable[[], Awaitable[None]] | None = None,
+    on_created: Callable[[Order], dict[str, Any]] | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> Order:
+    """Create a PENDING_PAYMENT order and hold a worker for its slot, in one transaction.
+
+    The candidate workers are re-checked against live reservations, then a
+    reservation row is inserted per candidate inside a savepoint: on PostgreSQL
+    the exclusion constraint turns a lost race into 23P01 (or 40P01), and the
+    next candidate is tried; when none is left, SlotTaken (409). On SQLite
+    ``serialize`` takes the write lock first so check and insert are one step.
+    ``idempotency`` (key, body hash) stores ``on_created(order)`` with the order.
+    """
+    if user.role != Role.CUSTOMER.value:
+        raise Forbidden()
+    svc = await bookable_service(session, req.service_id)
+    address = await _own_address(session, user, req.address_id)
+    check_slot(req.slot_start, settings, now)
+    area_id = await _area_for(session, lookup, svc, address.lat, address.lng)
+    tz = _tz(settings)
+    start = req.slot_start
+    duration = timedelta(minutes=svc.duration_min)
+    end = start + duration + timedelta(minutes=settings.booking_buffer_min)
+    day = start.astimezone(tz).date()
+    ranked = await _eligible_workers(session, svc, address.lat, address.lng, settings)
+    candidates = []
+    for worker, _ in ranked:
+        window = _shift_window(worker, day, tz)
+        if window is not None and window[0] <= start and start + duration <= window[1]:
+            candidates.append(worker)
+    if req.preferred_worker_id is not None:
+        candidates.sort(key=lambda w: w.id != req.preferred_worker_id)
+    if serialize is not None:
+        await serialize()
+    busy = (
+        set(
+            await session.scalars(
+                _live(
+                    select(WorkerReservation.worker_id).where(
+                        WorkerReservation.worker_id.in_([w.id for w in candidates]),
+                        WorkerReservation.starts_at < end,
+                        WorkerReservation.ends_at > start,
+                    )
+                )
+            )
+        )
+        if candidates
+        else set()
+    )
+    candidates = [w for w in candidates if w.id not in busy]
+    if not candidates:
+        raise SlotTaken()
+    q = quote(svc, start, settings)
+    order = Order(
+        order_no=new_order_no(now),
+        customer_id=user.id,
+        enterprise_id=svc.enterprise_id,
+        service_id=svc.id,
+        address_id=address.id,
+        service_area_id=area_id,
+        slot_start=start,
+        slot_end=start + timedelta(seconds=settings.slot_granularity_s),
+        duration_min=svc.duration_min,
+        price_fen=q.price_fen,
+        surcharge_fen=q.surcharge_fen,
+        amount_fen=q.amount_fen,
+        refunded_fen=0,
+        cancel_fee_fen=0,
+        lat=address.lat,
+        lng=address.lng,
+        address_snapshot={
+            "contact_name": address.contact_name,
+            "contact_phone": address.contact_phone,
+            "detail": address.detail,
+            "label": address.label,
+        },
+        quote_lines=[line.__dict__ for line in q.lines],
+        note=req.note,
+        expires_at=now + timedelta(minutes=settings.unpaid_expiry_min),
+        created_at=now,
+        updated_at=now,
+    )
+    await state.create(session, order, actor_id=user.id, now=now)
+    for worker in candidates[:30]:
+        try:
+            async with session.begin_nested():
+                session.add(
+                    WorkerReservation(
+                        worker_id=worker.id,
+                        order_id=order.id,
+                        starts_at=start,
+                        ends_at=end,
+                        status="held",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await session.flush()
+        except DBAPIError as exc:
+            if is_slot_conflict(exc):
+                continue
+            raise
+        order.worker_id = worker.id
+        break
+    else:
+        await session.rollback()
+        raise SlotTaken()
+    if idempotency is not None and on_created is not None:
+        store_response(
+            session, user.id, "book", idempotency[0], idempotency[1], 201, on_created(order), now
+        )
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if idempotency is not None:
+            raise Conflict() from None
+        raise
+    return order
+
+
+# ------------------------------------------------------------------ reading orders
+
+
+async def visible_order(session: AsyncSession, user: User, order_id: int) -> Order:
+    """The order if ``user`` may see it (owner, its worker, its enterprise's staff, admin)."""
+    order = await session.get(Order, order_id)
+    if order is None or not await may_see(session, user, order):
+        raise OrderNotFound()
+    return order
+
+
+async def worker_id_of(session: AsyncSession, user: User) -> int | None:
+    """The worker profile id of a worker user."""
+    if user.role != Role.WORKER.value:
+        return None
+    return await session.scalar(select(Worker.id).where(Worker.user_id == user.id))
+
+
+async def may_see(session: AsyncSession, user: User, order: Order) -> bool:
+    """Whether ``user`` may read ``order``."""
+    role = Role(user.role)
+    if role is Role.ADMIN:
+        return True
+    if role is Role.CUSTOMER:
+        return order.customer_id == user.id
+    if role is Role.STAFF:
+        return order.enterprise_id == user.enterprise_id
+    return order.worker_id is not None and order.worker_id == await worker_id_of(session, user)
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """History filters: statuses, local date range of the slot, service."""
+
+    statuses: Sequence[OrderStatus] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+    service_id: int | None = None
+
+
+async def list_orders(
+    session: AsyncSession,
+    user: User,
+    flt: OrderFilter,
+    settings: Settings,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[list[Order], int]:
+    """Orders the caller may see, newest slot first, with the total count."""
+    where: list[Any] = []
+    role = Role(user.role)
+    if role is Role.CUSTOMER:
+        where.append(Order.customer_id == user.id)
+    elif role is Role.STAFF:
+        where.append(Order.enterprise_id == user.enterprise_id)
+    elif role is Role.WORKER:
+        where.append(Order.worker_id == (await worker_id_of(session, user) or -1))
+    if flt.statuses:
+        where.append(Order.status.in_([s.value for s in flt.statuses]))
+    tz = _tz(settings)
+    if flt.date_from is not None:
+        where.append(Order.slot_start >= _day_bounds(flt.date_from, tz)[0])
+    if flt.date_to is not None:
+        where.append(Order.slot_start < _day_bounds(flt.date_to, tz)[1])
+    if flt.service_id is not None:
+        where.append(Order.service_id == flt.service_id)
+    cond = and_(*where) if where else and_(True)
+    total = await session.scalar(select(func.count(Order.id)).where(cond))
+    rows = await session.scalars(
+        select(Order)
+        .where(cond)
+        .order_by(Order.slot_start.desc(), Order.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+async def lock_order(session: AsyncSession, order_id: int) -> Order:
+    """Re-read the order with a row lock (PostgreSQL ``FOR UPDATE``; SQLite: write lock)."""
+    stmt = select(Order).where(Order.id == order_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    order = await session.scalar(stmt)
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+async def release_reservation(session: AsyncSession, order: Order, now: datetime) -> None:
+    """Free the worker held for ``order``."""
+    res = await session.scalar(
+        select(WorkerReservation).where(WorkerReservation.order_id == order.id)
+    )
+    if res is not None and res.status != "released":
+        res.status = "released"
+        res.updated_at = now
+
+
+async def confirm_reservation(session: AsyncSession, order: Order, now: datetime) -> None:
+    """Turn the order's hold into a confirmed reservation (after payment)."""
+    res = await session.scalar(
+        select(WorkerReservation).where(WorkerReservation.order_id == order.id)
+    )
+    if res is not None and res.status == "held":
+        res.status = "confirmed"
+        res.updated_at = now
+
+
+def cancel_fee(order: Order, settings: Settings, now: datetime) -> int:
+    """Fee (fen) kept when cancelling now: free before the cut-off, a share of it after."""
+    if order.paid_at is None:
+        return 0
+    if now <= order.slot_start - timedelta(minutes=settings.cancel_free_before_min):
+        return 0
+    return order.amount_fen * settings.cancel_fee_pct // 100
+
+
+async def expire_unpaid(maker: async_sessionmaker[AsyncSession], *, now: datetime) -> int:
+    """Cancel every unpaid order past ``expires_at`` and release its hold; returns how many."""
+    async with maker() as session:
+        ids = list(
+            await session.scalars(
+                select(Order.id).where(
+                    Order.status == OrderStatus.PENDING_PAYMENT.value,
+                    Order.expires_at.is_not(None),
+                    Order.expires_at <= now,
+                )
+            )
+        )
+    done = 0
+    for order_id in ids:
+        async with maker() as session:
+            order = await lock_order(session, order_id)
+            if order.status != OrderStatus.PENDING_PAYMENT.value:
+                continue
+            await state.apply(session, order, OrderEventType.EXPIRED, actor_id=None, now=now)
+            await release_reservation(session, order, now)
+            await session.commit()
+            done += 1
+    return done
+
+
+# ------------------------------------------------------------------ actions
+
+
+WORKER_EVENTS = {
+    "accept": OrderEventType.ACCEPTED,
+    "depart": OrderEventType.DEPARTED,
+    "arrive": OrderEventType.ARRIVED,
+    "start": OrderEventType.STARTED,
+    "complete": OrderEventType.COMPLETED,
+}
+
+
+async def worker_action(
+    session: AsyncSession, user: User, order_id: int, action: str, *, now: datetime
+) -> Order:
+    """The assigned worker (or its enterprise's staff) moves the order along."""
+    order = await visible_order(session, user, order_id)
+    if Role(user.role) not in (Role.WORKER, Role.STAFF, Role.ADMIN):
+        raise Forbidden()
+    order = await lock_order(session, order.id)
+    await state.apply(session, order, WORKER_EVENTS[action], actor_id=user.id, now=now)
+    await session.commit()
+    return order
+
+
+async def request_refund(
+    session: AsyncSession, user: User, order_id: int, reason: str, *, now: datetime
+) -> Order:
+    """The customer asks for an after-sales refund of a completed order (within 7 days)."""
+    order = await visible_order(session, user, order_id)
+    if order.customer_id != user.id:
+        raise Forbidden()
+    order = await lock_order(session, order.id)
+    if (
+        order.status == OrderStatus.COMPLETED.value
+        and order.completed_at is not None
+        and now > order.completed_at + timedelta(days=7)
+    ):
+        raise RefundWindowClosed()
+    await state.apply(
+        session, order, OrderEventType.REFUND_REQUESTED, actor_id=user.id, now=now,
+        data={"reason": reason},
+    )  # fmt: skip
+    await session.commit()
+    return order
+
+
+def is_aftersales_pending(order: Order) -> bool:
+    """Whether a refund request waits for staff."""
+    return order.aftersales_status == AfterSalesStatus.REFUND_REQUESTED.value
+
+
+# ------------------------------------------------------------------ share links
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def share_token(secret: str, order: Order, *, now: datetime, ttl_s: int) -> tuple[str, datetime]:
+    """A signed (HMAC-SHA256), expiring token naming the order."""
+    expires = now + timedelta(seconds=ttl_s)
+    body = f"{order.id}.{int(expires.timestamp())}"
+    sig = hmac.new(("share:" + secret).encode(), body.encode(), hashlib.sha256).digest()
+    return f"{_b64(body.encode())}.{_b64(sig[:18])}", expires
+
+
+def read_share_token(secret: str, token: str, *, now: datetime) -> int:
+    """The order id of a valid, unexpired token; ShareLinkInvalid otherwise."""
+    try:
+        body_b64, sig_b64 = token.split(".")
+        body = _unb64(body_b64)
+        sig = _unb64(sig_b64)
+        order_id_text, exp_text = body.decode().split(".")
+        order_id, exp = int(order_id_text), int(exp_text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShareLinkInvalid() from exc
+    good = hmac.new(("share:" + secret).encode(), body, hashlib.sha256).digest()[:18]
+    if not hmac.compare_digest(good, sig) or now.timestamp() > exp:
+        raise ShareLinkInvalid()
+    return order_id
