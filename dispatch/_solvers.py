@@ -181,8 +181,19 @@ def dual_prices(
     dst = arc_worker[prop]
     delta = (a_cost[arc_order] - arc_cost)[prop]
     ok = True
+    load = np.bincount(a_worker[assigned], minlength=n_workers)
+    # Upper bounds: 0 for a worker with spare capacity, penalty - cost of its order for a
+    # full one (u_o <= penalty_o). Crossing one proves "not optimal" at once, instead of
+    # letting a positive cycle climb for n_workers iterations.
+    cap_v = np.full(n_workers, np.iinfo(np.int64).max, dtype=np.int64)
+    cap_v[load < capacity] = 0
+    np.minimum.at(cap_v, a_worker[assigned], (penalty - a_cost)[assigned])
+    if bool((v > cap_v).any()):
+        ok = False
     active = np.ones(src.size, dtype=np.bool_)
     for _ in range(n_workers + 2):
+        if not ok:
+            break
         cand = v[src[active]] + delta[active]
         dst_a = dst[active]
         grow = cand > v[dst_a]
@@ -191,10 +202,11 @@ def dual_prices(
         changed = np.zeros(n_workers, dtype=np.bool_)
         changed[dst_a[grow]] = True
         np.maximum.at(v, dst_a[grow], cand[grow])
+        if bool((v[changed] > cap_v[changed]).any()):
+            ok = False
         active = changed[src]  # only arcs leaving a re-priced worker can raise anything
     else:
         ok = False
-    load = np.bincount(a_worker[assigned], minlength=n_workers)
     if bool((v[load < capacity] > 0).any()):
         ok = False
     price_of_own = v[a_worker.clip(0)] if n_workers else np.zeros(n_orders, dtype=np.int64)
