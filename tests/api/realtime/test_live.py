@@ -436,3 +436,13 @@ async def test_scripts_are_loaded_again_after_redis_forgot_them(
 
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         await run_pipeline(redis_client, broken, {"x": source})
+
+
+async def test_make_live_shares_a_client_without_closing_it(redis_client: Any, prefix: str) -> None:
+    if redis_client is None:
+        return  # the memory layer has no client to share
+    backends = make_live("redis://ignored.invalid:1/0", client=redis_client, prefix=prefix)
+    assert isinstance(backends.state, RedisLiveState)
+    assert backends.state.client is redis_client
+    await backends.aclose()
+    assert await redis_client.ping()  # the app's lifespan still owns and closes it
