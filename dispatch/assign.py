@@ -75,6 +75,7 @@ _CROWD_MAX = 4
 # Local repair after new arcs: re-solve orders this many hops away, up to this many.
 _LOCAL_HOPS = 8
 _LOCAL_MAX = 4000
+_LOCAL_PER_SEED = 50
 # Largest radius growth per certification pass.
 _WIDEN = 4.0
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
@@ -603,7 +604,7 @@ def _duals(
 
 
 def _neighbourhood(g_order: IntArray, g_worker: IntArray, seeds: IntArray, n: int) -> IntArray:
-    """Orders within _LOCAL_HOPS order-worker-order hops of ``seeds`` (at most _LOCAL_MAX)."""
+    """Orders within _LOCAL_HOPS order-worker-order hops of ``seeds`` (size-capped)."""
     workers, w_local = np.unique(g_worker, return_inverse=True)
     w_local = w_local.reshape(-1)
     incidence = csr_matrix(
@@ -616,8 +617,9 @@ def _neighbourhood(g_order: IntArray, g_worker: IntArray, seeds: IntArray, n: in
     for _ in range(_LOCAL_HOPS):
         w_hit = to_workers @ reached.astype(np.int32) > 0
         grown = (to_orders @ w_hit.astype(np.int32) > 0) | reached
-        if int(grown.sum()) > _LOCAL_MAX or bool((grown == reached).all()):
-            reached = grown if int(grown.sum()) <= _LOCAL_MAX else reached
+        limit = max(_LOCAL_MAX, _LOCAL_PER_SEED * seeds.size)
+        if int(grown.sum()) > limit or bool((grown == reached).all()):
+            reached = grown if int(grown.sum()) <= limit else reached
             break
         reached = grown
     return np.flatnonzero(reached).astype(np.int64)
