@@ -71,8 +71,9 @@ async def pay_order(
             return JSONResponse(stored[1], status_code=stored[0])
     svc = await session.get(Service, order.service_id)
     description = (localized(svc.names, locale) if svc else order.order_no)[:40]
+    payer = await service.payer_openid(session, provider.name, user.id)
     intent = await service.start_payment(
-        session, order, provider, description=description, payer_id=None, now=utcnow()
+        session, order, provider, description=description, payer_id=payer, now=utcnow()
     )
     out = _intent_out(intent)
     if idempotency_key:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth.models import SocialIdentity, SocialProvider
 from api.errors import Conflict, InvalidInput, UpstreamUnavailable
 from api.orders import service as orders
 from api.orders import state
@@ -65,6 +66,29 @@ class PaymentGatewayFailed(UpstreamUnavailable):
 
     code = "payment_gateway_failed"
     message = "The payment service is unavailable; please try again later."
+
+
+class WeChatLoginRequired(InvalidInput):
+    """WeChat Pay (JSAPI) needs the payer's openid: sign in with WeChat first."""
+
+    status_code = 422
+    code = "wechat_login_required"
+    message = "Sign in with WeChat to pay with WeChat Pay."
+
+
+async def payer_openid(session: AsyncSession, provider: ProviderName, user_id: int) -> str | None:
+    """The payer id a provider needs: the WeChat openid for WeChat Pay, else None."""
+    if provider is not ProviderName.WECHATPAY:
+        return None
+    openid = await session.scalar(
+        select(SocialIdentity.openid).where(
+            SocialIdentity.user_id == user_id,
+            SocialIdentity.provider == SocialProvider.WECHAT.value,
+        )
+    )
+    if openid is None:
+        raise WeChatLoginRequired()
+    return openid
 
 
 def out_trade_no(order: Order, provider: ProviderName) -> str:
