@@ -161,7 +161,12 @@ def _page(locale: str, title: str, body: str) -> HTMLResponse:
     return HTMLResponse(page, headers={"Content-Language": locale})
 
 
-@router.get("/payments/sandbox/pay", summary="Sandbox pay page", response_class=HTMLResponse)
+@router.get(
+    "/payments/sandbox/pay",
+    summary="Sandbox pay page",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+)
 async def sandbox_page(
     session: SessionDep,
     providers: ProvidersDep,
@@ -190,7 +195,12 @@ async def sandbox_page(
     return _page(locale, t["title"], body)
 
 
-@router.post("/payments/sandbox/pay", summary="Sandbox: pay", response_class=HTMLResponse)
+@router.post(
+    "/payments/sandbox/pay",
+    summary="Sandbox: pay",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+)
 async def sandbox_pay(
     request: Request,
     session: SessionDep,
