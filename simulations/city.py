@@ -450,7 +450,13 @@ def load_scenario(path: str | Path) -> Scenario:
         ) from None
     lines = _line_map(node) if node is not None else {}
     try:
-        return scenario_from_dict(data if data is not None else {})
+        scenario = scenario_from_dict(data if data is not None else {})
+        # The dispatch section is the engine's Policy: validate it here too, so its
+        # errors carry line numbers like the rest (imported late: engine imports city).
+        from simulations.engine import Policy
+
+        Policy.from_dict(scenario.dispatch)
+        return scenario
     except ScenarioError as exc:
         path_t = _path_of(exc.field)
         line = None
