@@ -45,9 +45,21 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    demo: bool = typer.Option(
+        False, "--demo", help="migrate, load the demo city if needed, pay with the sandbox"
+    ),
 ) -> None:
     """Run the HTTP API with uvicorn (settings from DAOJIA_* environment variables)."""
+    import os
+
     import uvicorn
+
+    if demo:
+        os.environ.setdefault("DAOJIA_PAYMENT_PROVIDER", "sandbox")
+        os.environ.setdefault("DAOJIA_PUBLIC_BASE_URL", f"http://{host}:{port}")
+        seed_demo(seed=7, database_url="")
+        console.print(f"daojia demo: [bold]http://{host}:{port}[/bold]  (API docs at /docs)")
+        console.print("  sign in as customer 13300000000 / Customer-demo-2026 (sandbox payments)")
 
     uvicorn.run(
         "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
