@@ -40,6 +40,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 
 
+def _mount_simulate() -> None:
+    from simulations.cli import app as simulate_app
+
+    app.add_typer(simulate_app, name="simulate", help="simulate a city day, replay, sweep")
+
+
+_mount_simulate()
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
