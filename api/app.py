@@ -25,7 +25,11 @@ from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
 from api.catalog.service import AreaLookup
 from api.db import is_sqlite, make_engine, make_sessionmaker, utcnow
+from api.dispatch.dispatcher import Dispatcher
+from api.dispatch.router import customer_router as service_code_router
+from api.dispatch.router import router as worker_router
 from api.errors import install_error_handlers
+from api.live import make_live
 from api.notifications.relay import run_relay
 from api.notifications.router import router as notifications_router
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
@@ -35,6 +39,7 @@ from api.orders.service import expire_unpaid
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.settings import Environment, Settings
+from api.tracking.router import router as tracking_router
 
 log = structlog.get_logger("api.app")
 
@@ -129,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.redis_url
             else None
         )
+        app.state.live = make_live(
+            settings.redis_url, client=app.state.redis, prefix=settings.redis_prefix
+        )
+        app.state.dispatcher = Dispatcher(app.state.sessionmaker, app.state.live, settings)
         app.state.payment_providers = build_providers(settings, app.state.http_client)
         # SQLite has no exclusion constraint: bookings in this process take turns.
         app.state.booking_lock = (
@@ -163,12 +172,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             expire=expire,
                         )
                     )
+                if settings.dispatch_tick_s > 0 and settings.environment is not Environment.TEST:
+                    tasks.start_soon(app.state.dispatcher.run)
                 try:
                     yield
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
             await app.state.http_client.aclose()
+            await app.state.live.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await engine.dispose()
@@ -209,4 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(payments_router)
     app.include_router(notifications_router)
+    app.include_router(worker_router)
+    app.include_router(service_code_router)
+    app.include_router(tracking_router)
     return app

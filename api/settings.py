@@ -103,6 +103,28 @@ class Settings(BaseSettings):
     wechat_subscribe_template_id: str = ""
     wechat_access_token: str = ""
 
+    # Live dispatch and tracking (api/dispatch, api/tracking).
+    #: Key prefix of this app's Redis keys and channels (tests use unique ones).
+    redis_prefix: str = "dj:"
+    #: Seconds between ticks of the embedded dispatcher (0 disables it; off in tests).
+    dispatch_tick_s: float = Field(default=2.0, ge=0)
+    #: Orders whose slot starts within this many seconds are dispatched live.
+    dispatch_horizon_s: int = Field(default=2 * 3600, ge=0)
+    dispatch_batch_max: int = Field(default=200, ge=1)
+    dispatch_max_travel_s: float = Field(default=3600.0, gt=0)
+    offer_timeout_s: int = Field(default=30, ge=1)
+    #: Seconds an order stays in the grab pool before auto-assign (0: straight to auto).
+    grab_window_s: int = Field(default=0, ge=0)
+    grab_radius_m: float = Field(default=5000.0, gt=0)
+    ping_max_age_s: float = Field(default=300.0, gt=0)
+    ping_max_future_s: float = Field(default=30.0, ge=0)
+    #: Faster than this between two fixes is an impossible jump (m/s; 50 m/s = 180 km/h).
+    ping_max_speed_mps: float = Field(default=50.0, gt=0)
+    arrive_radius_m: float = Field(default=200.0, gt=0)
+    service_code_max_failures: int = Field(default=5, ge=1)
+    service_code_lockout_s: int = Field(default=15 * 60, ge=1)
+    completion_photo_max_bytes: int = Field(default=512 * 1024, gt=0)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.default_locale not in SUPPORTED_LOCALES:
@@ -115,7 +137,8 @@ class Settings(BaseSettings):
             raise ValueError("DAOJIA_JWT_SECRET must be at least 32 characters in production")
         if self.payment_provider not in ("sandbox", "wechatpay", "alipay"):
             raise ValueError(
-                f"payment_provider must be sandbox, wechatpay or alipay, got {self.payment_provider!r}"
+                "payment_provider must be sandbox, wechatpay or alipay, "
+                f"got {self.payment_provider!r}"
             )
         return self
 

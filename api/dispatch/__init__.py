@@ -1,0 +1,1 @@
+"""Live dispatch: worker flow API and the embedded dispatcher."""

@@ -1,0 +1,43 @@
+"""Dependencies of the worker flow: the live layer, the clock, the caller's worker profile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.auth.models import User
+from api.db import utcnow
+from api.deps import CurrentUser, SessionDep
+from api.dispatch import service
+from api.enterprise.models import Worker
+from api.live import LiveBackends
+
+
+def get_live(request: Request) -> LiveBackends:
+    """The app's live layer (broker, LiveState, leases), made in the lifespan."""
+    live: LiveBackends = request.app.state.live
+    return live
+
+
+LiveDep = Annotated[LiveBackends, Depends(get_live)]
+
+
+def get_now(request: Request) -> datetime:
+    """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
+    clock: Callable[[], datetime] = getattr(request.app.state, "dispatch_clock", utcnow)
+    return clock()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+async def current_worker(session: SessionDep, user: CurrentUser) -> Worker:
+    """The caller's active worker profile (403 ``not_a_worker`` otherwise)."""
+    return await service.worker_of(session, user)
+
+
+WorkerDep = Annotated[Worker, Depends(current_worker)]
+__all__ = ["CurrentUser", "LiveDep", "NowDep", "SessionDep", "User", "WorkerDep"]

@@ -1,0 +1,103 @@
+"""Dispatch tables: offers (auto and grab pool), decisions with cost breakdowns, order tracking.
+
+The database is the record: an offer or a grab claim is won by a conditional
+``UPDATE ... WHERE state = 'offered'|'open'`` so two API processes can never both
+win it. Rows written by a dispatcher carry its region lease's ``fencing_token``
+(0 in the embedded single-process mode) so stale writers can be rejected later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db import Base, BigIntPK, utcnow
+
+
+class OfferMode(StrEnum):
+    """How an order reaches a worker: offered to one worker, or open in the grab pool."""
+
+    AUTO = "auto"
+    GRAB = "grab"
+
+
+class OfferState(StrEnum):
+    """Life of one offer row."""
+
+    OFFERED = "offered"  # auto: waiting for the worker's answer until expires_at
+    OPEN = "open"  # grab: any eligible worker nearby may claim until expires_at
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"  # auto offer timed out (the worker is excluded from re-offers)
+    LAPSED = "lapsed"  # grab window over: falls back to auto-assign
+    CLAIMED = "claimed"
+    WITHDRAWN = "withdrawn"  # the order was cancelled or taken another way
+
+
+#: States in which an offer still blocks a new one for its order.
+LIVE_STATES = (OfferState.OFFERED.value, OfferState.OPEN.value)
+
+
+class DispatchOffer(Base):
+    """One offer of one order: to one worker (auto) or to the pool (grab, worker set on claim)."""
+
+    __tablename__ = "dispatch_offers"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workers.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    region: Mapped[int] = mapped_column(BigInteger)
+    fencing_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    offered_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decline_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class DispatchDecision(Base):
+    """Why an order went to a worker: the chosen cost line and the runner-ups (from ``explain``)."""
+
+    __tablename__ = "dispatch_decisions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
+    region: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[str] = mapped_column(String(8))
+    total_cost: Mapped[float | None] = mapped_column(Float, default=None)
+    cost: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    fencing_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrderTrack(Base):
+    """Per active order: the service code (核销码), the ETA tracker state, the last position.
+
+    The position is cleared when the order leaves the active states, so it is never
+    served after completion.
+    """
+
+    __tablename__ = "order_tracking"
+
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_code: Mapped[str] = mapped_column(String(8))
+    code_failures: Mapped[int] = mapped_column(Integer, default=0)
+    code_locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    eta_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    last_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    last_lng: Mapped[float | None] = mapped_column(Float, default=None)
+    last_ts: Mapped[float | None] = mapped_column(Float, default=None)
+    photos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

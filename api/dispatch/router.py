@@ -1,0 +1,249 @@
+"""Worker flow over HTTP: presence, pings, offers, grab pool, the visit, the day view."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentUser, IdPath, JsonBody, SessionDep, SettingsDep
+from api.dispatch import service
+from api.dispatch.dependencies import LiveDep, NowDep, WorkerDep
+from api.dispatch.schemas import (
+    CompleteIn,
+    DayOut,
+    DeclineIn,
+    OfferOut,
+    OrderBrief,
+    PingsIn,
+    PingsOut,
+    PingVerdictOut,
+    PresenceIn,
+    PresenceOut,
+    ServiceCodeOut,
+    StartIn,
+)
+from api.errors import ErrorResponse
+from api.geo_edge import GeoError, to_wgs84
+from api.orders.models import Order
+from api.tracking.service import navigation
+
+#: Every error is an ErrorResponse (documented so clients and the schema checks know them).
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 410, 413, 415, 422, 429)
+}
+router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[JsonBody], responses=ERRORS)
+customer_router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
+
+
+def brief(order: Order) -> OrderBrief:
+    """A worker's view of an order: masked phone, GCJ-02 navigation."""
+    snap = order.address_snapshot or {}
+    address = str(snap.get("detail", ""))
+    return OrderBrief(
+        id=order.id,
+        order_no=order.order_no,
+        service_id=order.service_id,
+        status=order.status,
+        dispatch_status=order.dispatch_status,
+        slot_start=order.slot_start,
+        duration_min=order.duration_min,
+        lat=order.lat,
+        lng=order.lng,
+        address=address,
+        contact_name=snap.get("contact_name"),
+        contact_phone_masked=service.mask_phone(snap.get("contact_phone")),
+        navigation=navigation(order, address or order.order_no),
+    )
+
+
+def _offer(view: service.OfferView) -> OfferOut:
+    return OfferOut(
+        offer_id=view.offer.id,
+        mode=view.offer.mode,
+        expires_at=view.offer.expires_at,
+        seconds_left=view.seconds_left,
+        distance_m=None if view.distance_m is None else round(view.distance_m, 1),
+        order=brief(view.order),
+    )
+
+
+@router.post("/presence", summary="Go online or offline")
+async def presence(body: PresenceIn, worker: WorkerDep, live: LiveDep, now: NowDep) -> PresenceOut:
+    """Online needs a position: in the body or from an earlier ping (422 otherwise)."""
+    position = None
+    if body.lat is not None and body.lng is not None:
+        try:
+            position = to_wgs84(body.lat, body.lng, body.coord_type)
+        except (GeoError, ValueError):
+            raise service.LocationRequired() from None
+    got = await service.set_presence(live, worker, online=body.online, position=position, now=now)
+    return PresenceOut(state=got.value)
+
+
+@router.post("/pings", summary="Location pings (batch)")
+async def pings(
+    body: PingsIn,
+    worker: WorkerDep,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> PingsOut:
+    """Each fix is accepted or flagged (out_of_range, stale, future, impossible_jump, ...)."""
+    verdicts = await service.ingest_pings(
+        session,
+        live,
+        worker,
+        [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings],
+        body.coord_type,
+        settings,
+        now=now,
+    )
+    return PingsOut(
+        accepted=sum(v.accepted for v in verdicts),
+        results=[
+            PingVerdictOut(index=v.index, accepted=v.accepted, reason=v.reason) for v in verdicts
+        ],
+    )
+
+
+@router.get("/offers", summary="My current offers with countdown")
+async def offers(
+    worker: WorkerDep, session: SessionDep, live: LiveDep, now: NowDep
+) -> list[OfferOut]:
+    """Auto offers waiting for my answer, soonest to expire first."""
+    return [_offer(v) for v in await service.current_offers(session, live, worker, now=now)]
+
+
+@router.post("/offers/{offer_id}/accept", summary="Accept an offer")
+async def accept(
+    offer_id: IdPath,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    now: NowDep,
+) -> OrderBrief:
+    """409 ``offer_gone`` when expired, withdrawn or already answered."""
+    order = await service.accept_offer(session, live, worker, user, offer_id, now=now)
+    return brief(order)
+
+
+@router.post("/offers/{offer_id}/decline", summary="Decline an offer")
+async def decline(
+    offer_id: IdPath, body: DeclineIn, worker: WorkerDep, session: SessionDep, now: NowDep
+) -> dict[str, bool]:
+    """The order is re-offered to someone else."""
+    await service.decline_offer(session, worker, offer_id, body.reason, now=now)
+    return {"declined": True}
+
+
+@router.get("/grab-pool", summary="Open orders near me (抢单)")
+async def grab_pool(
+    worker: WorkerDep, session: SessionDep, live: LiveDep, settings: SettingsDep, now: NowDep
+) -> list[OfferOut]:
+    """Open pool orders of my enterprise within ``grab_radius_m``, nearest first."""
+    views = await service.grab_pool(session, live, worker, settings, now=now)
+    return [_offer(v) for v in views]
+
+
+@router.post("/grab-pool/{offer_id}/claim", summary="Claim a pool order")
+async def claim(
+    offer_id: IdPath,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> OrderBrief:
+    """The first valid claim wins; later ones get 409 ``offer_gone``."""
+    order = await service.claim(session, live, worker, user, offer_id, settings, now=now)
+    return brief(order)
+
+
+@router.post("/orders/{order_id}/depart", summary="On my way")
+async def depart(
+    order_id: IdPath,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    now: NowDep,
+) -> OrderBrief:
+    """accepted -> en_route."""
+    return brief(await service.depart(session, live, worker, user, order_id, now=now))
+
+
+@router.post("/orders/{order_id}/arrive", summary="Arrived at the address")
+async def arrive(
+    order_id: IdPath,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> OrderBrief:
+    """Only within ``arrive_radius_m`` of the address (422 ``not_at_address``)."""
+    order = await service.arrive(session, live, worker, user, order_id, settings, now=now)
+    return brief(order)
+
+
+@router.post("/orders/{order_id}/start", summary="Start with the customer's service code")
+async def start(
+    order_id: IdPath,
+    body: StartIn,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> OrderBrief:
+    """Wrong code: 422; too many wrong codes: 429 ``service_code_locked``."""
+    order = await service.start(session, live, worker, user, order_id, body.code, settings, now=now)
+    return brief(order)
+
+
+@router.post("/orders/{order_id}/complete", summary="Complete (optional photos)")
+async def complete(
+    order_id: IdPath,
+    body: CompleteIn,
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> OrderBrief:
+    """in_service -> completed; the live position stops being served."""
+    order = await service.complete(
+        session, live, worker, user, order_id, body.photos, settings, now=now
+    )
+    return brief(order)
+
+
+@router.get("/day", summary="My day")
+async def day(
+    worker: WorkerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+    on: Annotated[date | None, Query(description="local date; today by default")] = None,
+) -> DayOut:
+    """My jobs of one local day in time order."""
+    the_day = on or now.astimezone(ZoneInfo(settings.service_timezone)).date()
+    orders = await service.day_view(session, worker, the_day, settings)
+    return DayOut(day=the_day, orders=[brief(o) for o in orders])
+
+
+@customer_router.get("/{order_id}/service-code", summary="My service code (核销码)")
+async def service_code(order_id: IdPath, user: CurrentUser, session: SessionDep) -> ServiceCodeOut:
+    """For the order's customer, once a worker accepted; show it to the worker at the door."""
+    return ServiceCodeOut(
+        order_id=order_id, code=await service.service_code_for(session, user, order_id)
+    )

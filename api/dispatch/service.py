@@ -1,0 +1,725 @@
+"""Worker flow: presence, location pings, offers, grab pool, arrive / start / complete, day view.
+
+No FastAPI here. Order state changes go through ``api.orders.state`` only. Offers
+and grab claims are decided by conditional UPDATEs (``... WHERE state = 'offered'``
+/ ``'open'``): the database is the record, so the first valid answer wins even when
+two API processes race. Times are UTC-aware datetimes; ping times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth.models import Role, User
+from api.catalog.models import Service
+from api.dispatch.models import DispatchOffer, OfferMode, OfferState, OrderTrack
+from api.enterprise.models import Worker
+from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from api.geo_edge import CoordType, GeoError, to_wgs84
+from api.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
+from api.orders import state
+from api.orders.models import Order, WorkerReservation
+from api.orders.service import is_slot_conflict, lock_order
+from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.settings import Settings
+from api.tracking import service as tracking
+from geo.projection import haversine_m
+
+# ------------------------------------------------------------------ errors
+
+
+class NotAWorker(Forbidden):
+    """The caller has no active worker profile."""
+
+    code = "not_a_worker"
+    message = "Only workers can do this."
+
+
+class LocationRequired(InvalidInput):
+    """Going online needs a position (in the request or from an earlier ping)."""
+
+    status_code = 422
+    code = "location_required"
+    message = "Send your location before going online."
+
+
+class OfferGone(Conflict):
+    """The offer was already answered, expired, withdrawn or claimed by someone else."""
+
+    code = "offer_gone"
+    message = "This offer is no longer available."
+
+
+class WorkerBusy(Conflict):
+    """The worker already has a visit at that time."""
+
+    code = "worker_busy"
+    message = "You already have a visit at that time."
+
+
+class JobNotFound(NotFound):
+    """No such order assigned to this worker."""
+
+    code = "job_not_found"
+    message = "No such job is assigned to you."
+
+
+class NotAtAddress(InvalidInput):
+    """Arrive pressed too far from the customer's address."""
+
+    status_code = 422
+    code = "not_at_address"
+    message = "You are {distance_m} m from the address; arrive within {radius_m} m."
+
+
+class NoRecentLocation(InvalidInput):
+    """Arrive needs a current position."""
+
+    status_code = 422
+    code = "no_recent_location"
+    message = "Your current location is unknown; turn on location and try again."
+
+
+class WrongServiceCode(InvalidInput):
+    """The service code does not match."""
+
+    status_code = 422
+    code = "wrong_service_code"
+    message = "Wrong service code; ask the customer for the code shown in their order."
+
+
+class ServiceCodeLocked(RateLimited):
+    """Too many wrong codes."""
+
+    code = "service_code_locked"
+    message = "Too many wrong codes; try again in {minutes} minutes."
+
+
+class BadPhoto(InvalidInput):
+    """A completion photo is not a base64 JPEG or PNG within the size limit."""
+
+    status_code = 422
+    code = "bad_photo"
+    message = "Photos must be JPEG or PNG images of at most {max_kib} KiB."
+
+
+# ------------------------------------------------------------------ helpers
+
+#: Dispatch sub-states in which the worker travels to the customer (positions are shared).
+TRAVELLING = (DispatchStatus.ACCEPTED.value, DispatchStatus.EN_ROUTE.value)
+#: Sub-states with a worker committed to the order.
+COMMITTED = (
+    DispatchStatus.ACCEPTED.value,
+    DispatchStatus.EN_ROUTE.value,
+    DispatchStatus.ARRIVED.value,
+)
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``13812345678`` -> ``138****5678``; short or missing numbers are hidden entirely."""
+    if not phone:
+        return None
+    digits = phone.strip()
+    if len(digits) < 7:
+        return "****"
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+async def worker_of(session: AsyncSession, user: User) -> Worker:
+    """The caller's active worker profile (NotAWorker otherwise)."""
+    if user.role != Role.WORKER.value:
+        raise NotAWorker()
+    worker = await session.scalar(select(Worker).where(Worker.user_id == user.id))
+    if worker is None or not worker.is_active:
+        raise NotAWorker()
+    return worker
+
+
+def region_of(lat: float, lng: float) -> int:
+    """The H3 res-5 region of a WGS-84 point (what a dispatcher owns)."""
+    from api.broker import REGION_RES
+    from geo.cells import latlng_to_cells
+
+    return int(latlng_to_cells(lat, lng, REGION_RES))
+
+
+def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance in metres."""
+    return float(
+        haversine_m(np.array([lat1]), np.array([lng1]), np.array([lat2]), np.array([lng2]))[0]
+    )
+
+
+# ------------------------------------------------------------------ presence and pings
+
+
+@dataclass(frozen=True)
+class PingIn:
+    """One location ping as sent by the worker app (in ``coord_type``)."""
+
+    lat: float
+    lng: float
+    ts: float
+    accuracy_m: float | None = None
+
+
+@dataclass(frozen=True)
+class PingVerdict:
+    """What happened to one ping: accepted into LiveState, or why not."""
+
+    index: int
+    accepted: bool
+    reason: str | None = None
+
+
+class PingReason:
+    """Why a ping was not used (stable codes in the response)."""
+
+    OUT_OF_RANGE = "out_of_range"
+    STALE = "stale"
+    FUTURE = "future"
+    IMPOSSIBLE_JUMP = "impossible_jump"
+    OUT_OF_ORDER = "out_of_order"
+    BAD_ACCURACY = "bad_accuracy"
+
+
+async def set_presence(
+    live: LiveBackends,
+    worker: Worker,
+    *,
+    online: bool,
+    position: tuple[float, float] | None,
+    now: datetime,
+) -> WorkerState:
+    """Go online (optionally with a WGS-84 position) or offline; returns the new state."""
+    wanted = WorkerState.ONLINE if online else WorkerState.OFFLINE
+    if position is not None:
+        batch = PingBatch.of(
+            [worker.id], [position[0]], [position[1]], [now.timestamp()], states=[wanted.value]
+        )
+        await live.state.update_positions(batch)
+        if await live.state.set_worker_state(worker.id, wanted):
+            return wanted
+    if await live.state.set_worker_state(worker.id, wanted):
+        return wanted
+    if online:
+        raise LocationRequired()
+    return wanted
+
+
+async def ingest_pings(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    pings: Sequence[PingIn],
+    coord_type: CoordType,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> list[PingVerdict]:
+    """Validate a batch of pings, store the good ones, and update tracking of active orders.
+
+    Each ping is accepted or flagged (out of range, stale, from the future, an
+    impossible jump from the previous good fix, out of order); nothing raises.
+    """
+    now_s = now.timestamp()
+    verdicts: dict[int, PingVerdict] = {}
+    converted: list[tuple[int, float, float, float, float]] = []
+    for i, p in enumerate(pings):
+        if p.accuracy_m is not None and not (math.isfinite(p.accuracy_m) and p.accuracy_m >= 0):
+            verdicts[i] = PingVerdict(i, False, PingReason.BAD_ACCURACY)
+            continue
+        if not math.isfinite(p.ts) or p.ts > now_s + settings.ping_max_future_s:
+            verdicts[i] = PingVerdict(i, False, PingReason.FUTURE)
+            continue
+        if p.ts < now_s - settings.ping_max_age_s:
+            verdicts[i] = PingVerdict(i, False, PingReason.STALE)
+            continue
+        try:
+            lat, lng = to_wgs84(p.lat, p.lng, coord_type)
+        except (GeoError, ValueError):
+            verdicts[i] = PingVerdict(i, False, PingReason.OUT_OF_RANGE)
+            continue
+        acc = math.nan if p.accuracy_m is None else float(p.accuracy_m)
+        converted.append((i, lat, lng, float(p.ts), acc))
+    prev = await live.state.get_positions([worker.id])
+    last: tuple[float, float, float] | None = (
+        (float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0])) if prev.found[0] else None
+    )
+    good: list[tuple[int, float, float, float, float]] = []
+    for i, lat, lng, ts, acc in sorted(converted, key=lambda row: (row[3], row[0])):
+        if last is not None:
+            if ts <= last[2]:
+                verdicts[i] = PingVerdict(i, False, PingReason.OUT_OF_ORDER)
+                continue
+            speed = distance_m(last[0], last[1], lat, lng) / (ts - last[2])
+            if speed > settings.ping_max_speed_mps:
+                verdicts[i] = PingVerdict(i, False, PingReason.IMPOSSIBLE_JUMP)
+                continue
+        good.append((i, lat, lng, ts, acc))
+        last = (lat, lng, ts)
+    if good:
+        batch = PingBatch.of(
+            [worker.id] * len(good),
+            [g[1] for g in good],
+            [g[2] for g in good],
+            [g[3] for g in good],
+            accuracy_m=[g[4] for g in good],
+            states=np.full(len(good), KEEP_STATE, dtype=np.uint8),
+        )
+        result = await live.state.update_positions(batch)
+        for (i, *_), applied in zip(good, result.applied.tolist(), strict=True):
+            # Superseded pings of this batch still count: a newer one of the same worker won.
+            verdicts[i] = PingVerdict(i, True, None)
+            del applied
+        newest = good[-1]
+        await tracking.on_worker_position(
+            session,
+            live.broker,
+            worker.id,
+            newest[1],
+            newest[2],
+            newest[3],
+            None if math.isnan(newest[4]) else newest[4],
+            settings,
+            now=now,
+        )
+    return [verdicts[i] for i in range(len(pings))]
+
+
+# ------------------------------------------------------------------ offers
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """An offer with its order summary and countdown (seconds left)."""
+
+    offer: DispatchOffer
+    order: Order
+    seconds_left: int
+    distance_m: float | None
+
+
+async def _position(live: LiveBackends, worker_id: int) -> tuple[float, float] | None:
+    pos = await live.state.get_positions([worker_id])
+    if not pos.found[0]:
+        return None
+    return float(pos.lat[0]), float(pos.lng[0])
+
+
+async def current_offers(
+    session: AsyncSession, live: LiveBackends, worker: Worker, *, now: datetime
+) -> list[OfferView]:
+    """The worker's open auto offers, soonest to expire first."""
+    rows = (
+        await session.execute(
+            select(DispatchOffer, Order)
+            .join(Order, Order.id == DispatchOffer.order_id)
+            .where(
+                DispatchOffer.worker_id == worker.id,
+                DispatchOffer.state == OfferState.OFFERED.value,
+                DispatchOffer.expires_at > now,
+            )
+            .order_by(DispatchOffer.expires_at, DispatchOffer.id)
+        )
+    ).all()
+    here = await _position(live, worker.id)
+    return [
+        OfferView(
+            offer,
+            order,
+            max(0, math.ceil((offer.expires_at - now).total_seconds())),
+            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
+        )
+        for offer, order in rows
+    ]
+
+
+async def _take_offer(
+    session: AsyncSession,
+    offer_id: int,
+    new_state: OfferState,
+    *,
+    where: Sequence[Any],
+    values: dict[str, Any],
+) -> None:
+    result = await session.execute(
+        update(DispatchOffer)
+        .where(DispatchOffer.id == offer_id, *where)
+        .values(state=new_state.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise OfferGone()
+
+
+async def _commit_worker(
+    session: AsyncSession, order: Order, worker: Worker, actor: User, now: datetime
+) -> None:
+    """Make ``worker`` the order's worker: move the time hold, ACCEPTED, tracking row."""
+    res = await session.scalar(
+        select(WorkerReservation).where(WorkerReservation.order_id == order.id)
+    )
+    if res is not None and res.worker_id != worker.id and res.status != "released":
+        busy = await session.scalar(
+            select(WorkerReservation.id).where(
+                WorkerReservation.worker_id == worker.id,
+                WorkerReservation.status.in_(("held", "confirmed")),
+                WorkerReservation.starts_at < res.ends_at,
+                WorkerReservation.ends_at > res.starts_at,
+                WorkerReservation.id != res.id,
+            )
+        )
+        if busy is not None:
+            raise WorkerBusy()
+        try:
+            async with session.begin_nested():
+                res.worker_id = worker.id
+                res.updated_at = now
+                await session.flush()
+        except DBAPIError as exc:
+            if is_slot_conflict(exc):
+                raise WorkerBusy() from None
+            raise
+    order.worker_id = worker.id
+    await state.apply(
+        session, order, OrderEventType.ACCEPTED, actor_id=actor.id, now=now,
+        data={"worker_id": worker.id},
+    )  # fmt: skip
+    track = await session.get(OrderTrack, order.id)
+    if track is None:
+        session.add(
+            OrderTrack(
+                order_id=order.id,
+                service_code=f"{secrets.randbelow(10**6):06d}",
+                code_failures=0,
+                photos=[],
+                updated_at=now,
+            )
+        )
+
+
+async def accept_offer(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    offer_id: int,
+    *,
+    now: datetime,
+) -> Order:
+    """Accept an auto offer before it expires (OfferGone otherwise); the order is ACCEPTED."""
+    offer = await session.get(DispatchOffer, offer_id)
+    if offer is None or offer.worker_id != worker.id:
+        raise OfferGone()
+    await _take_offer(
+        session,
+        offer_id,
+        OfferState.ACCEPTED,
+        where=[
+            DispatchOffer.worker_id == worker.id,
+            DispatchOffer.state == OfferState.OFFERED.value,
+            DispatchOffer.expires_at > now,
+        ],
+        values={"decided_at": now},
+    )
+    order = await lock_order(session, offer.order_id)
+    if not state.allowed(order, OrderEventType.ACCEPTED):
+        raise OfferGone()
+    await _commit_worker(session, order, worker, actor, now)
+    await session.commit()
+    await live.state.set_worker_state(worker.id, WorkerState.BUSY)
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+async def decline_offer(
+    session: AsyncSession, worker: Worker, offer_id: int, reason: str, *, now: datetime
+) -> None:
+    """Decline an auto offer; the dispatcher re-offers the order to someone else."""
+    await _take_offer(
+        session,
+        offer_id,
+        OfferState.DECLINED,
+        where=[
+            DispatchOffer.worker_id == worker.id,
+            DispatchOffer.state == OfferState.OFFERED.value,
+        ],
+        values={"decided_at": now, "decline_reason": reason[:64]},
+    )
+    await session.commit()
+
+
+# ------------------------------------------------------------------ grab pool
+
+
+async def _skills_ok(session: AsyncSession, worker: Worker, order: Order) -> bool:
+    svc = await session.get(Service, order.service_id)
+    need = set(svc.required_skills or []) if svc is not None else set()
+    return need <= set(worker.skills or [])
+
+
+async def grab_pool(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> list[OfferView]:
+    """Open grab-pool orders of the worker's enterprise within reach, nearest first."""
+    here = await _position(live, worker.id)
+    if here is None:
+        raise NoRecentLocation()
+    rows = (
+        await session.execute(
+            select(DispatchOffer, Order)
+            .join(Order, Order.id == DispatchOffer.order_id)
+            .where(
+                DispatchOffer.state == OfferState.OPEN.value,
+                DispatchOffer.expires_at > now,
+                Order.enterprise_id == worker.enterprise_id,
+            )
+        )
+    ).all()
+    out = []
+    for offer, order in rows:
+        d = distance_m(here[0], here[1], order.lat, order.lng)
+        if d <= settings.grab_radius_m and await _skills_ok(session, worker, order):
+            seconds = max(0, math.ceil((offer.expires_at - now).total_seconds()))
+            out.append(OfferView(offer, order, seconds, d))
+    out.sort(key=lambda v: (v.distance_m or 0.0, v.offer.id))
+    return out
+
+
+async def claim(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    offer_id: int,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Order:
+    """Claim a grab-pool order: the first valid claim wins (conditional UPDATE on state)."""
+    offer = await session.get(DispatchOffer, offer_id)
+    if offer is None or offer.mode != OfferMode.GRAB.value:
+        raise OfferGone()
+    order = await session.get(Order, offer.order_id)
+    here = await _position(live, worker.id)
+    if (
+        order is None
+        or order.enterprise_id != worker.enterprise_id
+        or here is None
+        or distance_m(here[0], here[1], order.lat, order.lng) > settings.grab_radius_m
+        or not await _skills_ok(session, worker, order)
+    ):
+        raise OfferGone()
+    await _take_offer(
+        session,
+        offer_id,
+        OfferState.CLAIMED,
+        where=[DispatchOffer.state == OfferState.OPEN.value, DispatchOffer.expires_at > now],
+        values={"decided_at": now, "worker_id": worker.id},
+    )
+    order = await lock_order(session, offer.order_id)
+    if not state.allowed(order, OrderEventType.ACCEPTED):
+        raise OfferGone()
+    await _commit_worker(session, order, worker, actor, now)
+    await session.commit()
+    await live.state.set_worker_state(worker.id, WorkerState.BUSY)
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+# ------------------------------------------------------------------ the visit
+
+
+async def my_job(session: AsyncSession, worker: Worker, order_id: int) -> Order:
+    """An order assigned to this worker, row-locked (JobNotFound otherwise)."""
+    order = await session.get(Order, order_id)
+    if order is None or order.worker_id != worker.id:
+        raise JobNotFound()
+    return await lock_order(session, order_id)
+
+
+async def depart(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    order_id: int,
+    *,
+    now: datetime,
+) -> Order:
+    """On the way (accepted -> en_route)."""
+    order = await my_job(session, worker, order_id)
+    await state.apply(session, order, OrderEventType.DEPARTED, actor_id=actor.id, now=now)
+    await session.commit()
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+async def arrive(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    order_id: int,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Order:
+    """Arrived (en_route -> arrived), only inside the geofence of the address."""
+    order = await my_job(session, worker, order_id)
+    pos = await live.state.get_positions([worker.id])
+    if not pos.found[0] or float(pos.ts[0]) < now.timestamp() - settings.ping_max_age_s:
+        raise NoRecentLocation()
+    d = distance_m(float(pos.lat[0]), float(pos.lng[0]), order.lat, order.lng)
+    if d > settings.arrive_radius_m:
+        raise NotAtAddress(
+            distance_m=round(d), radius_m=round(settings.arrive_radius_m),
+            details={"distance_m": round(d), "radius_m": settings.arrive_radius_m},
+        )  # fmt: skip
+    await state.apply(session, order, OrderEventType.ARRIVED, actor_id=actor.id, now=now)
+    await session.commit()
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+async def start(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    order_id: int,
+    code: str,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Order:
+    """Start the service with the customer's code (核销码); wrong codes are counted and locked."""
+    order = await my_job(session, worker, order_id)
+    track = await session.get(OrderTrack, order.id)
+    if track is None:
+        raise JobNotFound()
+    if not state.allowed(order, OrderEventType.STARTED):
+        # Raises the typed 409 (not arrived yet, or already started).
+        await state.apply(session, order, OrderEventType.STARTED, actor_id=actor.id, now=now)
+    if track.code_locked_until is not None and track.code_locked_until > now:
+        minutes = math.ceil((track.code_locked_until - now).total_seconds() / 60)
+        raise ServiceCodeLocked(minutes=minutes, headers={"Retry-After": str(minutes * 60)})
+    if not hmac.compare_digest(track.service_code.encode(), code.strip().encode()):
+        track.code_failures += 1
+        if track.code_failures >= settings.service_code_max_failures:
+            track.code_failures = 0
+            track.code_locked_until = now + timedelta(seconds=settings.service_code_lockout_s)
+        await session.commit()
+        raise WrongServiceCode()
+    track.code_failures = 0
+    await state.apply(session, order, OrderEventType.STARTED, actor_id=actor.id, now=now)
+    await tracking.forget_position(track, now)
+    await session.commit()
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+_MAGIC = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
+
+
+def _decode_photo(data: str, max_bytes: int) -> tuple[bytes, str]:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadPhoto(max_kib=max_bytes // 1024) from None
+    for magic, ext in _MAGIC.items():
+        if raw.startswith(magic) and len(raw) <= max_bytes:
+            return raw, ext
+    raise BadPhoto(max_kib=max_bytes // 1024)
+
+
+async def complete(
+    session: AsyncSession,
+    live: LiveBackends,
+    worker: Worker,
+    actor: User,
+    order_id: int,
+    photos: Sequence[str],
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Order:
+    """Complete the service (optional base64 JPEG/PNG photos, stored under var/)."""
+    decoded = [_decode_photo(p, settings.completion_photo_max_bytes) for p in photos]
+    order = await my_job(session, worker, order_id)
+    await state.apply(session, order, OrderEventType.COMPLETED, actor_id=actor.id, now=now)
+    track = await session.get(OrderTrack, order.id)
+    names: list[str] = []
+    if decoded:
+        folder = Path(settings.var_dir) / "photos" / str(order.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for raw, ext in decoded:
+            name = f"{secrets.token_hex(8)}.{ext}"
+            (folder / name).write_bytes(raw)
+            names.append(f"photos/{order.id}/{name}")
+    if track is not None:
+        track.photos = [*track.photos, *names]
+        await tracking.forget_position(track, now)
+    await session.commit()
+    await live.state.set_worker_state(worker.id, WorkerState.ONLINE)
+    await tracking.publish_status(live.broker, order)
+    return order
+
+
+# ------------------------------------------------------------------ day view and customer code
+
+
+async def day_view(
+    session: AsyncSession, worker: Worker, day: date, settings: Settings
+) -> list[Order]:
+    """The worker's orders whose slot starts on ``day`` (local), in time order."""
+    tz = ZoneInfo(settings.service_timezone)
+    start_at = datetime.combine(day, time(0), tzinfo=tz)
+    rows = await session.scalars(
+        select(Order)
+        .where(
+            and_(
+                Order.worker_id == worker.id,
+                Order.slot_start >= start_at,
+                Order.slot_start < start_at + timedelta(days=1),
+                Order.status != OrderStatus.CANCELLED.value,
+            )
+        )
+        .order_by(Order.slot_start, Order.id)
+    )
+    return list(rows)
+
+
+async def service_code_for(session: AsyncSession, user: User, order_id: int) -> str:
+    """The order's service code, for its customer only, once a worker has accepted."""
+    order = await session.get(Order, order_id)
+    if order is None or order.customer_id != user.id:
+        raise JobNotFound()
+    track = await session.get(OrderTrack, order_id)
+    if track is None or order.status not in (
+        OrderStatus.PENDING_SERVICE.value,
+        OrderStatus.IN_SERVICE.value,
+    ):
+        raise JobNotFound()
+    return track.service_code

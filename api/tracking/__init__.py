@@ -1,0 +1,1 @@
+"""Customer tracking of an active order over WebSocket and SSE."""

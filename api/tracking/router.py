@@ -1,0 +1,149 @@
+"""Customer tracking: WebSocket ``/v1/orders/{id}/track`` and the SSE fallback ``.../track/sse``.
+
+Authentication on the WebSocket (browsers cannot set an Authorization header there):
+either ``?token=<access token>`` or the subprotocol header
+``Sec-WebSocket-Protocol: bearer, <access token>`` (the server then answers with the
+``bearer`` subprotocol). The SSE endpoint takes the usual ``Authorization: Bearer``.
+
+Messages are JSON objects: ``{"type": "status", "status", "dispatch_status", "final"}``,
+``{"type": "position", "lat", "lng", "coord_type", "ts", "eta_s", "distance_m",
+"arrived"}`` and ``{"type": "keepalive"}``. Positions are WGS-84 unless
+``coord_type=gcj02|bd09`` is asked for. After a ``final`` status the stream closes.
+WebSocket close codes: 4401 bad token, 4403 not allowed, 4410 order not active.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth import service as auth_service
+from api.deps import CurrentUser, IdPath, SessionDep
+from api.dispatch.dependencies import LiveDep
+from api.dispatch.router import ERRORS
+from api.errors import DomainError, Unauthorized
+from api.geo_edge import CoordType
+from api.live import LiveBackends
+from api.orders.models import Order
+from api.tracking import service
+from api.tracking.service import TrackingEnded, TrackingNotAllowed
+
+router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
+
+#: Seconds without a message after which a keepalive is sent and the order re-checked.
+KEEPALIVE_S = 15.0
+
+
+async def _still_active(maker: async_sessionmaker[AsyncSession], order_id: int) -> bool:
+    async with maker() as session:
+        order = await session.get(Order, order_id)
+        return order is not None and service.is_active(order)
+
+
+async def _events(
+    live: LiveBackends,
+    maker: async_sessionmaker[AsyncSession],
+    order: Order,
+    first: list[dict[str, Any]],
+    coord_type: CoordType,
+) -> AsyncIterator[dict[str, Any]]:
+    """Snapshot, then live messages until a final status (or the order stops being active)."""
+    async with live.broker.subscribe(service.channel(order.id)) as sub:
+        for msg in first:
+            yield service.for_client(msg, coord_type)
+        async with maker() as session:
+            # A change between authorize and subscribe would otherwise be missed.
+            fresh = await session.get(Order, order.id)
+            if fresh is None or not service.is_active(fresh):
+                if fresh is not None:
+                    yield service.status_message(fresh)
+                return
+        while True:
+            got = await sub.get(timeout_s=KEEPALIVE_S)
+            if got is None:
+                if not await _still_active(maker, order.id):
+                    return
+                yield {"type": "keepalive"}
+                continue
+            msg = got.json()
+            yield service.for_client(msg, coord_type)
+            if msg.get("type") == "status" and msg.get("final"):
+                return
+
+
+def _ws_token(websocket: WebSocket, token: str | None) -> tuple[str | None, str | None]:
+    if token:
+        return token, None
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0].lower() == "bearer" and offered[1]:
+        return offered[1], offered[0]
+    return None, None
+
+
+@router.websocket("/{order_id}/track")
+async def track_ws(
+    websocket: WebSocket,
+    order_id: int,
+    token: Annotated[str | None, Query()] = None,
+    coord_type: Annotated[CoordType, Query()] = CoordType.WGS84,
+) -> None:
+    """Live position, smoothed ETA and status of an active order (see module docstring)."""
+    app = websocket.app
+    maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    live: LiveBackends = app.state.live
+    raw, subprotocol = _ws_token(websocket, token)
+    try:
+        async with maker() as session:
+            if raw is None:
+                raise Unauthorized()
+            user = await auth_service.user_from_access_token(session, app.state.token_config, raw)
+            order = await service.authorize(session, user, order_id)
+            first = await service.snapshot(session, order)
+    except TrackingNotAllowed:
+        await websocket.close(code=4403)
+        return
+    except TrackingEnded:
+        await websocket.close(code=4410)
+        return
+    except DomainError:
+        await websocket.close(code=4401)
+        return
+    await websocket.accept(subprotocol=subprotocol)
+    async for msg in _events(live, maker, order, first, coord_type):
+        await websocket.send_text(json.dumps(msg, ensure_ascii=False))
+    await websocket.close(code=1000)
+
+
+@router.get(
+    "/{order_id}/track/sse",
+    summary="Live tracking as Server-Sent Events (fallback of the WebSocket)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def track_sse(
+    request: Request,
+    order_id: IdPath,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    coord_type: Annotated[CoordType, Query()] = CoordType.WGS84,
+) -> StreamingResponse:
+    """Same messages as the WebSocket, one ``data:`` line each; ends after a final status."""
+    order = await service.authorize(session, user, order_id)
+    first = await service.snapshot(session, order)
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+
+    async def body() -> AsyncIterator[bytes]:
+        async for msg in _events(live, maker, order, first, coord_type):
+            yield f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

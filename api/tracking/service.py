@@ -1,0 +1,243 @@
+"""Customer tracking: who may watch an order, the smoothed ETA per order, broker messages.
+
+No FastAPI here. Pings arrive through the worker flow (api.dispatch.service), which
+calls ``on_worker_position``; the ETA tracker's frozen ``EtaState`` is kept per order
+in ``order_tracking`` so any API process can continue it. Messages go out on the
+broker channel ``order:{id}`` (at-most-once pub/sub: a lost position is superseded
+by the next). Positions are WGS-84 inside; ``for_client`` converts for GCJ-02 clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth.models import Role, User
+from api.broker import Broker
+from api.dispatch.models import OrderTrack
+from api.enterprise.models import Worker
+from api.errors import Forbidden, NotFound
+from api.geo_edge import CoordType, from_wgs84
+from api.orders.models import Order
+from api.orders.state import DispatchStatus, OrderStatus
+from api.settings import Settings
+from geo.eta import EtaState, EtaTracker
+from geo.travel import HaversineTravelModel
+
+#: Sub-states in which the worker is on the way and the position is shared.
+SHARING = (DispatchStatus.ACCEPTED.value, DispatchStatus.EN_ROUTE.value)
+#: Main states in which an order can be watched at all.
+ACTIVE = (OrderStatus.PENDING_SERVICE.value, OrderStatus.IN_SERVICE.value)
+
+
+class TrackingNotAllowed(Forbidden):
+    """Only the order's customer, its worker and its enterprise's staff may watch it."""
+
+    code = "tracking_forbidden"
+    message = "You cannot follow this order."
+
+
+class TrackingEnded(NotFound):
+    """The order is not active (not yet dispatched, finished or cancelled)."""
+
+    status_code = 410
+    code = "tracking_ended"
+    message = "This order is not being tracked any more."
+
+
+def channel(order_id: int) -> str:
+    """The broker channel of an order's live updates."""
+    return f"order:{order_id}"
+
+
+@cache
+def travel_model() -> HaversineTravelModel:
+    """The travel model behind live ETAs (one per process)."""
+    return HaversineTravelModel()
+
+
+def _state_to_json(s: EtaState) -> dict[str, Any]:
+    return dataclasses.asdict(s)
+
+
+def _state_from_json(data: dict[str, Any]) -> EtaState:
+    values = dict(data)
+    values["pending_jumps"] = tuple(tuple(p) for p in values.get("pending_jumps", ()))
+    return EtaState(**values)
+
+
+async def _worker_id_of(session: AsyncSession, user: User) -> int | None:
+    return await session.scalar(select(Worker.id).where(Worker.user_id == user.id))
+
+
+def is_active(order: Order) -> bool:
+    """Whether the order is being served now (a worker committed, not finished)."""
+    if order.status == OrderStatus.IN_SERVICE.value:
+        return True
+    return order.status == OrderStatus.PENDING_SERVICE.value and order.dispatch_status in (
+        DispatchStatus.ACCEPTED.value,
+        DispatchStatus.EN_ROUTE.value,
+        DispatchStatus.ARRIVED.value,
+    )
+
+
+async def authorize(session: AsyncSession, user: User, order_id: int) -> Order:
+    """The order if ``user`` may watch it now: its customer, its worker, its enterprise's staff.
+
+    Anyone else gets TrackingNotAllowed (also for unknown orders: we do not say which);
+    an inactive order gets TrackingEnded.
+    """
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise TrackingNotAllowed()
+    role = Role(user.role)
+    if role is Role.CUSTOMER:
+        ok = order.customer_id == user.id
+    elif role is Role.STAFF:
+        ok = user.enterprise_id is not None and order.enterprise_id == user.enterprise_id
+    elif role is Role.WORKER:
+        ok = order.worker_id is not None and order.worker_id == await _worker_id_of(session, user)
+    else:
+        ok = False
+    if not ok:
+        raise TrackingNotAllowed()
+    if not is_active(order):
+        raise TrackingEnded()
+    return order
+
+
+def position_message(order: Order, track: OrderTrack) -> dict[str, Any] | None:
+    """The last known position + ETA of an active order (None when nothing to show)."""
+    if not is_active(order) or track.last_lat is None or track.last_lng is None:
+        return None
+    eta = track.eta_state or {}
+    return {
+        "type": "position",
+        "order_id": order.id,
+        "lat": track.last_lat,
+        "lng": track.last_lng,
+        "ts": track.last_ts,
+        "eta_s": eta.get("shown_eta_s"),
+        "distance_m": eta.get("distance_m"),
+        "arrived": bool(eta.get("arrived", False)),
+    }
+
+
+def status_message(order: Order) -> dict[str, Any]:
+    """A status change of an order."""
+    return {
+        "type": "status",
+        "order_id": order.id,
+        "status": order.status,
+        "dispatch_status": order.dispatch_status,
+        "final": order.status in (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value),
+    }
+
+
+def for_client(message: dict[str, Any], coord_type: CoordType) -> dict[str, Any]:
+    """``message`` with lat/lng in the client's coordinate system (WGS-84 inside)."""
+    if message.get("type") != "position" or coord_type is CoordType.WGS84:
+        return {**message, "coord_type": CoordType.WGS84.value}
+    lat, lng = from_wgs84(float(message["lat"]), float(message["lng"]), coord_type)
+    return {**message, "lat": lat, "lng": lng, "coord_type": coord_type.value}
+
+
+async def publish_status(broker: Broker, order: Order) -> None:
+    """Tell watchers that the order's status changed."""
+    await broker.publish(channel(order.id), status_message(order))
+
+
+async def forget_position(track: OrderTrack, now: datetime) -> None:
+    """Stop serving the worker's position for this order (service started or finished)."""
+    track.last_lat = None
+    track.last_lng = None
+    track.last_ts = None
+    track.eta_state = None
+    track.updated_at = now
+
+
+async def on_worker_position(
+    session: AsyncSession,
+    broker: Broker,
+    worker_id: int,
+    lat: float,
+    lng: float,
+    ts: float,
+    accuracy_m: float | None,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> int:
+    """Update the ETA of every order the worker is travelling to and publish it; returns how many.
+
+    ``lat``/``lng`` WGS-84 degrees, ``ts`` epoch seconds of the ping.
+    """
+    del settings
+    rows = (
+        await session.execute(
+            select(Order, OrderTrack)
+            .join(OrderTrack, OrderTrack.order_id == Order.id)
+            .where(
+                Order.worker_id == worker_id,
+                Order.status == OrderStatus.PENDING_SERVICE.value,
+                Order.dispatch_status.in_(SHARING),
+            )
+        )
+    ).all()
+    messages = []
+    for order, track in rows:
+        model = travel_model()
+        if track.eta_state is None:
+            tracker = EtaTracker.start(
+                model, lat, lng, order.lat, order.lng, ts, accuracy_m=accuracy_m
+            )
+        else:
+            tracker = EtaTracker(model, order.lat, order.lng, _state_from_json(track.eta_state))
+            tracker.update(lat, lng, ts, accuracy_m)
+        s = tracker.state
+        track.eta_state = _state_to_json(s)
+        track.last_lat, track.last_lng, track.last_ts = s.lat, s.lng, s.t
+        track.updated_at = now
+        msg = position_message(order, track)
+        if msg is not None:
+            messages.append((order.id, msg))
+    await session.commit()
+    for order_id, msg in messages:
+        await broker.publish(channel(order_id), msg)
+    return len(messages)
+
+
+async def snapshot(session: AsyncSession, order: Order) -> list[dict[str, Any]]:
+    """What a new subscriber sees first: the status and, if shared, the last position."""
+    out = [status_message(order)]
+    track = await session.get(OrderTrack, order.id)
+    if track is not None:
+        msg = position_message(order, track)
+        if msg is not None:
+            out.append(msg)
+    return out
+
+
+def navigation(order: Order, name: str) -> dict[str, Any]:
+    """Navigation to the order's address: ``wx.openLocation`` params and an Amap URI (GCJ-02)."""
+    lat, lng = from_wgs84(order.lat, order.lng, CoordType.GCJ02)
+    address = str((order.address_snapshot or {}).get("detail", ""))
+    return {
+        "wx_open_location": {
+            "latitude": round(lat, 6),
+            "longitude": round(lng, 6),
+            "name": name,
+            "address": address,
+            "scale": 16,
+        },
+        "amap_uri": (
+            f"https://uri.amap.com/navigation?to={lng:.6f},{lat:.6f},{quote(name)}"
+            "&mode=ride&coordinate=gaode&callnative=1"
+        ),
+    }
