@@ -253,7 +253,7 @@ def main(argv: list[str]) -> int:
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
              "127.0.0.1", "--port", str(port), "--workers", str(server_workers),
              "--log-level", "warning", "--no-access-log"],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         _wait(base, proc)

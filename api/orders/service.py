@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ class RefundWindowClosed(InvalidInput):
 
 # ------------------------------------------------------------------ helpers
 
-_SQLITE_DEADLOCK = "40P01"
+_DEADLOCK = "40P01"
+#: Order of booking candidates only (no security meaning).
+_RNG = random.SystemRandom()
 _EXCLUSION = "23P01"
 
 
@@ -140,7 +143,7 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 def is_slot_conflict(exc: DBAPIError) -> bool:
     """A PostgreSQL exclusion violation (23P01) or deadlock (40P01): the slot was taken."""
-    return _sqlstate(exc) in (_EXCLUSION, _SQLITE_DEADLOCK)
+    return _sqlstate(exc) in (_EXCLUSION, _DEADLOCK)
 
 
 # ------------------------------------------------------------------ services and quote
@@ -212,7 +215,7 @@ async def _area_for(
     return hits[0].area_id
 
 
-def _shift_window(worker: Worker, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+def _shift_window(worker: Any, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
     for shift in worker.shifts or []:
         if int(shift.get("weekday", -1)) == day.weekday():
             midnight = datetime.combine(day, time(0), tzinfo=tz)
@@ -223,19 +226,38 @@ def _shift_window(worker: Worker, day: date, tz: ZoneInfo) -> tuple[datetime, da
     return None
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    id: int
+    skills: list[str]
+    shifts: list[dict[str, Any]]
+    home_lat: float
+    home_lng: float
+
+
 async def _eligible_workers(
     session: AsyncSession, svc: Service, lat: float, lng: float, settings: Settings
-) -> list[tuple[Worker, float]]:
-    """Active workers of the service's enterprise with its skills, within reach, nearest first."""
-    workers = list(
-        await session.scalars(
-            select(Worker).where(
-                Worker.enterprise_id == svc.enterprise_id, Worker.is_active.is_(True)
+) -> list[tuple[_Candidate, float]]:
+    """Active workers of the service's enterprise with its skills, within reach, nearest first.
+
+    Only the columns booking needs are read, prefiltered by a bounding box of the
+    reach in SQL (the exact haversine check follows).
+    """
+    reach_m = settings.booking_max_distance_km * 1000.0
+    dlat = reach_m / 111_000.0
+    dlng = dlat / max(0.1, float(np.cos(np.radians(lat))))
+    rows = (
+        await session.execute(
+            select(Worker.id, Worker.skills, Worker.shifts, Worker.home_lat, Worker.home_lng).where(
+                Worker.enterprise_id == svc.enterprise_id,
+                Worker.is_active.is_(True),
+                Worker.home_lat.between(lat - dlat, lat + dlat),
+                Worker.home_lng.between(lng - dlng, lng + dlng),
             )
         )
-    )
+    ).all()
     need = set(svc.required_skills or [])
-    workers = [w for w in workers if need <= set(w.skills or [])]
+    workers = [_Candidate(*row) for row in rows if need <= set(row[1] or [])]
     if not workers:
         return []
     dist = haversine_m(
@@ -244,9 +266,8 @@ async def _eligible_workers(
         np.array([w.home_lat for w in workers]),
         np.array([w.home_lng for w in workers]),
     )
-    limit = settings.booking_max_distance_km * 1000.0
     return sorted(
-        ((w, float(d)) for w, d in zip(workers, dist.tolist(), strict=True) if d <= limit),
+        ((w, float(d)) for w, d in zip(workers, dist.tolist(), strict=True) if d <= reach_m),
         key=lambda pair: (pair[1], pair[0].id),
     )
 
@@ -527,6 +548,10 @@ async def book(
         window = _shift_window(worker, day, tz)
         if window is not None and window[0] <= start and start + duration <= window[1]:
             candidates.append(worker)
+    # Any eligible worker may take the visit (the slots counted them all; the nightly
+    # re-optimisation improves routes later). A random order spreads concurrent bookings
+    # of one slot over the workers instead of queueing every one on the nearest.
+    _RNG.shuffle(candidates)
     if req.preferred_worker_id is not None:
         candidates.sort(key=lambda w: w.id != req.preferred_worker_id)
     if serialize is not None:
@@ -580,7 +605,7 @@ async def book(
         updated_at=now,
     )
     await state.create(session, order, actor_id=user.id, now=now)
-    for worker in candidates[:30]:
+    for worker in candidates:
         try:
             async with session.begin_nested():
                 session.add(
