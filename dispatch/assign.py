@@ -54,7 +54,7 @@ from dispatch.cost import (
     order_terms,
     pair_costs,
     to_int,
-    unassigned_penalty,
+    unassigned_seconds,
     worker_terms,
 )
 from dispatch.errors import InvalidInput, UnknownOrder
@@ -78,6 +78,8 @@ _LOCAL_MAX = 4000
 _LOCAL_PER_SEED = 50
 # Largest radius growth per certification pass.
 _WIDEN = 4.0
+# Tie-break resolution: solver costs are real costs x this (see _tie_broken).
+_TIE_SCALE = 1 << 20
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
 _REASON_BLOCK = 64
 #: Alternatives listed by ``Assignment.explain`` besides the chosen worker.
@@ -312,7 +314,9 @@ class _Context:
             order_id=order_id,
             chosen=chosen_line,
             alternatives=tuple(lines),
-            unassigned_cost=self.weights.unassigned,
+            unassigned_cost=float(
+                unassigned_seconds(self.weights, self.orders, self.now, self.max_travel_s)[row]
+            ),
             reason=self.reason_of.get(row),
         )
 
@@ -370,7 +374,8 @@ def match(
     pool = _Pool(orders, fleet, weights, now)
     pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
     pool.add(*_preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
-    penalty = unassigned_penalty(weights, n)
+    penalty_s = unassigned_seconds(weights, orders, now, max_travel_s)
+    penalty = to_int(penalty_s)
     graph = pool.cheapest_per_order(k_per_order, penalty)
     candidates_s = time.perf_counter() - t0
 
@@ -478,7 +483,7 @@ def match(
         unassigned_rows,
     )
     objective = int(a_costs.total_int.sum() + penalty[unassigned_rows].sum())
-    total_cost = float(a_costs.total.sum() + weights.unassigned * unassigned_rows.size)
+    total_cost = float(a_costs.total.sum() + penalty_s[unassigned_rows].sum())
     certify_s += time.perf_counter() - t3
     if not certify:
         warnings.append("certification skipped: optimal on the candidate graph only")
@@ -571,18 +576,40 @@ def _resolve(
     chosen_pool[orders_sub] = -1
     if sub.size == 0:
         return
+    cost_sub, pen_sub = _tie_broken(g_cost[sub], penalty[o_sub], o_sub, n)
     picked = solve(
         o_sub.size,
         w_sub.size,
         o_local.reshape(-1).astype(np.int64),
         w_local2.reshape(-1).astype(np.int64),
-        g_cost[sub],
-        penalty[o_sub],
+        cost_sub,
+        pen_sub,
         capacity,
         method,
     )
     got = picked >= 0
     chosen_pool[o_sub[got]] = graph[sub[picked[got]]]
+
+
+def _tie_broken(
+    cost: IntArray, penalty: IntArray, rows: IntArray, n: int
+) -> tuple[IntArray, IntArray]:
+    """Solver costs that break exact ties towards older orders (lower rows).
+
+    Costs are scaled by S and leaving order row r unassigned costs e_r more, with
+    e_r = (n - 1 - r)·E // (n - 1) and E = (S - 1) // n. Two assignments differ in at most
+    n orders' e_r, by less than S in total: below one unit of the real cost, so a strictly
+    cheaper assignment stays strictly cheaper, and among equal ones the solver keeps the
+    one leaving the youngest orders unassigned (exactly for n <= 1024, in E age buckets
+    beyond). S shrinks so that scaled costs stay far from int64/float64 limits.
+    """
+    top = int(max(np.abs(cost).max(initial=0), np.abs(penalty).max(initial=0))) + 1
+    scale = min(_TIE_SCALE, (1 << 50) // max(top * (cost.size + penalty.size + 1), 1))
+    step = (scale - 1) // max(n, 1)
+    if step < 1:
+        return cost, penalty
+    age = (n - 1 - rows) * step // max(n - 1, 1)
+    return cost * scale, penalty * scale + age
 
 
 def _duals(

@@ -8,14 +8,24 @@ Terms (per pair, weight × feature):
 - travel: ``travel_per_s`` × travel seconds;
 - rating: ``rating_per_star`` × (5 − rating);
 - reputation: ``reputation`` × (1 − reputation score);
-- fairness: ``fairness_per_order`` × orders served today + ``fairness_per_100_yuan`` ×
-  recent earnings in units of 100 yuan (10 000 fen);
+- fairness: F·tanh(raw / F) with raw = ``fairness_per_order`` × orders served today +
+  ``fairness_per_100_yuan`` × recent earnings in units of 100 yuan (10 000 fen) and the cap
+  F = ``fairness_cap`` × ``unassigned``: about raw while small, never above F, so however
+  busy a feasible idle worker has been, fairness alone never makes leaving an order
+  unassigned cheaper than sending them;
 - member_priority: −``priority`` × the order's member priority (the same for every worker of
   an order: it raises what leaving the order unassigned costs);
 - preferred_worker: −``preferred_worker`` when the worker is the customer's preferred one;
 - lateness_risk: ``lateness_risk`` × seconds by which the slack before the latest start
   falls under ``lateness_window_s``.
-Leaving an order unassigned costs ``unassigned``.
+Leaving an order unassigned costs ``unassigned`` + ``urgency`` × ``lateness_risk`` × the
+seconds by which its slack before the latest start (latest start − now) falls under
+``lateness_window_s`` + the travel bound (see ``unassigned_penalty``). That horizon covers
+every pair's lateness window and the slope is ``urgency`` (>= 1) times the lateness slope,
+so the penalty grows with urgency at least as fast as any pair's lateness risk: of two
+orders contesting one worker at equal travel, the more urgent one wins (strictly, when
+``urgency`` > 1). Exact ties are broken towards the older order (lower row = earlier
+arrival) by the solver (assign.py), never at the cost of a strictly cheaper solution.
 """
 
 from __future__ import annotations
@@ -64,6 +74,10 @@ class CostWeights:
     lateness_risk: float = 1.0
     lateness_window_s: float = 600.0
     unassigned: float = 3600.0
+    #: Fairness saturates at this fraction of ``unassigned`` (in [0, 1)).
+    fairness_cap: float = 0.25
+    #: Unassigned-penalty growth per second of lost slack, in units of ``lateness_risk`` (>= 1).
+    urgency: float = 1.25
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +88,10 @@ class CostWeights:
                 raise InvalidInput(f"{f.name} must be finite and >= 0, got {value}")
         if self.unassigned <= 0:
             raise InvalidInput(f"unassigned must be > 0, got {self.unassigned}")
+        if self.fairness_cap >= 1:
+            raise InvalidInput(f"fairness_cap must be < 1, got {self.fairness_cap}")
+        if self.urgency < 1:
+            raise InvalidInput(f"urgency must be >= 1, got {self.urgency}")
 
     @classmethod
     def travel_only(cls, unassigned: float = 3600.0) -> CostWeights:
@@ -105,14 +123,23 @@ def to_int(cost_s: FloatArray) -> IntArray:
     return np.asarray(np.rint(np.asarray(cost_s) * COST_SCALE), dtype=np.int64)
 
 
+def fairness(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
+    """Saturating fairness term of each worker (cost seconds, below the cap; see module)."""
+    raw = weights.fairness_per_order * fleet.load_today[worker_idx].astype(
+        np.float64
+    ) + weights.fairness_per_100_yuan * (fleet.recent_earnings_fen[worker_idx] / _FEN_PER_100_YUAN)
+    cap = weights.fairness_cap * weights.unassigned
+    if cap <= 0:
+        return np.zeros(raw.shape)
+    return np.asarray(cap * np.tanh(raw / cap), dtype=np.float64)
+
+
 def worker_terms(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
     """Sum of the terms that depend on the worker only (rating, reputation, fairness)."""
     return (
         weights.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
         + weights.reputation * (1.0 - fleet.reputation[worker_idx])
-        + weights.fairness_per_order * fleet.load_today[worker_idx]
-        + weights.fairness_per_100_yuan
-        * (fleet.recent_earnings_fen[worker_idx] / _FEN_PER_100_YUAN)
+        + fairness(weights, fleet, worker_idx)
     )
 
 
@@ -135,9 +162,7 @@ def pair_costs(
     travel = w.travel_per_s * travel_s
     rating = w.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
     reputation = w.reputation * (1.0 - fleet.reputation[worker_idx])
-    fairness = w.fairness_per_order * fleet.load_today[worker_idx] + w.fairness_per_100_yuan * (
-        fleet.recent_earnings_fen[worker_idx] / _FEN_PER_100_YUAN
-    )
+    fair = fairness(w, fleet, worker_idx)
     priority = -w.priority * orders.priority[order_idx]
     preferred_id = orders.preferred_worker_id[order_idx]
     is_preferred = (preferred_id != NONE_ID) & (preferred_id == fleet.ids[worker_idx])
@@ -149,7 +174,7 @@ def pair_costs(
         "travel": travel,
         "rating": rating,
         "reputation": reputation,
-        "fairness": fairness,
+        "fairness": fair,
         "member_priority": priority,
         "preferred_worker": preferred,
         "lateness_risk": lateness,
@@ -161,6 +186,32 @@ def pair_costs(
     return PairCosts(terms=terms, total=total, total_int=to_int(total))
 
 
-def unassigned_penalty(weights: CostWeights, n_orders: int) -> IntArray:
-    """Integer solver cost of leaving each order unassigned."""
-    return np.full(n_orders, int(to_int(np.asarray(weights.unassigned))), dtype=np.int64)
+def unassigned_seconds(
+    weights: CostWeights, orders: OrderBatch, now: int, max_travel_s: float
+) -> FloatArray:
+    """Cost seconds of leaving each order unassigned: base plus urgency (see module).
+
+    The urgency part rises by ``urgency`` × ``lateness_risk`` per second the slack
+    (latest start − now) falls under ``lateness_window_s`` + ``max_travel_s``, and stops at
+    that horizon, so it is bounded.
+    """
+    horizon = weights.lateness_window_s + float(max_travel_s)
+    latest = orders.latest_start_s
+    slack = np.where(latest == NO_LIMIT_S, np.inf, (latest - int(now)).astype(np.float64))
+    lost = np.clip(horizon - slack, 0.0, horizon)
+    return np.asarray(
+        weights.unassigned + weights.urgency * weights.lateness_risk * lost, dtype=np.float64
+    )
+
+
+def unassigned_penalty(
+    weights: CostWeights,
+    n_orders: int,
+    orders: OrderBatch | None = None,
+    now: int = 0,
+    max_travel_s: float = 0.0,
+) -> IntArray:
+    """Integer solver cost of leaving each order unassigned (flat without ``orders``)."""
+    if orders is None:
+        return np.full(n_orders, int(to_int(np.asarray(weights.unassigned))), dtype=np.int64)
+    return to_int(unassigned_seconds(weights, orders, now, max_travel_s))

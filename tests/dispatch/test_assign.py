@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 
 from dispatch.assign import Assignment, UnassignedReason, match
 from dispatch.candidates import hard_constraints, pair_travel_s
-from dispatch.cost import COST_SCALE, TERMS, CostWeights, pair_costs
+from dispatch.cost import TERMS, CostWeights, pair_costs, unassigned_penalty
 from dispatch.errors import InvalidInput, UnknownOrder
 from dispatch.model import Fleet, OrderBatch
 from geo.travel import HaversineTravelModel, TravelTimeModel
@@ -77,9 +77,12 @@ def dense_optimum(
     t = pair_travel_s(TRAVEL, orders, fleet, o, w, NOW)
     ok = hard_constraints(orders, fleet, o, w, t, NOW, max_travel_s)[2]
     cost = pair_costs(weights, orders, fleet, o, w, t, NOW).total_int.astype(np.float64)
-    penalty = float(np.rint(weights.unassigned * COST_SCALE))
-    cost = np.where(ok, np.minimum(cost, penalty), penalty).reshape(n, m)
-    full = np.hstack([np.repeat(cost, capacity, axis=1), np.full((n, n), penalty)])
+    penalty = unassigned_penalty(weights, n, orders, NOW, max_travel_s).astype(np.float64)
+    cost = np.where(ok, np.minimum(cost, penalty[o]), penalty[o]).reshape(n, m)
+    # Order i's own "unassigned" column costs its penalty; the others are forbidden.
+    own = np.full((n, n), np.inf)
+    np.fill_diagonal(own, penalty)
+    full = np.hstack([np.repeat(cost, capacity, axis=1), own])
     rows, cols = linear_sum_assignment(full)
     return int(full[rows, cols].sum())
 
@@ -304,3 +307,52 @@ def test_dual_prices_prove_optimal_and_reject_suboptimal_choices() -> None:
     assert not dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, swapped)[2]
     idle = np.array([-1, 3], dtype=np.int64)  # order 0 left out though worker 0 is free
     assert not dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, idle)[2]
+
+
+def test_busy_idle_worker_is_better_than_leaving_the_order_unassigned() -> None:
+    # 200 orders served today x 30 s used to cost 6000 s > the 3600 s penalty.
+    orders = OrderBatch.from_arrays([1], [LAT0], [LNG0 + 0.01])
+    fleet = Fleet.from_arrays([7], [LAT0], [LNG0], load_today=[200])
+    result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW)
+    assert result.worker_of(1) == 7
+    assert result.certified
+    line = result.explain(1).chosen
+    assert line is not None
+    assert line.terms["fairness"] < CostWeights().fairness_cap * CostWeights().unassigned
+
+
+def test_urgent_order_wins_a_contested_worker() -> None:
+    # Same place, one worker: the order near its latest start must win it (row 1, so row
+    # order alone would not pick it).
+    orders = OrderBatch.from_arrays(
+        [1, 2],
+        [LAT0, LAT0],
+        [LNG0 + 0.01, LNG0 + 0.01],
+        latest_start_s=[NOW + 20_000, NOW + 700],
+    )
+    fleet = Fleet.from_arrays([7], [LAT0], [LNG0])
+    result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW)
+    assert result.worker_of(2) == 7
+    assert result.unassigned_order_ids.tolist() == [1]
+    assert result.certified
+    assert result.explain(1).unassigned_cost == CostWeights().unassigned
+    assert result.explain(2).unassigned_cost > CostWeights().unassigned
+
+
+@pytest.mark.parametrize("solver", ["lapjv", "flow"])
+def test_exact_ties_go_to_the_oldest_orders(solver: str) -> None:
+    orders = OrderBatch.from_arrays(np.arange(10) + 1, [LAT0] * 10, [LNG0 + 0.01] * 10)
+    fleet = Fleet.from_arrays([7, 8], [LAT0, LAT0], [LNG0, LNG0])
+    result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW, solver=solver)
+    assert sorted(result.order_ids.tolist()) == [1, 2]
+    assert result.certified
+
+
+def test_tie_break_never_beats_a_strictly_cheaper_assignment() -> None:
+    # The youngest order is 0.1 s (one cost unit) closer: it must still be chosen.
+    lng = [LNG0 + 0.01] * 9 + [LNG0 + 0.01 - 1e-5]
+    orders = OrderBatch.from_arrays(np.arange(10) + 1, [LAT0] * 10, lng)
+    fleet = Fleet.from_arrays([7], [LAT0], [LNG0])
+    weights = CostWeights.travel_only()
+    result = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW)
+    assert result.order_ids.tolist() == [10]

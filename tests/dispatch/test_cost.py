@@ -71,7 +71,8 @@ def test_terms_sum_to_total_and_follow_their_features() -> None:
     np.testing.assert_allclose(costs.terms["travel"], travel)
     assert costs.terms["rating"][0] == pytest.approx(weights.rating_per_star * 1.0)
     assert costs.terms["reputation"][0] == pytest.approx(weights.reputation * 0.5)
-    assert costs.terms["fairness"][0] == pytest.approx(3 * weights.fairness_per_order + 2 * 5.0)
+    raw, cap = 3 * weights.fairness_per_order + 2 * 5.0, weights.fairness_cap * weights.unassigned
+    assert costs.terms["fairness"][0] == pytest.approx(cap * math.tanh(raw / cap))
     assert costs.terms["member_priority"].tolist() == [0.0, 0.0, -600.0, -600.0]
     assert costs.terms["preferred_worker"].tolist() == [0.0, -600.0, 0.0, 0.0]
     # Order 10 must start within 700 s: 300 s travel leaves 400 s slack, 200 s under the window.
@@ -92,3 +93,40 @@ def test_travel_only_is_pure_travel() -> None:
 
 def test_unassigned_penalty_in_solver_units() -> None:
     assert unassigned_penalty(CostWeights(unassigned=90.0), 3).tolist() == [90 * COST_SCALE] * 3
+
+
+def test_fairness_saturates_below_its_cap() -> None:
+    weights = CostWeights()
+    cap = weights.fairness_cap * weights.unassigned
+    loads = [0, 1, 10, 120, 1000]
+    orders = OrderBatch.from_arrays([1], [31.2], [121.4])
+    fleet = Fleet.from_arrays(np.arange(5), [31.2] * 5, [121.4] * 5, load_today=loads)
+    idx = np.arange(5, dtype=np.int64)
+    fair = pair_costs(weights, orders, fleet, np.zeros(5, np.int64), idx, np.zeros(5), NOW)
+    f = fair.terms["fairness"]
+    assert f[0] == 0.0
+    assert f[1] == pytest.approx(weights.fairness_per_order, rel=1e-3)  # linear while small
+    assert (np.diff(f) > 0).all()
+    assert f.max() <= cap < weights.unassigned
+    with pytest.raises(InvalidInput, match="fairness_cap"):
+        CostWeights(fairness_cap=1.0)
+
+
+def test_unassigned_penalty_grows_with_urgency_faster_than_lateness_risk() -> None:
+    weights = CostWeights()
+    slack = np.array([100_000, 5000, 2000, 900, 500, 100])
+    orders = OrderBatch.from_arrays(
+        np.arange(6), [31.2] * 6, [121.4] * 6, latest_start_s=NOW + slack
+    )
+    fleet = Fleet.from_arrays([1], [31.2], [121.4])
+    pen = unassigned_penalty(weights, 6, orders, NOW, 3600.0)
+    assert pen[0] == weights.unassigned * COST_SCALE
+    for travel in (0.0, 300.0, 3000.0):
+        late = pair_costs(
+            weights, orders, fleet, np.arange(6), np.zeros(6, np.int64), np.full(6, travel), NOW
+        ).terms["lateness_risk"]
+        # Penalty minus lateness risk never rises as the order gets more urgent.
+        margin = pen / COST_SCALE - late
+        assert (np.diff(margin) >= 0).all()
+    with pytest.raises(InvalidInput, match="urgency"):
+        CostWeights(urgency=0.5)
