@@ -34,6 +34,7 @@ from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -46,6 +47,7 @@ from dispatch.candidates import (
     fleet_index,
     hard_constraints,
     pair_travel_s,
+    speed_bound_mps,
 )
 from dispatch.cost import (
     COST_SCALE,
@@ -78,6 +80,8 @@ _LOCAL_MAX = 4000
 _LOCAL_PER_SEED = 50
 # Largest radius growth per certification pass.
 _WIDEN = 4.0
+#: Instances with at most this many (order, available worker) pairs are solved densely.
+DENSE_PAIRS = 10_000
 # Tie-break resolution: solver costs are real costs x this (see _tie_broken).
 _TIE_SCALE = 1 << 20
 # Unassigned orders searched together when finding out why (bounds the pairs in memory).
@@ -208,7 +212,7 @@ class _Context:
     weights: CostWeights
     travel: TravelTimeModel
     now: int
-    index: WorkerIndex
+    index: WorkerIndex | None  # None: the pool holds every eligible pair (dense solve)
     max_travel_s: float
     max_radius_m: float
     pool_order: IntArray
@@ -269,7 +273,7 @@ class _Context:
         mine = self.pool_order == row
         workers = self.pool_worker[mine]
         travel = self.pool_travel[mine]
-        if workers.size < n_alt + 1:
+        if workers.size < n_alt + 1 and self.index is not None:
             # Too few pooled: look as far as the travel bound allows, for this order only.
             _, slots, _ = self.index.within(
                 self.orders.lat[row : row + 1],
@@ -335,13 +339,19 @@ def match(
     index: WorkerIndex | None = None,
     solver: str = "auto",
     certify: bool = True,
+    dense_pairs: int = DENSE_PAIRS,
 ) -> Assignment:
     """Optimal batch assignment of ``orders`` to ``fleet`` (see module docstring).
 
     ``now`` epoch seconds; ``max_travel_s`` hard travel bound, seconds; ``capacity`` orders
     per worker in this batch; ``solver`` "auto" | "lapjv" | "flow"; ``index`` an optional
     prebuilt ``fleet_index(fleet)``. ``seed`` is accepted for API symmetry: the result is
-    deterministic (ties broken by row order).
+    deterministic (ties broken by row order: the older order wins an exact tie).
+
+    With ``solver`` "auto" and at most ``dense_pairs`` (order, available worker) pairs
+    (the simulator's batch windows; 0 turns this off), every pair is costed and solved by
+    one dense assignment: exact over all eligible pairs, so certified without dual prices,
+    and without the index or candidate machinery (``solver`` is then "dense").
     """
     del seed  # deterministic; kept so every randomised-or-not entry point looks alike
     weights = weights or CostWeights()
@@ -362,6 +372,11 @@ def match(
     warnings: list[str] = []
 
     t0 = time.perf_counter()
+    small = n * int(np.count_nonzero(fleet.available)) <= dense_pairs
+    if solver == "auto" and certify and dense_pairs > 0 and small:
+        if not np.isfinite(max_travel_s) or max_travel_s <= 0:
+            raise InvalidInput(f"max_travel_s must be a positive number, got {max_travel_s}")
+        return _match_dense(orders, fleet, weights, model, capacity, int(now), max_travel_s, t0)
     index = index if index is not None else fleet_index(fleet)
     search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
     # Where orders crowd, each needs a deeper list: scale K by orders per worker nearby.
@@ -520,6 +535,113 @@ def match(
         n_candidate_pairs=int(graph.size),
         solver="flow" if use_flow else "lapjv",
         warnings=tuple(warnings),
+        _context=ctx,
+    )
+
+
+def _match_dense(
+    orders: OrderBatch,
+    fleet: Fleet,
+    weights: CostWeights,
+    model: TravelTimeModel,
+    capacity: int,
+    now: int,
+    max_travel_s: float,
+    t0: float,
+) -> Assignment:
+    """``match`` on a small instance: every pair costed, one rectangular assignment.
+
+    Minimises the sum of min(c_ow - p_o, 0) over matchings (p_o the unassigned penalty):
+    a pair at reduced cost 0 stands for "unassigned", so this equals the optimum of
+    "assign or pay the penalty" minus the sum of penalties. Workers are repeated
+    ``capacity`` times; costs carry the same tie-break as the sparse solvers.
+    """
+    n = len(orders)
+    rows = np.flatnonzero(fleet.available).astype(np.int64)
+    m = rows.size
+    o = np.repeat(np.arange(n, dtype=np.int64), m)
+    w = np.tile(rows, n)
+    t = pair_travel_s(model, orders, fleet, o, w, now)
+    in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
+    o_ok, w_ok, t_ok = o[ok], w[ok], t[ok]
+    penalty_s = unassigned_seconds(weights, orders, now, max_travel_s)
+    penalty = to_int(penalty_s)
+    cost = pair_costs(weights, orders, fleet, o_ok, w_ok, t_ok, now).total_int
+    candidates_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    chosen_w = np.full(n, -1, dtype=np.int64)
+    useful = np.flatnonzero(cost < penalty[o_ok])
+    if useful.size:
+        c_s, p_s = _tie_broken(cost[useful], penalty, np.arange(n, dtype=np.int64), n)
+        reduced = np.zeros((n, m), dtype=np.float64)
+        col = np.searchsorted(rows, w_ok[useful])
+        reduced[o_ok[useful], col] = (c_s - p_s[o_ok[useful]]).astype(np.float64)
+        if capacity > 1:
+            reduced = np.repeat(reduced, capacity, axis=1)
+        r_ind, c_ind = linear_sum_assignment(reduced)
+        took = reduced[r_ind, c_ind] < 0
+        chosen_w[r_ind[took]] = rows[c_ind[took] // capacity]
+    solve_s = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    assigned_rows = np.flatnonzero(chosen_w >= 0)
+    a_workers = chosen_w[assigned_rows]
+    a_travel = pair_travel_s(model, orders, fleet, assigned_rows, a_workers, now)
+    a_costs = pair_costs(weights, orders, fleet, assigned_rows, a_workers, a_travel, now)
+    unassigned_rows = np.flatnonzero(chosen_w < 0)
+    any_ok = np.bincount(o[ok], minlength=n) > 0
+    any_skilled = np.bincount(o[skilled], minlength=n) > 0
+    any_in_range = np.bincount(o[in_range], minlength=n) > 0
+    reason_rows = np.where(
+        any_ok,
+        UnassignedReason.OUTBID.value,
+        np.where(
+            any_skilled,
+            UnassignedReason.NOT_ELIGIBLE.value,
+            np.where(
+                any_in_range,
+                UnassignedReason.NO_SKILLED_WORKER.value,
+                UnassignedReason.NO_WORKER_IN_RANGE.value,
+            ),
+        ),
+    )
+    reasons = [str(r) for r in reason_rows[unassigned_rows].tolist()]
+    objective = int(a_costs.total_int.sum() + penalty[unassigned_rows].sum())
+    total_cost = float(a_costs.total.sum() + penalty_s[unassigned_rows].sum())
+    speed = speed_bound_mps(model, fleet.mode[fleet.available])
+    ctx = _Context(
+        orders=orders,
+        fleet=fleet,
+        weights=weights,
+        travel=model,
+        now=now,
+        index=None,
+        max_travel_s=float(max_travel_s),
+        max_radius_m=float(max_travel_s) * speed,
+        pool_order=o_ok,
+        pool_worker=w_ok,
+        pool_travel=t_ok,
+        chosen_worker=chosen_w,
+        reason_of=dict(zip(unassigned_rows.tolist(), reasons, strict=True)),
+    )
+    return Assignment(
+        order_ids=orders.ids[assigned_rows],
+        worker_ids=fleet.ids[a_workers],
+        cost=a_costs.total,
+        travel_s=a_travel,
+        unassigned_order_ids=orders.ids[unassigned_rows],
+        unassigned_reasons=tuple(reasons),
+        total_cost=total_cost,
+        objective=objective,
+        certified=True,
+        candidates_s=candidates_s,
+        solve_s=solve_s,
+        certify_s=time.perf_counter() - t2,
+        rounds=1,
+        n_candidate_pairs=int(o_ok.size),
+        solver="dense",
+        warnings=(),
         _context=ctx,
     )
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from dispatch.assign import Assignment, UnassignedReason, match
+from dispatch.assign import DENSE_PAIRS, Assignment, UnassignedReason, match
 from dispatch.candidates import hard_constraints, pair_travel_s
 from dispatch.cost import TERMS, CostWeights, pair_costs, unassigned_penalty
 from dispatch.errors import InvalidInput, UnknownOrder
@@ -108,9 +108,10 @@ def assert_valid(
     m=st.integers(1, 15),
     capacity=st.sampled_from([1, 1, 2]),
     travel_only=st.booleans(),
+    dense_pairs=st.sampled_from([0, DENSE_PAIRS]),
 )
 def test_matches_dense_optimum_and_respects_constraints(
-    seed: int, n: int, m: int, capacity: int, travel_only: bool
+    seed: int, n: int, m: int, capacity: int, travel_only: bool, dense_pairs: int
 ) -> None:
     orders, fleet = random_batch(seed, n, m)
     weights = (
@@ -125,7 +126,9 @@ def test_matches_dense_optimum_and_respects_constraints(
         candidates_per_order=m,
         capacity=capacity,
         max_travel_s=1800.0,
+        dense_pairs=dense_pairs,
     )
+    assert result.solver == "dense" if dense_pairs else result.solver != "dense"
     assert_valid(result, orders, fleet, capacity, 1800.0)
     assert result.objective == dense_optimum(orders, fleet, weights, capacity, 1800.0)
     assert result.certified
@@ -137,7 +140,15 @@ def test_certification_reaches_dense_optimum_from_few_candidates(seed: int, k: i
     # Crowded orders with K far below what they need: only the dual-price loop can widen.
     orders, fleet = random_batch(seed, 25, 30, constrained=False)
     weights = CostWeights.travel_only(unassigned=1200.0)
-    result = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW, candidates_per_order=k)
+    result = match(
+        orders,
+        fleet,
+        weights=weights,
+        travel=TRAVEL,
+        now=NOW,
+        candidates_per_order=k,
+        dense_pairs=0,
+    )
     assert result.certified
     assert result.objective == dense_optimum(orders, fleet, weights, 1, 3600.0)
 
@@ -210,7 +221,13 @@ def test_capacity_lets_one_worker_take_several() -> None:
     fleet = Fleet.from_arrays([100, 101], [LAT0 + 0.001, LAT0 + 0.02], [LNG0, LNG0])
     one = match(orders, fleet, travel=TRAVEL, now=NOW, weights=CostWeights.travel_only())
     three = match(
-        orders, fleet, travel=TRAVEL, now=NOW, capacity=3, weights=CostWeights.travel_only()
+        orders,
+        fleet,
+        travel=TRAVEL,
+        now=NOW,
+        capacity=3,
+        weights=CostWeights.travel_only(),
+        dense_pairs=0,
     )
     assert sorted(one.worker_ids.tolist()) == [100, 101]
     assert three.worker_ids.tolist() == [100, 100, 100]
@@ -309,11 +326,13 @@ def test_dual_prices_prove_optimal_and_reject_suboptimal_choices() -> None:
     assert not dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, idle)[2]
 
 
-def test_busy_idle_worker_is_better_than_leaving_the_order_unassigned() -> None:
+@pytest.mark.parametrize("dense_pairs", [0, DENSE_PAIRS])
+def test_busy_idle_worker_is_better_than_leaving_the_order_unassigned(dense_pairs: int) -> None:
     # 200 orders served today x 30 s used to cost 6000 s > the 3600 s penalty.
     orders = OrderBatch.from_arrays([1], [LAT0], [LNG0 + 0.01])
     fleet = Fleet.from_arrays([7], [LAT0], [LNG0], load_today=[200])
-    result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW)
+    weights = CostWeights()
+    result = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW, dense_pairs=dense_pairs)
     assert result.worker_of(1) == 7
     assert result.certified
     line = result.explain(1).chosen
@@ -321,7 +340,8 @@ def test_busy_idle_worker_is_better_than_leaving_the_order_unassigned() -> None:
     assert line.terms["fairness"] < CostWeights().fairness_cap * CostWeights().unassigned
 
 
-def test_urgent_order_wins_a_contested_worker() -> None:
+@pytest.mark.parametrize("dense_pairs", [0, DENSE_PAIRS])
+def test_urgent_order_wins_a_contested_worker(dense_pairs: int) -> None:
     # Same place, one worker: the order near its latest start must win it (row 1, so row
     # order alone would not pick it).
     orders = OrderBatch.from_arrays(
@@ -331,7 +351,8 @@ def test_urgent_order_wins_a_contested_worker() -> None:
         latest_start_s=[NOW + 20_000, NOW + 700],
     )
     fleet = Fleet.from_arrays([7], [LAT0], [LNG0])
-    result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW)
+    weights = CostWeights()
+    result = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW, dense_pairs=dense_pairs)
     assert result.worker_of(2) == 7
     assert result.unassigned_order_ids.tolist() == [1]
     assert result.certified
@@ -339,11 +360,12 @@ def test_urgent_order_wins_a_contested_worker() -> None:
     assert result.explain(2).unassigned_cost > CostWeights().unassigned
 
 
-@pytest.mark.parametrize("solver", ["lapjv", "flow"])
+@pytest.mark.parametrize("solver", ["lapjv", "flow", "auto"])
 def test_exact_ties_go_to_the_oldest_orders(solver: str) -> None:
     orders = OrderBatch.from_arrays(np.arange(10) + 1, [LAT0] * 10, [LNG0 + 0.01] * 10)
     fleet = Fleet.from_arrays([7, 8], [LAT0, LAT0], [LNG0, LNG0])
     result = match(orders, fleet, weights=CostWeights(), travel=TRAVEL, now=NOW, solver=solver)
+    assert (result.solver == "dense") == (solver == "auto")
     assert sorted(result.order_ids.tolist()) == [1, 2]
     assert result.certified
 
@@ -356,3 +378,32 @@ def test_tie_break_never_beats_a_strictly_cheaper_assignment() -> None:
     weights = CostWeights.travel_only()
     result = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW)
     assert result.order_ids.tolist() == [10]
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 100_000), n=st.integers(1, 20), m=st.integers(1, 25))
+def test_dense_and_sparse_paths_agree(seed: int, n: int, m: int) -> None:
+    orders, fleet = random_batch(seed, n, m)
+    weights = CostWeights(unassigned=1500.0)
+    dense = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW)
+    sparse = match(orders, fleet, weights=weights, travel=TRAVEL, now=NOW, dense_pairs=0)
+    assert dense.solver == "dense"
+    assert dense.certified
+    assert sparse.certified
+    assert dense.objective == sparse.objective
+    assert dense.total_cost == pytest.approx(sparse.total_cost)
+    assert sorted(dense.unassigned_reasons) == sorted(sparse.unassigned_reasons)
+    for oid in orders.ids.tolist():
+        a, b = dense.explain(oid), sparse.explain(oid)
+        assert a.reason == b.reason
+        assert a.unassigned_cost == b.unassigned_cost
+        assert len(a.alternatives) == len(b.alternatives)
+
+
+def test_dense_path_on_empty_inputs() -> None:
+    orders, _fleet = random_batch(1, 3, 2)
+    none_free = Fleet.from_arrays([1], [LAT0], [LNG0], available=[False])
+    result = match(orders, none_free, travel=TRAVEL, now=NOW)
+    assert result.solver == "dense"
+    assert set(result.unassigned_reasons) == {"no_worker_in_range"}
+    assert result.certified
