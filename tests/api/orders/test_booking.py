@@ -195,3 +195,15 @@ def test_share_link_and_rebook(client: TestClient, world: World) -> None:
     assert again.status_code == 201, again.text
     assert again.json()["worker"]["id"] == order["worker"]["id"]
     assert again.json()["service_id"] == order["service_id"]
+
+
+def test_paid_orders_rank_hot_services(client: TestClient, world: World) -> None:
+    """The catalog's hot ranking reads real paid orders once the orders table exists."""
+    oid = book(client, world).json()["id"]
+    unpaid = book(client, world, hour=14).json()["id"]
+    assert unpaid != oid
+    pay_sandbox(client, world, oid)
+    hot = client.get("/v1/catalog/services/hot", params={"lat": 31.23, "lng": 121.48}).json()
+    assert hot["ranking_basis"] == "paid_orders_30d"
+    scores = {item["id"]: item["score"] for item in hot["items"]}
+    assert scores[world.service_a] == 1  # the unpaid order does not count
