@@ -283,22 +283,27 @@ async def ingest_pings(
             states=np.full(len(good), KEEP_STATE, dtype=np.uint8),
         )
         result = await live.state.update_positions(batch)
-        for (i, *_), applied in zip(good, result.applied.tolist(), strict=True):
-            # Superseded pings of this batch still count: a newer one of the same worker won.
-            verdicts[i] = PingVerdict(i, True, None)
-            del applied
+        # Only the newest ping of a batch becomes the position (the others are superseded,
+        # which is fine); if even that one lost, a newer fix arrived through another process.
         newest = good[-1]
-        await tracking.on_worker_position(
-            session,
-            live.broker,
-            worker.id,
-            newest[1],
-            newest[2],
-            newest[3],
-            None if math.isnan(newest[4]) else newest[4],
-            settings,
-            now=now,
+        applied = bool(result.applied[-1])
+        for i, *_ in good[:-1]:
+            verdicts[i] = PingVerdict(i, True, None)
+        verdicts[newest[0]] = PingVerdict(
+            newest[0], applied, None if applied else PingReason.OUT_OF_ORDER
         )
+        if applied:
+            await tracking.on_worker_position(
+                session,
+                live.broker,
+                worker.id,
+                newest[1],
+                newest[2],
+                newest[3],
+                None if math.isnan(newest[4]) else newest[4],
+                settings,
+                now=now,
+            )
     return [verdicts[i] for i in range(len(pings))]
 
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -114,8 +114,11 @@ async def track_ws(
         await websocket.close(code=4401)
         return
     await websocket.accept(subprotocol=subprotocol)
-    async for msg in _events(live, maker, order, first, coord_type):
-        await websocket.send_text(json.dumps(msg, ensure_ascii=False))
+    try:
+        async for msg in _events(live, maker, order, first, coord_type):
+            await websocket.send_text(json.dumps(msg, ensure_ascii=False))
+    except WebSocketDisconnect:
+        return  # the client left: nothing to close
     await websocket.close(code=1000)
 
 
