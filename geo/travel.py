@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from geo._arrays import FloatArray, as_float_array, check_latlng
 from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, ShapeMismatch
-from geo.projection import haversine_m
+from geo.projection import EARTH_RADIUS_M, haversine_m
 
 #: China Standard Time (UTC+8), the default local offset of every model.
 CHINA_UTC_OFFSET_S = 8 * 3600
@@ -245,6 +245,7 @@ class HaversineTravelModel:
     _detour: FloatArray = field(init=False, repr=False, compare=False)
     _overhead: FloatArray = field(init=False, repr=False, compare=False)
     _flat: NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    _hours: _HourTables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.speed_mps, Mapping):
@@ -288,6 +289,7 @@ class HaversineTravelModel:
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "_flat", (table == table[:, :1]).all(axis=1))
+        object.__setattr__(self, "_hours", _HourTables.build(table))
 
     def _key(self) -> tuple[bytes, bytes, bytes, int]:
         return (
@@ -373,7 +375,6 @@ class HaversineTravelModel:
         if codes.ndim == 1:
             codes = _per_row(codes, n, "mode")
         shape = (n, lat2.shape[0])
-        great_circle_m = haversine_m(lat1[:, None], lng1[:, None], lat2[None, :], lng2[None, :])
         try:
             if np.broadcast_shapes(at_s.shape, codes.shape, shape) != shape:
                 raise ValueError("larger than the matrix")
@@ -381,7 +382,97 @@ class HaversineTravelModel:
             raise ShapeMismatch(
                 f"at {at_s.shape} and mode {codes.shape} must broadcast to the matrix {shape}"
             ) from exc
-        return self._seconds_for(great_circle_m, at_s, codes)
+        out = np.empty(shape)
+        if out.size == 0:
+            return out
+        tod = _time_of_day(at_s, self.utc_offset_s)
+        if tod.shape[1:] in ((), (1,)) and codes.shape[1:] in ((), (1,)):
+            # The common case (one departure time and mode per origin row):
+            # each row's ride time is one piecewise-linear function of distance.
+            self._matrix_by_row(
+                _unit_vectors(lat1, lng1),
+                _unit_vectors(lat2, lng2),
+                np.broadcast_to(tod.reshape(-1, 1), (n, 1))[:, 0],
+                np.broadcast_to(codes.reshape(-1, 1), (n, 1))[:, 0],
+                out,
+            )
+            return out
+        xyz1, xyz2 = _unit_vectors(lat1, lng1), _unit_vectors(lat2, lng2)
+        tod_full = np.broadcast_to(tod, shape)
+        codes_full = np.broadcast_to(codes, shape)
+        step = max(1, _BLOCK_ELEMENTS // shape[1])
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            block = out[rows]
+            _great_circle_into(xyz1[:, rows], xyz2, block, np.empty_like(block))
+            block_codes = codes_full[rows]
+            block *= (2.0 * EARTH_RADIUS_M) * self._detour[block_codes]
+            block[...] = _ride_seconds(block, tod_full[rows], block_codes, self._hours)
+            block += self._overhead[block_codes]
+        return out
+
+    def _matrix_by_row(
+        self,
+        xyz1: FloatArray,
+        xyz2: FloatArray,
+        tod_rows: FloatArray,
+        codes_rows: NDArray[np.int8],
+        out: FloatArray,
+    ) -> None:
+        """Fill ``out`` (n, m) for one departure time of day and mode per origin row.
+
+        Leaving at ``t0`` the ride time is ``f(d) = d / v0 + Σ_k c_k max(d − B_k, 0)``:
+        ``B_k`` is the road distance covered by the k-th hour boundary after
+        ``t0`` and ``c_k`` the change of pace (s/m) there. Only the boundaries
+        where the speed changes and that some trip of the block reaches cost a
+        pass, so the work per pair is a few multiply-adds, not an hour loop.
+        """
+        hours = self._hours
+        n, m = out.shape
+        hour0 = np.minimum((tod_rows // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+        speed0 = hours.speed[codes_rows, hour0]
+        to_boundary = (hour0 + 1) * SECONDS_PER_HOUR - tod_rows
+        # Speed after the k-th boundary (k = 0..23), and the boundaries' road distances.
+        after = hours.speed[
+            codes_rows[:, None], (hour0[:, None] + np.arange(1, HOURS_PER_DAY + 1)) % HOURS_PER_DAY
+        ]
+        before = np.column_stack([speed0, after[:, :-1]])
+        pace_change = 1.0 / after - 1.0 / before
+        knot_m = np.empty((n, HOURS_PER_DAY))
+        knot_m[:, 0] = speed0 * to_boundary
+        knot_m[:, 1:] = knot_m[:, :1] + np.cumsum(after[:, :-1] * SECONDS_PER_HOUR, axis=1)
+        day_m = hours.day_m[codes_rows]
+        scale = (2.0 * EARTH_RADIUS_M) * self._detour[codes_rows]
+        overhead = self._overhead[codes_rows]
+        step = max(1, _BLOCK_ELEMENTS // m)
+        ride = np.empty((min(step, n), m))
+        scratch = np.empty_like(ride)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            rows = slice(start, stop)
+            road = out[rows]
+            acc = ride[: stop - start]
+            tmp = scratch[: stop - start]
+            _great_circle_into(xyz1[:, rows], xyz2, road, tmp)
+            road *= scale[rows, None]
+            longest = road.max(axis=1)
+            whole_days = None
+            if (longest >= day_m[rows]).any():
+                # Any full day covers day_m metres in exactly 24 h, so skip whole days.
+                whole_days = np.floor(road / day_m[rows, None])
+                road -= whole_days * day_m[rows, None]
+                longest = road.max(axis=1)
+            np.divide(road, speed0[rows, None], out=acc)
+            reached = (knot_m[rows] < longest[:, None]) & (pace_change[rows] != 0.0)
+            for k in np.flatnonzero(reached.any(axis=0)):
+                np.subtract(road, knot_m[rows, k, None], out=tmp)
+                np.maximum(tmp, 0.0, out=tmp)
+                tmp *= pace_change[rows, k, None]
+                acc += tmp
+            if whole_days is not None:
+                whole_days *= SECONDS_PER_DAY
+                acc += whole_days
+            np.add(acc, overhead[rows, None], out=road)
 
     def _seconds_for(
         self, great_circle_m: FloatArray, at_s: FloatArray, codes: NDArray[np.int8]
@@ -395,10 +486,10 @@ class HaversineTravelModel:
             if self._flat[code]:
                 # Constant speed: no integration needed (walking, most of the time).
                 return np.asarray(road_m / self._speed_table[code, 0] + self._overhead[code])
-            ride = _ride_seconds(road_m, tod, np.asarray(code), self._speed_table)
+            ride = _ride_seconds(road_m, tod, np.asarray(code), self._hours)
             return np.asarray(ride + self._overhead[code])
         road_m = great_circle_m * self._detour[codes]
-        ride = _ride_seconds(road_m, tod, codes, self._speed_table)
+        ride = _ride_seconds(road_m, tod, codes, self._hours)
         return np.asarray(ride + self._overhead[codes])
 
 
@@ -409,70 +500,166 @@ def _time_of_day(at_s: FloatArray, utc_offset_s: int) -> FloatArray:
     return np.asarray(np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor))
 
 
+#: Pairs per block in ``matrix``: a few temporaries of this size stay in cache.
+_BLOCK_ELEMENTS = 1 << 15
+#: Most distance cells per day in the final-hour lookup of ``_HourTables``.
+_MAX_CELLS = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class _HourTables:
+    """Hourly speeds and cumulative road distances derived from a speed table."""
+
+    #: Speed (m/s) by mode and local hour, shape (modes, 24).
+    speed: FloatArray
+    #: Road metres covered in a full day by each mode.
+    day_m: FloatArray
+    #: ``reach_m[mode * 24 + s, j]``: metres covered in the j hours after hour s
+    #: starts (j = 0..25), summed hour by hour.
+    reach_m: FloatArray
+    #: Width (m) of the distance cells that index ``full_hours``, by mode.
+    cell_m: FloatArray
+    #: ``full_hours[g, c]``: hours j with ``reach_m[g, j] < c * cell_m``, a
+    #: lookup that is exact or one short for most trips (a cell spans at most
+    #: one hour boundary when it is no wider than the slowest hour's reach).
+    full_hours: NDArray[np.int64]
+
+    @classmethod
+    def build(cls, speed: FloatArray) -> _HourTables:
+        """Tables of ``speed`` (modes × 24 hourly speeds, m/s)."""
+        n_modes = speed.shape[0]
+        hours = (np.arange(HOURS_PER_DAY)[:, None] + np.arange(HOURS_PER_DAY + 1)) % HOURS_PER_DAY
+        per_hour_m = speed[:, hours] * SECONDS_PER_HOUR
+        reach_m = np.zeros((n_modes * HOURS_PER_DAY, HOURS_PER_DAY + 2))
+        reach_m[:, 1:] = np.cumsum(per_hour_m, axis=2).reshape(n_modes * HOURS_PER_DAY, -1)
+        day_m = speed.sum(axis=1) * SECONDS_PER_HOUR
+        # Cells no wider than the slowest hour's reach, but at most _MAX_CELLS per day
+        # (the lookup then corrects by more than one step for extreme profiles).
+        cell_m = np.maximum(speed.min(axis=1) * SECONDS_PER_HOUR, day_m / _MAX_CELLS)
+        mode_of_group = np.repeat(np.arange(n_modes), HOURS_PER_DAY)
+        n_cells = int(np.ceil((reach_m[:, -1] / cell_m[mode_of_group]).max())) + 2
+        full_hours = np.empty((n_modes * HOURS_PER_DAY, n_cells), dtype=np.int64)
+        for g in range(n_modes * HOURS_PER_DAY):
+            starts = np.arange(n_cells) * cell_m[mode_of_group[g]]
+            full_hours[g] = np.searchsorted(reach_m[g, 1:], starts, side="left")
+        np.minimum(full_hours, HOURS_PER_DAY, out=full_hours)
+        for arr in (speed, day_m, reach_m, cell_m, full_hours):
+            arr.setflags(write=False)
+        return cls(speed, day_m, reach_m, cell_m, full_hours)
+
+
+def _unit_vectors(lat: FloatArray, lng: FloatArray) -> FloatArray:
+    """Unit vectors (3, k) of points in degrees on the sphere."""
+    lat_r = np.radians(lat)
+    lng_r = np.radians(lng)
+    cos_lat = np.cos(lat_r)
+    return np.stack([cos_lat * np.cos(lng_r), cos_lat * np.sin(lng_r), np.sin(lat_r)])
+
+
+def _great_circle_into(
+    xyz1: FloatArray, xyz2: FloatArray, out: FloatArray, tmp: FloatArray
+) -> None:
+    """Half the great-circle angle (radians) from each of r origins to m destinations, into ``out``.
+
+    ``arcsin`` of half the chord between unit vectors: the same quantity as
+    haversine's ``arcsin(sqrt(h))`` without the per-pair sines and cosines, and
+    the coordinate differences keep short distances accurate. ``tmp`` is
+    scratch of ``out``'s shape.
+    """
+    np.subtract(xyz2[0][None, :], xyz1[0][:, None], out=out)
+    np.multiply(out, out, out=out)
+    for axis in (1, 2):
+        np.subtract(xyz2[axis][None, :], xyz1[axis][:, None], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        out += tmp
+    np.sqrt(out, out=out)
+    out *= 0.5
+    if out.max() > 1.0:  # rounding, at the antipode
+        np.minimum(out, 1.0, out=out)
+    np.arcsin(out, out=out)
+
+
 def _ride_seconds(
     distance_m: FloatArray,
     tod_s: FloatArray,
     rows: NDArray[np.integer[Any]],
-    speed_table: FloatArray,
+    hours: _HourTables,
 ) -> FloatArray:
     """Seconds to cover ``distance_m`` leaving at local time of day ``tod_s``.
 
-    Speeds are ``speed_table[rows, local hour]``, piecewise constant and
+    Speeds are ``hours.speed[rows, local hour]``, piecewise constant and
     integrated exactly across hour boundaries. ``tod_s`` and ``rows``
     broadcast to ``distance_m``. Most city trips end in their departure hour:
-    they cost one division; only the crossing ones enter the hour-step loop
-    (at most 25 steps, never a loop over points).
+    they cost one division; the crossing ones find their final hour in the
+    cumulative distance table (never a loop over points or hours).
     """
     shape = distance_m.shape
     hour = np.minimum((tod_s // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
-    seconds = np.asarray(distance_m / speed_table[rows, hour], dtype=np.float64)
+    seconds = np.asarray(distance_m / hours.speed[rows, hour], dtype=np.float64)
     crossing = seconds > (hour + 1) * SECONDS_PER_HOUR - tod_s
     if not crossing.any():
         return seconds
     idx = np.flatnonzero(crossing)
-    seconds.flat[idx] = _ride_seconds_crossing(
-        np.broadcast_to(distance_m, shape).flat[idx],
-        np.broadcast_to(tod_s, shape).flat[idx],
-        np.broadcast_to(rows, shape).flat[idx],
-        speed_table,
+    seconds.reshape(-1)[idx] = _ride_seconds_crossing(
+        _take(distance_m, shape, idx), _take(tod_s, shape, idx), _take(rows, shape, idx), hours
     )
     return seconds
+
+
+def _take(values: _ArrT, shape: tuple[int, ...], idx: NDArray[np.intp]) -> _ArrT:
+    """``np.broadcast_to(values, shape).flat[idx]``, avoiding the slow flat iterator."""
+    if values.shape == shape:
+        return values.reshape(-1)[idx]  # type: ignore[return-value]
+    if values.size == 1:
+        return np.full(idx.shape, values.reshape(-1)[0], dtype=values.dtype)  # type: ignore[return-value]
+    return np.broadcast_to(values, shape).flat[idx]  # type: ignore[return-value]
 
 
 def _ride_seconds_crossing(
     distance_m: FloatArray,
     tod_s: FloatArray,
     rows: NDArray[np.integer[Any]],
-    speed_table: FloatArray,
+    hours: _HourTables,
 ) -> FloatArray:
-    """``_ride_seconds`` for flat arrays of trips, stepping hour by hour."""
-    out = np.empty(distance_m.shape)
+    """``_ride_seconds`` for flat arrays of trips, by lookup in the cumulative distance table."""
+    hour = np.minimum((tod_s // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
+    speed0 = hours.speed[rows, hour]
+    to_boundary = (hour + 1) * SECONDS_PER_HOUR - tod_s
     remaining = np.asarray(distance_m, dtype=np.float64)
     elapsed = np.zeros(distance_m.shape)
-    tod = np.asarray(tod_s, dtype=np.float64)
-    rows_left = np.asarray(rows)
-    day_m = speed_table.sum(axis=1) * SECONDS_PER_HOUR
-    if remaining.size and remaining.max() >= day_m.min():
-        # Whole days first, so a cross-country walk costs at most 25 hour steps.
-        whole_days = np.floor(remaining / day_m[rows_left])
+    if remaining.size and remaining.max() >= hours.day_m.min():
+        # Any full day covers day_m metres in exactly 24 h.
+        day_m = hours.day_m[rows]
+        whole_days = np.floor(remaining / day_m)
         elapsed = whole_days * SECONDS_PER_DAY
-        remaining = remaining - whole_days * day_m[rows_left]
-    where = np.arange(distance_m.shape[0])
-    # The arrays shrink to the unfinished trips each step, so the loop touches
-    # only what is left instead of gathering from full-size arrays.
-    while where.size:
-        hour = np.minimum((tod // SECONDS_PER_HOUR).astype(np.int64), HOURS_PER_DAY - 1)
-        speed = speed_table[rows_left, hour]
-        to_boundary = (hour + 1) * SECONDS_PER_HOUR - tod
-        reach_m = speed * to_boundary
-        done = remaining <= reach_m
-        out[where[done]] = elapsed[done] + remaining[done] / speed[done]
-        going = ~done
-        where = where[going]
-        elapsed = elapsed[going] + to_boundary[going]
-        remaining = remaining[going] - reach_m[going]
-        tod = np.mod(tod[going] + to_boundary[going], SECONDS_PER_DAY)
-        rows_left = rows_left[going] if rows_left.ndim else rows_left
+        remaining = remaining - whole_days * day_m
+    reach_m = speed0 * to_boundary
+    out = np.asarray(elapsed + remaining / speed0, dtype=np.float64)
+    go = np.flatnonzero(remaining > reach_m)
+    if not go.size:
+        return out
+    left_m = remaining[go] - reach_m[go]
+    group = rows[go].astype(np.int64) * HOURS_PER_DAY + (hour[go] + 1) % HOURS_PER_DAY
+    # Full hours ridden after the first boundary: the j with reach[j] < left <= reach[j + 1].
+    # The cell lookup lands on it or just short of it; exact comparisons settle it.
+    n_cells = hours.full_hours.shape[1]
+    cell = np.minimum((left_m / hours.cell_m[rows[go]]).astype(np.int64), n_cells - 1)
+    full = hours.full_hours[group, cell]
+    table = hours.reach_m
+    full += (full < HOURS_PER_DAY) & (left_m > table[group, full + 1])
+    while True:
+        up = (full < HOURS_PER_DAY) & (left_m > table[group, full + 1])
+        down = (full > 0) & (left_m <= table[group, full])
+        if not (up.any() or down.any()):
+            break
+        full += up.astype(np.int64) - down.astype(np.int64)
+    speed = hours.speed[rows[go], (hour[go] + 1 + full) % HOURS_PER_DAY]
+    out[go] = (
+        elapsed[go]
+        + to_boundary[go]
+        + full * SECONDS_PER_HOUR
+        + (left_m - table[group, full]) / speed
+    )
     return out
 
 

@@ -404,3 +404,199 @@ def test_matrix_equals_broadcast_seconds(seed: int, n: int, m: int) -> None:
 def test_fit_rejects_an_unknown_loss() -> None:
     with pytest.raises(InvalidParameter, match="loss"):
         fit(synthetic_trips(50, seed=0), loss="l0")
+
+
+# ------------------------------------------------- fast paths vs hour stepping
+
+
+def reference_seconds(
+    model: HaversineTravelModel,
+    from_lat: float,
+    from_lng: float,
+    to_lat: float,
+    to_lng: float,
+    at: float,
+    mode: TransportMode,
+) -> float:
+    """One trip stepped hour by hour in plain Python: slow, and obviously right.
+
+    Whole days are skipped first (any 24 h covers the day's distance), then the
+    ride advances boundary by boundary at each hour's speed; overhead comes after.
+    """
+    road_m = float(haversine_m(from_lat, from_lng, to_lat, to_lng)) * model.detour(mode)
+    speeds = [float(v) for v in model.speed_profile(mode)]
+    at_floor = np.floor(at)
+    clock = float((at_floor + model.utc_offset_s) % 86_400 + (at - at_floor))
+    elapsed = 0.0
+    day_m = sum(speeds) * 3600
+    whole_days = np.floor(road_m / day_m)
+    elapsed += whole_days * 86_400
+    road_m -= whole_days * day_m
+    while True:
+        hour = min(int(clock // 3600), 23)
+        to_boundary = (hour + 1) * 3600 - clock
+        if road_m <= speeds[hour] * to_boundary:
+            return elapsed + road_m / speeds[hour] + model.overhead(mode)
+        elapsed += to_boundary
+        road_m -= speeds[hour] * to_boundary
+        clock = (clock + to_boundary) % 86_400
+
+
+def odd_model(seed: int) -> HaversineTravelModel:
+    """Random non-round hourly speeds (so no sum is exact), detours and overheads."""
+    rng = np.random.default_rng(seed)
+    low = {TransportMode.WALK: 0.8, TransportMode.EBIKE: 2.5, TransportMode.CAR: 3.0}
+    speeds = {m: tuple(low[m] + rng.random(24) * 2 * low[m]) for m in TransportMode}
+    return HaversineTravelModel(
+        speed_mps=speeds,
+        detour_factor={m: 1.0 + float(rng.random()) for m in TransportMode},
+        overhead_s={m: float(rng.random() * 300) for m in TransportMode},
+    )
+
+
+def tricky_departures(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Departures at, just before and just after hour boundaries and midnight, and random."""
+    boundary = MIDNIGHT_LOCAL + rng.integers(0, 48, n) * 3600.0
+    offset = rng.choice([-1.0, -1e-3, 0.0, 1e-3, 0.5, 1.0], n)
+    random = MIDNIGHT_LOCAL + rng.random(n) * 3 * 86_400
+    return np.where(rng.random(n) < 0.6, boundary + offset, random)
+
+
+def trip_ends(rng: np.random.Generator, n: int, spread_deg: float) -> tuple[np.ndarray, ...]:
+    """Points around Shanghai; a few coincide (zero length) or lie far away (days of riding)."""
+    lat = 31.2 + (rng.random(n) - 0.5) * spread_deg
+    lng = 121.4 + (rng.random(n) - 0.5) * spread_deg
+    far = rng.random(n) < 0.1
+    lat[far] += rng.uniform(-3.0, 3.0, far.sum())
+    lng[far] += rng.uniform(-4.0, 4.0, far.sum())
+    return lat, lng
+
+
+MATCH = {"rtol": 1e-9, "atol": 1e-8}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matrix_equals_hour_stepping_reference(seed: int) -> None:
+    model = HaversineTravelModel(overhead_s=30.0) if seed == 0 else odd_model(seed)
+    rng = np.random.default_rng(seed)
+    n, m = 24, 40
+    from_lat, from_lng = trip_ends(rng, n, 0.4)
+    to_lat, to_lng = trip_ends(rng, m, 0.4)
+    to_lat[:3], to_lng[:3] = from_lat[:3], from_lng[:3]  # zero-length trips
+    at = tricky_departures(rng, n)
+    modes = rng.integers(0, 3, n)
+    got = model.matrix(from_lat, from_lng, to_lat, to_lng, at, mode=modes)
+    expected = np.array(
+        [
+            [
+                reference_seconds(
+                    model,
+                    from_lat[i],
+                    from_lng[i],
+                    to_lat[j],
+                    to_lng[j],
+                    at[i],
+                    TransportMode.from_code(int(modes[i])),
+                )
+                for j in range(m)
+            ]
+            for i in range(n)
+        ]
+    )
+    assert (expected - model.overhead("walk") > 86_400).any()  # rides longer than a day
+    np.testing.assert_allclose(got, expected, **MATCH)
+    # One mode and one time for the whole matrix.
+    for mode in TransportMode:
+        one = model.matrix(from_lat, from_lng, to_lat, to_lng, at[5], mode=mode)
+        ref = [
+            reference_seconds(model, from_lat[2], from_lng[2], to_lat[j], to_lng[j], at[5], mode)
+            for j in range(m)
+        ]
+        np.testing.assert_allclose(one[2], ref, **MATCH)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_seconds_equals_hour_stepping_reference(seed: int) -> None:
+    model = odd_model(seed) if seed == 3 else HaversineTravelModel(overhead_s=10.0)
+    rng = np.random.default_rng(seed)
+    n = 600
+    from_lat, from_lng = trip_ends(rng, n, 0.5)
+    to_lat, to_lng = trip_ends(rng, n, 0.5)
+    at = tricky_departures(rng, n)
+    modes = rng.integers(0, 3, n)
+    got = model.seconds(from_lat, from_lng, to_lat, to_lng, at, mode=modes)
+    expected = [
+        reference_seconds(
+            model,
+            from_lat[k],
+            from_lng[k],
+            to_lat[k],
+            to_lng[k],
+            at[k],
+            TransportMode.from_code(int(modes[k])),
+        )
+        for k in range(n)
+    ]
+    np.testing.assert_allclose(got, expected, **MATCH)
+
+
+def test_matrix_with_per_pair_times_and_modes_equals_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import geo.travel as travel
+
+    monkeypatch.setattr(travel, "_BLOCK_ELEMENTS", 7)  # several row blocks, a ragged last one
+    model = odd_model(5)
+    rng = np.random.default_rng(5)
+    n, m = 9, 4
+    from_lat, from_lng = trip_ends(rng, n, 0.4)
+    to_lat, to_lng = trip_ends(rng, m, 0.4)
+    at = tricky_departures(rng, n * m).reshape(n, m)
+    modes = rng.integers(0, 3, (n, m))
+    got = model.matrix(from_lat, from_lng, to_lat, to_lng, at, mode=modes)
+    by_row = model.matrix(from_lat, from_lng, to_lat, to_lng, at[:, 0], mode=modes[:, 0])
+    for i in range(n):
+        for j in range(m):
+            mode = TransportMode.from_code(int(modes[i, j]))
+            ref = reference_seconds(
+                model, from_lat[i], from_lng[i], to_lat[j], to_lng[j], at[i, j], mode
+            )
+            np.testing.assert_allclose(got[i, j], ref, **MATCH)
+        mode0 = TransportMode.from_code(int(modes[i, 0]))
+        ref0 = reference_seconds(
+            model, from_lat[i], from_lng[i], to_lat[0], to_lng[0], at[i, 0], mode0
+        )
+        np.testing.assert_allclose(by_row[i, 0], ref0, **MATCH)
+
+
+def test_extreme_speed_profile_takes_the_corrected_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo.travel as travel
+
+    # Few wide distance cells: the final-hour lookup is off by several hours and must settle.
+    monkeypatch.setattr(travel, "_MAX_CELLS", 3)
+    profile = tuple(0.05 if h % 5 == 0 else 30.0 for h in range(24))
+    model = HaversineTravelModel(speed_mps=dict.fromkeys(TransportMode, profile), overhead_s=5.0)
+    rng = np.random.default_rng(6)
+    n = 300
+    from_lat, from_lng = trip_ends(rng, n, 2.0)
+    to_lat, to_lng = trip_ends(rng, n, 2.0)
+    at = tricky_departures(rng, n)
+    got = model.seconds(from_lat, from_lng, to_lat, to_lng, at, mode="car")
+    expected = [
+        reference_seconds(
+            model, from_lat[k], from_lng[k], to_lat[k], to_lng[k], at[k], TransportMode.CAR
+        )
+        for k in range(n)
+    ]
+    np.testing.assert_allclose(got, expected, **MATCH)
+    grid = model.matrix(from_lat[:10], from_lng[:10], to_lat, to_lng, at[:10], mode="car")
+    np.testing.assert_allclose(
+        grid[:, 0],
+        [
+            reference_seconds(
+                model, from_lat[i], from_lng[i], to_lat[0], to_lng[0], at[i], TransportMode.CAR
+            )
+            for i in range(10)
+        ],
+        **MATCH,
+    )
