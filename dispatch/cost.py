@@ -125,6 +125,8 @@ def to_int(cost_s: FloatArray) -> IntArray:
 
 def fairness(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
     """Saturating fairness term of each worker (cost seconds, below the cap; see module)."""
+    if weights.fairness_per_order == 0 and weights.fairness_per_100_yuan == 0:
+        return np.zeros(worker_idx.shape[0])
     raw = weights.fairness_per_order * fleet.load_today[worker_idx].astype(
         np.float64
     ) + weights.fairness_per_100_yuan * (fleet.recent_earnings_fen[worker_idx] / _FEN_PER_100_YUAN)
@@ -184,6 +186,41 @@ def pair_costs(
         terms[name] = np.asarray(np.broadcast_to(terms[name], total.shape), dtype=np.float64)
         total = total + terms[name]
     return PairCosts(terms=terms, total=total, total_int=to_int(total))
+
+
+def pair_total_int(
+    weights: CostWeights,
+    orders: OrderBatch,
+    fleet: Fleet,
+    order_idx: IntArray,
+    worker_idx: IntArray,
+    travel_s: FloatArray,
+    now: int,
+) -> IntArray:
+    """``pair_costs(...).total_int`` without the per-term arrays, skipping zero weights.
+
+    Sums the same terms in the same order as ``pair_costs`` (so the same float total).
+    """
+    w = weights
+    n = order_idx.shape[0]
+    total = w.travel_per_s * travel_s
+    if w.rating_per_star:
+        total = total + w.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
+    if w.reputation:
+        total = total + w.reputation * (1.0 - fleet.reputation[worker_idx])
+    if w.fairness_per_order or w.fairness_per_100_yuan:
+        total = total + fairness(w, fleet, worker_idx)
+    if w.priority:
+        total = total + -w.priority * orders.priority[order_idx]
+    if w.preferred_worker:
+        preferred_id = orders.preferred_worker_id[order_idx]
+        is_preferred = (preferred_id != NONE_ID) & (preferred_id == fleet.ids[worker_idx])
+        total = total + np.where(is_preferred, -w.preferred_worker, 0.0)
+    if w.lateness_risk:
+        latest = orders.latest_start_s[order_idx]
+        slack = np.where(latest == NO_LIMIT_S, np.inf, (latest - now).astype(np.float64) - travel_s)
+        total = total + w.lateness_risk * np.clip(w.lateness_window_s - slack, 0.0, None)
+    return to_int(np.broadcast_to(np.asarray(total, dtype=np.float64), (n,)))
 
 
 def unassigned_seconds(

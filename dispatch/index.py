@@ -83,6 +83,9 @@ class WorkerIndex:
         self._m_lat = np.zeros(0, dtype=np.float64)
         self._m_lng = np.zeros(0, dtype=np.float64)
         self._rank = np.zeros(0, dtype=np.int64)
+        # Sorted cells (any level) and their area-equivalent edges, see _cell_edges.
+        self._edge_cells = np.zeros(0, dtype=np.uint64)
+        self._edge_values = np.zeros(0, dtype=np.float64)
 
     # ---- construction and updates -------------------------------------------------------
 
@@ -276,16 +279,37 @@ class WorkerIndex:
         against H3's irregular shapes. A tight k keeps the gathered superset small.
         """
         uniq, inverse = np.unique(cells, return_inverse=True)
-        area = h3i.cell_area
         c_lat, c_lng = cells_to_latlng(uniq)
-        edge = np.sqrt(
-            np.array([area(c, "m^2") for c in uniq.tolist()], dtype=np.float64)
-            / _HEX_AREA_PER_EDGE2
-        )
+        edge = self._cell_edges(uniq)
         inverse = inverse.reshape(-1)
         offset = haversine_m(lat, lng, c_lat[inverse], c_lng[inverse])
         reach = (radius + offset) / (edge[inverse] * _EDGE_SAFETY)
         return np.asarray(np.maximum(np.ceil((reach - 0.5) / 1.5), 0), dtype=np.int64)
+
+    def _cell_edges(self, cells: NDArray[np.uint64]) -> FloatArray:
+        """Area-equivalent edge (m) of each distinct cell, cached: cells never change shape.
+
+        A batch's growth passes and certification rounds ask about the same cells again,
+        and ``h3.cell_area`` is one Python call per cell.
+        """
+        known = self._edge_cells
+        pos = np.minimum(np.searchsorted(known, cells), max(known.size - 1, 0))
+        hit = known[pos] == cells if known.size else np.zeros(cells.shape, dtype=np.bool_)
+        edge = np.empty(cells.shape[0], dtype=np.float64)
+        edge[hit] = self._edge_values[pos[hit]]
+        miss = cells[~hit]
+        if miss.size:
+            area = h3i.cell_area
+            fresh = np.sqrt(
+                np.array([area(c, "m^2") for c in miss.tolist()], dtype=np.float64)
+                / _HEX_AREA_PER_EDGE2
+            )
+            edge[~hit] = fresh
+            merged = np.concatenate([known, miss])
+            order = np.argsort(merged, kind="stable")
+            self._edge_cells = merged[order]
+            self._edge_values = np.concatenate([self._edge_values, fresh])[order]
+        return edge
 
     def covered_radius_m(self, k: ArrayLike) -> FloatArray:
         """Radius in metres fully covered by a grid disk of radius k around a point's cell."""

@@ -407,3 +407,31 @@ def test_dense_path_on_empty_inputs() -> None:
     assert result.solver == "dense"
     assert set(result.unassigned_reasons) == {"no_worker_in_range"}
     assert result.certified
+
+
+def test_auto_solver_sends_big_parts_to_flow_with_the_same_optimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dispatch._solvers as solvers
+
+    calls: list[str] = []
+    real_flow, real_lapjv = solvers.solve_flow, solvers.solve_matching
+    monkeypatch.setattr(solvers, "_FLOW_ORDERS", 5)
+
+    def flow(*args: object) -> object:
+        calls.append("flow")
+        return real_flow(*args)  # type: ignore[arg-type]
+
+    def lapjv(*args: object) -> object:
+        calls.append("lapjv")
+        return real_lapjv(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(solvers, "solve_flow", flow)
+    monkeypatch.setattr(solvers, "solve_matching", lapjv)
+    for seed in range(4):
+        orders, fleet = random_batch(seed, 60, 80, spread=0.01)
+        auto = match(orders, fleet, travel=TRAVEL, now=NOW, dense_pairs=0)
+        exact = match(orders, fleet, travel=TRAVEL, now=NOW, solver="lapjv")
+        assert auto.objective == exact.objective
+        assert auto.certified
+    assert "flow" in calls

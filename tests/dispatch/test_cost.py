@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from dispatch.cost import COST_SCALE, TERMS, CostWeights, pair_costs, to_int, unassigned_penalty
+from dispatch.cost import (
+    COST_SCALE,
+    TERMS,
+    CostWeights,
+    pair_costs,
+    pair_total_int,
+    to_int,
+    unassigned_penalty,
+)
 from dispatch.errors import InvalidInput
 from dispatch.model import Fleet, OrderBatch
 
@@ -130,3 +138,31 @@ def test_unassigned_penalty_grows_with_urgency_faster_than_lateness_risk() -> No
         assert (np.diff(margin) >= 0).all()
     with pytest.raises(InvalidInput, match="urgency"):
         CostWeights(urgency=0.5)
+
+
+@pytest.mark.parametrize("travel_only", [False, True])
+def test_pair_total_int_equals_pair_costs(travel_only: bool) -> None:
+    rng = np.random.default_rng(3)
+    n, m, k = 30, 40, 500
+    orders = OrderBatch.from_arrays(
+        np.arange(n),
+        np.full(n, 31.2),
+        np.full(n, 121.4),
+        priority=rng.choice([0.0, 1.0, 2.5], n),
+        preferred_worker_id=np.where(rng.random(n) < 0.5, rng.integers(0, m, n), -1),
+        latest_start_s=np.where(rng.random(n) < 0.5, NOW + rng.integers(0, 3000, n), 2**63 - 1),
+    )
+    fleet = Fleet.from_arrays(
+        np.arange(m),
+        np.full(m, 31.2),
+        np.full(m, 121.4),
+        rating=rng.uniform(3, 5, m),
+        reputation=rng.random(m),
+        load_today=rng.integers(0, 200, m),
+        recent_earnings_fen=rng.integers(0, 10**6, m),
+    )
+    weights = CostWeights.travel_only() if travel_only else CostWeights(fairness_per_100_yuan=7.0)
+    o, w = rng.integers(0, n, k), rng.integers(0, m, k)
+    t = rng.uniform(0, 3000, k)
+    want = pair_costs(weights, orders, fleet, o, w, t, NOW).total_int
+    np.testing.assert_array_equal(pair_total_int(weights, orders, fleet, o, w, t, NOW), want)

@@ -136,3 +136,17 @@ def test_density_reflects_crowding() -> None:
     index = WorkerIndex.from_arrays(np.arange(550), lat, lng)
     dense, sparse, empty = index.density_per_m2([LAT0, LAT0 + 0.3, LAT0 - 1.0], [LNG0] * 3)
     assert dense > sparse > empty == 0.0
+
+
+def test_cell_edge_cache_returns_the_same_edges() -> None:
+    import h3.api.basic_int as h3i
+
+    index = WorkerIndex()
+    cells = np.asarray(
+        [h3i.latlng_to_cell(31.2 + 0.01 * i, 121.4, 9) for i in range(5)], dtype=np.uint64
+    )
+    first = index._cell_edges(cells[:3])
+    again = index._cell_edges(cells[::-1])
+    assert again[::-1][:3].tolist() == first.tolist()
+    want = [np.sqrt(h3i.cell_area(int(c), "m^2") / 2.598076211353316) for c in cells[::-1]]
+    np.testing.assert_allclose(again, want)
