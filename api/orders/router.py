@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from sqlalchemy import select, text
 
 from api.addresses.service import get_own
+from api.auth.models import Role
 from api.catalog.dependencies import AreaLookupDep, InvalidPoint
 from api.catalog.models import Service
 from api.catalog.schemas import localized
@@ -26,7 +27,7 @@ from api.deps import (
     TokenConfigDep,
 )
 from api.enterprise.models import Worker
-from api.errors import ErrorResponse
+from api.errors import ErrorResponse, Forbidden
 from api.geo_edge import CoordType, GeoError, to_wgs84
 from api.i18n import translate
 from api.orders import service
@@ -332,9 +333,7 @@ async def cancel_order(
     locale: LocaleDep,
 ) -> OrderOut:
     """Customer (own) or staff (own enterprise) cancel a pending order."""
-    if user.role == "worker":
-        from api.errors import Forbidden
-
+    if user.role == Role.WORKER.value:
         raise Forbidden()
     done = await payments.cancel_order(
         session, providers, order.id, user.id, settings, reason=body.reason, now=utcnow()
@@ -422,7 +421,6 @@ async def share(
     user: CurrentUser,
     settings: SettingsDep,
     config: TokenConfigDep,
-    request: Request,
 ) -> ShareOut:
     """Only the customer shares; the link shows no personal data."""
     if order.customer_id != user.id:
