@@ -276,41 +276,41 @@ async def hot_services(
 ) -> tuple[list[tuple[Service, int]], str]:
     """Services ranked by paid orders in the caller's areas over the last 30 days.
 
-    The ranking reads the ``orders`` table (``service_id``, ``service_area_id``,
-    ``paid_at``) when it exists. Until the orders migration lands there is
-    nothing to count, and the documented fallback is the services'
-    ``popularity`` field (set by operators / the seed), reported as
-    ``ranking_basis = "popularity"`` so clients can tell.
+    Counts orders paid within ``HOT_WINDOW`` (ties broken by ``popularity``).
+    Where nothing was paid in the window yet (a new area, a new platform) the
+    ranking falls back to the services' ``popularity`` field (set by operators
+    / the seed), reported as ``ranking_basis = "popularity"`` so clients can
+    tell the two apart.
     """
+    from api.orders.models import Order  # catalog reads orders only for this ranking
+
     base = [Service.is_active.is_(True)]
     if enterprise_ids is not None:
         if not enterprise_ids:
             return [], "popularity"
         base.append(Service.enterprise_id.in_(enterprise_ids))
-    if await _has_table(session, "orders"):
-        orders = table("orders", column("service_id"), column("service_area_id"), column("paid_at"))
-        order_filter = [orders.c.paid_at.is_not(None), orders.c.paid_at >= now - HOT_WINDOW]
-        if area_ids:
-            order_filter.append(orders.c.service_area_id.in_(area_ids))
-        counts = (
-            select(orders.c.service_id.label("service_id"), func.count().label("n"))
-            .where(and_(*order_filter))
-            .group_by(orders.c.service_id)
-            .subquery()
-        )
-        score = func.coalesce(counts.c.n, 0)
-        rows = await session.execute(
+    order_filter = [Order.paid_at.is_not(None), Order.paid_at >= now - HOT_WINDOW]
+    if area_ids:
+        order_filter.append(Order.service_area_id.in_(area_ids))
+    counts = (
+        select(Order.service_id.label("service_id"), func.count().label("n"))
+        .where(and_(*order_filter))
+        .group_by(Order.service_id)
+        .subquery()
+    )
+    score = func.coalesce(counts.c.n, 0)
+    rows = (
+        await session.execute(
             select(Service, score)
             .outerjoin(counts, counts.c.service_id == Service.id)
             .where(*base)
             .order_by(score.desc(), Service.popularity.desc(), Service.id)
             .limit(limit)
         )
-        return [(s, int(n)) for s, n in rows], "paid_orders_30d"
-    services = await session.scalars(
-        select(Service).where(*base).order_by(Service.popularity.desc(), Service.id).limit(limit)
-    )
-    return [(s, s.popularity) for s in services], "popularity"
+    ).all()
+    if any(int(n) for _, n in rows):
+        return [(svc, int(n)) for svc, n in rows], "paid_orders_30d"
+    return [(svc, svc.popularity) for svc, _ in rows], "popularity"
 
 
 # ---------------------------------------------------------------- service areas

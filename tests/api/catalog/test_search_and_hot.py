@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import DateTime, column, insert, table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth.models import Role
 from api.db import utcnow
+from api.orders.models import Order
 from tests.api.catalog.conftest import BEIJING, IN_A, IN_B, Tenants
+from tests.api.conftest import Account
 
 
 def _ids(resp: Any) -> list[int]:
@@ -98,48 +101,52 @@ def test_hot_services_near_me_use_the_popularity_fallback_without_orders(
 
 
 def test_hot_services_rank_by_recent_paid_orders_when_orders_exist(
-    client: TestClient, run_db: Any, tenants: Tenants, catalog: dict[str, int], db: str
+    client: TestClient,
+    run_db: Any,
+    tenants: Tenants,
+    catalog: dict[str, int],
+    make_user: Callable[..., Account],
 ) -> None:
-    # The orders migration is the next issue; this stand-in has exactly the columns the
-    # ranking query documents, so the real query path runs here.
-    orders = table(
-        "orders",
-        column("service_id"),
-        column("service_area_id"),
-        column("paid_at", DateTime(timezone=True)),
-    )
+    customer = make_user(Role.CUSTOMER)
     now = utcnow()
+    rows = (
+        [(catalog["a_clean"], now - timedelta(days=1))] * 3
+        + [(catalog["a_windows"], now - timedelta(days=2))]
+        # Too old and unpaid orders do not count.
+        + [(catalog["a_windows"], now - timedelta(days=45))] * 5
+        + [(catalog["a_windows"], None)] * 5
+    )
 
     async def create(session: AsyncSession) -> None:
-        await session.execute(
-            text(
-                "CREATE TABLE orders (service_id BIGINT, "
-                "service_area_id BIGINT, paid_at TIMESTAMP WITH TIME ZONE)"
+        for n, (service_id, paid_at) in enumerate(rows):
+            slot = now + timedelta(days=1, hours=n)
+            session.add(
+                Order(
+                    order_no=f"HOT{os.getpid()}{n:04d}",
+                    customer_id=customer.id,
+                    enterprise_id=tenants.ent_a,
+                    service_id=service_id,
+                    service_area_id=tenants.area_a,
+                    status="PENDING_SERVICE" if paid_at else "PENDING_PAYMENT",
+                    slot_start=slot,
+                    slot_end=slot + timedelta(hours=2),
+                    duration_min=120,
+                    price_fen=10_000,
+                    amount_fen=10_000,
+                    lat=IN_A[0],
+                    lng=IN_A[1],
+                    paid_at=paid_at,
+                )
             )
-        )
-        rows = (
-            [{"service_id": catalog["a_clean"], "paid_at": now - timedelta(days=1)}] * 3
-            + [{"service_id": catalog["a_windows"], "paid_at": now - timedelta(days=2)}]
-            # Too old and unpaid orders do not count.
-            + [{"service_id": catalog["a_windows"], "paid_at": now - timedelta(days=45)}] * 5
-            + [{"service_id": catalog["a_windows"], "paid_at": None}] * 5
-        )
-        await session.execute(
-            insert(orders), [dict(r, service_area_id=tenants.area_a) for r in rows]
-        )
-
-    async def drop(session: AsyncSession) -> None:
-        await session.execute(text("DROP TABLE orders"))
 
     run_db(create)
-    try:
-        body = client.get(
-            "/v1/catalog/services/hot", params={"lat": IN_A[0], "lng": IN_A[1]}
-        ).json()
-        assert body["ranking_basis"] == "paid_orders_30d"
-        assert [(i["id"], i["score"]) for i in body["items"]] == [
-            (catalog["a_clean"], 3),
-            (catalog["a_windows"], 1),
-        ]
-    finally:
-        run_db(drop)
+    body = client.get("/v1/catalog/services/hot", params={"lat": IN_A[0], "lng": IN_A[1]}).json()
+    assert body["ranking_basis"] == "paid_orders_30d"
+    # Paid orders outrank the operators' popularity (a_windows has 50, a_clean 5).
+    assert [(i["id"], i["score"]) for i in body["items"]] == [
+        (catalog["a_clean"], 3),
+        (catalog["a_windows"], 1),
+    ]
+    # Area B has no paid orders yet: it still shows its services, by popularity.
+    near_b = client.get("/v1/catalog/services/hot", params={"lat": IN_B[0], "lng": IN_B[1]})
+    assert near_b.json()["ranking_basis"] == "popularity"
