@@ -146,11 +146,19 @@ def seed_demo(
 
 
 @app.command()
-def demo() -> None:
-    """Start the demo on the embedded default (for now: the geo library walkthrough)."""
+def demo(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    walkthrough_only: bool = typer.Option(
+        False, "--walkthrough-only", help="print the geo walkthrough and exit"
+    ),
+) -> None:
+    """The demo on the embedded default: a geo walkthrough, then the API with demo data."""
     from api.demo import run_demo
 
     run_demo(console)
+    if not walkthrough_only:
+        serve(host=host, port=port, workers=1, demo=True)
 
 
 def main() -> None:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from rich.console import Console
@@ -16,6 +22,7 @@ from geo.cells import latlng_to_cells
 from geo.coords import to_wgs84
 from geo.eta import PingRejection
 from geo.travel import HaversineTravelModel, TransportMode
+from tests.api.e2e.server import REPO, free_port
 
 
 def m_ss(seconds: float) -> str:
@@ -81,7 +88,60 @@ def test_simulated_ride_counts_down_rejects_the_jump_and_arrives(printed: str) -
     assert f"{updates[-1].distance_remaining_m:.0f}" in last_row
 
 
-def test_daojia_demo_exits_zero() -> None:
-    result = CliRunner().invoke(app, ["demo"])
+def test_daojia_demo_walkthrough_exits_zero() -> None:
+    result = CliRunner().invoke(app, ["demo", "--walkthrough-only"])
     assert result.exit_code == 0, result.output
     assert "H3 cell" in result.output
+
+
+@pytest.mark.slow
+def test_make_demo_serves_the_seeded_city_on_the_embedded_default(tmp_path: Path) -> None:
+    """What `make demo` leaves running: SQLite under var/, demo data, the sandbox, a login."""
+    port = free_port()
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith("DAOJIA_")]:
+        del env[key]  # the embedded default: no database or Redis URL
+    env.update(
+        DAOJIA_VAR_DIR=str(tmp_path / "var"),
+        DAOJIA_ARGON2_TIME_COST="1",
+        DAOJIA_ARGON2_MEMORY_KIB="8",
+        DAOJIA_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(port)],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "demo server did not come up in 180 s"
+            time.sleep(0.3)
+        assert (tmp_path / "var").is_dir()
+        hot = httpx.get(
+            base + "/v1/catalog/services/hot",
+            params={"lat": 31.2304, "lng": 121.4737},
+            headers={"Accept-Language": "en"},
+        )
+        assert hot.status_code == 200, hot.text
+        assert hot.json()["items"], "the demo city has hot services in central Shanghai"
+        login = httpx.post(
+            base + "/v1/auth/login",
+            json={"phone": "13300000000", "password": "Customer-demo-2026"},
+        )
+        assert login.status_code == 200, login.text
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"http://127.0.0.1:{port}" in out
+    assert "13300000000" in out
