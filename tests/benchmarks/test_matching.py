@@ -16,6 +16,7 @@ KEYS = {
     "candidates_s",
     "solve_s",
     "total_s",
+    "total_cpu_s",
     "assigned",
     "total_cost",
     "dense_s",
