@@ -36,3 +36,23 @@ def member(keys: IntArray, universe: IntArray) -> NDArray[np.bool_]:
     ordered = np.sort(universe)
     pos = np.minimum(np.searchsorted(ordered, keys), ordered.size - 1)
     return np.asarray(ordered[pos] == keys)
+
+
+def compact(values: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(values, return_inverse=True)`` for non-negative ints, without a sort.
+
+    A presence mask over [0, max] and its running count give the sorted distinct values
+    and each value's rank in O(n + max); falls back to np.unique when max is far larger
+    than n (small pieces of a big index space).
+    """
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    top = int(values.max()) + 1
+    if top > 8 * values.size + 1024:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    present = np.zeros(top, dtype=np.bool_)
+    present[values] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64), rank[values]

@@ -12,6 +12,7 @@ from ortools.graph.python import min_cost_flow
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
+from dispatch._ragged import compact
 from dispatch.errors import SolverError
 
 IntArray = NDArray[np.int64]
@@ -248,8 +249,8 @@ def solve(
         return chosen
     # Components of the order-worker graph are independent problems. The solvers grow
     # faster than linearly with size, so solve them in chunks of whole components.
-    o_all, o_loc = np.unique(arc_order[rest], return_inverse=True)
-    w_all, w_loc = np.unique(arc_worker[rest], return_inverse=True)
+    o_all, o_loc = compact(arc_order[rest])
+    w_all, w_loc = compact(arc_worker[rest])
     o_loc = o_loc.reshape(-1).astype(np.int64)
     w_loc = w_loc.reshape(-1).astype(np.int64)
     size = o_all.size + w_all.size
@@ -288,8 +289,8 @@ def _solve_part(
     chosen: IntArray,
 ) -> None:
     """Solve the subproblem on ``arcs`` (whole components) and record its choices."""
-    orders_left, o_local = np.unique(arc_order[arcs], return_inverse=True)
-    workers_left, w_local = np.unique(arc_worker[arcs], return_inverse=True)
+    orders_left, o_local = compact(arc_order[arcs])
+    workers_left, w_local = compact(arc_worker[arcs])
     args = (
         orders_left.size,
         workers_left.size,

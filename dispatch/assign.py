@@ -41,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dispatch._ragged import member
+from dispatch._ragged import compact, member
 from dispatch._solvers import dual_prices, solve
 from dispatch.candidates import (
     DEFAULT_CANDIDATES,
@@ -420,7 +420,7 @@ def match(
             break
         t2 = time.perf_counter()
         g_order, g_worker, g_cost = pool.graph_arrays(graph)
-        workers_in_graph, local_w = np.unique(g_worker, return_inverse=True)
+        workers_in_graph, local_w = compact(g_worker)
         local_w = local_w.reshape(-1).astype(np.int64)
         u, v_local, ok = _duals(
             n,
@@ -685,7 +685,7 @@ def _resolve(
         blocked = member(g_worker, blocked_workers)
         sub = np.flatnonzero(in_region[g_order] & ~blocked).astype(np.int64)
     else:
-        workers, w_local = np.unique(g_worker, return_inverse=True)
+        workers, w_local = compact(g_worker)
         w_local = w_local.reshape(-1)
         size = n + workers.size
         adj = csr_matrix(
@@ -697,8 +697,8 @@ def _resolve(
         hit[label[new_orders]] = True
         orders_sub = np.flatnonzero(hit[label[:n]]).astype(np.int64)
         sub = np.flatnonzero(hit[label[g_order]]).astype(np.int64)
-    o_sub, o_local = np.unique(g_order[sub], return_inverse=True)
-    w_sub, w_local2 = np.unique(g_worker[sub], return_inverse=True)
+    o_sub, o_local = compact(g_order[sub])
+    w_sub, w_local2 = compact(g_worker[sub])
     chosen_pool[orders_sub] = -1
     if sub.size == 0:
         return
@@ -758,7 +758,7 @@ def _duals(
 
 def _neighbourhood(g_order: IntArray, g_worker: IntArray, seeds: IntArray, n: int) -> IntArray:
     """Orders within _LOCAL_HOPS order-worker-order hops of ``seeds`` (size-capped)."""
-    workers, w_local = np.unique(g_worker, return_inverse=True)
+    workers, w_local = compact(g_worker)
     w_local = w_local.reshape(-1)
     incidence = csr_matrix(
         (np.ones(g_order.size, dtype=np.int32), (g_order, w_local)), shape=(n, workers.size)

@@ -435,3 +435,15 @@ def test_auto_solver_sends_big_parts_to_flow_with_the_same_optimum(
         assert auto.objective == exact.objective
         assert auto.certified
     assert "flow" in calls
+
+
+@settings(max_examples=50)
+@given(values=st.lists(st.integers(0, 5000), max_size=300))
+def test_compact_equals_unique_with_inverse(values: list[int]) -> None:
+    from dispatch._ragged import compact
+
+    arr = np.asarray(values, dtype=np.int64)
+    uniq, inverse = compact(arr)
+    want_u, want_i = np.unique(arr, return_inverse=True)
+    np.testing.assert_array_equal(uniq, want_u)
+    np.testing.assert_array_equal(inverse, want_i.reshape(-1))
