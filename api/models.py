@@ -6,29 +6,33 @@ from api.addresses.models import Address
 from api.auth.models import RefreshToken, SocialIdentity, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.db import Base
+from api.dispatch.models import DispatchDecision, DispatchOffer, OrderTrack
 from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation
 from api.payments.models import Payment, PaymentEvent, Refund
 
 __all__ = [
+    "Address",
+    "Base",
+    "DispatchDecision",
+    "DispatchOffer",
+    "Enterprise",
     "IdempotencyKey",
     "InboxMessage",
     "Order",
     "OrderEvent",
+    "OrderTrack",
     "OutboxMessage",
     "Payment",
     "PaymentEvent",
-    "Refund",
-    "WorkerReservation",
-    "Address",
-    "Base",
-    "Enterprise",
     "RefreshToken",
+    "Refund",
     "Service",
     "ServiceArea",
     "ServiceCategory",
     "SocialIdentity",
     "User",
     "Worker",
+    "WorkerReservation",
 ]
