@@ -1,9 +1,11 @@
 """Candidate generation: for each order, every eligible worker within a growing search radius.
 
 Each order's first radius is sized from the local worker density (about 2K workers
-expected inside); the orders that still have fewer than K eligible workers grow theirs by
-1.6x per pass, all together, until K are found or the radius reaches what the travel-time
-bound allows (max travel s x the fastest straight-line speed of any mode present). Hard
+expected inside; a coarser cell's density where the order's own cell is empty); the
+orders that still have fewer than K eligible workers grow theirs by 1.6-4x per pass
+(more when fewer were found), all together, until K are found or the radius reaches
+what the travel-time bound allows (max travel s x the fastest straight-line speed of any
+mode present). Hard
 constraints (availability, skills, enterprise scope, exclusions, travel bound, latest
 start, shift end after travel + service) filter pairs; everything is vectorised over
 (order, worker) pairs. The result is a pool: every eligible worker within ``radius_m[o]`` of
@@ -35,8 +37,13 @@ BoolArray = NDArray[np.bool_]
 DEFAULT_CANDIDATES = 4
 # H3 level of the cells in which orders per worker are counted (~5 km²).
 _CROWD_LEVEL = 7
-# Radius growth per pass for orders still short of k eligible workers.
+# Radius growth per pass for orders still short of k eligible workers: at least _GROWTH,
+# up to _GROWTH_MAX when few were found (see CandidateSearch.initial).
 _GROWTH = 1.6
+_GROWTH_MAX = 4.0
+_GROWTH_SLACK = 1.2
+# Coarser H3 levels (~250 km², ~12 000 km²) whose density sizes an empty cell's first radius.
+_COARSE_LEVELS = (5, 3)
 #: Default hard bound on a worker's travel time to an order, seconds.
 DEFAULT_MAX_TRAVEL_S = 3600.0
 
@@ -238,6 +245,15 @@ class CandidateSearch:
         # Size each first radius to hold about 2k workers at the local density, so dense
         # districts do not gather hundreds of pairs per order and suburbs skip doublings.
         density = self.index.density_per_m2(self.orders.lat, self.orders.lng)
+        # Orders in an empty ~5 km² cell take the density of a coarser cell around them,
+        # rather than starting from a few cells and growing 1.6x for many passes.
+        for level in _COARSE_LEVELS:
+            empty = np.flatnonzero(density <= 0)
+            if empty.size == 0:
+                break
+            density[empty] = self.index.density_per_m2(
+                self.orders.lat[empty], self.orders.lng[empty], level
+            )
         floor = float(self.index.covered_radius_m(1))
         guess = np.sqrt(2.0 * k_arr / (np.pi * np.maximum(density, 1e-12)))
         radius = np.where(density > 0, guess, float(self.index.covered_radius_m(3)))
@@ -258,8 +274,14 @@ class CandidateSearch:
             found_w.append(w[keep])
             found_t.append(t[keep])
             self.radius_m[todo[done]] = radius[todo[done]]
+            short_k, short_c = k_arr[todo[~done]], counts[~done]
             todo = todo[~done]
-            radius[todo] = np.minimum(radius[todo] * _GROWTH, self.max_radius_m)
+            # Grow by what the local density says is missing: c of k found in area πr²
+            # needs about r·sqrt(k/c) (c = 0 counts as half a worker), within [1.6, 4]x.
+            factor = np.clip(
+                _GROWTH_SLACK * np.sqrt(short_k / np.maximum(short_c, 0.5)), _GROWTH, _GROWTH_MAX
+            )
+            radius[todo] = np.minimum(radius[todo] * factor, self.max_radius_m)
         self._o = np.concatenate(found_o) if found_o else self._o
         self._w = np.concatenate(found_w) if found_w else self._w
         self._t = np.concatenate(found_t) if found_t else self._t

@@ -126,3 +126,20 @@ def test_bad_parameters() -> None:
         find_candidates(_one_order(), _fleet(), TRAVEL, NOW, candidates_per_order=0)
     with pytest.raises(InvalidInput, match="max_travel_s"):
         find_candidates(_one_order(), _fleet(), TRAVEL, NOW, max_travel_s=-5.0)
+
+
+def test_isolated_order_finds_workers_in_few_passes_and_stays_complete() -> None:
+    # Every worker 5-10 km north: the order's own cell is empty. 1.6x growth from a
+    # few cells took 11 passes; a coarser density and need-based growth take 2.
+    rng = np.random.default_rng(0)
+    m = 200
+    orders = OrderBatch.from_arrays([1], [31.23], [121.47])
+    fleet = Fleet.from_arrays(
+        np.arange(m), 31.28 + rng.uniform(0, 0.05, m), 121.47 + rng.uniform(-0.05, 0.05, m)
+    )
+    pool = find_candidates(orders, fleet, TRAVEL, NOW, candidates_per_order=4)
+    assert pool.rounds <= 3
+    assert pool.n_pairs >= 4
+    d = haversine_m(fleet.lat, fleet.lng, np.full(m, 31.23), np.full(m, 121.47))
+    inside = set(np.flatnonzero(d <= pool.radius_m[0]).tolist())
+    assert inside <= set(pool.worker_idx.tolist())
