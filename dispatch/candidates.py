@@ -5,11 +5,11 @@ expected inside; a coarser cell's density where the order's own cell is empty); 
 orders that still have fewer than K eligible workers grow theirs by 1.6-4x per pass
 (more when fewer were found), all together, until K are found or the radius reaches
 what the travel-time bound allows (max travel s x the fastest straight-line speed of any
-mode present). Hard
-constraints (availability, skills, enterprise scope, exclusions, travel bound, latest
-start, shift end after travel + service) filter pairs; everything is vectorised over
-(order, worker) pairs. The result is a pool: every eligible worker within ``radius_m[o]`` of
-order o is in it, which is what lets the assignment certify optimality (assign.py).
+mode present). Hard constraints (availability, skills, enterprise scope, exclusions,
+travel bound, latest start, shift end after travel + service) filter pairs; everything is
+vectorised over (order, worker) pairs. The result is a pool: every eligible worker
+within ``radius_m[o]`` of order o is in it, which is what lets the assignment certify
+optimality (assign.py).
 """
 
 from __future__ import annotations

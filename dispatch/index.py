@@ -83,9 +83,6 @@ class WorkerIndex:
         self._m_lat = np.zeros(0, dtype=np.float64)
         self._m_lng = np.zeros(0, dtype=np.float64)
         self._rank = np.zeros(0, dtype=np.int64)
-        # Sorted cells (any level) and their area-equivalent edges, see _cell_edges.
-        self._edge_cells = np.zeros(0, dtype=np.uint64)
-        self._edge_values = np.zeros(0, dtype=np.float64)
 
     # ---- construction and updates -------------------------------------------------------
 
@@ -287,29 +284,8 @@ class WorkerIndex:
         return np.asarray(np.maximum(np.ceil((reach - 0.5) / 1.5), 0), dtype=np.int64)
 
     def _cell_edges(self, cells: NDArray[np.uint64]) -> FloatArray:
-        """Area-equivalent edge (m) of each distinct cell, cached: cells never change shape.
-
-        A batch's growth passes and certification rounds ask about the same cells again,
-        and ``h3.cell_area`` is one Python call per cell.
-        """
-        known = self._edge_cells
-        pos = np.minimum(np.searchsorted(known, cells), max(known.size - 1, 0))
-        hit = known[pos] == cells if known.size else np.zeros(cells.shape, dtype=np.bool_)
-        edge = np.empty(cells.shape[0], dtype=np.float64)
-        edge[hit] = self._edge_values[pos[hit]]
-        miss = cells[~hit]
-        if miss.size:
-            area = h3i.cell_area
-            fresh = np.sqrt(
-                np.array([area(c, "m^2") for c in miss.tolist()], dtype=np.float64)
-                / _HEX_AREA_PER_EDGE2
-            )
-            edge[~hit] = fresh
-            merged = np.concatenate([known, miss])
-            order = np.argsort(merged, kind="stable")
-            self._edge_cells = merged[order]
-            self._edge_values = np.concatenate([self._edge_values, fresh])[order]
-        return edge
+        """Area-equivalent edge (m) of each distinct (sorted) cell; see ``_cell_edges``."""
+        return _cell_edges(cells)
 
     def covered_radius_m(self, k: ArrayLike) -> FloatArray:
         """Radius in metres fully covered by a grid disk of radius k around a point's cell."""
@@ -420,3 +396,42 @@ class WorkerIndex:
 
 
 _DEG_M = np.pi / 180.0 * EARTH_RADIUS_M
+# Sorted cells (any level) and their area-equivalent edges, shared by every index: cells
+# never change shape, and the dispatcher builds a fresh index per match call.
+_EDGE_CACHE: tuple[NDArray[np.uint64], FloatArray] = (
+    np.zeros(0, dtype=np.uint64),
+    np.zeros(0, dtype=np.float64),
+)
+_EDGE_CACHE_MAX = 4_000_000
+
+
+def _cell_edges(cells: NDArray[np.uint64]) -> FloatArray:
+    """Area-equivalent edge (m) of each distinct cell, cached across queries and indexes.
+
+    Growth passes, certification rounds and successive match calls ask about the same
+    cells again, and ``h3.cell_area`` is one Python call per cell.
+    """
+    global _EDGE_CACHE
+    known, values = _EDGE_CACHE
+    if known.size:
+        pos = np.minimum(np.searchsorted(known, cells), known.size - 1)
+        hit = known[pos] == cells
+    else:
+        pos = np.zeros(cells.shape[0], dtype=np.int64)
+        hit = np.zeros(cells.shape[0], dtype=np.bool_)
+    edge = np.empty(cells.shape[0], dtype=np.float64)
+    edge[hit] = values[pos[hit]]
+    miss = np.unique(cells[~hit])
+    if miss.size:
+        area = h3i.cell_area
+        fresh = np.sqrt(
+            np.array([area(c, "m^2") for c in miss.tolist()], dtype=np.float64)
+            / _HEX_AREA_PER_EDGE2
+        )
+        edge[~hit] = fresh[np.searchsorted(miss, cells[~hit])]
+        if known.size + miss.size > _EDGE_CACHE_MAX:
+            known, values = known[:0], values[:0]
+        merged = np.concatenate([known, miss])
+        order = np.argsort(merged, kind="stable")
+        _EDGE_CACHE = (merged[order], np.concatenate([values, fresh])[order])
+    return edge
