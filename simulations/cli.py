@@ -60,7 +60,7 @@ def _progress(description: str) -> Iterator[Callable[[float], None]]:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # never split file:line
     return typer.Exit(2)
 
 
