@@ -40,7 +40,7 @@ from api.dispatch.models import (
     OfferMode,
     OfferState,
 )
-from api.dispatch.service import COMMITTED, region_of
+from api.dispatch.service import COMMITTED, lapse_offer, region_of
 from api.enterprise.models import Worker
 from api.live import LiveBackends, WorkerState
 from api.orders import state
@@ -106,9 +106,12 @@ class Dispatcher:
     async def run_once(self, now: datetime) -> TickReport:
         """One tick at ``now`` (UTC-aware); see the module docstring."""
         async with self.maker() as session:
-            expired = await self._close(session, OfferState.OFFERED, OfferState.EXPIRED, now)
-            lapsed = await self._close(session, OfferState.OPEN, OfferState.LAPSED, now)
+            expired_orders = await self._close(session, OfferState.OFFERED, OfferState.EXPIRED, now)
+            lapsed = len(await self._close(session, OfferState.OPEN, OfferState.LAPSED, now))
+            for order_id in sorted(set(expired_orders)):
+                await lapse_offer(session, order_id, now=now, reason="timeout")
             await session.commit()
+            expired = len(expired_orders)
             orders = await self._waiting(session, now)
             opened = 0
             if self.settings.grab_window_s > 0:
@@ -126,14 +129,27 @@ class Dispatcher:
 
     async def _close(
         self, session: AsyncSession, live_state: OfferState, to: OfferState, now: datetime
-    ) -> int:
-        result = await session.execute(
+    ) -> list[int]:
+        """Close the live offers past their time; the order ids they were for."""
+        rows = (
+            await session.execute(
+                select(DispatchOffer.id, DispatchOffer.order_id).where(
+                    DispatchOffer.state == live_state.value, DispatchOffer.expires_at <= now
+                )
+            )
+        ).all()
+        if not rows:
+            return []
+        await session.execute(
             update(DispatchOffer)
-            .where(DispatchOffer.state == live_state.value, DispatchOffer.expires_at <= now)
+            .where(
+                DispatchOffer.id.in_([r[0] for r in rows]),
+                DispatchOffer.state == live_state.value,
+            )
             .values(state=to.value, decided_at=now)
             .execution_options(synchronize_session=False)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return [int(r[1]) for r in rows]
 
     async def _waiting(self, session: AsyncSession, now: datetime) -> list[Order]:
         live_offer = (

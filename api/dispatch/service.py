@@ -22,19 +22,19 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import and_, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
 from api.catalog.models import Service
-from api.dispatch.models import DispatchOffer, OfferMode, OfferState, OrderTrack
+from api.dispatch.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState, OrderTrack
 from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from api.geo_edge import CoordType, GeoError, to_wgs84
 from api.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
 from api.orders import state
-from api.orders.models import Order, WorkerReservation
-from api.orders.service import is_slot_conflict, lock_order
+from api.orders.models import Order
+from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
+from api.orders.service import assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.settings import Settings
 from api.tracking import service as tracking
@@ -63,13 +63,6 @@ class OfferGone(Conflict):
 
     code = "offer_gone"
     message = "This offer is no longer available."
-
-
-class WorkerBusy(Conflict):
-    """The worker already has a visit at that time."""
-
-    code = "worker_busy"
-    message = "You already have a visit at that time."
 
 
 class JobNotFound(NotFound):
@@ -376,36 +369,8 @@ async def _take_offer(
 async def _commit_worker(
     session: AsyncSession, order: Order, worker: Worker, actor: User, now: datetime
 ) -> None:
-    """Make ``worker`` the order's worker: move the time hold, ACCEPTED, tracking row."""
-    res = await session.scalar(
-        select(WorkerReservation).where(WorkerReservation.order_id == order.id)
-    )
-    if res is not None and res.worker_id != worker.id and res.status != "released":
-        busy = await session.scalar(
-            select(WorkerReservation.id).where(
-                WorkerReservation.worker_id == worker.id,
-                WorkerReservation.status.in_(("held", "confirmed")),
-                WorkerReservation.starts_at < res.ends_at,
-                WorkerReservation.ends_at > res.starts_at,
-                WorkerReservation.id != res.id,
-            )
-        )
-        if busy is not None:
-            raise WorkerBusy()
-        try:
-            async with session.begin_nested():
-                res.worker_id = worker.id
-                res.updated_at = now
-                await session.flush()
-        except DBAPIError as exc:
-            if is_slot_conflict(exc):
-                raise WorkerBusy() from None
-            raise
-    order.worker_id = worker.id
-    await state.apply(
-        session, order, OrderEventType.ACCEPTED, actor_id=actor.id, now=now,
-        data={"worker_id": worker.id},
-    )  # fmt: skip
+    """Make ``worker`` the order's worker (orders.assign_worker), plus its tracking row."""
+    await assign_worker(session, order, worker.id, actor_id=actor.id, now=now)
     track = await session.get(OrderTrack, order.id)
     if track is None:
         session.add(
@@ -417,6 +382,27 @@ async def _commit_worker(
                 updated_at=now,
             )
         )
+
+
+async def lapse_offer(session: AsyncSession, order_id: int, *, now: datetime, reason: str) -> None:
+    """Put an order whose offer was declined/expired/withdrawn back to awaiting_dispatch.
+
+    No-op when the order has moved on (accepted, cancelled) or still has a live offer.
+    """
+    order = await lock_order(session, order_id)
+    if not state.allowed(order, OrderEventType.OFFER_LAPSED):
+        return
+    still_live = await session.scalar(
+        select(DispatchOffer.id).where(
+            DispatchOffer.order_id == order_id, DispatchOffer.state.in_(LIVE_STATES)
+        )
+    )
+    if still_live is not None:
+        return
+    await state.apply(
+        session, order, OrderEventType.OFFER_LAPSED, actor_id=None, now=now,
+        data={"reason": reason},
+    )  # fmt: skip
 
 
 async def accept_offer(
@@ -467,6 +453,9 @@ async def decline_offer(
         ],
         values={"decided_at": now, "decline_reason": reason[:64]},
     )
+    offer = await session.get(DispatchOffer, offer_id)
+    if offer is not None:
+        await lapse_offer(session, offer.order_id, now=now, reason="declined")
     await session.commit()
 
 

@@ -85,6 +85,13 @@ class SlotTooFar(InvalidInput):
     message = "Bookings can be made at most {days} days ahead."
 
 
+class WorkerBusy(Conflict):
+    """The worker already has a visit at that time."""
+
+    code = "worker_busy"
+    message = "You already have a visit at that time."
+
+
 class SlotTaken(Conflict):
     """No worker can take this slot any more (someone else booked it)."""
 
@@ -872,3 +879,51 @@ def read_share_token(secret: str, token: str, *, now: datetime) -> int:
     if not hmac.compare_digest(good, sig) or now.timestamp() > exp:
         raise ShareLinkInvalid()
     return order_id
+
+
+async def assign_worker(
+    session: AsyncSession,
+    order: Order,
+    worker_id: int,
+    *,
+    actor_id: int | None,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+    event: OrderEventType = OrderEventType.ACCEPTED,
+) -> None:
+    """Make ``worker_id`` the order's worker: move its time hold, then ``event``.
+
+    ``event`` is ACCEPTED (an offer, a claim, a manual assignment) or REASSIGNED.
+
+    The order must be row-locked by the caller; WorkerBusy (409) when the worker's
+    other held/confirmed visits overlap this order's hold. The caller commits.
+    """
+    res = await session.scalar(
+        select(WorkerReservation).where(WorkerReservation.order_id == order.id)
+    )
+    if res is not None and res.worker_id != worker_id and res.status != "released":
+        busy = await session.scalar(
+            select(WorkerReservation.id).where(
+                WorkerReservation.worker_id == worker_id,
+                WorkerReservation.status.in_(("held", "confirmed")),
+                WorkerReservation.starts_at < res.ends_at,
+                WorkerReservation.ends_at > res.starts_at,
+                WorkerReservation.id != res.id,
+            )
+        )
+        if busy is not None:
+            raise WorkerBusy()
+        try:
+            async with session.begin_nested():
+                res.worker_id = worker_id
+                res.updated_at = now
+                await session.flush()
+        except DBAPIError as exc:
+            if is_slot_conflict(exc):
+                raise WorkerBusy() from None
+            raise
+    order.worker_id = worker_id
+    await state.apply(
+        session, order, event, actor_id=actor_id, now=now,
+        data={"worker_id": worker_id, **(data or {})},
+    )  # fmt: skip

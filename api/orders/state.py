@@ -57,7 +57,9 @@ class OrderEventType(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     OFFERED = "offered"
+    OFFER_LAPSED = "offer_lapsed"
     ACCEPTED = "accepted"
+    REASSIGNED = "reassigned"
     DEPARTED = "departed"
     ARRIVED = "arrived"
     STARTED = "started"
@@ -95,9 +97,20 @@ TRANSITIONS: dict[OrderEventType, Transition] = {
         Transition(
             E.OFFERED, (S.PENDING_SERVICE,), None, (D.AWAITING_DISPATCH,), D.OFFERED, notify=False
         ),
+        # A declined, expired or withdrawn offer: back in the queue; internal, no customer message.
+        Transition(
+            E.OFFER_LAPSED,
+            (S.PENDING_SERVICE,),
+            None,
+            (D.OFFERED,),
+            D.AWAITING_DISPATCH,
+            notify=False,
+        ),
         Transition(
             E.ACCEPTED, (S.PENDING_SERVICE,), None, (D.AWAITING_DISPATCH, D.OFFERED), D.ACCEPTED
         ),
+        # Staff move an accepted order to another worker (enterprise dispatch board).
+        Transition(E.REASSIGNED, (S.PENDING_SERVICE,), None, (D.ACCEPTED,), D.ACCEPTED),
         Transition(E.DEPARTED, (S.PENDING_SERVICE,), None, (D.ACCEPTED,), D.EN_ROUTE),
         Transition(E.ARRIVED, (S.PENDING_SERVICE,), None, (D.EN_ROUTE,), D.ARRIVED),
         Transition(E.STARTED, (S.PENDING_SERVICE,), S.IN_SERVICE, (D.ARRIVED,), None),

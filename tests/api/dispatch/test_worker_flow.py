@@ -17,6 +17,8 @@ from api.dispatch import service
 from api.dispatch.models import DispatchDecision
 from api.enterprise.models import Worker
 from api.errors import Conflict
+from api.notifications.models import OutboxMessage
+from api.orders.models import OrderEvent
 from api.settings import Settings
 from dispatch.cost import TERMS
 from geo.coords import from_wgs84
@@ -137,6 +139,45 @@ def test_an_expired_offer_goes_to_another_worker(
     assert made[0].alternatives
     assert made[0].alternatives[0]["worker_id"] != first.worker_id
     assert made[0].total_cost is not None
+
+
+def test_a_declined_offer_goes_back_to_awaiting_dispatch_and_to_someone_else(
+    client: TestClient, world: World, run_db: Any, clock: Clock
+) -> None:
+    oid = paid_order(client, world, run_db, hour=10)
+    for i, (_, acc) in enumerate(world.workers_a):
+        online(client, acc.headers, NEAR[0] + 0.002 * i, NEAR[1])
+    assert tick(client, clock).offered == 1
+    first = offers_of(run_db, oid)[0]
+    by_id = dict(world.workers_a)
+    declined = client.post(
+        f"/v1/worker/offers/{first.id}/decline",
+        json={"reason": "too far"},
+        headers=by_id[first.worker_id].headers,
+    )
+    assert declined.status_code in (200, 204), declined.text
+    assert order_row(run_db, oid).dispatch_status == "awaiting_dispatch"
+
+    async def lapse_rows(session: AsyncSession) -> tuple[list[str], int]:
+        events = await session.scalars(
+            select(OrderEvent.event).where(OrderEvent.order_id == oid).order_by(OrderEvent.id)
+        )
+        lapsed = await session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.order_id == oid, OutboxMessage.topic == "offer_lapsed"
+            )
+        )
+        return list(events), len(list(lapsed))
+
+    events, lapse_messages = run_db(lapse_rows)
+    assert events[-2:] == ["offered", "offer_lapsed"]
+    assert lapse_messages == 0  # internal: the customer is not told
+    clock.advance(1)
+    assert tick(client, clock).offered == 1
+    rows = offers_of(run_db, oid)
+    assert [r.state for r in rows] == ["declined", "offered"]
+    assert rows[1].worker_id != first.worker_id
+    assert order_row(run_db, oid).dispatch_status == "offered"
 
 
 def test_grab_pool_first_claim_wins_then_falls_back_to_auto(

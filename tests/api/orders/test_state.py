@@ -99,3 +99,21 @@ def test_cancel_only_from_pending_states() -> None:
         assert state.allowed(order, E.CANCELLED) == (
             status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PENDING_SERVICE)
         )
+
+
+def test_offer_lapsed_requeues_without_telling_the_customer() -> None:
+    order = _order(OrderStatus.PENDING_SERVICE, DispatchStatus.OFFERED.value)
+    session = _Session()
+    asyncio.run(state.apply(session, order, E.OFFER_LAPSED, actor_id=None, now=NOW))  # type: ignore[arg-type]
+    assert order.status == OrderStatus.PENDING_SERVICE.value
+    assert order.dispatch_status == DispatchStatus.AWAITING_DISPATCH.value
+    events = [r for r in session.added if isinstance(r, OrderEvent)]
+    assert [(e.event, e.from_sub, e.to_sub) for e in events] == [
+        ("offer_lapsed", "offered", "awaiting_dispatch")
+    ]
+    assert not [r for r in session.added if isinstance(r, OutboxMessage)]
+    # Only from "offered": an accepted order cannot lapse.
+    accepted = _order(OrderStatus.PENDING_SERVICE, DispatchStatus.ACCEPTED.value)
+    with pytest.raises(IllegalTransition):
+        asyncio.run(state.apply(_Session(), accepted, E.OFFER_LAPSED, actor_id=None, now=NOW))  # type: ignore[arg-type]
+    assert OrderEventType.OFFER_LAPSED in state.TRANSITIONS
