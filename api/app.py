@@ -28,6 +28,7 @@ from api.db import is_sqlite, make_engine, make_sessionmaker, utcnow
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.router import customer_router as service_code_router
 from api.dispatch.router import router as worker_router
+from api.enterprise.router import router as enterprise_router
 from api.errors import install_error_handlers
 from api.live import make_live
 from api.notifications.relay import run_relay
@@ -224,4 +225,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(worker_router)
     app.include_router(service_code_router)
     app.include_router(tracking_router)
+    app.include_router(enterprise_router)
     return app

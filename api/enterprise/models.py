@@ -19,6 +19,8 @@ class Enterprise(TimestampMixin, Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(128))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Validated board settings (see api.enterprise.service.DispatchSettings); NULL = defaults.
+    dispatch_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Worker(TimestampMixin, Base):

@@ -1,0 +1,8 @@
+"""Enterprise board fixtures: the dispatch test setup (booking world, hand-moved clock, live
+layer paired with the database: in-process with SQLite, Redis with PostgreSQL)."""
+
+from __future__ import annotations
+
+from tests.api.dispatch.conftest import clock, live_kind, redis_prefix, settings, world
+
+__all__ = ["clock", "live_kind", "redis_prefix", "settings", "world"]
