@@ -41,7 +41,8 @@ from api.dispatch.models import (
     OfferState,
 )
 from api.dispatch.service import COMMITTED, lapse_offer, region_of
-from api.enterprise.models import Worker
+from api.enterprise.models import Enterprise, Worker
+from api.enterprise.service import BadDispatchSettings, DispatchSettings, parse_dispatch_settings
 from api.live import LiveBackends, WorkerState
 from api.orders import state
 from api.orders.models import Order, WorkerReservation
@@ -208,6 +209,27 @@ class Dispatcher:
         await session.commit()
         return rest, opened
 
+    async def _tenant_settings(
+        self, session: AsyncSession, enterprise_ids: set[int]
+    ) -> dict[int, DispatchSettings]:
+        """Stored per-enterprise dispatch settings (board); enterprises without any are absent."""
+        rows = await session.execute(
+            select(Enterprise.id, Enterprise.dispatch_settings).where(
+                Enterprise.id.in_(enterprise_ids), Enterprise.dispatch_settings.is_not(None)
+            )
+        )
+        out = {}
+        for ent_id, raw in rows.all():
+            try:
+                out[int(ent_id)] = parse_dispatch_settings(raw)
+            except BadDispatchSettings:  # stored rows were validated; never stop dispatching
+                log.warning("dispatch_settings_invalid", enterprise_id=ent_id)
+        return out
+
+    def _accept_timeout_s(self, tenant: dict[int, DispatchSettings], order: Order) -> int:
+        own = tenant.get(order.enterprise_id)
+        return own.accept_timeout_s if own is not None else self.settings.offer_timeout_s
+
     async def _busy_workers(self, session: AsyncSession) -> set[int]:
         offered = await session.scalars(
             select(DispatchOffer.worker_id).where(
@@ -350,9 +372,21 @@ class Dispatcher:
             enterprise_id=[o.enterprise_id for o in orders],
         )
         now_s = int(now.timestamp())
+        tenant = await self._tenant_settings(session, {o.enterprise_id for o in orders})
+        # One match has one set of weights: a region whose orders are all one enterprise's
+        # uses that enterprise's weights; a mixed region uses the defaults.
+        ents = {o.enterprise_id for o in orders}
+        only = tenant.get(next(iter(ents))) if len(ents) == 1 else None
+        weights = only.weights if only is not None else None
 
         def solve() -> Assignment:
-            return match(batch, fleet, now=now_s, max_travel_s=self.settings.dispatch_max_travel_s)
+            return match(
+                batch,
+                fleet,
+                now=now_s,
+                max_travel_s=self.settings.dispatch_max_travel_s,
+                weights=weights,
+            )
 
         result = await anyio.to_thread.run_sync(solve)
         made = 0
@@ -377,7 +411,7 @@ class Dispatcher:
                     region=region,
                     fencing_token=self.fencing_token,
                     offered_at=now,
-                    expires_at=now + timedelta(seconds=self.settings.offer_timeout_s),
+                    expires_at=now + timedelta(seconds=self._accept_timeout_s(tenant, order)),
                 )
             )
             session.add(

@@ -297,3 +297,24 @@ def test_dispatch_settings_are_validated_stored_and_scoped(
         resp = client.put(url, json=bad, headers={**h, "Accept-Language": "ja"})
         assert resp.status_code == 422, bad
     assert client.get(url, headers=h).json() == saved.json()
+
+
+def test_the_dispatcher_uses_the_enterprise_settings(
+    client: TestClient, world: World, run_db: Any, clock: Clock
+) -> None:
+    put = client.put(
+        "/v1/enterprise/dispatch-settings",
+        json={"accept_timeout_s": 45, "weights": {"travel_per_s": 2.0}},
+        headers=world.staff_a.headers,
+    )
+    assert put.status_code == 200, put.text
+    oid = paid_order(client, world, run_db, hour=10)
+    for i, (_, acc) in enumerate(world.workers_a):
+        online(client, acc.headers, NEAR[0] + 0.002 * i, NEAR[1])
+    assert tick(client, clock).offered == 1
+    offer = offers_of(run_db, oid)[0]
+    assert (offer.expires_at - offer.offered_at).total_seconds() == 45
+    clock.advance(31)
+    assert tick(client, clock).expired == 0  # the default 30 s would have expired it
+    clock.advance(15)
+    assert tick(client, clock).expired == 1
