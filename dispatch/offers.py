@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias, TypeGuard, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeGuard, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -499,7 +499,58 @@ class OfferState:
     escalation_reason: str | None
 
 
-class OfferBook:
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum(kind: type[_E], value: object, name: str) -> _E:
+    try:
+        return kind(value)  # type: ignore[arg-type]
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise InvalidInput(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+class _HasStatus(Protocol):
+    order_id: int
+
+    @property
+    def status(self) -> StrEnum: ...
+
+
+_Rec = TypeVar("_Rec", bound=_HasStatus)
+
+
+class _OrderTable(Generic[_Rec]):
+    """Orders by id, shared by the offer book and the grab pool."""
+
+    _where: ClassVar[str]  # "offer book" / "grab pool", for messages
+    _status_kind: ClassVar[type[StrEnum]]
+    _orders: dict[int, _Rec]
+
+    def __contains__(self, order_id: object) -> bool:
+        return isinstance(order_id, int | np.integer) and int(order_id) in self._orders
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def _get(self, order_id: object) -> _Rec:
+        oid = _as_id(order_id, "order_id")
+        try:
+            return self._orders[oid]
+        except KeyError:
+            raise UnknownOrder(f"order_id {oid} is not in the {self._where}") from None
+
+    def order_ids(self, status: StrEnum | str | None = None) -> IdArray:
+        """Ids of the orders in ``status`` (all when None), ascending."""
+        if status is None:
+            ids: Iterable[int] = self._orders
+        else:
+            wanted = _enum(self._status_kind, status, "status")
+            ids = (o for o, rec in self._orders.items() if rec.status is wanted)
+        return np.sort(np.fromiter(ids, dtype=np.int64))
+
+
+class OfferBook(_OrderTable[_AutoOrder]):
     """Outstanding auto-assign (派单) offers, their timeouts and per-order exclusions.
 
     Invariants: an order has at most one outstanding offer and at most one
@@ -508,6 +559,9 @@ class OfferBook:
     every order known to the book is pending, offered, assigned, escalated or
     cancelled — never lost.
     """
+
+    _where = "offer book"
+    _status_kind = OrderStatus
 
     def __init__(self, policy: OfferPolicy | None = None) -> None:
         """Empty book under ``policy`` (default :class:`OfferPolicy`)."""
@@ -518,19 +572,6 @@ class OfferBook:
         self._deadlines: list[tuple[int, int, int]] = []
 
     # ----------------------------------------------------------------- queries
-
-    def __contains__(self, order_id: object) -> bool:
-        return isinstance(order_id, int | np.integer) and int(order_id) in self._orders
-
-    def __len__(self) -> int:
-        return len(self._orders)
-
-    def _get(self, order_id: object) -> _AutoOrder:
-        oid = _as_id(order_id, "order_id")
-        try:
-            return self._orders[oid]
-        except KeyError:
-            raise UnknownOrder(f"order_id {oid} is not in the offer book") from None
 
     def state(self, order_id: int) -> OfferState:
         """Read-only view of one order; ``UnknownOrder`` if the book never saw it."""
@@ -547,15 +588,6 @@ class OfferBook:
             closed_at=rec.closed_at,
             escalation_reason=rec.escalation_reason,
         )
-
-    def order_ids(self, status: OrderStatus | str | None = None) -> IdArray:
-        """Ids of the orders in ``status`` (all when None), ascending."""
-        if status is None:
-            ids: Iterable[int] = self._orders
-        else:
-            wanted = _enum(OrderStatus, status, "status")
-            ids = (o for o, rec in self._orders.items() if rec.status is wanted)
-        return np.sort(np.fromiter(ids, dtype=np.int64))
 
     def pending_order_ids(self) -> IdArray:
         """Orders waiting for the next match, oldest queue time first (ties by id)."""
@@ -945,17 +977,6 @@ class OfferBook:
             raise InvalidInput(f"{where} is cancelled but lacks closed_at")
 
 
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _enum(kind: type[_E], value: object, name: str) -> _E:
-    try:
-        return kind(value)  # type: ignore[arg-type]
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in kind)
-        raise InvalidInput(f"{name} must be one of {allowed}, got {value!r}") from None
-
-
 # --------------------------------------------------------------------------- grab pool
 
 
@@ -983,7 +1004,7 @@ class GrabState:
     closed_at: int | None
 
 
-class GrabPool:
+class GrabPool(_OrderTable[_GrabOrder]):
     """Grab-pool (抢单) orders: shown to eligible workers, first valid claim wins.
 
     The caller picks the eligible workers (candidates within
@@ -992,25 +1013,15 @@ class GrabPool:
     an order is open, claimed, fallen back to auto-assign or cancelled.
     """
 
+    _where = "grab pool"
+    _status_kind = GrabStatus
+
     def __init__(self, policy: OfferPolicy | None = None) -> None:
         """Empty pool under ``policy`` (default :class:`OfferPolicy`)."""
         self.policy = policy if policy is not None else OfferPolicy()
         self._orders: dict[int, _GrabOrder] = {}
         self._visible: dict[int, set[int]] = {}  # worker_id -> open order ids they may claim
         self._deadlines: list[tuple[int, int]] = []  # (closes_at, order_id), stale entries skipped
-
-    def __contains__(self, order_id: object) -> bool:
-        return isinstance(order_id, int | np.integer) and int(order_id) in self._orders
-
-    def __len__(self) -> int:
-        return len(self._orders)
-
-    def _get(self, order_id: object) -> _GrabOrder:
-        oid = _as_id(order_id, "order_id")
-        try:
-            return self._orders[oid]
-        except KeyError:
-            raise UnknownOrder(f"order_id {oid} is not in the grab pool") from None
 
     def state(self, order_id: int) -> GrabState:
         """Read-only view of one order; ``UnknownOrder`` if the pool never saw it."""
@@ -1024,15 +1035,6 @@ class GrabPool:
             winner_worker_id=rec.winner_worker_id,
             closed_at=rec.closed_at,
         )
-
-    def order_ids(self, status: GrabStatus | str | None = None) -> IdArray:
-        """Ids of the orders in ``status`` (all when None), ascending."""
-        if status is None:
-            ids: Iterable[int] = self._orders
-        else:
-            wanted = _enum(GrabStatus, status, "status")
-            ids = (o for o, rec in self._orders.items() if rec.status is wanted)
-        return np.sort(np.fromiter(ids, dtype=np.int64))
 
     def visible_order_ids(self, worker_id: int, now: int) -> IdArray:
         """Open orders ``worker_id`` may claim at ``now`` (the worker app's list), oldest first."""
