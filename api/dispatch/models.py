@@ -3,7 +3,10 @@
 The database is the record: an offer or a grab claim is won by a conditional
 ``UPDATE ... WHERE state = 'offered'|'open'`` so two API processes can never both
 win it. Rows written by a dispatcher carry its region lease's ``fencing_token``
-(0 in the embedded single-process mode) so stale writers can be rejected later.
+(0 in the embedded single-process mode); ``region_fences`` keeps the newest token per
+region, and a dispatcher's write transaction first raises it (``api.dispatch.fencing``)
+so a stale lease holder's write is rejected. At most one live offer per order: a
+partial unique index on ``dispatch_offers(order_id)`` over the live states.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, BigIntPK, utcnow
@@ -40,12 +43,24 @@ class OfferState(StrEnum):
 
 #: States in which an offer still blocks a new one for its order.
 LIVE_STATES = (OfferState.OFFERED.value, OfferState.OPEN.value)
+#: The same, as the SQL predicate of the one-live-offer-per-order index.
+LIVE_STATES_SQL = "state IN ('offered', 'open')"
 
 
 class DispatchOffer(Base):
     """One offer of one order: to one worker (auto) or to the pool (grab, worker set on claim)."""
 
     __tablename__ = "dispatch_offers"
+    __table_args__ = (
+        # Never two live offers for one order, whichever process writes (both dialects).
+        Index(
+            "uq_dispatch_offers_live_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text(LIVE_STATES_SQL),
+            sqlite_where=text(LIVE_STATES_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
@@ -78,6 +93,16 @@ class DispatchDecision(Base):
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
     fencing_token: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegionFence(Base):
+    """Newest fencing token that wrote for a region (H3 res-5): older tokens are rejected."""
+
+    __tablename__ = "region_fences"
+
+    region: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    fencing_token: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OrderTrack(Base):

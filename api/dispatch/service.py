@@ -151,6 +151,17 @@ def region_of(lat: float, lng: float) -> int:
     return int(latlng_to_cells(lat, lng, REGION_RES))
 
 
+def regions_of(lats: Sequence[float], lngs: Sequence[float]) -> list[int]:
+    """``region_of`` for many points at once (vectorised)."""
+    from api.broker import REGION_RES
+    from geo.cells import latlng_to_cells
+
+    if not len(lats):
+        return []
+    cells = latlng_to_cells(np.asarray(lats, dtype=np.float64), np.asarray(lngs), REGION_RES)
+    return [int(c) for c in np.asarray(cells).tolist()]
+
+
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     """Great-circle distance in metres."""
     return float(
