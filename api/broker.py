@@ -23,6 +23,8 @@ keys share a Redis Cluster slot and Lua scripts over them stay legal on a cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import json
 import re
@@ -33,7 +35,10 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 import redis.asyncio as redis_asyncio
+import structlog
 from redis.exceptions import ResponseError
+
+_log = structlog.get_logger("api.broker")
 
 #: H3 resolution of a region: the unit a dispatcher owns and Redis keys are tagged by.
 REGION_RES = 5
@@ -78,13 +83,21 @@ def encode_message(message: bytes | Mapping[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class Message:
-    """One pub/sub message as a subscriber receives it."""
+    """One pub/sub message as a subscriber receives it.
+
+    One ``Message`` is shared by every local subscriber of its channel, so ``json()``
+    decodes once per message, not once per subscriber; treat the result as read-only.
+    """
 
     channel: str
     data: bytes
 
     def json(self) -> Any:
-        """The payload decoded as JSON (what a dict ``publish`` sent)."""
+        """The payload decoded as JSON (what a dict ``publish`` sent); decoded once."""
+        return self._decoded
+
+    @functools.cached_property
+    def _decoded(self) -> Any:
         return json.loads(self.data)
 
 
@@ -178,6 +191,12 @@ class Broker(Protocol):
         ...
 
 
+def _channels(channels: tuple[str, ...]) -> tuple[str, ...]:
+    if not channels:
+        raise ValueError("subscribe needs at least one channel")
+    return tuple(dict.fromkeys(channels))  # a channel named twice is one subscription
+
+
 def _check_count(count: int, name: str = "count") -> None:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"{name} must be an int >= 1, got {count!r}")
@@ -191,19 +210,27 @@ def _check_ms(value: int, name: str) -> None:
 # --------------------------------------------------------------------------- in-process
 
 
-class _MemorySubscription:
-    """A subscriber's bounded queue; when full the oldest message is dropped (at most once)."""
+#: Messages a local subscriber may have waiting before the oldest is dropped.
+DEFAULT_MAX_PENDING = 1000
 
-    def __init__(self, broker: MemoryBroker, channels: tuple[str, ...], max_pending: int) -> None:
-        self._broker = broker
-        self._channels = channels
+
+class LocalSubscription:
+    """One local subscriber: a bounded queue fed by its process's ``FanOut``.
+
+    When the queue is full the oldest message is dropped (``dropped`` counts them): a
+    slow reader gets the newest positions rather than a growing backlog, and never holds
+    up the other subscribers of the channel (delivery never waits).
+    """
+
+    def __init__(self, fanout: FanOut, channels: tuple[str, ...], max_pending: int) -> None:
+        self._fanout = fanout
+        self.channels = channels
         self._queue: asyncio.Queue[Message] = asyncio.Queue(max_pending)
         self.dropped = 0
         self._closed = False
 
     async def __aenter__(self) -> Self:
-        for channel in self._channels:
-            self._broker._subscribers.setdefault(channel, set()).add(self)
+        await self._fanout.attach(self)
         return self
 
     async def __aexit__(
@@ -213,16 +240,11 @@ class _MemorySubscription:
         tb: TracebackType | None,
     ) -> None:
         self._closed = True
-        for channel in self._channels:
-            subs = self._broker._subscribers.get(channel)
-            if subs is not None:
-                subs.discard(self)
-                if not subs:
-                    del self._broker._subscribers[channel]
+        await self._fanout.detach(self)
 
-    def _deliver(self, message: Message) -> None:
+    def deliver(self, message: Message) -> None:
+        """Queue ``message`` without waiting (drop the oldest when full)."""
         if self._queue.full():
-            # A slow reader gets the newest positions rather than a growing backlog.
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(message)
@@ -236,14 +258,72 @@ class _MemorySubscription:
 
     async def get(self, timeout_s: float | None = None) -> Message | None:
         """The next message, or None if none arrived within ``timeout_s`` seconds."""
-        if timeout_s is None:
-            return await self._queue.get()
         if not self._queue.empty():  # wait_for(..., 0) would time out even with one queued
             return self._queue.get_nowait()
+        if timeout_s is None:
+            return await self._queue.get()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout_s)
         except TimeoutError:
             return None
+
+
+class FanOut:
+    """A process's local subscribers by channel: one upstream subscription, many readers.
+
+    ``deliver`` hands one ``Message`` to every local subscriber of its channel (one
+    object, so its JSON is decoded at most once). Subclasses hear when a channel gets
+    its first local subscriber (``_opened``) and loses its last (``_closed``): the
+    Redis adapter subscribes and unsubscribes its single shared connection there.
+    """
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, set[LocalSubscription]] = {}
+
+    async def attach(self, sub: LocalSubscription) -> None:
+        """Register ``sub``; returns once messages published from now on reach it."""
+        new = []
+        for channel in sub.channels:
+            subs = self.subscribers.get(channel)
+            if subs is None:
+                subs = self.subscribers[channel] = set()
+                new.append(channel)
+            subs.add(sub)
+        try:
+            await self._opened(new, sub.channels)
+        except BaseException:
+            await self.detach(sub)
+            raise
+
+    async def detach(self, sub: LocalSubscription) -> None:
+        """Forget ``sub``; channels left without local subscribers are closed upstream."""
+        gone = []
+        for channel in sub.channels:
+            subs = self.subscribers.get(channel)
+            if subs is None:
+                continue
+            subs.discard(sub)
+            if not subs:
+                del self.subscribers[channel]
+                gone.append(channel)
+        if gone:
+            await self._closed(gone)
+
+    def deliver(self, channel: str, data: bytes) -> int:
+        """Hand ``data`` to every local subscriber of ``channel``; returns how many."""
+        subs = self.subscribers.get(channel)
+        if not subs:
+            return 0
+        message = Message(channel, data)
+        for sub in tuple(subs):
+            sub.deliver(message)
+        return len(subs)
+
+    async def _opened(self, new: list[str], channels: tuple[str, ...]) -> None:
+        """Channels ``new`` got their first local subscriber (of ``channels``)."""
+
+    async def _closed(self, gone: list[str]) -> None:
+        """Channels ``gone`` lost their last local subscriber."""
 
 
 @dataclass
@@ -280,27 +360,21 @@ class MemoryBroker:
     """
 
     def __init__(
-        self, *, max_pending: int = 1000, clock: Callable[[], float] | None = None
+        self, *, max_pending: int = DEFAULT_MAX_PENDING, clock: Callable[[], float] | None = None
     ) -> None:
         _check_count(max_pending, "max_pending")
         self._max_pending = max_pending
         self._clock = clock or (lambda: time.time() * 1000.0)
-        self._subscribers: dict[str, set[_MemorySubscription]] = {}
+        self.fanout = FanOut()
         self._streams: dict[str, _Stream] = {}
 
     async def publish(self, channel: str, message: bytes | Mapping[str, Any]) -> int:
         """Send to the subscribers connected now; returns how many received it."""
-        data = encode_message(message)
-        subs = list(self._subscribers.get(channel, ()))
-        for sub in subs:
-            sub._deliver(Message(channel, data))
-        return len(subs)
+        return self.fanout.deliver(channel, encode_message(message))
 
     def subscribe(self, *channels: str) -> Subscription:
         """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
-        if not channels:
-            raise ValueError("subscribe needs at least one channel")
-        return _MemorySubscription(self, tuple(channels), self._max_pending)
+        return LocalSubscription(self.fanout, _channels(channels), self._max_pending)
 
     def _stream(self, stream: str) -> _Stream:
         return self._streams.setdefault(stream, _Stream())
@@ -405,69 +479,116 @@ class MemoryBroker:
 
     async def aclose(self) -> None:
         """Forget every stream; open subscriptions simply stop receiving."""
-        self._subscribers.clear()
+        self.fanout.subscribers.clear()
         self._streams.clear()
 
 
 # --------------------------------------------------------------------------- Redis
 
 
-class _RedisSubscription:
-    """A redis-py PubSub on its own connection; ``__aenter__`` waits for the confirmations."""
+#: Seconds to wait for Redis to confirm a SUBSCRIBE before giving up.
+SUBSCRIBE_TIMEOUT_S = 5.0
 
-    def __init__(self, client: redis_asyncio.Redis, channels: tuple[str, ...], prefix: str) -> None:
-        self._pubsub = client.pubsub()
-        self._channels = channels
+
+class RedisFanOut(FanOut):
+    """All of a process's subscriptions on ONE Redis pub/sub connection, fanned out locally.
+
+    A channel is SUBSCRIBEd when its first local subscriber arrives and UNSUBSCRIBEd when
+    its last leaves; one reader task takes every message off the connection and hands it
+    to the channel's local queues. So a process holds one pub/sub connection however many
+    WebSockets it serves (a connection per subscriber would exhaust the client's pool),
+    and Redis sends each message to a process once. redis-py re-subscribes the channels
+    after a reconnect; messages published meanwhile are lost (pub/sub is at most once).
+    """
+
+    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+        super().__init__()
+        self._client = client
         self._prefix = prefix
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        # Channels whose SUBSCRIBE is not confirmed yet, and who waits for that.
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._send_lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Self:
-        await self._pubsub.subscribe(*(self._prefix + c for c in self._channels))
-        # Wait for every confirmation: only then does the server route our channels to
-        # this connection, so "published after subscribe returned" really is delivered.
-        confirmed = 0
-        while confirmed < len(self._channels):
-            msg = await self._pubsub.get_message(timeout=1.0)
-            if msg is not None and msg["type"] == "subscribe":
-                confirmed += 1
-        return self
+    @property
+    def connections(self) -> int:
+        """Redis connections held for pub/sub: 1 once anything subscribed, else 0."""
+        return 0 if self._pubsub is None or self._pubsub.connection is None else 1
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self._pubsub.unsubscribe()
-        finally:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+    async def _opened(self, new: list[str], channels: tuple[str, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        for channel in new:
+            self._confirmed[channel] = loop.create_future()
+        if new:
+            async with self._send_lock:
+                if self._pubsub is None:
+                    self._pubsub = self._client.pubsub()
+                await self._pubsub.subscribe(*(self._prefix + c for c in new))
+                if self._reader is None:
+                    self._reader = asyncio.create_task(self._read(), name="broker-fanout")
+        # Only once the server confirmed does it route our channels to this connection:
+        # then "published after subscribe returned" really is delivered. A subscriber of
+        # a channel whose SUBSCRIBE is still in flight waits for the same confirmation.
+        waiting = [f for c in channels if (f := self._confirmed.get(c)) is not None]
+        if waiting:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waiting), SUBSCRIBE_TIMEOUT_S)
+            except TimeoutError:
+                raise BrokerError(f"Redis did not confirm SUBSCRIBE of {channels}") from None
 
-    def _message(self, raw: dict[str, Any]) -> Message:
-        channel = raw["channel"]
-        name = channel.decode() if isinstance(channel, bytes) else str(channel)
-        data = raw["data"]
-        return Message(name.removeprefix(self._prefix), data if isinstance(data, bytes) else b"")
+    async def _closed(self, gone: list[str]) -> None:
+        for channel in gone:
+            waiter = self._confirmed.pop(channel, None)
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+        if self._pubsub is None:
+            return
+        async with self._send_lock:
+            # A connection error here is harmless: redis-py re-subscribes only what is
+            # still wanted, and a channel nobody reads is dropped by the next reconnect.
+            with contextlib.suppress(redis_asyncio.ConnectionError, OSError):
+                await self._pubsub.unsubscribe(*(self._prefix + c for c in gone))
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Message]:
+    async def _read(self) -> None:
         while True:
-            msg = await self.get()
-            if msg is not None:
-                yield msg
+            try:
+                raw = await self._pubsub.get_message(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection lost: redis-py reconnects on the next read
+                _log.warning("broker_fanout_read_failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if raw is None:
+                continue
+            kind = raw["type"]
+            channel = raw["channel"]
+            name = (channel.decode() if isinstance(channel, bytes) else str(channel)).removeprefix(
+                self._prefix
+            )
+            if kind == "message":
+                data = raw["data"]
+                self.deliver(name, data if isinstance(data, bytes) else str(data).encode())
+            elif kind == "subscribe":
+                waiter = self._confirmed.pop(name, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
-    async def get(self, timeout_s: float | None = None) -> Message | None:
-        """The next message, or None if none arrived within ``timeout_s`` seconds."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            # Short reads keep us below the client's socket timeout while waiting forever.
-            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-            raw = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-            if raw is not None and raw.get("type") == "message":
-                return self._message(raw)
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+    async def aclose(self) -> None:
+        """Stop the reader and release the pub/sub connection; subscribers stop receiving."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        for waiter in self._confirmed.values():
+            waiter.cancel()
+        self._confirmed.clear()
+        self.subscribers.clear()
 
 
 def _decode_id(value: Any) -> str:
@@ -487,10 +608,14 @@ class RedisBroker:
         *,
         prefix: str = DEFAULT_PREFIX,
         owns_client: bool = False,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        _check_count(max_pending, "max_pending")
         self.client = client
         self.prefix = check_prefix(prefix)
         self._owns_client = owns_client
+        self._max_pending = max_pending
+        self.fanout = RedisFanOut(client, self.prefix)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisBroker:
@@ -498,14 +623,19 @@ class RedisBroker:
         return cls(redis_asyncio.from_url(url), prefix=prefix, owns_client=True)
 
     async def publish(self, channel: str, message: bytes | Mapping[str, Any]) -> int:
-        """Send to the subscribers connected now; returns how many received it."""
+        """Send to the subscribers connected now; returns how many processes received it.
+
+        Each process subscribes once per channel however many local subscribers it
+        serves, so Redis counts processes (0 still means nobody listens).
+        """
         return int(await self.client.publish(self.prefix + channel, encode_message(message)))
 
     def subscribe(self, *channels: str) -> Subscription:
-        """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
-        if not channels:
-            raise ValueError("subscribe needs at least one channel")
-        return _RedisSubscription(self.client, tuple(channels), self.prefix)
+        """A subscription to ``channels``; use ``async with``, then iterate or ``get``.
+
+        Shares this broker's one pub/sub connection with every other subscription.
+        """
+        return LocalSubscription(self.fanout, _channels(channels), self._max_pending)
 
     async def enqueue(
         self, stream: str, message: bytes | Mapping[str, Any], *, maxlen: int | None = None
@@ -605,6 +735,7 @@ class RedisBroker:
         return int(info["pending"])
 
     async def aclose(self) -> None:
-        """Close the client if this broker created it."""
+        """End the shared subscription; close the client if this broker created it."""
+        await self.fanout.aclose()
         if self._owns_client:
             await self.client.aclose()
