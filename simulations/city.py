@@ -205,12 +205,34 @@ class Customers:
     promise_min: float = 60.0  # on-demand orders are promised a start within this
     grace_min: float = 5.0  # a start this late still counts as on time
     cancel_booked_prob: float = 0.03  # booked orders cancelled before their start
+    slot_min: float = 30.0  # a booked slot: the worker arrives and starts within this window
 
     def __post_init__(self) -> None:
         _finite(self.patience_min, "patience_min", 0)
         _finite(self.promise_min, "promise_min", 0)
         _finite(self.grace_min, "grace_min", 0)
         _finite(self.cancel_booked_prob, "cancel_booked_prob", 0, 1)
+        _finite(self.slot_min, "slot_min", 1, 24 * 60)
+
+
+@dataclass(frozen=True)
+class Disruptions:
+    """What goes wrong on the day (each day plan is repaired through ``dispatch.repair``).
+
+    ``sick_prob`` chance a worker calls in sick (at a uniform time from an hour before
+    the shift to its middle); ``delay_prob`` chance a trip to a visit runs late, by an
+    exponential ``delay_mean_min`` minutes. Services overrun by their duration spread
+    (``duration_cv``) and booked customers cancel (``cancel_booked_prob``) on their own.
+    """
+
+    sick_prob: float = 0.0
+    delay_prob: float = 0.0
+    delay_mean_min: float = 20.0
+
+    def __post_init__(self) -> None:
+        _finite(self.sick_prob, "sick_prob", 0, 1)
+        _finite(self.delay_prob, "delay_prob", 0, 1)
+        _finite(self.delay_mean_min, "delay_mean_min", 0, 24 * 60)
 
 
 @dataclass(frozen=True)
@@ -225,6 +247,7 @@ class Scenario:
     demand: Demand
     customers: Customers = field(default_factory=Customers)
     dispatch: Mapping[str, Any] = field(default_factory=dict)
+    disruptions: Disruptions = field(default_factory=Disruptions)
     seed: int = 0
     utc_offset_h: float = 8.0
 
@@ -403,6 +426,7 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
         hourly_profile=tuple(raw_demand.get("hourly_profile", ())),
     )
     customers = _build(Customers, data.get("customers") or {}, "customers")
+    disruptions = _build(Disruptions, data.get("disruptions") or {}, "disruptions")
     raw_day = data.get("date", data.get("day", "2026-11-28"))
     try:
         day = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day))
@@ -429,6 +453,7 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
         demand=demand,
         customers=customers,
         dispatch=dict(dispatch),
+        disruptions=disruptions,
         seed=seed,
         utc_offset_h=data.get("utc_offset_h", 8.0),
     )
@@ -502,6 +527,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         },
         "customers": {f.name: getattr(s.customers, f.name) for f in fields(Customers)},
         "dispatch": dict(s.dispatch),
+        "disruptions": {f.name: getattr(s.disruptions, f.name) for f in fields(Disruptions)},
     }
 
 
@@ -620,11 +646,14 @@ def with_fit(scenario: Scenario, fit: DemandFit) -> Scenario:
 class CityDay:
     """One generated day: orders and workers as parallel arrays (see module docstring).
 
-    Orders: ``release_s`` when the order enters dispatch (on demand: when placed; booked:
-    ``dispatch_ahead_s`` before its start); ``promised_s`` the start the customer was
-    promised; ``cancel_at_s`` when the customer would cancel if still unassigned (NEVER:
-    patient). Workers: home position, shift, skills mask, mode code, decline probability
-    and mean response seconds.
+    Orders: ``created_s`` when placed (booked: when booked, ``booked_start_s`` the slot's
+    start); ``release_s`` when the order enters on-demand dispatch (on demand: when placed;
+    booked: ``dispatch_ahead_s`` before its start, used when no day plan holds it);
+    ``promised_s`` the latest start the customer was promised (booked: the slot's end);
+    ``cancel_at_s`` when the customer would cancel if still unassigned (NEVER: patient);
+    ``delay_s`` extra seconds the trip to it runs late (0: on time). Workers: home
+    position, shift, skills mask, mode code, decline probability, mean response seconds
+    and ``sick_at_s`` when they call in sick (NEVER: they do not).
     """
 
     name: str
@@ -662,10 +691,17 @@ class CityDay:
     rating: FloatArray
     grace_s: int = 300
     end_s: int = 0
+    delay_s: IntArray | None = None
+    sick_at_s: IntArray | None = None
 
     def __post_init__(self) -> None:
         n = self.order_ids.shape[0]
         m = self.worker_ids.shape[0]
+        # Days written before disruptions existed: nobody runs late or calls in sick.
+        if self.delay_s is None:
+            object.__setattr__(self, "delay_s", np.zeros(n, dtype=np.int64))
+        if self.sick_at_s is None:
+            object.__setattr__(self, "sick_at_s", np.full(m, NEVER, dtype=np.int64))
         order_fields = [
             "created_s",
             "release_s",
@@ -680,6 +716,7 @@ class CityDay:
             "actual_service_s",
             "cancel_at_s",
             "price_fen",
+            "delay_s",
         ]
         for name in order_fields:
             if getattr(self, name).shape != (n,):
@@ -695,10 +732,13 @@ class CityDay:
             "decline_prob",
             "response_mean_s",
             "rating",
+            "sick_at_s",
         ]
         for name in worker_fields:
             if getattr(self, name).shape != (m,):
                 raise ScenarioError(f"must have one entry per worker ({m})", name)
+        if n and bool(np.any(np.asarray(self.delay_s) < 0)):
+            raise ScenarioError("must be >= 0 s", "delay_s")
         if n and (self.actual_service_s < 1).any():
             raise ScenarioError("must be >= 1 s", "actual_service_s")
         if m and (self.shift_end_s <= self.shift_start_s).any():
@@ -734,7 +774,7 @@ class CityDay:
         }  # fmt: skip
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            v = data[f.name]
+            v = data.get(f.name)  # None: a field added since the log was written
             if isinstance(v, list) and f.name not in ("skills", "district_names", "service_names"):
                 kwargs[f.name] = np.asarray(v, dtype=kinds.get(f.name, np.int64))
             elif isinstance(v, list):
@@ -809,7 +849,10 @@ def generate(
     created = created.astype(np.int64)
     booked_start = np.where(booked, day0 + start_slot, NOT_BOOKED).astype(np.int64)
     cust = scenario.customers
-    promised = np.where(booked, booked_start, created + int(cust.promise_min * 60)).astype(np.int64)
+    slot_s = round(cust.slot_min * 60)
+    promised = np.where(booked, booked_start + slot_s, created + int(cust.promise_min * 60)).astype(
+        np.int64
+    )
     release = np.where(booked, np.maximum(booked_start - dispatch_ahead_s, created), created)
     patience = rng.exponential(1.0, n) * cust.patience_min * 60.0
     cancels_booked = rng.random(n) < cust.cancel_booked_prob
@@ -843,7 +886,17 @@ def generate(
         return np.asarray(values, dtype=dtype)[g_of] if m else np.zeros(0, dtype=dtype)
 
     end_s = day0 + SECONDS_PER_DAY
+    shift_start = per_group([day0 + round(g.shift_start_h * 3600) for g in groups], np.int64)
     shift_end = per_group([day0 + round(g.shift_end_h * 3600) for g in groups], np.int64)
+    # Disruptions from their own stream: adding them leaves every draw above unchanged.
+    dis = scenario.disruptions
+    rng2 = np.random.default_rng([seed, 1])
+    late = rng2.random(n) < dis.delay_prob
+    delay = np.where(late, np.ceil(rng2.exponential(1.0, n) * dis.delay_mean_min * 60), 0)
+    sick = rng2.random(m) < dis.sick_prob
+    sick_from = shift_start - 3600 + rng2.random(m) * ((shift_end - shift_start) / 2 + 3600)
+    sick_at = np.where(sick, np.floor(sick_from), 0).astype(np.int64)
+    sick_at[~sick] = NEVER
     return CityDay(
         name=scenario.name,
         seed=seed,
@@ -869,7 +922,7 @@ def generate(
         home_lat=h_lat,
         home_lng=h_lng,
         home_district=g_dist,
-        shift_start_s=per_group([day0 + round(g.shift_start_h * 3600) for g in groups], np.int64),
+        shift_start_s=shift_start,
         shift_end_s=shift_end,
         worker_skills=per_group([catalog.mask(g.skills) for g in groups], np.uint64),
         mode=per_group([TRANSPORT_MODES.index(g.mode) for g in groups], np.uint8),
@@ -878,6 +931,8 @@ def generate(
         rating=per_group([g.rating for g in groups], np.float64),
         grace_s=round(cust.grace_min * 60),
         end_s=int(max(end_s, int(shift_end.max()) if m else end_s)),
+        delay_s=delay.astype(np.int64)[order],
+        sick_at_s=sick_at,
     )
 
 

@@ -27,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from pathlib import Path
 from typing import IO, Any, cast
@@ -38,6 +38,9 @@ from numpy.typing import NDArray
 import dispatch
 import dispatch.assign
 import dispatch.candidates
+import dispatch.repair
+import dispatch.schedule
+import dispatch.slots
 from dispatch.cost import CostWeights
 from dispatch.model import NO_LIMIT_S, TRANSPORT_MODES, Fleet, OrderBatch
 from dispatch.offers import (
@@ -52,9 +55,12 @@ from dispatch.offers import (
     OfferWithdrawn,
     Reoffer,
 )
+from dispatch.repair import ChangeKind, RepairResult, VisitCancelled, VisitOverran, WorkerAbsent
+from dispatch.schedule import DayPlan, Stop, Visit, VisitStatus, WorkerDay
+from dispatch.slots import ServiceRequest, Slot, SlotUnavailable
 from geo.projection import haversine_m
 from geo.travel import HaversineTravelModel, TravelTimeModel
-from simulations.city import CityDay, ScenarioError
+from simulations.city import NEVER, CityDay, ScenarioError
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -73,6 +79,26 @@ def match_fn() -> Callable[..., dispatch.assign.Assignment]:
     return cast(Callable[..., dispatch.assign.Assignment], top)
 
 
+def plan_day_fn() -> Callable[..., DayPlan]:
+    """The production ``dispatch.schedule.plan_day``, resolved now (tests may patch it)."""
+    return dispatch.schedule.plan_day
+
+
+def repair_fn() -> Callable[..., RepairResult]:
+    """The production ``dispatch.repair.repair``, resolved now (tests may patch it)."""
+    return dispatch.repair.repair
+
+
+def slots_fn() -> Callable[..., tuple[Slot, ...]]:
+    """The production ``dispatch.slots.available_slots``, resolved now."""
+    return dispatch.slots.available_slots
+
+
+def reserve_fn() -> Callable[..., dispatch.slots.Reservation]:
+    """The production ``dispatch.slots.reserve_slot``, resolved now."""
+    return dispatch.slots.reserve_slot
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -85,6 +111,16 @@ class Policy:
     (older orders win ties, nobody starves); ``max_lateness_s`` hard bound on a start
     after the promise (None: none); grab pools show an order to the
     ``grab_candidates`` nearest eligible workers within ``grab_max_travel_s``.
+
+    Booked orders: at local hour ``plan_at_h`` of the day the orders booked so far get
+    day plans (``dispatch.schedule.plan_day``, one per partition of at most
+    ``plan_workers`` workers of a district, ``plan_iterations`` search iterations);
+    later bookings are reserved into the plan in force through ``dispatch.slots`` (a
+    customer whose slot is gone takes the first free one up to ``reslot_h`` hours later,
+    or books nothing). A disruption (sick call, a visit ending over ``repair_after_s``
+    later than planned, a cancellation) repairs the plan with ``dispatch.repair``
+    (``repair_iterations`` if it re-optimises). A worker waiting for a planned visit
+    takes on-demand work that ends ``booked_buffer_s`` before they must leave for it.
     """
 
     name: str = "auto"
@@ -99,15 +135,38 @@ class Policy:
     grab_candidates: int = 20
     grab_max_travel_s: float = 1800.0
     grab_claims_per_order: int = 3
+    plan_at_h: float = 0.0
+    plan_workers: int = 25
+    plan_iterations: int = 50
+    repair_iterations: int = 20
+    reslot_h: float = 2.0
+    repair_after_s: int = 900
+    booked_buffer_s: int = 1200
 
     def __post_init__(self) -> None:
-        for name in ("batch_window_s", "max_batch", "candidates_per_order", "grab_candidates"):
+        ints = (
+            *("batch_window_s", "max_batch", "candidates_per_order", "grab_candidates"),
+            *("plan_workers", "plan_iterations", "repair_iterations"),
+        )
+        for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ScenarioError(f"must be an integer >= 1, got {value!r}", name)
         if self.grab_claims_per_order < 1:
             raise ScenarioError("must be >= 1", "grab_claims_per_order")
-        for name in ("aging_per_hour", "max_travel_s", "grab_max_travel_s"):
+        for name in ("repair_after_s", "booked_buffer_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ScenarioError(f"must be an integer >= 0, got {value!r}", name)
+        if (
+            isinstance(self.plan_at_h, bool)
+            or not isinstance(self.plan_at_h, int | float)
+            or not 0 <= self.plan_at_h <= 24
+        ):
+            raise ScenarioError(
+                f"must be a local hour in [0, 24], got {self.plan_at_h!r}", "plan_at_h"
+            )
+        for name in ("aging_per_hour", "max_travel_s", "grab_max_travel_s", "reslot_h"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ScenarioError(f"must be a finite number >= 0, got {value!r}", name)
@@ -196,6 +255,7 @@ class OrderOutcome(IntEnum):
     CANCELLED = 1
     ESCALATED = 2
     UNSERVED = 3  # still waiting (or in service) when the day ended
+    REFUSED = 4  # booked on the day, but no slot was free (the customer booked nothing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +263,10 @@ class SimResult:
     """Everything KPIs need: per-order and per-worker arrays plus run counters.
 
     Times epoch seconds (-1: never); ``travel_m`` metres along the road (detour applied).
+    ``promised_s``/``booked_start_s`` are the city's unless a customer took another slot;
+    ``moved`` counts repairs that gave an order's visit to another worker, ``repair_dropped``
+    marks visits a repair left without a worker; ``repairs`` counts plan repairs by the
+    order (overrun, cancellation) or worker (sick call) that caused them.
     """
 
     city: CityDay
@@ -226,6 +290,30 @@ class SimResult:
     matched_orders: int
     events: int
     wall_s: float
+    promised_s: IntArray | None = None
+    booked_start_s: IntArray | None = None
+    in_plan: NDArray[np.bool_] | None = None
+    moved: IntArray | None = None
+    repair_dropped: NDArray[np.bool_] | None = None
+    order_repairs: IntArray | None = None
+    worker_repairs: IntArray | None = None
+    plan_calls: int = 0
+    slot_calls: int = 0
+
+    def __post_init__(self) -> None:
+        n, m = self.city.n_orders, self.city.n_workers
+        defaults: dict[str, Any] = {
+            "promised_s": self.city.promised_s,
+            "booked_start_s": self.city.booked_start_s,
+            "in_plan": np.zeros(n, dtype=np.bool_),
+            "moved": np.zeros(n, dtype=np.int64),
+            "repair_dropped": np.zeros(n, dtype=np.bool_),
+            "order_repairs": np.zeros(n, dtype=np.int64),
+            "worker_repairs": np.zeros(m, dtype=np.int64),
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
 
 class _Kind(IntEnum):
@@ -236,16 +324,23 @@ class _Kind(IntEnum):
     RESPONSE = 2
     CLAIM = 3
     CANCEL = 4
-    RELEASE = 5
-    SHIFT_START = 6
-    TICK = 7
-    COOLDOWN_END = 8
-    SHIFT_END = 9
-    DISPATCH = 10
+    SICK = 5
+    OVERRUN = 6
+    RELEASE = 7
+    BOOK = 8
+    PLAN = 9
+    SHIFT_START = 10
+    DEPART = 11
+    EXPIRE = 12
+    TICK = 13
+    COOLDOWN_END = 14
+    SHIFT_END = 15
+    DISPATCH = 16
 
 
-# order states
+# order states (_PLANNED: in a day plan, its worker not on the way yet)
 _WAITING, _QUEUED, _OFFERED, _ASSIGNED, _SERVING, _DONE, _CANCELLED, _ESCALATED = range(8)
+_PLANNED, _REFUSED = 8, 9
 # worker states
 _OFF, _IDLE, _HOLDING, _BUSY = range(4)
 
@@ -263,6 +358,12 @@ def hash_u01(seed: int, a: Any, b: Any, stream: int) -> FloatArray:
     x = (x ^ (x >> np.uint64(27))) * _M3
     x = x ^ (x >> np.uint64(31))
     return np.asarray((x >> np.uint64(11)).astype(np.float64) / float(2**53))
+
+
+def _angle(lat: FloatArray, lng: FloatArray, clat: float, clng: float) -> FloatArray:
+    """Bearing (radians) of points seen from (clat, clng), on a local flat projection."""
+    east = (np.asarray(lng) - clng) * math.cos(math.radians(clat))
+    return np.asarray(np.arctan2(np.asarray(lat) - clat, east), dtype=np.float64)
 
 
 class _Recorder:
@@ -341,6 +442,30 @@ class Engine:
         self.matched = 0
         self.n_events = 0
         self._ids_sorted = bool(np.all(np.diff(city.worker_ids) > 0))
+        # Booked orders and day plans (see "day plans" below).
+        self.book_start = city.booked_start_s.copy()
+        self.promised = city.promised_s.copy()
+        self.o_part = np.full(n, -1, dtype=np.int64)  # plan partition of a booked order
+        self.in_plan = np.zeros(n, dtype=np.bool_)
+        self.o_route_w = np.full(n, -1, dtype=np.int64)  # worker row its plan routes it to
+        self.o_plan_start = np.full(n, -1, dtype=np.int64)
+        self.o_plan_end = np.full(n, -1, dtype=np.int64)
+        self.o_known_end = np.full(n, -1, dtype=np.int64)  # end announced by an overrun
+        self.o_expire_set = np.zeros(n, dtype=np.bool_)
+        self.moved = np.zeros(n, dtype=np.int64)
+        self.repair_dropped = np.zeros(n, dtype=np.bool_)
+        self.o_repairs = np.zeros(n, dtype=np.int64)
+        self.w_repairs = np.zeros(m, dtype=np.int64)
+        self.w_part = np.full(m, -1, dtype=np.int64)
+        self.w_route: list[list[int]] = [[] for _ in range(m)]
+        self.w_depart = np.full(m, NEVER, dtype=np.int64)  # must leave for a planned visit
+        self.w_gone = np.zeros(m, dtype=np.bool_)  # called in sick
+        self.plans: list[DayPlan | None] = []
+        self.part_rows: list[IntArray] = []
+        self._part_dirty: list[bool] = []
+        self._visits: dict[int, Visit] = {}
+        self.plan_calls = 0
+        self.slot_calls = 0
 
     # ----------------------------------------------------------------- plumbing
 
@@ -389,13 +514,31 @@ class Engine:
         self._oid_sorted = ids[self._oid_sorter]
         self._w_lookup = {int(w): i for i, w in enumerate(c.worker_ids)}
         self.rec("header", c.day_start_s, city=c.to_json(), policy=self.policy.to_dict())
+        plan_at = c.day_start_s + round(self.policy.plan_at_h * 3600)
+        booked = c.booked_start_s >= 0
+        # Booked before the plans are made (for a start after that): planned at plan_at;
+        # booked later: reserved through dispatch.slots when the customer books.
+        self._planned_rows = booked & (c.created_s < plan_at) & (c.booked_start_s >= plan_at)
+        if booked.any():
+            self._partition()
+            self.o_part[booked] = self._part_of_orders(np.flatnonzero(booked))
         for row in range(c.n_orders):
-            self._push(int(c.release_s[row]), _Kind.RELEASE, row)
+            if self._planned_rows[row]:
+                pass  # placed by the PLAN event
+            elif booked[row]:
+                self._push(int(c.created_s[row]), _Kind.BOOK, row)
+            else:
+                self._push(int(c.release_s[row]), _Kind.RELEASE, row)
             if c.cancel_at_s[row] < c.end_s + 86_400:
                 self._push(int(c.cancel_at_s[row]), _Kind.CANCEL, row)
+        if self._planned_rows.any():
+            self._push(plan_at, _Kind.PLAN)
+        assert c.sick_at_s is not None
         for row in range(c.n_workers):
             self._push(int(c.shift_start_s[row]), _Kind.SHIFT_START, row)
             self._push(int(c.shift_end_s[row]), _Kind.SHIFT_END, row)
+            if c.sick_at_s[row] != NEVER:
+                self._push(int(c.sick_at_s[row]), _Kind.SICK, row)
         handlers: dict[int, Callable[[int, int, int], None]] = {
             _Kind.SERVICE_END: self._on_service_end,
             _Kind.ARRIVE: self._on_arrive,
@@ -408,6 +551,12 @@ class Engine:
             _Kind.COOLDOWN_END: self._on_cooldown_end,
             _Kind.SHIFT_END: self._on_shift_end,
             _Kind.DISPATCH: self._on_dispatch,
+            _Kind.SICK: self._on_sick,
+            _Kind.OVERRUN: self._on_overrun,
+            _Kind.BOOK: self._on_book,
+            _Kind.PLAN: self._on_plan,
+            _Kind.DEPART: self._on_depart,
+            _Kind.EXPIRE: self._on_expire,
         }
         span = max(c.end_s - c.day_start_s, 1)
         next_report = 0
@@ -426,6 +575,7 @@ class Engine:
         outcome[self.o_state == _DONE] = OrderOutcome.SERVED
         outcome[self.o_state == _CANCELLED] = OrderOutcome.CANCELLED
         outcome[self.o_state == _ESCALATED] = OrderOutcome.ESCALATED
+        outcome[self.o_state == _REFUSED] = OrderOutcome.REFUSED
         if self.progress is not None:
             self.progress(1.0)
         result = SimResult(
@@ -450,6 +600,15 @@ class Engine:
             matched_orders=self.matched,
             events=self.n_events,
             wall_s=time.perf_counter() - wall0,
+            promised_s=self.promised,
+            booked_start_s=self.book_start,
+            in_plan=self.in_plan,
+            moved=self.moved,
+            repair_dropped=self.repair_dropped,
+            order_repairs=self.o_repairs,
+            worker_repairs=self.w_repairs,
+            plan_calls=self.plan_calls,
+            slot_calls=self.slot_calls,
         )
         self.rec("end", last, match_calls=self.match_calls, events=self.n_events)
         return result
@@ -457,10 +616,13 @@ class Engine:
     # ----------------------------------------------------------------- workers
 
     def _on_shift_start(self, t: int, w: int, _: int) -> None:
+        if self.w_gone[w]:
+            return  # called in sick before the shift
         self.w_state[w] = _IDLE
         self.w_on_since[w] = t
         self._freed_skills |= int(self.city.worker_skills[w])
         self.rec("shift_start", t, w=int(self.city.worker_ids[w]))
+        self._plan_next(t, w)
         self._touch(t)
 
     def _go_off(self, t: int, w: int) -> None:
@@ -469,18 +631,21 @@ class Engine:
         self.rec("shift_end", t, w=int(self.city.worker_ids[w]))
 
     def _on_shift_end(self, t: int, w: int, _: int) -> None:
-        if self.w_state[w] == _IDLE:
+        if self.w_state[w] == _IDLE and self._route_head(w) < 0:
             self._go_off(t, w)
         elif self.w_state[w] != _OFF:
-            self.w_off_after[w] = True  # finish the job in hand, then go home
+            # Finish the job in hand (and visits planned for today, if running late).
+            self.w_off_after[w] = True
 
     def _free(self, t: int, w: int) -> None:
         """Worker ``w`` is free again (job done, offer missed or withdrawn)."""
-        if self.w_off_after[w] or t >= self.city.shift_end_s[w]:
+        ending = self.w_off_after[w] or t >= self.city.shift_end_s[w]
+        if self.w_gone[w] or (ending and self._route_head(w) < 0):
             self._go_off(t, w)
             return
         self.w_state[w] = _IDLE
         self._freed_skills |= int(self.city.worker_skills[w])
+        self._plan_next(t, w)
         self._touch(t)
 
     def _on_cooldown_end(self, t: int, w: int, _b: int) -> None:
@@ -500,6 +665,12 @@ class Engine:
 
     def _on_cancel(self, t: int, o: int, _: int) -> None:
         state = self.o_state[o]
+        if state == _PLANNED:
+            self.o_state[o] = _CANCELLED
+            self.rec("cancel", t, o=self._oid(o))
+            self.o_repairs[o] += 1
+            self._repair(t, int(self.o_part[o]), VisitCancelled(self._oid(o)))
+            return
         if state not in (_WAITING, _QUEUED, _OFFERED):
             return  # already assigned: the customer keeps the visit
         oid = self._oid(o)
@@ -528,7 +699,10 @@ class Engine:
         self.rec(
             "assign", t, o=self._oid(o), w=int(c.worker_ids[w]), travel_s=secs, travel_m=metres
         )
-        self._push(t + math.ceil(secs), _Kind.ARRIVE, o, w)
+        if self.in_plan[o]:
+            self._part_dirty[int(self.o_part[o])] = True
+        assert c.delay_s is not None
+        self._push(t + math.ceil(secs) + int(c.delay_s[o]), _Kind.ARRIVE, o, w)
 
     def _trips(self, at: IntArray, o: IntArray, w: IntArray) -> tuple[FloatArray, FloatArray]:
         """Travel seconds and road metres of workers ``w`` to orders ``o`` leaving at ``at``."""
@@ -542,13 +716,25 @@ class Engine:
     def _on_arrive(self, t: int, o: int, w: int) -> None:
         c = self.city
         self.w_lat[w], self.w_lng[w] = c.lat[o], c.lng[o]
-        start = max(t, int(c.booked_start_s[o]))  # early for a booking: wait at the door
+        start = max(t, int(self.book_start[o]))  # early for a booking: wait at the door
         self.o_state[o] = _SERVING
         self.start_s[o] = start
         self.rec("start", start, o=self._oid(o))
-        self._push(start + int(c.actual_service_s[o]), _Kind.SERVICE_END, o, w)
+        end = start + int(c.actual_service_s[o])
+        self._push(end, _Kind.SERVICE_END, o, w)
+        if self.in_plan[o] and self.o_plan_end[o] >= 0:
+            self._part_dirty[int(self.o_part[o])] = True
+            # Ending well after the plan said (late start or overrun): the plan is repaired
+            # when that becomes known (at the start, or when the visit should have ended).
+            limit = int(self.o_plan_end[o]) + self.policy.repair_after_s
+            if end > limit:
+                known = start if start + int(c.expected_service_s[o]) > limit else None
+                at = known if known is not None else start + int(c.expected_service_s[o])
+                self._push(min(at, end - 1), _Kind.OVERRUN, o, w)
 
     def _on_service_end(self, t: int, o: int, w: int) -> None:
+        if self.in_plan[o]:
+            self._part_dirty[int(self.o_part[o])] = True
         self.o_state[o] = _DONE
         self.end_s[o] = t
         self.w_busy_s[w] += float(self.city.actual_service_s[o])
@@ -616,6 +802,13 @@ class Engine:
 
     # ----------------------------------------------------------------- dispatch
 
+    def _free_until(self, rows: IntArray) -> IntArray:
+        """When each worker must be done with on-demand work: shift end, or the departure
+        for their next planned visit less ``booked_buffer_s``."""
+        planned = self.w_depart[rows] - self.policy.booked_buffer_s
+        until: IntArray = np.minimum(self.city.shift_end_s[rows], planned)
+        return until
+
     def _fleet(self, rows: IntArray) -> Fleet:
         c = self.city
         return Fleet.from_arrays(
@@ -624,7 +817,7 @@ class Engine:
             self.w_lng[rows],
             skills=c.worker_skills[rows],
             rating=c.rating[rows],
-            shift_end_s=c.shift_end_s[rows],
+            shift_end_s=self._free_until(rows),
             load_today=self.w_served[rows],
             recent_earnings_fen=self.w_earn[rows],
             mode=c.mode[rows],
@@ -653,6 +846,8 @@ class Engine:
 
     def _idle_rows(self, now: int) -> IntArray:
         rows = np.flatnonzero(self.w_state == _IDLE).astype(np.int64)
+        if rows.size:
+            rows = rows[self._free_until(rows) > now]
         if rows.size:
             ok = self.desk.offer_eligible_mask(self.city.worker_ids[rows], now)
             rows = rows[ok]
@@ -802,6 +997,369 @@ class Engine:
             first = np.argsort(delay[ok], kind="stable")[: p.grab_claims_per_order]
             for j in first.tolist():
                 self._push(t + int(delay[ok][j]), _Kind.CLAIM, o, int(w_rows[ok][j]))
+
+    # ----------------------------------------------------------------- day plans
+
+    def _partition(self) -> None:
+        """Plan partitions: each district's workers in angular sectors of at most
+        ``plan_workers`` around their centroid (shifts mixed), so every plan_day is small."""
+        c, size = self.city, self.policy.plan_workers
+        self._sectors: dict[int, tuple[float, float, FloatArray, IntArray]] = {}
+        for d in range(len(c.district_names)):
+            ws = np.flatnonzero(c.home_district == d)
+            if ws.size == 0:
+                continue
+            clat, clng = float(c.home_lat[ws].mean()), float(c.home_lng[ws].mean())
+            ang = _angle(c.home_lat[ws], c.home_lng[ws], clat, clng)
+            chunks = np.array_split(np.argsort(ang, kind="stable"), -(-ws.size // size))
+            ids = np.arange(len(self.part_rows), len(self.part_rows) + len(chunks))
+            for k, chunk in zip(ids.tolist(), chunks, strict=True):
+                self.part_rows.append(ws[chunk])
+                self.plans.append(None)
+                self._part_dirty.append(False)
+                self.w_part[ws[chunk]] = k
+            edges = np.asarray([ang[ch[0]] for ch in chunks[1:]], dtype=np.float64)
+            self._sectors[d] = (clat, clng, edges, ids.astype(np.int64))
+
+    def _part_of_orders(self, rows: IntArray) -> IntArray:
+        """Partition of each order: the sector of its district it lies in (-1: no workers)."""
+        c = self.city
+        out = np.full(rows.size, -1, dtype=np.int64)
+        for d, (clat, clng, edges, ids) in self._sectors.items():
+            sel = c.district[rows] == d
+            if sel.any():
+                ang = _angle(c.lat[rows[sel]], c.lng[rows[sel]], clat, clng)
+                out[sel] = ids[np.searchsorted(edges, ang, side="right")]
+        return out
+
+    def _visit(self, o: int) -> Visit:
+        c = self.city
+        return Visit(
+            id=self._oid(o),
+            lat=float(c.lat[o]),
+            lng=float(c.lng[o]),
+            duration_s=int(c.expected_service_s[o]),
+            window_start=int(self.book_start[o]),
+            window_end=int(self.promised[o]),
+            skills=int(c.required_skills[o]),
+        )
+
+    def _worker_days(self, k: int) -> list[WorkerDay]:
+        c = self.city
+        return [
+            WorkerDay(
+                id=int(c.worker_ids[w]),
+                shift_start=int(c.shift_start_s[w]),
+                shift_end=int(c.shift_end_s[w]),
+                start_lat=float(c.home_lat[w]),
+                start_lng=float(c.home_lng[w]),
+                skills=int(c.worker_skills[w]),
+                mode=TRANSPORT_MODES[int(c.mode[w])],
+            )
+            for w in self.part_rows[k].tolist()
+            if not self.w_gone[w]
+        ]
+
+    def _stop(self, iterations: int) -> Stop:
+        # The iteration cap binds, not the clock: the same day gives the same plans.
+        return Stop(seconds=600.0, max_iterations=iterations)
+
+    def _new_plan(self, k: int, visits: list[Visit]) -> DayPlan | None:
+        workers = self._worker_days(k)
+        if not workers:
+            return None
+        self.plan_calls += 1
+        return plan_day_fn()(
+            visits,
+            workers,
+            travel=self.travel,
+            stop=self._stop(self.policy.plan_iterations),
+            seed=self.city.seed,
+        )
+
+    def _fits_a_shift(self, rows: IntArray, workers: list[WorkerDay]) -> NDArray[np.bool_]:
+        """Orders whose slot and duration fit some worker's shift (plan_day rejects others)."""
+        if not workers or rows.size == 0:
+            return np.zeros(rows.size, dtype=np.bool_)
+        starts = np.asarray([w.shift_start for w in workers], dtype=np.int64)[None, :]
+        ends = np.asarray([w.shift_end for w in workers], dtype=np.int64)[None, :]
+        ws, we = self.book_start[rows][:, None], self.promised[rows][:, None]
+        dur = self.city.expected_service_s[rows][:, None]
+        ok = (ws <= ends) & (np.maximum(ws, starts) + dur <= ends) & (we >= starts)
+        return np.asarray(ok.any(axis=1), dtype=np.bool_)
+
+    def _on_plan(self, t: int, _a: int, _b: int) -> None:
+        """Day plans for everything booked so far, one plan_day per partition."""
+        rows = np.flatnonzero(self._planned_rows & (self.o_state == _WAITING))
+        parts = self.o_part[rows]
+        for o in rows[parts < 0].tolist():
+            self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
+        planned = dropped = 0
+        for k in range(len(self.part_rows)):
+            mine = rows[parts == k]
+            earlier = np.flatnonzero(self.in_plan & (self.o_part == k) & (self.o_state == _PLANNED))
+            fits = self._fits_a_shift(mine, self._worker_days(k))
+            for o in mine[~fits].tolist():  # no shift covers it: on-demand dispatch takes it
+                self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
+            take = mine[fits]
+            for o in take.tolist():
+                self._visits[o] = self._visit(o)
+            plan = self._new_plan(k, [self._visits[o] for o in [*earlier.tolist(), *take.tolist()]])
+            if plan is None:
+                continue
+            self.o_state[take] = _PLANNED
+            self.in_plan[take] = True
+            self.rec("planned", t, o=self.city.order_ids[take].tolist())
+            planned += int(take.size)
+            dropped += plan.num_dropped
+            self._adopt(t, k, plan)
+        self.rec("plan", t, partitions=len(self.part_rows), visits=planned, dropped=dropped)
+
+    def _adopt(self, t: int, k: int, plan: DayPlan) -> None:
+        """Make ``plan`` the one in force for partition ``k``: routes, departures, drops."""
+        self.plans[k] = plan
+        self._part_dirty[k] = False
+        heads = {w: (self.w_route[w][0] if self.w_route[w] else -1) for w in self.part_rows[k]}
+        for w in heads:
+            self.w_route[w] = []
+        for r in plan.routes:
+            w = self._wrow(r.worker_id)
+            seq = self.w_route[w]
+            for stop in r.stops:
+                o = self._orow(stop.visit_id)
+                if self.o_state[o] != _PLANNED:
+                    continue
+                self.o_route_w[o] = w
+                self.o_plan_start[o] = stop.start
+                self.o_plan_end[o] = stop.end
+                seq.append(o)
+        late = self.policy.max_lateness_s if self.policy.max_lateness_s is not None else 3600
+        for d in plan.dropped:
+            o = self._orow(d.visit_id)
+            if self.o_state[o] != _PLANNED:
+                continue
+            self.o_route_w[o] = -1
+            if not self.o_expire_set[o]:
+                self.o_expire_set[o] = True
+                self._push(int(self.promised[o]) + self.city.grace_s + late, _Kind.EXPIRE, o)
+        for w, head in heads.items():
+            now_head = self.w_route[w][0] if self.w_route[w] else -1
+            if now_head != head or (now_head >= 0 and self.w_depart[w] == NEVER):
+                self._plan_next(t, w)
+
+    def _route_head(self, w: int) -> int:
+        """The next planned visit of worker ``w`` (-1: none left)."""
+        route = self.w_route[w]
+        while route and self.o_state[route[0]] != _PLANNED:
+            route.pop(0)
+        return route[0] if route else -1
+
+    def _plan_next(self, t: int, w: int) -> None:
+        """An idle worker with a planned visit leaves so as to arrive at its planned start."""
+        o = self._route_head(w)
+        if o < 0:
+            self.w_depart[w] = NEVER
+            return
+        if self.w_state[w] != _IDLE:
+            return
+        secs, _ = self._trips(np.array([t]), np.array([o]), np.array([w]))
+        depart = max(t, int(self.o_plan_start[o]) - math.ceil(float(secs[0])))
+        self.w_depart[w] = depart
+        if depart <= t:
+            self._go_planned(t, w, o)
+        else:
+            self._push(depart, _Kind.DEPART, w, o)
+
+    def _go_planned(self, t: int, w: int, o: int) -> None:
+        self.w_route[w].pop(0)
+        self.w_depart[w] = NEVER
+        self._assign(t, o, w)
+
+    def _on_depart(self, t: int, w: int, o: int) -> None:
+        if self.w_state[w] == _IDLE and self.w_depart[w] == t and self._route_head(w) == o:
+            self._go_planned(t, w, o)
+
+    def _on_expire(self, t: int, o: int, _: int) -> None:
+        """A planned visit no route holds past its latest start: a human dispatcher's now."""
+        if self.o_state[o] == _PLANNED and self.o_route_w[o] < 0:
+            self.o_state[o] = _ESCALATED
+            self._part_dirty[int(self.o_part[o])] = True
+            self.rec("escalate", t, o=self._oid(o), reason="dropped_from_plan")
+
+    def _sync(self, k: int, t: int, overrun: int = -1) -> DayPlan:
+        """Partition ``k``'s plan with every visit's status as the day has gone so far.
+
+        Started and done visits are fixed (a visit under way counts as started); gone
+        ones (escalated) are pinned to nobody, so no repair brings them back.
+        """
+        plan = self.plans[k]
+        assert plan is not None
+        if not self._part_dirty[k] and overrun < 0:
+            return plan
+        c = self.city
+        out: list[Visit] = []
+        for v in plan.visits:
+            o = self._orow(v.id)
+            state = self.o_state[o]
+            w = int(self.worker_row[o])
+            wid = int(c.worker_ids[w]) if w >= 0 else -1
+            spec = self._visits[o]
+            if state == _DONE:
+                v = replace(
+                    spec,
+                    status=VisitStatus.DONE,
+                    pinned_worker=wid,
+                    pinned_start=int(self.start_s[o]),
+                    duration_s=int(c.actual_service_s[o]),
+                )
+            elif state in (_SERVING, _ASSIGNED):
+                start = (
+                    int(self.start_s[o]) if state == _SERVING else max(int(self.o_plan_start[o]), t)
+                )
+                if o == overrun:  # its end moves by the event's extra seconds
+                    dur = max(1, int(self.o_plan_end[o]) - start)
+                elif self.o_known_end[o] >= 0:
+                    dur = max(1, int(self.o_known_end[o]) - start)
+                else:
+                    dur = int(c.expected_service_s[o])
+                v = replace(
+                    spec,
+                    status=VisitStatus.STARTED,
+                    pinned_worker=wid,
+                    pinned_start=start,
+                    duration_s=dur,
+                )
+            elif state == _PLANNED:
+                v = spec
+            else:
+                v = replace(spec, status=VisitStatus.CONFIRMED, pinned_worker=-1)
+            out.append(v)
+        synced = replace(plan, visits=tuple(out))
+        self.plans[k] = synced
+        self._part_dirty[k] = False
+        return synced
+
+    def _repair(self, t: int, k: int, event: Any, overrun: int = -1) -> None:
+        """Repair partition ``k``'s plan after ``event`` through ``dispatch.repair``."""
+        if k < 0 or self.plans[k] is None:
+            return
+        plan = self._sync(k, t, overrun)
+        result = repair_fn()(
+            plan,
+            event,
+            travel=self.travel,
+            stop=self._stop(self.policy.repair_iterations),
+            seed=self.city.seed,
+        )
+        moved: list[int] = []
+        dropped: list[int] = []
+        for change in result.changes:
+            o = self._o_lookup.get(change.visit_id)
+            if o is None:
+                continue
+            if change.kind == ChangeKind.REASSIGNED:
+                self.moved[o] += 1
+                moved.append(change.visit_id)
+            elif change.kind == ChangeKind.DROPPED:
+                self.repair_dropped[o] = True
+                dropped.append(change.visit_id)
+        self.rec("repair", t, why=type(event).__name__, moved=moved, dropped=dropped)
+        self._adopt(t, k, result.plan)
+
+    def _on_sick(self, t: int, w: int, _: int) -> None:
+        """Worker ``w`` calls in sick: home after the job in hand; their plan is repaired."""
+        c = self.city
+        if t >= c.shift_end_s[w] or self.w_gone[w]:
+            return
+        self.w_gone[w] = True
+        self.rec("sick", t, w=int(c.worker_ids[w]))
+        if self.w_state[w] == _IDLE:
+            self._go_off(t, w)
+        elif self.w_state[w] != _OFF:
+            self.w_off_after[w] = True
+        k = int(self.w_part[w])
+        if k >= 0 and self.plans[k] is not None:
+            self.w_repairs[w] += 1
+            self._repair(t, k, WorkerAbsent(int(c.worker_ids[w]), t))
+
+    def _on_overrun(self, t: int, o: int, w: int) -> None:
+        """A planned visit will end well after its planned end: repair the rest of the day."""
+        if self.o_state[o] != _SERVING:
+            return
+        start = int(self.start_s[o])
+        end = start + int(self.city.actual_service_s[o])
+        extra = end - max(start + 1, int(self.o_plan_end[o]))
+        if extra <= 0:
+            return
+        self.o_repairs[o] += 1
+        self.rec("overrun", t, o=self._oid(o), extra_s=extra)
+        self._repair(t, int(self.o_part[o]), VisitOverran(self._oid(o), extra), overrun=o)
+        self.o_known_end[o] = end
+
+    def _ensure_plan(self, k: int) -> DayPlan | None:
+        if self.plans[k] is None:
+            plan = self._new_plan(k, [])
+            if plan is not None:
+                self.plans[k] = plan
+        return self.plans[k]
+
+    def _on_book(self, t: int, o: int, _: int) -> None:
+        """A customer books a slot: reserved into the plan in force through dispatch.slots.
+
+        The requested slot first; if it is gone, the first free slot (available_slots)
+        up to ``reslot_h`` later; otherwise the customer books nothing (refused).
+        """
+        if self.o_state[o] != _WAITING:
+            return  # cancelled at once
+        c = self.city
+        k = int(self.o_part[o])
+        plan = self._ensure_plan(k) if k >= 0 else None
+        oid = self._oid(o)
+        result = None
+        if plan is not None:
+            plan = self._sync(k, t)
+            req = ServiceRequest(
+                duration_s=int(c.expected_service_s[o]), skills=int(c.required_skills[o])
+            )
+            where = (float(c.lat[o]), float(c.lng[o]))
+            start, width = int(self.book_start[o]), int(self.promised[o] - self.book_start[o])
+            result = self._reserve(req, where, Slot(start, start + width, 1), plan, oid)
+            latest = start + round(self.policy.reslot_h * 3600)
+            if result is None and latest > start:
+                self.slot_calls += 1
+                free = slots_fn()(
+                    req, where, (start + width, latest + 1), plan,
+                    granularity_s=width, lead_time_s=0, now=t,
+                )  # fmt: skip
+                if free:
+                    result = self._reserve(req, where, free[0], plan, oid)
+        if result is None:
+            self.o_state[o] = _REFUSED
+            self.rec("refuse", t, o=oid)
+            return
+        shift = result.visit.window_start - int(self.book_start[o])
+        if shift:
+            self.book_start[o] += shift
+            self.promised[o] += shift
+        self._visits[o] = result.visit
+        self.o_state[o] = _PLANNED
+        self.in_plan[o] = True
+        self.rec("book", t, o=oid, start=int(self.book_start[o]), end=int(self.promised[o]))
+        self._adopt(t, k, result.plan)
+
+    def _reserve(
+        self,
+        req: ServiceRequest,
+        where: tuple[float, float],
+        slot: Slot,
+        plan: DayPlan,
+        oid: int,
+    ) -> dispatch.slots.Reservation | None:
+        self.slot_calls += 1
+        try:
+            return reserve_fn()(req, where, slot, plan, visit_id=oid)
+        except SlotUnavailable:
+            return None
 
 
 def simulate(

@@ -12,7 +12,16 @@ Definitions:
   serve); unserved orders and on-demand customers who gave up waiting count as not on
   time — the capacity question's target.
 - ``on_time_of_served``: the same among served orders only.
-- ``time_to_assign_p50/p90_s``: seconds from entering dispatch to an accepted offer/claim.
+- ``booked_on_time_rate`` / ``on_demand_on_time_rate``: ``on_time_rate`` of booked orders
+  (start within the slot, or the later slot the customer took, + grace; a booking refused
+  for want of a slot counts as not on time) and of on-demand orders.
+- ``time_to_assign_*``: seconds from placing an on-demand order to an accepted
+  offer/claim (booked orders are assigned by their day plan, hours ahead).
+- ``booking_refused``: booked orders no slot could take; ``bookings_moved_slot``: booked
+  to a later slot than asked.
+- ``repairs``: day-plan repairs (sick calls, visits ending late, cancellations);
+  ``visits_moved``: times a repair gave a visit to another worker; ``visits_dropped``:
+  visits a repair left without a worker.
 - ``lateness_*_min``: minutes a served start came after the promise (0 if early).
 - ``utilisation``: (travel + service seconds) / on-shift seconds over all workers.
 - ``gini_earnings``: Gini coefficient of worker earnings (0 equal, 1 one worker earns all).
@@ -45,6 +54,15 @@ UNITS: dict[str, str] = {
     "cancel_rate": "ratio",
     "escalated": "count",
     "unserved": "count",
+    "booked_orders": "count",
+    "booked_on_time_rate": "ratio",
+    "on_demand_orders": "count",
+    "on_demand_on_time_rate": "ratio",
+    "booking_refused": "count",
+    "bookings_moved_slot": "count",
+    "repairs": "count",
+    "visits_moved": "count",
+    "visits_dropped": "count",
     "time_to_assign_mean_s": "s",
     "time_to_assign_p50_s": "s",
     "time_to_assign_p90_s": "s",
@@ -108,14 +126,24 @@ def kpis(
     n = int(sel.sum())
     served = out == OrderOutcome.SERVED
     start = result.start_s[sel]
-    promised = c.promised_s[sel]
+    assert result.promised_s is not None
+    assert result.booked_start_s is not None
+    promised = result.promised_s[sel]
     late_s = (start - promised).astype(np.float64)
     on_time = served & (late_s <= c.grace_s)
-    assigned = result.assigned_at[sel] >= 0
+    booked = c.booked_start_s[sel] >= 0
+    assigned = (result.assigned_at[sel] >= 0) & ~booked
     wait = (result.assigned_at[sel] - c.release_s[sel])[assigned].astype(np.float64)
     late_min = np.maximum(late_s[served], 0.0) / 60.0
     # Booked orders cancelled ahead were drawn independently of dispatch: not a failure.
-    wanted = n - int(((out == OrderOutcome.CANCELLED) & (c.booked_start_s[sel] >= 0)).sum())
+    cancelled_ahead = (out == OrderOutcome.CANCELLED) & booked
+    wanted = n - int(cancelled_ahead.sum())
+    booked_wanted = int(booked.sum() - cancelled_ahead.sum())
+    on_demand = int((~booked).sum())
+    assert result.moved is not None
+    assert result.repair_dropped is not None
+    assert result.order_repairs is not None
+    assert result.worker_repairs is not None
     on_shift = result.worker_on_shift_s[wsel]
     worked = on_shift > 0
     n_served = int(served.sum())
@@ -129,6 +157,21 @@ def kpis(
         "cancel_rate": float((out == OrderOutcome.CANCELLED).sum()) / n if n else float("nan"),
         "escalated": float((out == OrderOutcome.ESCALATED).sum()),
         "unserved": float((out == OrderOutcome.UNSERVED).sum()),
+        "booked_orders": float(booked.sum()),
+        "booked_on_time_rate": (
+            float((on_time & booked).sum()) / booked_wanted if booked_wanted else float("nan")
+        ),
+        "on_demand_orders": float(on_demand),
+        "on_demand_on_time_rate": (
+            float((on_time & ~booked).sum()) / on_demand if on_demand else float("nan")
+        ),
+        "booking_refused": float((out == OrderOutcome.REFUSED).sum()),
+        "bookings_moved_slot": float(
+            (result.booked_start_s[sel] > c.booked_start_s[sel])[booked].sum()
+        ),
+        "repairs": float(result.order_repairs[sel].sum() + result.worker_repairs[wsel].sum()),
+        "visits_moved": float(result.moved[sel].sum()),
+        "visits_dropped": float(result.repair_dropped[sel].sum()),
         "time_to_assign_mean_s": _mean(wait),
         "time_to_assign_p50_s": _q(wait, 0.5),
         "time_to_assign_p90_s": _q(wait, 0.9),

@@ -3,7 +3,8 @@
 The log's first line is a header holding the whole generated day (orders, workers, every
 pre-drawn duration and patience) and the policy; every later line is one event
 (``{"t": epoch s, "e": kind, ...}``): release, match, offer, decline, timeout, claim,
-grab_open, assign, start, done, cancel, escalate, shift_start, shift_end, end. The
+grab_open, assign, start, done, cancel, escalate, shift_start, shift_end, plan, book
+(a booking reserved, with its slot), refuse, sick, repair (visits moved and dropped), end. The
 recorded run's KPIs are rebuilt from the events alone (:func:`result_from_log`), so the
 log is a complete record; :func:`replay` runs the same day under a new policy and
 :func:`compare` puts both KPI sets side by side. Worker answers are keyed by (seed,
@@ -87,8 +88,17 @@ def result_from_log(path: str | Path) -> SimResult:
     earn = np.zeros(m, dtype=np.int64)
     on_shift = np.zeros(m)
     on_since = np.full(m, -1, dtype=np.int64)
+    promised = c.promised_s.copy()
+    booked_start = c.booked_start_s.copy()
+    in_plan = np.zeros(n, dtype=np.bool_)
+    moved = np.zeros(n, dtype=np.int64)
+    repair_dropped = np.zeros(n, dtype=np.bool_)
+    o_repairs = np.zeros(n, dtype=np.int64)
+    w_repairs = np.zeros(m, dtype=np.int64)
     match_calls = events = 0
     last = c.end_s
+    # A repair is counted against the order (overrun, cancel) or worker (sick) behind it.
+    cause: tuple[str, int] | None = None
     for line_no, ev in _lines(rec.path):
         try:
             kind, t = ev["e"], int(ev["t"])
@@ -115,7 +125,30 @@ def result_from_log(path: str | Path) -> SimResult:
             elif kind == "timeout":
                 timeouts[o_row[ev["o"]]] += 1
             elif kind == "cancel":
-                state[o_row[ev["o"]]] = OrderOutcome.CANCELLED
+                o = o_row[ev["o"]]
+                state[o] = OrderOutcome.CANCELLED
+                cause = ("o", o) if in_plan[o] else None
+            elif kind == "book":
+                o = o_row[ev["o"]]
+                in_plan[o] = True
+                booked_start[o], promised[o] = int(ev["start"]), int(ev["end"])
+            elif kind == "refuse":
+                state[o_row[ev["o"]]] = OrderOutcome.REFUSED
+            elif kind == "sick":
+                cause = ("w", w_row[ev["w"]])
+            elif kind == "overrun":
+                cause = ("o", o_row[ev["o"]])
+            elif kind == "planned":
+                in_plan[[o_row[x] for x in ev["o"]]] = True
+            elif kind == "repair":
+                if cause is not None and cause[0] == "o":
+                    o_repairs[cause[1]] += 1
+                elif cause is not None:
+                    w_repairs[cause[1]] += 1
+                cause = None
+                for x in ev["moved"]:
+                    moved[o_row[x]] += 1
+                repair_dropped[[o_row[x] for x in ev["dropped"]]] = True
             elif kind == "escalate":
                 state[o_row[ev["o"]]] = OrderOutcome.ESCALATED
             elif kind == "shift_start":
@@ -157,6 +190,13 @@ def result_from_log(path: str | Path) -> SimResult:
         matched_orders=int(offers.sum()),
         events=events,
         wall_s=0.0,
+        promised_s=promised,
+        booked_start_s=booked_start,
+        in_plan=in_plan,
+        moved=moved,
+        repair_dropped=repair_dropped,
+        order_repairs=o_repairs,
+        worker_repairs=w_repairs,
     )
 
 
