@@ -1,4 +1,4 @@
-"""The `daojia` command: demo, bench, and (as they land) serve, simulate, db, seed."""
+"""The `daojia` command: demo, bench, serve, dispatcher, simulate, db, seed."""
 
 from __future__ import annotations
 
@@ -72,6 +72,48 @@ def serve(
 
     uvicorn.run(
         "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+    )
+
+
+@app.command()
+def dispatcher(
+    owner: str = typer.Option("", help="lease owner name (default: <host>-<pid>)"),
+    tick_s: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="seconds between ticks (0: DAOJIA_DISPATCH_TICK_S or 2, shorter when an "
+        "enterprise's batch window is)",
+    ),
+    lease_ttl_ms: int = typer.Option(
+        6000, min=1000, help="region lease TTL (a dead process's regions move after this)"
+    ),
+) -> None:
+    """Run a production dispatcher: owns regions through Redis leases (DAOJIA_* settings).
+
+    Start several for fail-over; stop with SIGTERM (leases are released). The API's
+    embedded dispatcher should then be off (DAOJIA_DISPATCH_TICK_S=0 for the API).
+    """
+    import functools
+
+    import anyio
+
+    from api.dispatch.runner import run_dispatcher
+    from api.observability import configure_logging
+    from api.settings import Settings
+
+    settings = Settings()
+    configure_logging(json_logs=settings.log_json, level=settings.log_level)
+    if not settings.redis_url:
+        console.print("[red]daojia dispatcher needs DAOJIA_REDIS_URL[/red] (leases live in Redis)")
+        raise typer.Exit(2)
+    anyio.run(
+        functools.partial(
+            run_dispatcher,
+            settings,
+            owner=owner or None,
+            tick_s=tick_s or None,
+            lease_ttl_ms=lease_ttl_ms,
+        )
     )
 
 

@@ -20,6 +20,10 @@ TTL, ``P{r:<region>}:fence`` is the token counter (INCR); both carry the region'
 tag, so each Lua script touches one Cluster slot. Redis has no persistence here: after
 a loss the counter restarts, so ``acquire(..., min_token=)`` takes the newest token the
 database has seen and never issues one at or below it.
+
+Dispatchers also announce themselves (``members``: a sorted set scored by expiry,
+``P{dispatchers}:members``) so each can take a fair share of the regions and a dead one
+drops out of the count within one TTL.
 """
 
 from __future__ import annotations
@@ -123,6 +127,14 @@ class LeaseStore(Protocol):
         """The current lease of ``region`` (None if free or expired)."""
         ...
 
+    async def members(self, owner: str, ttl_ms: int) -> list[str]:
+        """Announce ``owner`` alive for ``ttl_ms``; every owner alive now, sorted."""
+        ...
+
+    async def leave(self, owner: str) -> None:
+        """Withdraw ``owner``'s announcement (graceful shutdown)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -135,6 +147,7 @@ class MemoryLeases:
         self._clock = clock
         self._held: dict[int, tuple[Lease, float]] = {}
         self._counter: dict[int, int] = {}
+        self._members: dict[str, float] = {}
 
     def _current(self, region: int) -> Lease | None:
         held = self._held.get(region)
@@ -178,6 +191,19 @@ class MemoryLeases:
         """The current lease of ``region`` (None if free or expired)."""
         return self._current(int(region))
 
+    async def members(self, owner: str, ttl_ms: int) -> list[str]:
+        """Announce ``owner`` alive for ``ttl_ms``; every owner alive now, sorted."""
+        _check_ttl(ttl_ms)
+        _check_owner(owner)
+        now = self._clock()
+        self._members[owner] = now + ttl_ms / 1000.0
+        self._members = {o: t for o, t in self._members.items() if t > now}
+        return sorted(self._members)
+
+    async def leave(self, owner: str) -> None:
+        """Withdraw ``owner``'s announcement (graceful shutdown)."""
+        self._members.pop(owner, None)
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
@@ -206,7 +232,21 @@ _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_LEASE_SCRIPTS = {"acquire": _ACQUIRE_LUA, "renew": _RENEW_LUA, "release": _RELEASE_LUA}
+# KEYS: members zset (score = expiry, server ms). ARGV: owner, ttl ms.
+_MEMBERS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+_LEASE_SCRIPTS = {
+    "acquire": _ACQUIRE_LUA,
+    "renew": _RENEW_LUA,
+    "release": _RELEASE_LUA,
+    "members": _MEMBERS_LUA,
+}
 _LEASE_SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _LEASE_SCRIPTS.items()}
 
 
@@ -273,6 +313,24 @@ class RedisLeases:
             return None
         token, _, owner = value.decode().partition(":")
         return Lease(int(region), owner, int(token), max(int(ttl), 0))
+
+    def members_key(self) -> str:
+        """The sorted set of live dispatchers (one hash tag: one Cluster slot)."""
+        return f"{self.prefix}{{dispatchers}}:members"
+
+    async def members(self, owner: str, ttl_ms: int) -> list[str]:
+        """Announce ``owner`` alive for ``ttl_ms``; every owner alive now, sorted.
+
+        Expiry is scored by the Redis server's clock, so hosts' clocks need not agree.
+        """
+        _check_ttl(ttl_ms)
+        _check_owner(owner)
+        raw = await self._eval("members", [self.members_key()], owner, ttl_ms)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+
+    async def leave(self, owner: str) -> None:
+        """Withdraw ``owner``'s announcement (graceful shutdown)."""
+        await self.client.zrem(self.members_key(), owner)
 
     async def aclose(self) -> None:
         """Close the client if this store created it."""

@@ -154,8 +154,9 @@ class Dispatcher:
                 log.exception("dispatch_tick_failed", error=type(exc).__name__)
             await anyio.sleep(await self.tick_interval_s())
 
-    async def tick_interval_s(self) -> float:
-        """Seconds to the next tick: ``dispatch_tick_s``, shorter if a stored batch window is."""
+    async def tick_interval_s(self, base: float | None = None) -> float:
+        """Seconds to the next tick: ``base`` (default ``dispatch_tick_s``), or a shorter
+        stored batch window (at least 0.2 s)."""
         async with self.maker() as session:
             raws = await session.scalars(
                 select(Enterprise.dispatch_settings).where(
@@ -169,7 +170,7 @@ class Dispatcher:
                 and isinstance(w := raw.get("batch_window_s"), int | float)
                 and w > 0
             ]
-        return max(0.2, min([self.settings.dispatch_tick_s, *windows]))
+        return max(0.2, min([base or self.settings.dispatch_tick_s, *windows]))
 
     async def active_regions(self, now: datetime) -> set[int]:
         """Regions with work: awaiting orders, live offers, online workers (what to lease)."""

@@ -110,6 +110,25 @@ async def test_tokens_stay_above_the_databases_after_redis_forgets_them(
     check_fencing(latest_in_db, again.fencing_token)
 
 
+async def test_members_announce_and_expire(leases: LeaseStore, clock: FakeClock) -> None:
+    """Dispatchers count each other through ``members``; a silent one drops out in one TTL."""
+    assert await leases.members("a", 300) == ["a"]
+    assert await leases.members("b", 10_000) == ["a", "b"]
+    await pause_past_ttl_of(leases, clock, "a", 300)
+    assert await leases.members("b", 10_000) == ["b"]
+    await leases.members("c", 10_000)
+    await leases.leave("c")
+    assert await leases.members("b", 10_000) == ["b"]
+
+
+async def pause_past_ttl_of(leases: LeaseStore, clock: FakeClock, owner: str, ttl_ms: int) -> None:
+    """Let ``owner``'s announcement expire (fake time in memory, real in Redis)."""
+    if isinstance(leases, MemoryLeases):
+        clock.advance(ttl_ms / 1000.0 + 0.001)
+        return
+    await asyncio.sleep(ttl_ms / 1000.0 + 0.05)
+
+
 def test_fencing_rule() -> None:
     assert check_fencing(None, 3) == 3
     assert check_fencing(3, 3) == 3  # the same holder writing again
