@@ -45,33 +45,44 @@ async def _still_active(maker: async_sessionmaker[AsyncSession], order_id: int) 
         return order is not None and service.is_active(order)
 
 
+def _text(message: dict[str, Any], coord_type: CoordType) -> str:
+    return json.dumps(service.for_client(message, coord_type), ensure_ascii=False)
+
+
 async def _events(
     live: LiveBackends,
     maker: async_sessionmaker[AsyncSession],
     order: Order,
     first: list[dict[str, Any]],
     coord_type: CoordType,
-) -> AsyncIterator[dict[str, Any]]:
-    """Snapshot, then live messages until a final status (or the order stops being active)."""
+) -> AsyncIterator[tuple[str, str]]:
+    """(type, JSON text): snapshot, then live messages until a final status or inactivity.
+
+    Published messages are already JSON in the WGS-84 client form, encoded once by the
+    publisher: WGS-84 watchers get those bytes as they are, only others re-encode.
+    """
     async with live.broker.subscribe(service.channel(order.id)) as sub:
         for msg in first:
-            yield service.for_client(msg, coord_type)
+            yield msg["type"], _text(msg, coord_type)
         async with maker() as session:
             # A change between authorize and subscribe would otherwise be missed.
             fresh = await session.get(Order, order.id)
             if fresh is None or not service.is_active(fresh):
                 if fresh is not None:
-                    yield service.status_message(fresh)
+                    yield "status", _text(service.status_message(fresh), coord_type)
                 return
         while True:
             got = await sub.get(timeout_s=KEEPALIVE_S)
             if got is None:
                 if not await _still_active(maker, order.id):
                     return
-                yield {"type": "keepalive"}
+                yield "keepalive", '{"type": "keepalive"}'
                 continue
             msg = got.json()
-            yield service.for_client(msg, coord_type)
+            if coord_type is CoordType.WGS84 and "coord_type" in msg:
+                yield msg["type"], got.data.decode()
+            else:
+                yield msg["type"], _text(msg, coord_type)
             if msg.get("type") == "status" and msg.get("final"):
                 return
 
@@ -115,8 +126,8 @@ async def track_ws(
         return
     await websocket.accept(subprotocol=subprotocol)
     try:
-        async for msg in _events(live, maker, order, first, coord_type):
-            await websocket.send_text(json.dumps(msg, ensure_ascii=False))
+        async for _type, text in _events(live, maker, order, first, coord_type):
+            await websocket.send_text(text)
     except WebSocketDisconnect:
         return  # the client left: nothing to close
     await websocket.close(code=1000)
@@ -142,8 +153,8 @@ async def track_sse(
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
 
     async def body() -> AsyncIterator[bytes]:
-        async for msg in _events(live, maker, order, first, coord_type):
-            yield f"event: {msg['type']}\ndata: {json.dumps(msg, ensure_ascii=False)}\n\n".encode()
+        async for kind, text in _events(live, maker, order, first, coord_type):
+            yield f"event: {kind}\ndata: {text}\n\n".encode()
 
     return StreamingResponse(
         body(),

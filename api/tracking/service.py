@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
@@ -112,21 +112,28 @@ async def authorize(session: AsyncSession, user: User, order_id: int) -> Order:
     return order
 
 
+def _position(
+    order_id: int, lat: float, lng: float, ts: float | None, eta: dict[str, Any] | None
+) -> dict[str, Any]:
+    eta = eta or {}
+    return {
+        "type": "position",
+        "order_id": order_id,
+        "lat": lat,
+        "lng": lng,
+        "ts": ts,
+        "eta_s": eta.get("shown_eta_s"),
+        "distance_m": eta.get("distance_m"),
+        "arrived": bool(eta.get("arrived", False)),
+        "coord_type": CoordType.WGS84.value,
+    }
+
+
 def position_message(order: Order, track: OrderTrack) -> dict[str, Any] | None:
     """The last known position + ETA of an active order (None when nothing to show)."""
     if not is_active(order) or track.last_lat is None or track.last_lng is None:
         return None
-    eta = track.eta_state or {}
-    return {
-        "type": "position",
-        "order_id": order.id,
-        "lat": track.last_lat,
-        "lng": track.last_lng,
-        "ts": track.last_ts,
-        "eta_s": eta.get("shown_eta_s"),
-        "distance_m": eta.get("distance_m"),
-        "arrived": bool(eta.get("arrived", False)),
-    }
+    return _position(order.id, track.last_lat, track.last_lng, track.last_ts, track.eta_state)
 
 
 def status_message(order: Order) -> dict[str, Any]:
@@ -137,6 +144,7 @@ def status_message(order: Order) -> dict[str, Any]:
         "status": order.status,
         "dispatch_status": order.dispatch_status,
         "final": order.status in (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value),
+        "coord_type": CoordType.WGS84.value,
     }
 
 
@@ -176,12 +184,16 @@ async def on_worker_position(
 ) -> int:
     """Update the ETA of every order the worker is travelling to and publish it; returns how many.
 
-    ``lat``/``lng`` WGS-84 degrees, ``ts`` epoch seconds of the ping.
+    ``lat``/``lng`` WGS-84 degrees, ``ts`` epoch seconds of the ping. Watchers get the
+    position before the database does: the tracker state and last position are written
+    after publishing (the database stays the record of the order's state, read here to
+    decide who is sharing; a position lost to a crash in between is superseded by the
+    next ping).
     """
     del settings
     rows = (
         await session.execute(
-            select(Order, OrderTrack)
+            select(Order.id, Order.lat, Order.lng, OrderTrack.eta_state)
             .join(OrderTrack, OrderTrack.order_id == Order.id)
             .where(
                 Order.worker_id == worker_id,
@@ -190,27 +202,36 @@ async def on_worker_position(
             )
         )
     ).all()
-    messages = []
-    for order, track in rows:
-        model = travel_model()
-        if track.eta_state is None:
+    if not rows:
+        return 0
+    model = travel_model()
+    updates: list[dict[str, Any]] = []
+    for order_id, dest_lat, dest_lng, eta_state in rows:
+        if eta_state is None:
             tracker = EtaTracker.start(
-                model, lat, lng, order.lat, order.lng, ts, accuracy_m=accuracy_m
+                model, lat, lng, dest_lat, dest_lng, ts, accuracy_m=accuracy_m
             )
         else:
-            tracker = EtaTracker(model, order.lat, order.lng, _state_from_json(track.eta_state))
+            tracker = EtaTracker(model, dest_lat, dest_lng, _state_from_json(eta_state))
             tracker.update(lat, lng, ts, accuracy_m)
         s = tracker.state
-        track.eta_state = _state_to_json(s)
-        track.last_lat, track.last_lng, track.last_ts = s.lat, s.lng, s.t
-        track.updated_at = now
-        msg = position_message(order, track)
-        if msg is not None:
-            messages.append((order.id, msg))
+        updates.append(
+            {
+                "order_id": order_id,
+                "eta_state": _state_to_json(s),
+                "last_lat": s.lat,
+                "last_lng": s.lng,
+                "last_ts": s.t,
+                "updated_at": now,
+            }
+        )
+        # Encoded once here, in the WGS-84 client form: watchers forward it as it is.
+        await broker.publish(
+            channel(order_id), _position(order_id, s.lat, s.lng, s.t, updates[-1]["eta_state"])
+        )
+    await session.execute(update(OrderTrack), updates)
     await session.commit()
-    for order_id, msg in messages:
-        await broker.publish(channel(order_id), msg)
-    return len(messages)
+    return len(updates)
 
 
 async def snapshot(session: AsyncSession, order: Order) -> list[dict[str, Any]]:
