@@ -46,6 +46,7 @@ guard (row lock / Redis) and drives one instance per region.
 from __future__ import annotations
 
 import heapq
+import itertools
 import operator
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -472,6 +473,10 @@ class _AutoOrder:
     escalation_reason: str | None = None
 
 
+#: Statuses in which an order has left the book's work (``drop_closed`` may forget it).
+_CLOSED_STATUSES = frozenset((OrderStatus.ASSIGNED, OrderStatus.ESCALATED, OrderStatus.CANCELLED))
+
+
 def _live_offer(rec: _AutoOrder | None, expires_at: int, attempt: int) -> TypeGuard[_AutoOrder]:
     # Expiry and attempt both must match: a dropped and re-added order id restarts its
     # attempt count, and its old heap entries must not expire the new offer.
@@ -570,6 +575,21 @@ class OfferBook(_OrderTable[_AutoOrder]):
         self._busy: dict[int, int] = {}  # worker_id -> order_id of their outstanding offer
         # (expires_at, order_id, attempt); stale entries are skipped when popped.
         self._deadlines: list[tuple[int, int, int]] = []
+        # Indices kept with every status change, so queries cost the pending orders (not
+        # every order ever seen): order_id -> queued_at of pending orders, and
+        # (closed_at, order_id) of closed ones for drop_closed (stale entries skipped).
+        self._pending: dict[int, int] = {}
+        self._closed: list[tuple[int, int]] = []
+
+    def _set_status(self, rec: _AutoOrder, status: OrderStatus) -> None:
+        """Every status change goes through here, keeping the pending and closed indices."""
+        rec.status = status
+        if status is OrderStatus.PENDING:
+            self._pending[rec.order_id] = rec.queued_at
+        else:
+            self._pending.pop(rec.order_id, None)
+        if rec.closed_at is not None and status in _CLOSED_STATUSES:
+            heapq.heappush(self._closed, (rec.closed_at, rec.order_id))
 
     # ----------------------------------------------------------------- queries
 
@@ -591,13 +611,10 @@ class OfferBook(_OrderTable[_AutoOrder]):
 
     def pending_order_ids(self) -> IdArray:
         """Orders waiting for the next match, oldest queue time first (ties by id)."""
-        pending = [
-            (rec.queued_at, oid)
-            for oid, rec in self._orders.items()
-            if rec.status is OrderStatus.PENDING
-        ]
-        pending.sort()
-        return np.fromiter((oid for _, oid in pending), dtype=np.int64, count=len(pending))
+        n = len(self._pending)
+        ids = np.fromiter(self._pending, dtype=np.int64, count=n)
+        queued = np.fromiter(self._pending.values(), dtype=np.int64, count=n)
+        return ids[np.lexsort((ids, queued))]
 
     def exclusions(self, order_id: int) -> IdArray:
         """Workers that must not be offered ``order_id`` (ascending ids) — feed to ``match``."""
@@ -610,11 +627,16 @@ class OfferBook(_OrderTable[_AutoOrder]):
         ``OrderBatch.from_arrays(excluded_worker_ids=..., excluded_offsets=...)``.
         """
         oids = _as_id_array(order_ids, "order_ids")
-        parts = [self.exclusions(oid) for oid in oids.tolist()]
+        sets = [self._get(oid).excluded for oid in oids.tolist()]
         offsets = np.zeros(oids.size + 1, dtype=np.int64)
-        np.cumsum([p.size for p in parts], out=offsets[1:])
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return flat.astype(np.int64, copy=False), offsets
+        np.cumsum([len(ex) for ex in sets], out=offsets[1:])
+        # Most orders exclude nobody: sort only the non-empty sets, flatten in one pass.
+        flat = np.fromiter(
+            itertools.chain.from_iterable(sorted(ex) for ex in sets if ex),
+            dtype=np.int64,
+            count=int(offsets[-1]),
+        )
+        return flat, offsets
 
     def busy_worker_ids(self) -> IdArray:
         """Workers holding an outstanding offer (ascending); leave them out of the next batch."""
@@ -657,6 +679,7 @@ class OfferBook(_OrderTable[_AutoOrder]):
         for wid in excluded.tolist():
             rec.excluded[wid] = _Exclusion(ExclusionReason.GIVEN, t)
         self._orders[oid] = rec
+        self._set_status(rec, OrderStatus.PENDING)
         return (Queued(order_id=oid, queued_at=t),)
 
     def _check_offerable(self, rec: _AutoOrder, wid: int) -> None:
@@ -677,7 +700,7 @@ class OfferBook(_OrderTable[_AutoOrder]):
 
     def _make_offer(self, rec: _AutoOrder, wid: int, t: int) -> OfferMade:
         rec.offers_made += 1
-        rec.status = OrderStatus.OFFERED
+        self._set_status(rec, OrderStatus.OFFERED)
         rec.offer_worker_id = wid
         rec.offered_at = t
         rec.expires_at = t + self.policy.accept_timeout_s
@@ -750,9 +773,9 @@ class OfferBook(_OrderTable[_AutoOrder]):
             assert rec.expires_at is not None
             if t >= rec.expires_at:
                 return AcceptRejected(rec.order_id, wid, RejectReason.EXPIRED)
-            rec.status = OrderStatus.ASSIGNED
             rec.assigned_worker_id = wid
             rec.closed_at = t
+            self._set_status(rec, OrderStatus.ASSIGNED)
             del self._busy[wid]
             return OfferAccepted(rec.order_id, wid, t)
         return AcceptRejected(rec.order_id, wid, self._not_outstanding_reason(rec, wid))
@@ -767,7 +790,7 @@ class OfferBook(_OrderTable[_AutoOrder]):
         return RejectReason.NOT_OFFERED
 
     def _requeue_or_escalate(self, rec: _AutoOrder, at: int) -> Reoffer | Escalated:
-        rec.status = OrderStatus.PENDING
+        self._set_status(rec, OrderStatus.PENDING)
         rec.offer_worker_id = None
         rec.offered_at = None
         rec.expires_at = None
@@ -776,9 +799,9 @@ class OfferBook(_OrderTable[_AutoOrder]):
         return Reoffer(rec.order_id, tuple(sorted(rec.excluded)), at)
 
     def _close_escalated(self, rec: _AutoOrder, reason: str, at: int) -> Escalated:
-        rec.status = OrderStatus.ESCALATED
         rec.escalation_reason = reason
         rec.closed_at = at
+        self._set_status(rec, OrderStatus.ESCALATED)
         return Escalated(rec.order_id, reason, at)
 
     def decline(
@@ -871,8 +894,8 @@ class OfferBook(_OrderTable[_AutoOrder]):
             del self._busy[wid]
             withdrawn = OfferWithdrawn(rec.order_id, wid, t)
             rec.offer_worker_id = rec.offered_at = rec.expires_at = None
-        rec.status = OrderStatus.CANCELLED
         rec.closed_at = t
+        self._set_status(rec, OrderStatus.CANCELLED)
         cancelled = Cancelled(rec.order_id, t)
         return (cancelled,) if withdrawn is None else (withdrawn, cancelled)
 
@@ -883,14 +906,15 @@ class OfferBook(_OrderTable[_AutoOrder]):
         be re-added). Returns how many were dropped.
         """
         cutoff = _as_time(closed_before, "closed_before")
-        gone = [
-            oid
-            for oid, rec in self._orders.items()
-            if rec.closed_at is not None and rec.closed_at < cutoff
-        ]
-        for oid in gone:
-            del self._orders[oid]
-        return len(gone)
+        dropped = 0
+        # Closed orders by closing time: pop the old ones instead of scanning every order.
+        while self._closed and self._closed[0][0] < cutoff:
+            closed_at, oid = heapq.heappop(self._closed)
+            rec = self._orders.get(oid)
+            if rec is not None and rec.closed_at == closed_at and rec.status in _CLOSED_STATUSES:
+                del self._orders[oid]
+                dropped += 1
+        return dropped
 
     # ----------------------------------------------------------------- snapshot
 
@@ -954,6 +978,7 @@ class OfferBook(_OrderTable[_AutoOrder]):
                 raise DuplicateId(f"{where}.order_id {rec.order_id} appears twice")
             book._orders[rec.order_id] = rec
             book._restore_consistency(rec, where)
+            book._set_status(rec, rec.status)
         return book
 
     def _restore_consistency(self, rec: _AutoOrder, where: str) -> None:
@@ -1263,6 +1288,12 @@ class FairnessLedger:
         self._log: deque[tuple[int, int]] = deque()  # (at, worker_id), roughly time-ordered
         self._cooldown_until: dict[int, int] = {}
         self._latest = 0
+        # Kept with the log: entries per worker, whether the log is in time order (then a
+        # query at or after its last entry needs no scan), and sorted arrays of the counts
+        # rebuilt only after the log changed.
+        self._counts: dict[int, int] = {}
+        self._in_order = True
+        self._count_arrays: tuple[IdArray, IdArray] | None = None
 
     def observe(self, events: Iterable[Event]) -> None:
         """Record the loads and misses in ``events``; other event kinds are ignored."""
@@ -1280,7 +1311,11 @@ class FairnessLedger:
         self._prune()
 
     def _record_load(self, worker_id: int, at: int) -> None:
+        if self._log and at < self._log[-1][0]:
+            self._in_order = False
         self._log.append((at, worker_id))
+        self._counts[worker_id] = self._counts.get(worker_id, 0) + 1
+        self._count_arrays = None
         self._latest = max(self._latest, at)
 
     def _prune(self) -> None:
@@ -1288,7 +1323,15 @@ class FairnessLedger:
         # anything missed here is still masked out by time in the queries.
         horizon = self._latest - self.policy.fairness_window_s
         while self._log and self._log[0][0] <= horizon:
-            self._log.popleft()
+            _, wid = self._log.popleft()
+            left = self._counts[wid] - 1
+            if left:
+                self._counts[wid] = left
+            else:
+                del self._counts[wid]
+            self._count_arrays = None
+        if not self._log:
+            self._in_order = True
         stale = [w for w, until in self._cooldown_until.items() if until <= self._latest]
         for wid in stale:
             del self._cooldown_until[wid]
@@ -1299,6 +1342,18 @@ class FairnessLedger:
         t = _as_time(now)
         if not self._log:
             return np.zeros(ids.size, dtype=np.int64)
+        if (
+            self._in_order
+            and self._log[-1][0] <= t
+            and self._log[0][0] > t - self.policy.fairness_window_s
+        ):
+            # Every logged entry is inside the window: the running counts are the answer.
+            if self._count_arrays is None:
+                keys = np.fromiter(self._counts, dtype=np.int64, count=len(self._counts))
+                values = np.fromiter(self._counts.values(), dtype=np.int64, count=keys.size)
+                order = np.argsort(keys)
+                self._count_arrays = (keys[order], values[order])
+            return _lookup(*self._count_arrays, ids, 0)
         log = np.array(self._log, dtype=np.int64).reshape(-1, 2)
         live = (log[:, 0] <= t) & (log[:, 0] > t - self.policy.fairness_window_s)
         loaded, counts = np.unique(log[live, 1], return_counts=True)
@@ -1363,7 +1418,7 @@ class FairnessLedger:
         ledger = cls(OfferPolicy.from_dict(_field(data, "policy", "snapshot")))
         for i, pair in enumerate(_field(data, "loads", "snapshot")):
             at, wid = _pair(pair, f"snapshot.loads[{i}]")
-            ledger._log.append((_as_time(at, f"snapshot.loads[{i}][0]"), wid))
+            ledger._record_load(wid, _as_time(at, f"snapshot.loads[{i}][0]"))
         for i, pair in enumerate(_field(data, "cooldowns", "snapshot")):
             wid, until = _pair(pair, f"snapshot.cooldowns[{i}]")
             ledger._cooldown_until[wid] = until
