@@ -20,7 +20,7 @@ from api.settings import Settings
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -29,7 +29,7 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_locale(request: Request) -> str:
+async def get_locale(request: Request) -> str:
     """The locale negotiated from Accept-Language (zh-CN, en, ja, ko)."""
     return locale_of(request)
 
@@ -37,7 +37,7 @@ def get_locale(request: Request) -> str:
 LocaleDep = Annotated[str, Depends(get_locale)]
 
 
-def get_http_client(request: Request) -> httpx.AsyncClient:
+async def get_http_client(request: Request) -> httpx.AsyncClient:
     """The shared outbound HTTP client (WeChat, QQ); tests override it with a fake server."""
     client: httpx.AsyncClient = request.app.state.http_client
     return client
@@ -46,7 +46,7 @@ def get_http_client(request: Request) -> httpx.AsyncClient:
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 
 
-def get_token_config(request: Request) -> auth_service.TokenConfig:
+async def get_token_config(request: Request) -> auth_service.TokenConfig:
     """Signing secret and lifetimes resolved at startup."""
     config: auth_service.TokenConfig = request.app.state.token_config
     return config

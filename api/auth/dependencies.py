@@ -12,7 +12,7 @@ from api.auth.service import SocialApp
 from api.deps import SettingsDep
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     """The Argon2id hasher built at startup with the configured cost."""
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
@@ -21,7 +21,7 @@ def get_password_hasher(request: Request) -> PasswordHasher:
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
-def get_wechat_app(settings: SettingsDep) -> SocialApp:
+async def get_wechat_app(settings: SettingsDep) -> SocialApp:
     """The WeChat mini-program's appid/secret and API base URL."""
     return SocialApp(
         SocialProvider.WECHAT,
@@ -32,7 +32,7 @@ def get_wechat_app(settings: SettingsDep) -> SocialApp:
     )
 
 
-def get_qq_app(settings: SettingsDep) -> SocialApp:
+async def get_qq_app(settings: SettingsDep) -> SocialApp:
     """The QQ mini-program's appid/secret and API base URL."""
     return SocialApp(
         SocialProvider.QQ,

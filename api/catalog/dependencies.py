@@ -29,7 +29,7 @@ class Point:
     lng: float
 
 
-def optional_point(
+async def optional_point(
     lat: Annotated[float | None, Query(ge=-90, le=90, description="latitude, degrees")] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180, description="longitude, degrees")] = None,
     coord_type: Annotated[CoordType, Query(description="system of lat/lng")] = CoordType.WGS84,
@@ -49,7 +49,7 @@ def optional_point(
 OptionalPoint = Annotated[Point | None, Depends(optional_point)]
 
 
-def get_area_lookup(request: Request) -> AreaLookup:
+async def get_area_lookup(request: Request) -> AreaLookup:
     """The process-wide point-in-area index (rebuilt when the areas change)."""
     lookup: AreaLookup = request.app.state.area_lookup
     return lookup

@@ -16,7 +16,7 @@ from api.enterprise.models import Worker
 from api.live import LiveBackends
 
 
-def get_live(request: Request) -> LiveBackends:
+async def get_live(request: Request) -> LiveBackends:
     """The app's live layer (broker, LiveState, leases), made in the lifespan."""
     live: LiveBackends = request.app.state.live
     return live
@@ -25,7 +25,7 @@ def get_live(request: Request) -> LiveBackends:
 LiveDep = Annotated[LiveBackends, Depends(get_live)]
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
     clock: Callable[[], datetime] = getattr(request.app.state, "dispatch_clock", utcnow)
     return clock()

@@ -12,12 +12,12 @@ from api.deps import ManagerUser, SettingsDep
 from api.dispatch.dependencies import LiveDep, NowDep
 
 
-def board_user(user: ManagerUser) -> User:
+async def board_user(user: ManagerUser) -> User:
     """Staff of an enterprise or an admin (401 anonymous, 403 customers and workers)."""
     return user
 
 
-def service_tz(settings: SettingsDep) -> ZoneInfo:
+async def service_tz(settings: SettingsDep) -> ZoneInfo:
     """The time zone service days are counted in."""
     return ZoneInfo(settings.service_timezone)
 

@@ -62,7 +62,7 @@ def build_providers(
     return providers
 
 
-def get_providers(request: Request) -> Mapping[ProviderName, PaymentProvider]:
+async def get_providers(request: Request) -> Mapping[ProviderName, PaymentProvider]:
     """The providers configured at startup (tests may add doubles to app.state)."""
     providers: dict[ProviderName, PaymentProvider] = request.app.state.payment_providers
     return providers
