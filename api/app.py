@@ -35,12 +35,14 @@ from api.notifications.relay import run_relay
 from api.notifications.router import router as notifications_router
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
 from api.observability import EdgeMiddleware, Metrics, configure_logging
+from api.orders.roster import RosterCache
 from api.orders.router import router as orders_router
-from api.orders.service import expire_unpaid
+from api.orders.service import BookingEnv, expire_unpaid
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.settings import Environment, Settings
 from api.tracking.router import router as tracking_router
+from api.tracking.service import TrackWriter
 
 log = structlog.get_logger("api.app")
 
@@ -139,10 +141,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url, client=app.state.redis, prefix=settings.redis_prefix
         )
         app.state.dispatcher = Dispatcher(app.state.sessionmaker, app.state.live, settings)
+        # Tracker rows of live orders are written behind the position fan-out, batched.
+        app.state.track_writer = TrackWriter(app.state.sessionmaker)
         app.state.payment_providers = build_providers(settings, app.state.http_client)
         # SQLite has no exclusion constraint: bookings in this process take turns.
-        app.state.booking_lock = (
-            anyio.Lock() if is_sqlite(settings.effective_database_url) else None
+        app.state.booking = BookingEnv(
+            lookup=app.state.area_lookup,
+            rosters=RosterCache(),
+            lock=anyio.Lock() if is_sqlite(settings.effective_database_url) else None,
         )
         app.state.subscribe_sender = (
             WeChatSubscribeSender(
@@ -180,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            await app.state.track_writer.aclose()
             await app.state.http_client.aclose()
             await app.state.live.aclose()
             if app.state.redis is not None:

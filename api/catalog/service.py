@@ -442,22 +442,35 @@ class AreaLookup:
         self._owners: dict[str, int] = {}
         self._lock = anyio.Lock()
 
-    async def _fingerprint(self, session: AsyncSession) -> tuple[Any, ...]:
-        row = (
-            await session.execute(
-                select(
-                    func.count(ServiceArea.id),
-                    func.max(ServiceArea.id),
-                    func.sum(ServiceArea.id),
-                    func.max(ServiceArea.updated_at),
-                ).where(ServiceArea.is_active.is_(True))
-            )
-        ).one()
-        return tuple(row)
+    @staticmethod
+    def fingerprint_columns() -> tuple[Any, ...]:
+        """Scalar subqueries whose values change whenever the active areas change.
 
-    async def area_set(self, session: AsyncSession) -> tuple[GeoAreaSet, dict[str, int]]:
-        """The current AreaSet and area id → enterprise id."""
-        key = await self._fingerprint(session)
+        A caller that queries anyway can select these alongside and pass the values
+        as ``key``, saving the lookup its own round trip.
+        """
+        active = ServiceArea.is_active.is_(True)
+        return tuple(
+            select(agg).where(active).scalar_subquery()
+            for agg in (
+                func.count(ServiceArea.id),
+                func.max(ServiceArea.id),
+                func.sum(ServiceArea.id),
+                func.max(ServiceArea.updated_at),
+            )
+        )
+
+    async def _fingerprint(self, session: AsyncSession) -> tuple[Any, ...]:
+        return tuple((await session.execute(select(*self.fingerprint_columns()))).one())
+
+    async def area_set(
+        self, session: AsyncSession, key: tuple[Any, ...] | None = None
+    ) -> tuple[GeoAreaSet, dict[str, int]]:
+        """The current AreaSet and area id → enterprise id (``key``: a fingerprint just read)."""
+        if key is None:
+            key = await self._fingerprint(session)
+        if self._set is not None and key == self._key:
+            return self._set, self._owners
         async with self._lock:
             if self._set is None or key != self._key:
                 rows = list(
@@ -474,9 +487,11 @@ class AreaLookup:
                 self._owners = {str(a.id): a.enterprise_id for a in rows}
             return self._set, self._owners
 
-    async def containing(self, session: AsyncSession, lat: float, lng: float) -> list[AreaHit]:
+    async def containing(
+        self, session: AsyncSession, lat: float, lng: float, key: tuple[Any, ...] | None = None
+    ) -> list[AreaHit]:
         """Active areas containing the WGS-84 point, by id."""
-        area_set, owners = await self.area_set(session)
+        area_set, owners = await self.area_set(session, key)
         if len(area_set) == 0:
             return []
         ids = area_set.areas_containing(lat, lng)[0]

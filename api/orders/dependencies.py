@@ -1,15 +1,15 @@
-"""Order dependencies: the order visible to the caller, idempotency key, booking lock."""
+"""Order dependencies: the order visible to the caller, idempotency key, booking env."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Header, Request
 
 from api.deps import CurrentUser, IdPath, SessionDep
 from api.orders import service
 from api.orders.models import Order
+from api.orders.service import BookingEnv
 
 
 async def visible_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> Order:
@@ -30,10 +30,10 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def get_booking_lock(request: Request) -> anyio.Lock | None:
-    """On SQLite, one in-process lock serialising booking check+insert (None on PostgreSQL)."""
-    lock: anyio.Lock | None = request.app.state.booking_lock
-    return lock
+async def get_booking_env(request: Request) -> BookingEnv:
+    """The process's area lookup, worker rosters and (SQLite only) booking lock."""
+    env: BookingEnv = request.app.state.booking
+    return env
 
 
-BookingLock = Annotated[anyio.Lock | None, Depends(get_booking_lock)]
+BookingEnvDep = Annotated[BookingEnv, Depends(get_booking_env)]

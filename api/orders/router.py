@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from api.addresses.service import get_own
 from api.auth.models import Role
-from api.catalog.dependencies import AreaLookupDep, InvalidPoint
+from api.catalog.dependencies import InvalidPoint
 from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.db import utcnow
@@ -31,8 +31,9 @@ from api.errors import ErrorResponse, Forbidden
 from api.geo_edge import CoordType, GeoError, to_wgs84
 from api.i18n import translate
 from api.orders import service
-from api.orders.dependencies import BookingLock, IdempotencyKeyHeader, VisibleOrder
+from api.orders.dependencies import BookingEnvDep, IdempotencyKeyHeader, VisibleOrder
 from api.orders.models import Order, OrderEvent
+from api.orders.roster import WorkerBrief
 from api.orders.schemas import (
     BookingIn,
     CancelIn,
@@ -64,10 +65,18 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
 
 
-async def render(session: Any, order: Order, locale: str) -> OrderOut:
-    """The API view of ``order`` (service name in ``locale``, worker brief)."""
-    svc = await session.get(Service, order.service_id)
-    worker = await session.get(Worker, order.worker_id) if order.worker_id else None
+async def render(
+    session: Any,
+    order: Order,
+    locale: str,
+    worker: WorkerBrief | Worker | None = None,
+    svc: Service | None = None,
+) -> OrderOut:
+    """The API view of ``order`` (service name in ``locale``; service and worker if known)."""
+    if svc is None:
+        svc = await session.get(Service, order.service_id)
+    if worker is None and order.worker_id:
+        worker = await session.get(Worker, order.worker_id)
     return OrderOut(
         id=order.id,
         order_no=order.order_no,
@@ -139,7 +148,7 @@ async def get_quote(
 async def get_slots(
     session: SessionDep,
     settings: SettingsDep,
-    lookup: AreaLookupDep,
+    env: BookingEnvDep,
     user: CurrentUser,
     service_id: Annotated[int, Query(ge=1, le=2**53 - 1)],
     day: Annotated[date, Query(alias="date", description="local date (service time zone)")],
@@ -161,7 +170,7 @@ async def get_slots(
         except (GeoError, ValueError) as exc:
             raise InvalidPoint() from exc
     now = utcnow()
-    found = await service.available_slots(session, lookup, svc, wlat, wlng, day, settings, now=now)
+    found = await service.available_slots(session, env, svc, wlat, wlng, day, settings, now=now)
     return SlotList(
         service_id=svc.id,
         date=day,
@@ -186,10 +195,9 @@ async def create_order(
     body: BookingIn,
     session: SessionDep,
     settings: SettingsDep,
-    lookup: AreaLookupDep,
+    env: BookingEnvDep,
     user: CurrentUser,
     locale: LocaleDep,
-    lock: BookingLock,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Create a 待支付 order and hold a worker for the slot (409 ``slot_taken`` if gone)."""
@@ -205,28 +213,27 @@ async def create_order(
         note=body.note,
         preferred_worker_id=body.preferred_worker_id,
     )
-    order = await _book(session, lookup, user, req, settings, lock, idempotency_key, body_hash)
-    return await render(session, order, locale)
+    booked = await _book(session, env, user, req, settings, idempotency_key, body_hash)
+    return await render(session, booked.order, locale, booked.worker, booked.service)
 
 
 async def _book(
     session: Any,
-    lookup: Any,
+    env: service.BookingEnv,
     user: Any,
     req: service.BookingRequest,
     settings: Any,
-    lock: Any,
     key: str | None,
     body_hash: str,
-) -> Order:
+) -> service.Booked:
     idem = (key, body_hash) if key else None
 
     def on_created(order: Order) -> dict[str, Any]:
         return {"order_id": order.id}
 
-    if lock is None:
+    if env.lock is None:
         return await service.book(
-            session, lookup, user, req, settings, now=utcnow(), idempotency=idem,
+            session, env, user, req, settings, now=utcnow(), idempotency=idem,
             on_created=on_created,
         )  # fmt: skip
 
@@ -235,9 +242,9 @@ async def _book(
         # check below and the insert are one step for every process.
         await session.execute(text("UPDATE worker_reservations SET status = status WHERE id = -1"))
 
-    async with lock:
+    async with env.lock:
         return await service.book(
-            session, lookup, user, req, settings, now=utcnow(), serialize=write_lock,
+            session, env, user, req, settings, now=utcnow(), serialize=write_lock,
             idempotency=idem, on_created=on_created,
         )  # fmt: skip
 
@@ -396,10 +403,9 @@ async def rebook(
     body: RebookIn,
     session: SessionDep,
     settings: SettingsDep,
-    lookup: AreaLookupDep,
+    env: BookingEnvDep,
     user: CurrentUser,
     locale: LocaleDep,
-    lock: BookingLock,
 ) -> OrderOut:
     """A new order like ``order_id`` at a new slot (the same worker when free)."""
     if order.customer_id != user.id or order.address_id is None:
@@ -411,8 +417,8 @@ async def rebook(
         note=order.note,
         preferred_worker_id=order.worker_id,
     )
-    new = await _book(session, lookup, user, req, settings, lock, None, "")
-    return await render(session, new, locale)
+    booked = await _book(session, env, user, req, settings, None, "")
+    return await render(session, booked.order, locale, booked.worker, booked.service)
 
 
 @router.post("/{order_id}/share", summary="A signed, expiring share link")

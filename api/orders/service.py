@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import ARRAY, BigInteger, and_, any_, func, insert, literal, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,9 +32,10 @@ from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
 from api.orders import state
 from api.orders.models import IdempotencyKey, Order, WorkerReservation
+from api.orders.roster import RosterCache, WorkerBrief, still_active
+from api.orders.roster import fingerprint_columns as roster_fingerprint
 from api.orders.state import AfterSalesStatus, OrderEventType, OrderStatus
 from api.settings import Settings
-from geo.projection import haversine_m
 
 # ------------------------------------------------------------------ errors
 
@@ -126,7 +127,7 @@ class RefundWindowClosed(InvalidInput):
 
 _DEADLOCK = "40P01"
 #: Order of booking candidates only (no security meaning).
-_RNG = random.SystemRandom()
+_RNG = np.random.default_rng()
 _EXCLUSION = "23P01"
 
 
@@ -209,74 +210,32 @@ def quote(svc: Service, slot_start: datetime, settings: Settings) -> Quote:
 # ------------------------------------------------------------------ workers and slots
 
 
+@dataclass(frozen=True)
+class BookingEnv:
+    """Per-process helpers a booking needs: area lookup, worker rosters, SQLite write lock."""
+
+    lookup: AreaLookup
+    rosters: RosterCache
+    #: SQLite only: serialises the overlap check and the insert (None on PostgreSQL)
+    lock: anyio.Lock | None = None
+
+
 async def _area_for(
-    session: AsyncSession, lookup: AreaLookup, svc: Service, lat: float, lng: float
+    session: AsyncSession,
+    lookup: AreaLookup,
+    svc: Service,
+    lat: float,
+    lng: float,
+    key: tuple[Any, ...] | None = None,
 ) -> int:
     hits = [
         h
-        for h in await lookup.containing(session, lat, lng)
+        for h in await lookup.containing(session, lat, lng, key)
         if h.enterprise_id == svc.enterprise_id
     ]
     if not hits:
         raise OutsideArea()
     return hits[0].area_id
-
-
-def _shift_window(worker: Any, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
-    for shift in worker.shifts or []:
-        if int(shift.get("weekday", -1)) == day.weekday():
-            midnight = datetime.combine(day, time(0), tzinfo=tz)
-            return (
-                midnight + timedelta(minutes=int(shift["start_min"])),
-                midnight + timedelta(minutes=int(shift["end_min"])),
-            )
-    return None
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    id: int
-    skills: list[str]
-    shifts: list[dict[str, Any]]
-    home_lat: float
-    home_lng: float
-
-
-async def _eligible_workers(
-    session: AsyncSession, svc: Service, lat: float, lng: float, settings: Settings
-) -> list[tuple[_Candidate, float]]:
-    """Active workers of the service's enterprise with its skills, within reach, nearest first.
-
-    Only the columns booking needs are read, prefiltered by a bounding box of the
-    reach in SQL (the exact haversine check follows).
-    """
-    reach_m = settings.booking_max_distance_km * 1000.0
-    dlat = reach_m / 111_000.0
-    dlng = dlat / max(0.1, float(np.cos(np.radians(lat))))
-    rows = (
-        await session.execute(
-            select(Worker.id, Worker.skills, Worker.shifts, Worker.home_lat, Worker.home_lng).where(
-                Worker.enterprise_id == svc.enterprise_id,
-                Worker.is_active.is_(True),
-                Worker.home_lat.between(lat - dlat, lat + dlat),
-                Worker.home_lng.between(lng - dlng, lng + dlng),
-            )
-        )
-    ).all()
-    need = set(svc.required_skills or [])
-    workers = [_Candidate(*row) for row in rows if need <= set(row[1] or [])]
-    if not workers:
-        return []
-    dist = haversine_m(
-        np.full(len(workers), lat),
-        np.full(len(workers), lng),
-        np.array([w.home_lat for w in workers]),
-        np.array([w.home_lng for w in workers]),
-    )
-    return sorted(
-        ((w, float(d)) for w, d in zip(workers, dist.tolist(), strict=True) if d <= reach_m),
-        key=lambda pair: (pair[1], pair[0].id),
-    )
 
 
 def _live(stmt: Any) -> Any:
@@ -299,7 +258,7 @@ def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 async def available_slots(
     session: AsyncSession,
-    lookup: AreaLookup,
+    env: BookingEnv,
     svc: Service,
     lat: float,
     lng: float,
@@ -310,27 +269,30 @@ async def available_slots(
 ) -> list[SlotOut]:
     """Start windows on local ``day`` that some eligible worker can insert into their plan.
 
-    Builds each eligible worker's day (shift, home) with their live reservations as
-    confirmed visits and asks ``dispatch.slots.available_slots`` (travel and
-    duration fit); CPU work runs off the event loop.
+    Builds the day (shift, home) of the nearest eligible workers with their live
+    reservations as confirmed visits and asks ``dispatch.slots.available_slots``
+    (travel and duration fit); CPU work runs off the event loop.
     """
-    await _area_for(session, lookup, svc, lat, lng)
+    await _area_for(session, env.lookup, svc, lat, lng)
     tz = _tz(settings)
     if day > (now.astimezone(tz) + timedelta(days=settings.booking_horizon_days)).date():
         raise SlotTooFar(days=settings.booking_horizon_days)
-    ranked = (await _eligible_workers(session, svc, lat, lng, settings))[:40]
+    roster = await env.rosters.get(session, svc.enterprise_id)
+    rows, _ = roster.in_reach(
+        frozenset(svc.required_skills or ()), lat, lng, settings.booking_max_distance_km * 1000.0
+    )
     day_start, day_end = _day_bounds(day, tz)
-    shifts = {w.id: _shift_window(w, day, tz) for w, _ in ranked}
-    ranked = [(w, d) for w, d in ranked if shifts[w.id] is not None]
+    shifts = [(int(r), roster.shift_window(int(r), day, tz)) for r in rows[:40]]
+    ranked = [(int(roster.ids[r]), w) for r, w in shifts if w is not None]
     if not ranked:
         return []
-    rows = (
+    rows_db = (
         await session.execute(
             _live(
                 select(WorkerReservation, Order.lat, Order.lng)
                 .join(Order, Order.id == WorkerReservation.order_id)
                 .where(
-                    WorkerReservation.worker_id.in_([w.id for w, _ in ranked]),
+                    WorkerReservation.worker_id.in_([wid for wid, _ in ranked]),
                     WorkerReservation.starts_at < day_end,
                     WorkerReservation.ends_at > day_start,
                 )
@@ -338,13 +300,11 @@ async def available_slots(
         )
     ).all()
     buffer_s = settings.booking_buffer_min * 60
+    homes = {int(roster.ids[r]): (float(roster.lat[r]), float(roster.lng[r])) for r in rows[:40]}
     plan_input = _PlanInput(
-        workers=[
-            (w.id, shifts[w.id], w.home_lat, w.home_lng)  # type: ignore[misc]
-            for w, _ in ranked
-        ],
+        workers=[(wid, window, *homes[wid]) for wid, window in ranked],
         visits=[
-            (r.id, r.worker_id, la, ln, r.starts_at, r.ends_at, buffer_s) for r, la, ln in rows
+            (r.id, r.worker_id, la, ln, r.starts_at, r.ends_at, buffer_s) for r, la, ln in rows_db
         ],
     )
     duration_s = svc.duration_min * 60
@@ -517,9 +477,76 @@ def check_slot(slot_start: datetime, settings: Settings, now: datetime) -> None:
         raise SlotNotOnGrid()
 
 
+@dataclass(frozen=True)
+class Booked:
+    """A new order, its service and the worker held for it (what the response shows)."""
+
+    order: Order
+    service: Service
+    worker: WorkerBrief
+
+
+async def _booking_context(
+    session: AsyncSession, env: BookingEnv, user: User, req: BookingRequest
+) -> tuple[Service, Address, tuple[Any, ...], tuple[Any, ...]]:
+    """Service, own address and the area/roster fingerprints in one round trip."""
+    area_fp = env.lookup.fingerprint_columns()
+    roster_fp = roster_fingerprint(Service.enterprise_id)
+    row = (
+        await session.execute(
+            select(Service, Address, *area_fp, *roster_fp)
+            .join_from(Service, Address, true())
+            .where(Service.id == req.service_id, Address.id == req.address_id)
+        )
+    ).first()
+    if row is None or not row[0].is_active or row[1].user_id != user.id:
+        # Say precisely what is wrong, in the order a customer would fix it.
+        svc = await bookable_service(session, req.service_id)
+        address = await _own_address(session, user, req.address_id)
+        count, newest = roster_fingerprint(svc.enterprise_id)
+        keys = (await session.execute(select(*area_fp, count, newest))).one()
+        return svc, address, tuple(keys[: len(area_fp)]), tuple(keys[len(area_fp) :])
+    n = len(area_fp)
+    return row[0], row[1], tuple(row[2 : 2 + n]), tuple(row[2 + n :])
+
+
+def _among(column: Any, ids: list[int], dialect: str) -> Any:
+    """``column IN ids``: one array parameter on PostgreSQL (one cached plan for any length)."""
+    if dialect == "postgresql":
+        return column == any_(literal(ids, ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
+def _reservation_insert(
+    dialect: str, worker_id: int, order_id: int, start: datetime, end: datetime, now: datetime
+) -> Any:
+    """INSERT a held reservation if the worker is still active; no row if it would overlap.
+
+    On PostgreSQL ``ON CONFLICT DO NOTHING`` makes the exclusion constraint answer
+    "taken" with an empty result instead of an error, so no savepoint is needed and a
+    concurrent booking of the same worker waits for the other transaction's outcome.
+    """
+    col = WorkerReservation.__table__.c
+    values = select(
+        literal(worker_id, col.worker_id.type),
+        literal(order_id, col.order_id.type),
+        literal(start, col.starts_at.type),
+        literal(end, col.ends_at.type),
+        literal("held", col.status.type),
+        literal(now, col.created_at.type),
+        literal(now, col.updated_at.type),
+    ).where(still_active(worker_id))
+    names = ["worker_id", "order_id", "starts_at", "ends_at", "status", "created_at", "updated_at"]
+    if dialect == "postgresql":
+        stmt: Any = pg_insert(WorkerReservation).from_select(names, values).on_conflict_do_nothing()
+    else:
+        stmt = insert(WorkerReservation).from_select(names, values)
+    return stmt.returning(WorkerReservation.id)
+
+
 async def book(
     session: AsyncSession,
-    lookup: AreaLookup,
+    env: BookingEnv,
     user: User,
     req: BookingRequest,
     settings: Settings,
@@ -528,58 +555,61 @@ async def book(
     serialize: Callable[[], Awaitable[None]] | None = None,
     on_created: Callable[[Order], dict[str, Any]] | None = None,
     idempotency: tuple[str, str] | None = None,
-) -> Order:
+) -> Booked:
     """Create a PENDING_PAYMENT order and hold a worker for its slot, in one transaction.
 
-    The candidate workers are re-checked against live reservations, then a
-    reservation row is inserted per candidate inside a savepoint: on PostgreSQL
-    the exclusion constraint turns a lost race into 23P01 (or 40P01), and the
-    next candidate is tried; when none is left, SlotTaken (409). On SQLite
-    ``serialize`` takes the write lock first so check and insert are one step.
-    ``idempotency`` (key, body hash) stores ``on_created(order)`` with the order.
+    Candidates (skills, reach, shift) come from the cached roster, minus workers with
+    a live reservation overlapping the visit; then a reservation is inserted for one
+    candidate after another until one sticks. On PostgreSQL the exclusion constraint
+    decides races (a lost one inserts nothing and the next candidate is tried); on
+    SQLite ``serialize`` takes the write lock first so check and insert are one step.
+    None left: SlotTaken (409). ``idempotency`` (key, body hash) stores
+    ``on_created(order)`` with the order.
     """
     if user.role != Role.CUSTOMER.value:
         raise Forbidden()
-    svc = await bookable_service(session, req.service_id)
-    address = await _own_address(session, user, req.address_id)
+    svc, address, area_key, roster_key = await _booking_context(session, env, user, req)
     check_slot(req.slot_start, settings, now)
-    area_id = await _area_for(session, lookup, svc, address.lat, address.lng)
+    area_id = await _area_for(session, env.lookup, svc, address.lat, address.lng, area_key)
     tz = _tz(settings)
     start = req.slot_start
     duration = timedelta(minutes=svc.duration_min)
     end = start + duration + timedelta(minutes=settings.booking_buffer_min)
-    day = start.astimezone(tz).date()
-    ranked = await _eligible_workers(session, svc, address.lat, address.lng, settings)
-    candidates = []
-    for worker, _ in ranked:
-        window = _shift_window(worker, day, tz)
-        if window is not None and window[0] <= start and start + duration <= window[1]:
-            candidates.append(worker)
+    roster = await env.rosters.get(session, svc.enterprise_id, roster_key)
+    rows, _ = roster.in_reach(
+        frozenset(svc.required_skills or ()),
+        address.lat,
+        address.lng,
+        settings.booking_max_distance_km * 1000.0,
+    )
+    rows = roster.on_shift(rows, start, start + duration, tz)
     # Any eligible worker may take the visit (the slots counted them all; the nightly
     # re-optimisation improves routes later). A random order spreads concurrent bookings
     # of one slot over the workers instead of queueing every one on the nearest.
-    _RNG.shuffle(candidates)
+    rows = _RNG.permutation(rows)
     if req.preferred_worker_id is not None:
-        candidates.sort(key=lambda w: w.id != req.preferred_worker_id)
+        rows = rows[np.argsort(roster.ids[rows] != req.preferred_worker_id, kind="stable")]
     if serialize is not None:
         await serialize()
+    dialect = session.get_bind().dialect.name
+    ids = [int(i) for i in roster.ids[rows]]
     busy = (
         set(
             await session.scalars(
                 _live(
                     select(WorkerReservation.worker_id).where(
-                        WorkerReservation.worker_id.in_([w.id for w in candidates]),
+                        _among(WorkerReservation.worker_id, ids, dialect),
                         WorkerReservation.starts_at < end,
                         WorkerReservation.ends_at > start,
                     )
                 )
             )
         )
-        if candidates
+        if ids
         else set()
     )
-    candidates = [w for w in candidates if w.id not in busy]
-    if not candidates:
+    free = [(wid, int(row)) for wid, row in zip(ids, rows.tolist(), strict=True) if wid not in busy]
+    if not free:
         raise SlotTaken()
     q = quote(svc, start, settings)
     order = Order(
@@ -589,6 +619,7 @@ async def book(
         service_id=svc.id,
         address_id=address.id,
         service_area_id=area_id,
+        worker_id=free[0][0],
         slot_start=start,
         slot_end=start + timedelta(seconds=settings.slot_granularity_s),
         duration_min=svc.duration_min,
@@ -612,27 +643,20 @@ async def book(
         updated_at=now,
     )
     await state.create(session, order, actor_id=user.id, now=now)
-    for worker in candidates:
+    for worker_id, row in free:
+        stmt = _reservation_insert(dialect, worker_id, order.id, start, end, now)
         try:
-            async with session.begin_nested():
-                session.add(
-                    WorkerReservation(
-                        worker_id=worker.id,
-                        order_id=order.id,
-                        starts_at=start,
-                        ends_at=end,
-                        status="held",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                await session.flush()
+            held = (await session.execute(stmt)).first()
         except DBAPIError as exc:
+            # 40P01: simultaneous inserters deadlocked; the transaction is gone.
+            await session.rollback()
             if is_slot_conflict(exc):
-                continue
+                raise SlotTaken() from None
             raise
-        order.worker_id = worker.id
-        break
+        if held is not None:
+            order.worker_id = worker_id
+            brief = roster.briefs[row]
+            break
     else:
         await session.rollback()
         raise SlotTaken()
@@ -647,7 +671,7 @@ async def book(
         if idempotency is not None:
             raise Conflict() from None
         raise
-    return order
+    return Booked(order, svc, brief)
 
 
 # ------------------------------------------------------------------ reading orders
