@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 import anyio
 import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -93,48 +95,118 @@ async def relay_once(
     now: datetime | None = None,
     batch: int = 100,
 ) -> RelayReport:
-    """Deliver every due pending message once (each in its own transaction)."""
+    """Deliver every due pending message once.
+
+    Messages that need no network call (the in-app inbox, and WeChat messages while no
+    sender is configured) are settled a batch at a time in one transaction: the rows are
+    locked (``SKIP LOCKED`` on PostgreSQL, so several relays share the work), inbox rows
+    inserted in one statement that ignores an outbox id already delivered (a crash
+    between delivery and marking re-delivers idempotently), and marked. If that batch
+    fails, its messages fall back to one transaction each, so one bad message only
+    delays itself. WeChat sends go one message per transaction.
+    """
     now = now or utcnow()
     report = RelayReport()
     async with maker() as session:
-        ids = list(
-            await session.scalars(
-                select(OutboxMessage.id)
-                .where(
-                    OutboxMessage.status == OutboxStatus.PENDING.value,
-                    OutboxMessage.next_attempt_at <= now,
-                )
-                .order_by(OutboxMessage.id)
-                .limit(batch)
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING.value,
+                OutboxMessage.next_attempt_at <= now,
             )
+            .order_by(OutboxMessage.id)
+            .limit(batch)
         )
-    for msg_id in ids:
-        async with maker() as session:
-            stmt = select(OutboxMessage).where(OutboxMessage.id == msg_id)
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            msg = await session.scalar(stmt)
-            if msg is None or msg.status != OutboxStatus.PENDING.value:
-                continue
-            try:
-                if msg.channel == Channel.INBOX.value:
-                    await _deliver_inbox(session, msg, now)
-                    status = OutboxStatus.DELIVERED
-                else:
-                    status = await _deliver_wechat(session, msg, sender)
-            except (SendFailed, IntegrityError) as exc:
-                msg.attempts += 1
-                msg.next_attempt_at = now + backoff(msg.attempts)
-                msg.last_error = str(exc)[:256]
-                report.bump("retry")
-                await session.commit()
-                continue
-            msg.status = status.value
-            msg.attempts += 1
-            msg.delivered_at = now
-            report.bump(status.value)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        due = list(await session.scalars(stmt))
+        local = [m for m in due if m.channel == Channel.INBOX.value or sender is None]
+        remote = [m.id for m in due if m.channel != Channel.INBOX.value and sender is not None]
+        try:
+            await _settle_local(session, local, now, report)
             await session.commit()
+        except IntegrityError as exc:
+            await session.rollback()
+            log.warning("relay_batch_failed", error=str(exc)[:200], messages=len(local))
+            remote = sorted([m.id for m in local] + remote)
+            report.counts.clear()
+    for msg_id in remote:
+        await _relay_one(maker, msg_id, sender, now, report)
     return report
+
+
+async def _settle_local(
+    session: AsyncSession, msgs: list[OutboxMessage], now: datetime, report: RelayReport
+) -> None:
+    """Deliver inbox messages and skip WeChat ones (no sender) for a batch, unflushed."""
+    inbox = [m for m in msgs if m.channel == Channel.INBOX.value]
+    if inbox:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await session.execute(
+            insert(InboxMessage)
+            .values(
+                [
+                    {
+                        "user_id": m.user_id,
+                        "outbox_id": m.id,
+                        "topic": m.topic,
+                        "order_id": m.order_id,
+                        "payload": m.payload,
+                        "created_at": now,
+                    }
+                    for m in inbox
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["outbox_id"])
+        )
+    for msg in msgs:
+        status = (
+            OutboxStatus.DELIVERED if msg.channel == Channel.INBOX.value else OutboxStatus.SKIPPED
+        )
+        msg.status = status.value
+        msg.attempts += 1
+        msg.delivered_at = now
+        report.bump(status.value)
+    await session.flush()
+
+
+async def _relay_one(
+    maker: async_sessionmaker[AsyncSession],
+    msg_id: int,
+    sender: WeChatSubscribeSender | None,
+    now: datetime,
+    report: RelayReport,
+) -> None:
+    """Deliver one message in its own transaction; a failure schedules a retry."""
+    async with maker() as session:
+        stmt = select(OutboxMessage).where(OutboxMessage.id == msg_id)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        msg = await session.scalar(stmt)
+        if msg is None or msg.status != OutboxStatus.PENDING.value:
+            return
+        try:
+            if msg.channel == Channel.INBOX.value:
+                await _deliver_inbox(session, msg, now)
+                status = OutboxStatus.DELIVERED
+            else:
+                status = await _deliver_wechat(session, msg, sender)
+        except (SendFailed, IntegrityError) as exc:
+            await session.rollback()
+            msg = await session.get(OutboxMessage, msg_id)
+            if msg is None:
+                return
+            msg.attempts += 1
+            msg.next_attempt_at = now + backoff(msg.attempts)
+            msg.last_error = str(exc)[:256]
+            report.bump("retry")
+            await session.commit()
+            return
+        msg.status = status.value
+        msg.attempts += 1
+        msg.delivered_at = now
+        report.bump(status.value)
+        await session.commit()
 
 
 async def run_relay(
