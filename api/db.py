@@ -99,7 +99,12 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             kwargs["poolclass"] = StaticPool
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs["pool_pre_ping"] = True
+        # Optimistic disconnect handling: a pre-ping costs three round trips (BEGIN, ping,
+        # ROLLBACK) on every checkout. Without it a statement on a dead connection fails
+        # once, SQLAlchemy invalidates the whole pool, and the next checkouts reconnect.
+        kwargs["pool_recycle"] = 1800
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 20
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
 
