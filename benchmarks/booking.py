@@ -149,18 +149,64 @@ async def _seed(url: str, n_workers: int, n_customers: int, seed: int) -> dict[s
         await engine.dispose()
 
 
+class CpuMeter:
+    """CPU seconds used by the server processes, their PostgreSQL backends and this client.
+
+    On a shared machine wall-clock rates move with the neighbours' load; CPU time per
+    booking does much less, and says where a booking's cost goes.
+    """
+
+    def __init__(self, server_pid: int, db_name: str | None) -> None:
+        self.server_pid, self.db_name = server_pid, db_name
+
+    def sample(self) -> dict[str, dict[int, float]]:
+        import psutil
+
+        def cpu(p: psutil.Process) -> float:
+            t = p.cpu_times()
+            return float(t.user + t.system)
+
+        out: dict[str, dict[int, float]] = {"server": {}, "postgres": {}}
+        try:
+            server = psutil.Process(self.server_pid)
+            for p in [server, *server.children(recursive=True)]:
+                out["server"][p.pid] = cpu(p)
+        except psutil.Error:
+            pass
+        if self.db_name:
+            for p in psutil.process_iter(["name", "cmdline"]):
+                try:
+                    if self.db_name in " ".join(p.info["cmdline"] or ()):
+                        out["postgres"][p.pid] = cpu(p)
+                except psutil.Error:
+                    continue
+        out["client"] = {0: time.process_time()}
+        return out
+
+    @staticmethod
+    def used(
+        before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+    ) -> dict[str, float]:
+        """CPU seconds per part between two samples (processes born in between count from 0)."""
+        return {
+            part: sum(v - before[part].get(pid, 0.0) for pid, v in after[part].items())
+            for part in after
+        }
+
+
 @dataclass
 class RunResult:
-    """One load run: wall seconds, latencies (s) and status counts."""
+    """One load run: wall seconds, latencies (s), status counts and CPU seconds per part."""
 
     seconds: float
     latencies: list[float]
     statuses: Counter[int]
+    cpu_s: dict[str, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         ok = self.statuses.get(201, 0)
         lat = sorted(self.latencies)
-        return {
+        out = {
             "seconds": self.seconds,
             "bookings": ok,
             "bookings_per_s": ok / self.seconds if self.seconds else 0.0,
@@ -168,6 +214,10 @@ class RunResult:
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
         }
+        if self.cpu_s is not None and ok:
+            per = {k: 1000 * v / ok for k, v in self.cpu_s.items()}
+            out["cpu_ms_per_booking"] = per | {"total": sum(per.values())}
+        return out
 
 
 def _slot_plan(n: int, per_slot: int, offset: int) -> list[str]:
@@ -208,6 +258,14 @@ async def _load(base: str, tokens: list[tuple[str, int]], service_id: int, slots
         t = time.perf_counter()
         await asyncio.gather(*(one(i, s) for i, s in enumerate(slots)))
         return RunResult(time.perf_counter() - t, latencies, statuses)
+
+
+def _measured(meter: CpuMeter, base: str, tokens: list[tuple[str, int]], service_id: int,
+              slots: list[str], concurrency: int) -> RunResult:  # fmt: skip
+    before = meter.sample()
+    result = asyncio.run(_load(base, tokens, service_id, slots, concurrency))
+    result.cpu_s = CpuMeter.used(before, meter.sample())
+    return result
 
 
 def _login(base: str, customers: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -258,17 +316,18 @@ def main(argv: list[str]) -> int:
         base = f"http://127.0.0.1:{port}"
         _wait(base, proc)
         tokens = _login(base, world["customers"])
+        meter = CpuMeter(proc.pid, db_name if backend == "postgres" else None)
         per_slot = args.workers
         offset = 0
         baseline_runs, ours_runs = [], []
         for _ in range(args.repeat):
             slots = _slot_plan(args.baseline_bookings, per_slot, offset)
             offset += -(-args.baseline_bookings // per_slot)
-            baseline_runs.append(asyncio.run(_load(base, tokens, world["service_id"], slots, 1)))
+            baseline_runs.append(_measured(meter, base, tokens, world["service_id"], slots, 1))
             slots = _slot_plan(args.bookings, per_slot, offset)
             offset += -(-args.bookings // per_slot)
-            ours_runs.append(asyncio.run(
-                _load(base, tokens, world["service_id"], slots, args.concurrency)))  # fmt: skip
+            ours_runs.append(_measured(meter, base, tokens, world["service_id"], slots,
+                                       args.concurrency))  # fmt: skip
     finally:
         if proc is not None:
             proc.terminate()
@@ -309,8 +368,12 @@ def main(argv: list[str]) -> int:
 
 
 def _row(summary: dict[str, Any]) -> dict[str, Any]:
+    cpu = summary.get("cpu_ms_per_booking", {})
     return {k: summary[k] for k in ("bookings", "bookings_per_s", "p50_ms", "p99_ms")} | {
-        "statuses": str(summary["statuses"])
+        "cpu ms/booking server+pg+client": "+".join(
+            f"{cpu.get(k, 0.0):.2f}" for k in ("server", "postgres", "client")
+        ),
+        "statuses": str(summary["statuses"]),
     }
 
 
