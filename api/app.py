@@ -42,6 +42,7 @@ from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.settings import Environment, Settings
 from api.tracking.router import router as tracking_router
+from api.tracking.service import TrackWriter
 
 log = structlog.get_logger("api.app")
 
@@ -140,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url, client=app.state.redis, prefix=settings.redis_prefix
         )
         app.state.dispatcher = Dispatcher(app.state.sessionmaker, app.state.live, settings)
+        # Tracker rows of live orders are written behind the position fan-out, batched.
+        app.state.track_writer = TrackWriter(app.state.sessionmaker)
         app.state.payment_providers = build_providers(settings, app.state.http_client)
         # SQLite has no exclusion constraint: bookings in this process take turns.
         app.state.booking = BookingEnv(
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            await app.state.track_writer.aclose()
             await app.state.http_client.aclose()
             await app.state.live.aclose()
             if app.state.redis is not None:

@@ -28,6 +28,7 @@ from api.dispatch.schemas import (
 from api.errors import ErrorResponse
 from api.geo_edge import GeoError, to_wgs84
 from api.orders.models import Order
+from api.tracking.dependencies import TrackWriterDep
 from api.tracking.service import navigation
 
 #: Every error is an ErrorResponse (documented so clients and the schema checks know them).
@@ -91,6 +92,7 @@ async def pings(
     live: LiveDep,
     settings: SettingsDep,
     now: NowDep,
+    writer: TrackWriterDep,
 ) -> PingsOut:
     """Each fix is accepted or flagged (out_of_range, stale, future, impossible_jump, ...)."""
     verdicts = await service.ingest_pings(
@@ -101,6 +103,7 @@ async def pings(
         body.coord_type,
         settings,
         now=now,
+        writer=writer,
     )
     return PingsOut(
         accepted=sum(v.accepted for v in verdicts),

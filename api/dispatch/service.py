@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +39,7 @@ from api.orders.service import assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.settings import Settings
 from api.tracking import service as tracking
+from geo.coords import to_wgs84 as to_wgs84_many
 from geo.projection import haversine_m
 
 # ------------------------------------------------------------------ errors
@@ -226,6 +228,50 @@ async def set_presence(
     return wanted
 
 
+def _plausible_track(
+    last: tuple[float, float, float] | None,
+    lat: NDArray[np.float64],
+    lng: NDArray[np.float64],
+    ts: NDArray[np.float64],
+    max_speed_mps: float,
+) -> NDArray[np.object_]:
+    """Per fix in time order: "" if kept, else out_of_order / impossible_jump.
+
+    Each fix is judged against the previous *kept* one (``last`` before the batch).
+    Vectorised for the usual batch where every fix follows from the one before; the
+    sequential walk runs only when something has to be dropped.
+    """
+    out = np.full(ts.size, "", dtype=object)
+    if ts.size == 0:
+        return out
+    if last is None:
+        plat, plng, pts = lat[:-1], lng[:-1], ts[:-1]
+        lat1, lng1, ts1 = lat[1:], lng[1:], ts[1:]
+    else:
+        plat, plng, pts = (
+            np.r_[last[0], lat[:-1]],
+            np.r_[last[1], lng[:-1]],
+            np.r_[last[2], ts[:-1]],
+        )
+        lat1, lng1, ts1 = lat, lng, ts
+    dt = ts1 - pts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = haversine_m(plat, plng, lat1, lng1) / dt
+    if np.all(dt > 0) and not np.any(speed > max_speed_mps):
+        return out
+    prev = last
+    for i, (a, b, t) in enumerate(zip(lat.tolist(), lng.tolist(), ts.tolist(), strict=True)):
+        if prev is not None:
+            if t <= prev[2]:
+                out[i] = PingReason.OUT_OF_ORDER
+                continue
+            if distance_m(prev[0], prev[1], a, b) / (t - prev[2]) > max_speed_mps:
+                out[i] = PingReason.IMPOSSIBLE_JUMP
+                continue
+        prev = (a, b, t)
+    return out
+
+
 async def ingest_pings(
     session: AsyncSession,
     live: LiveBackends,
@@ -235,78 +281,91 @@ async def ingest_pings(
     settings: Settings,
     *,
     now: datetime,
+    writer: tracking.TrackWriter | None = None,
 ) -> list[PingVerdict]:
     """Validate a batch of pings, store the good ones, and update tracking of active orders.
 
     Each ping is accepted or flagged (out of range, stale, from the future, an
     impossible jump from the previous good fix, out of order); nothing raises.
+    ``writer`` writes the tracking rows behind the live path (None: inline).
     """
     now_s = now.timestamp()
-    verdicts: dict[int, PingVerdict] = {}
-    converted: list[tuple[int, float, float, float, float]] = []
-    for i, p in enumerate(pings):
-        if p.accuracy_m is not None and not (math.isfinite(p.accuracy_m) and p.accuracy_m >= 0):
-            verdicts[i] = PingVerdict(i, False, PingReason.BAD_ACCURACY)
-            continue
-        if not math.isfinite(p.ts) or p.ts > now_s + settings.ping_max_future_s:
-            verdicts[i] = PingVerdict(i, False, PingReason.FUTURE)
-            continue
-        if p.ts < now_s - settings.ping_max_age_s:
-            verdicts[i] = PingVerdict(i, False, PingReason.STALE)
-            continue
-        try:
-            lat, lng = to_wgs84(p.lat, p.lng, coord_type)
-        except (GeoError, ValueError):
-            verdicts[i] = PingVerdict(i, False, PingReason.OUT_OF_RANGE)
-            continue
-        acc = math.nan if p.accuracy_m is None else float(p.accuracy_m)
-        converted.append((i, lat, lng, float(p.ts), acc))
-    prev = await live.state.get_positions([worker.id])
-    last: tuple[float, float, float] | None = (
-        (float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0])) if prev.found[0] else None
+    n = len(pings)
+    lat_in = np.fromiter((p.lat for p in pings), np.float64, n)
+    lng_in = np.fromiter((p.lng for p in pings), np.float64, n)
+    ts = np.fromiter((p.ts for p in pings), np.float64, n)
+    has_acc = np.fromiter((p.accuracy_m is not None for p in pings), bool, n)
+    acc = np.fromiter(
+        (math.nan if p.accuracy_m is None else p.accuracy_m for p in pings), np.float64, n
     )
-    good: list[tuple[int, float, float, float, float]] = []
-    for i, lat, lng, ts, acc in sorted(converted, key=lambda row: (row[3], row[0])):
-        if last is not None:
-            if ts <= last[2]:
-                verdicts[i] = PingVerdict(i, False, PingReason.OUT_OF_ORDER)
-                continue
-            speed = distance_m(last[0], last[1], lat, lng) / (ts - last[2])
-            if speed > settings.ping_max_speed_mps:
-                verdicts[i] = PingVerdict(i, False, PingReason.IMPOSSIBLE_JUMP)
-                continue
-        good.append((i, lat, lng, ts, acc))
-        last = (lat, lng, ts)
-    if good:
+    # First failing check wins, in this order (one vectorised pass over the batch).
+    reason = np.select(
+        [
+            has_acc & ~(np.isfinite(acc) & (acc >= 0)),
+            ~np.isfinite(ts) | (ts > now_s + settings.ping_max_future_s),
+            ts < now_s - settings.ping_max_age_s,
+            ~((np.abs(lat_in) <= 90.0) & (np.abs(lng_in) <= 180.0)),
+        ],
+        [PingReason.BAD_ACCURACY, PingReason.FUTURE, PingReason.STALE, PingReason.OUT_OF_RANGE],
+        default="",
+    ).astype(object)  # object: later reasons are longer than these
+    lat, lng = lat_in.copy(), lng_in.copy()
+    rows = np.flatnonzero(reason == "")
+    if coord_type is not CoordType.WGS84 and rows.size:
+        try:
+            lat[rows], lng[rows] = to_wgs84_many(lat_in[rows], lng_in[rows], coord_type)
+        except (GeoError, ValueError):
+            for i in rows.tolist():  # find the culprits one by one (rare)
+                try:
+                    lat[i], lng[i] = to_wgs84(float(lat_in[i]), float(lng_in[i]), coord_type)
+                except (GeoError, ValueError):
+                    reason[i] = PingReason.OUT_OF_RANGE
+            rows = np.flatnonzero(reason == "")
+    # Time order (ties by index); each fix is checked against the previous good one.
+    rows = rows[np.lexsort((rows, ts[rows]))]
+    prev = await live.state.get_positions([worker.id])
+    kept = _plausible_track(
+        (float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0])) if prev.found[0] else None,
+        lat[rows],
+        lng[rows],
+        ts[rows],
+        settings.ping_max_speed_mps,
+    )
+    reason[rows] = kept
+    good_rows = rows[kept == ""]
+    verdicts = {i: PingVerdict(i, False, str(r)) for i, r in enumerate(reason.tolist()) if r != ""}
+    if good_rows.size:
         batch = PingBatch.of(
-            [worker.id] * len(good),
-            [g[1] for g in good],
-            [g[2] for g in good],
-            [g[3] for g in good],
-            accuracy_m=[g[4] for g in good],
-            states=np.full(len(good), KEEP_STATE, dtype=np.uint8),
+            np.full(good_rows.size, worker.id, dtype=np.int64),
+            lat[good_rows],
+            lng[good_rows],
+            ts[good_rows],
+            accuracy_m=acc[good_rows],
+            states=np.full(good_rows.size, KEEP_STATE, dtype=np.uint8),
         )
         result = await live.state.update_positions(batch)
         # Only the newest ping of a batch becomes the position (the others are superseded,
         # which is fine); if even that one lost, a newer fix arrived through another process.
-        newest = good[-1]
+        newest = int(good_rows[-1])
         applied = bool(result.applied[-1])
-        for i, *_ in good[:-1]:
+        for i in good_rows[:-1].tolist():
             verdicts[i] = PingVerdict(i, True, None)
-        verdicts[newest[0]] = PingVerdict(
-            newest[0], applied, None if applied else PingReason.OUT_OF_ORDER
+        verdicts[newest] = PingVerdict(
+            newest, applied, None if applied else PingReason.OUT_OF_ORDER
         )
         if applied:
+            newest_acc = float(acc[newest])
             await tracking.on_worker_position(
                 session,
                 live.broker,
                 worker.id,
-                newest[1],
-                newest[2],
-                newest[3],
-                None if math.isnan(newest[4]) else newest[4],
+                float(lat[newest]),
+                float(lng[newest]),
+                float(ts[newest]),
+                None if math.isnan(newest_acc) else newest_acc,
                 settings,
                 now=now,
+                writer=writer,
             )
     return [verdicts[i] for i in range(len(pings))]
 

@@ -31,6 +31,7 @@ from api.geo_edge import CoordType
 from api.live import LiveBackends
 from api.orders.models import Order
 from api.tracking import service
+from api.tracking.dependencies import TrackWriterDep
 from api.tracking.service import TrackingEnded, TrackingNotAllowed
 
 router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
@@ -114,7 +115,7 @@ async def track_ws(
                 raise Unauthorized()
             user = await auth_service.user_from_access_token(session, app.state.token_config, raw)
             order = await service.authorize(session, user, order_id)
-            first = await service.snapshot(session, order)
+            first = await service.snapshot(session, order, getattr(app.state, "track_writer", None))
     except TrackingNotAllowed:
         await websocket.close(code=4403)
         return
@@ -145,11 +146,12 @@ async def track_sse(
     user: CurrentUser,
     session: SessionDep,
     live: LiveDep,
+    writer: TrackWriterDep,
     coord_type: Annotated[CoordType, Query()] = CoordType.WGS84,
 ) -> StreamingResponse:
     """Same messages as the WebSocket, one ``data:`` line each; ends after a final status."""
     order = await service.authorize(session, user, order_id)
-    first = await service.snapshot(session, order)
+    first = await service.snapshot(session, order, writer)
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
 
     async def body() -> AsyncIterator[bytes]:

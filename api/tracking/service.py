@@ -9,14 +9,16 @@ by the next). Positions are WGS-84 inside; ``for_client`` converts for GCJ-02 cl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from datetime import datetime
 from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
 from api.broker import Broker
@@ -62,6 +64,83 @@ def travel_model() -> HaversineTravelModel:
     return HaversineTravelModel()
 
 
+class TrackWriter:
+    """Writes the tracker state and last position of orders behind the live path.
+
+    ``on_worker_position`` publishes first and hands the row here; one flush a
+    ``interval_s`` writes every order's newest row in one transaction (an executemany
+    UPDATE), instead of a write transaction per ping that every other ping would queue
+    behind (SQLite has one writer). A flush writes only orders still sharing a position,
+    so a late flush never brings back a position that ``forget_position`` cleared. Rows
+    not flushed yet are served from here (``pending``) to this process's next ping and
+    snapshot; another process may read the database up to ``interval_s`` behind, and a
+    crash loses at most that much — the next ping (seconds later) supersedes it.
+    """
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], *, interval_s: float = 0.2) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self._maker = maker
+        self.interval_s = interval_s
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._flush: asyncio.Task[None] | None = None
+        self.flushed = 0
+
+    def pending(self, order_id: int) -> dict[str, Any] | None:
+        """The row of ``order_id`` waiting to be written, if any."""
+        return self._rows.get(order_id)
+
+    def put(self, row: dict[str, Any]) -> None:
+        """Queue ``row`` (``order_id`` + OrderTrack columns); a newer row of an order wins."""
+        self._rows[row["order_id"]] = row
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.interval_s)
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write every queued row now; returns how many were written."""
+        rows, self._rows = self._rows, {}
+        if not rows:
+            return 0
+        sharing = (
+            select(Order.id)
+            .where(
+                Order.id == OrderTrack.order_id,
+                Order.status == OrderStatus.PENDING_SERVICE.value,
+                Order.dispatch_status.in_(SHARING),
+            )
+            .exists()
+        )
+        stmt = (
+            update(OrderTrack)
+            .where(OrderTrack.order_id == bindparam("b_order_id"), sharing)
+            .values(
+                eta_state=bindparam("eta_state"),
+                last_lat=bindparam("last_lat"),
+                last_lng=bindparam("last_lng"),
+                last_ts=bindparam("last_ts"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        params = [{**r, "b_order_id": r["order_id"]} for r in rows.values()]
+        async with self._maker() as session:
+            await (await session.connection()).execute(stmt, params)
+            await session.commit()
+        self.flushed += len(params)
+        return len(params)
+
+    async def aclose(self) -> None:
+        """Write what is queued and stop."""
+        if self._flush is not None and not self._flush.done():
+            self._flush.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush
+        await self.flush()
+
+
 def _state_to_json(s: EtaState) -> dict[str, Any]:
     return dataclasses.asdict(s)
 
@@ -74,6 +153,11 @@ def _state_from_json(data: dict[str, Any]) -> EtaState:
 
 async def _worker_id_of(session: AsyncSession, user: User) -> int | None:
     return await session.scalar(select(Worker.id).where(Worker.user_id == user.id))
+
+
+def is_sharing(order: Order) -> bool:
+    """Whether the worker is on the way, so the live position is published."""
+    return order.status == OrderStatus.PENDING_SERVICE.value and order.dispatch_status in SHARING
 
 
 def is_active(order: Order) -> bool:
@@ -181,14 +265,15 @@ async def on_worker_position(
     settings: Settings,
     *,
     now: datetime,
+    writer: TrackWriter | None = None,
 ) -> int:
     """Update the ETA of every order the worker is travelling to and publish it; returns how many.
 
     ``lat``/``lng`` WGS-84 degrees, ``ts`` epoch seconds of the ping. Watchers get the
     position before the database does: the tracker state and last position are written
-    after publishing (the database stays the record of the order's state, read here to
-    decide who is sharing; a position lost to a crash in between is superseded by the
-    next ping).
+    after publishing, by ``writer`` (batched, behind) when given, else here (the database
+    stays the record of the order's state, read here to decide who is sharing; a
+    position lost to a crash in between is superseded by the next ping).
     """
     del settings
     rows = (
@@ -206,7 +291,9 @@ async def on_worker_position(
         return 0
     model = travel_model()
     updates: list[dict[str, Any]] = []
-    for order_id, dest_lat, dest_lng, eta_state in rows:
+    for order_id, dest_lat, dest_lng, stored_state in rows:
+        queued = writer.pending(order_id) if writer is not None else None
+        eta_state = stored_state if queued is None else queued["eta_state"]
         if eta_state is None:
             tracker = EtaTracker.start(
                 model, lat, lng, dest_lat, dest_lng, ts, accuracy_m=accuracy_m
@@ -215,28 +302,48 @@ async def on_worker_position(
             tracker = EtaTracker(model, dest_lat, dest_lng, _state_from_json(eta_state))
             tracker.update(lat, lng, ts, accuracy_m)
         s = tracker.state
-        updates.append(
-            {
-                "order_id": order_id,
-                "eta_state": _state_to_json(s),
-                "last_lat": s.lat,
-                "last_lng": s.lng,
-                "last_ts": s.t,
-                "updated_at": now,
-            }
-        )
+        row = {
+            "order_id": order_id,
+            "eta_state": _state_to_json(s),
+            "last_lat": s.lat,
+            "last_lng": s.lng,
+            "last_ts": s.t,
+            "updated_at": now,
+        }
         # Encoded once here, in the WGS-84 client form: watchers forward it as it is.
         await broker.publish(
-            channel(order_id), _position(order_id, s.lat, s.lng, s.t, updates[-1]["eta_state"])
+            channel(order_id), _position(order_id, s.lat, s.lng, s.t, row["eta_state"])
         )
-    await session.execute(update(OrderTrack), updates)
-    await session.commit()
+        updates.append(row)
+    if writer is not None:
+        for row in updates:
+            writer.put(row)
+    else:
+        await session.execute(update(OrderTrack), updates)
+        await session.commit()
     return len(updates)
 
 
-async def snapshot(session: AsyncSession, order: Order) -> list[dict[str, Any]]:
-    """What a new subscriber sees first: the status and, if shared, the last position."""
+async def snapshot(
+    session: AsyncSession, order: Order, writer: TrackWriter | None = None
+) -> list[dict[str, Any]]:
+    """What a new subscriber sees first: the status and, if shared, the last position.
+
+    A position still queued in this process's ``writer`` is newer than the database's.
+    """
     out = [status_message(order)]
+    queued = writer.pending(order.id) if writer is not None else None
+    if queued is not None and is_sharing(order):
+        out.append(
+            _position(
+                order.id,
+                queued["last_lat"],
+                queued["last_lng"],
+                queued["last_ts"],
+                queued["eta_state"],
+            )
+        )
+        return out
     track = await session.get(OrderTrack, order.id)
     if track is not None:
         msg = position_message(order, track)

@@ -1,0 +1,18 @@
+"""Dependencies of live tracking: this process's write-behind of tracker rows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.tracking.service import TrackWriter
+
+
+async def get_track_writer(request: Request) -> TrackWriter | None:
+    """The app's ``TrackWriter`` (made in the lifespan); None writes inline."""
+    writer: TrackWriter | None = getattr(request.app.state, "track_writer", None)
+    return writer
+
+
+TrackWriterDep = Annotated[TrackWriter | None, Depends(get_track_writer)]
