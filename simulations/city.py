@@ -367,7 +367,9 @@ def _build(cls: type[Any], raw: Any, where: str, **extra: Any) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known - set(extra))
     if unknown:
-        raise ScenarioError(f"unknown field(s) {unknown}; known: {sorted(known)}", where)
+        raise ScenarioError(
+            f"unknown field(s) {unknown}; known: {sorted(known)}", f"{where}.{unknown[0]}"
+        )
     try:
         return cls(**{**{k: v for k, v in raw.items() if k not in extra}, **extra})
     except ScenarioError as exc:

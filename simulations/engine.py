@@ -42,6 +42,7 @@ import dispatch.repair
 import dispatch.schedule
 import dispatch.slots
 from dispatch.cost import CostWeights
+from dispatch.errors import InvalidInput
 from dispatch.model import NO_LIMIT_S, TRANSPORT_MODES, Fleet, OrderBatch
 from dispatch.offers import (
     Claimed,
@@ -360,6 +361,62 @@ def hash_u01(seed: int, a: Any, b: Any, stream: int) -> FloatArray:
     return np.asarray((x >> np.uint64(11)).astype(np.float64) / float(2**53))
 
 
+class PlanningTravel:
+    """Travel for day plans: the engine's model at each mode's slowest hour, all day.
+
+    Plans take the slowest ride over the day anyway (dispatch keeps the maximum over
+    departures sampled every 30 minutes), so real rides are never longer than planned.
+    With a time-independent model every sampled departure gives the same answer: the
+    last answer is reused while the same point arrays come back for the next sample,
+    instead of the model being evaluated 30-odd times per planning query.
+    """
+
+    def __init__(self, model: HaversineTravelModel) -> None:
+        self.model = model
+        self._speed = np.array([float(model.speed_profile(m).min()) for m in TRANSPORT_MODES])
+        self._detour = np.array([model.detour(m) for m in TRANSPORT_MODES])
+        self._overhead = np.array([model.overhead(m) for m in TRANSPORT_MODES])
+        self._last: tuple[tuple[Any, ...], FloatArray] | None = None
+
+    def _cached(self, key: tuple[Any, ...]) -> FloatArray | None:
+        last = self._last
+        if last is not None and all(a is b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        return None
+
+    def _ride(self, metres: FloatArray, mode: Any) -> FloatArray:
+        code = TRANSPORT_MODES.index(str(getattr(mode, "value", mode)))
+        return np.asarray(metres * self._detour[code] / self._speed[code] + self._overhead[code])
+
+    def seconds(
+        self, from_lat: Any, from_lng: Any, to_lat: Any, to_lng: Any, at: Any, mode: Any = "ebike"
+    ) -> FloatArray:
+        """Seconds from each origin to its destination (broadcasting); ``at`` is ignored."""
+        key = (from_lat, from_lng, to_lat, to_lng, mode, "pairs")
+        out = self._cached(key)
+        if out is None:
+            out = self._ride(haversine_m(from_lat, from_lng, to_lat, to_lng), mode)
+            self._last = (key, out)
+        return out
+
+    def matrix(
+        self, from_lat: Any, from_lng: Any, to_lat: Any, to_lng: Any, at: Any, mode: Any = "ebike"
+    ) -> FloatArray:
+        """Seconds from every origin to every destination, shape (n, m)."""
+        key = (from_lat, from_lng, to_lat, to_lng, mode, "matrix")
+        out = self._cached(key)
+        if out is None:
+            metres = haversine_m(
+                np.asarray(from_lat, dtype=np.float64)[:, None],
+                np.asarray(from_lng, dtype=np.float64)[:, None],
+                np.asarray(to_lat, dtype=np.float64)[None, :],
+                np.asarray(to_lng, dtype=np.float64)[None, :],
+            )
+            out = self._ride(metres, mode)
+            self._last = (key, out)
+        return out
+
+
 def _angle(lat: FloatArray, lng: FloatArray, clat: float, clng: float) -> FloatArray:
     """Bearing (radians) of points seen from (clat, clng), on a local flat projection."""
     east = (np.asarray(lng) - clng) * math.cos(math.radians(clat))
@@ -393,6 +450,12 @@ class Engine:
         self.city = city
         self.policy = policy or Policy()
         self.travel: TravelTimeModel = travel or cast(TravelTimeModel, HaversineTravelModel())
+        # Day plans ride at the slowest hour (see PlanningTravel); other models as they are.
+        self.plan_travel: Any = (
+            PlanningTravel(self.travel)
+            if isinstance(self.travel, HaversineTravelModel)
+            else self.travel
+        )
         self.desk = OfferDesk(self.policy.offer)
         self.rec = _Recorder(log)
         self.progress = progress
@@ -466,6 +529,7 @@ class Engine:
         self._visits: dict[int, Visit] = {}
         self.plan_calls = 0
         self.slot_calls = 0
+        self.slot_errors = 0
 
     # ----------------------------------------------------------------- plumbing
 
@@ -724,10 +788,16 @@ class Engine:
         self._push(end, _Kind.SERVICE_END, o, w)
         if self.in_plan[o] and self.o_plan_end[o] >= 0:
             self._part_dirty[int(self.o_part[o])] = True
-            # Ending well after the plan said (late start or overrun): the plan is repaired
-            # when that becomes known (at the start, or when the visit should have ended).
-            limit = int(self.o_plan_end[o]) + self.policy.repair_after_s
-            if end > limit:
+            # Ending so late (late start or overrun) that the worker's next planned visit
+            # would start after its slot: the plan is repaired when that becomes known (at
+            # the start, or when this visit should have ended).
+            nxt = self._route_head(w)
+            slack = self.policy.repair_after_s
+            if nxt >= 0:
+                room = int(self.promised[nxt]) + c.grace_s - int(self.o_plan_start[nxt])
+                slack = max(slack, room)
+            limit = int(self.o_plan_end[o]) + slack
+            if nxt >= 0 and end > limit:
                 known = start if start + int(c.expected_service_s[o]) > limit else None
                 at = known if known is not None else start + int(c.expected_service_s[o])
                 self._push(min(at, end - 1), _Kind.OVERRUN, o, w)
@@ -1072,7 +1142,7 @@ class Engine:
         return plan_day_fn()(
             visits,
             workers,
-            travel=self.travel,
+            travel=self.plan_travel,
             stop=self._stop(self.policy.plan_iterations),
             seed=self.city.seed,
         )
@@ -1247,7 +1317,7 @@ class Engine:
         result = repair_fn()(
             plan,
             event,
-            travel=self.travel,
+            travel=self.plan_travel,
             stop=self._stop(self.policy.repair_iterations),
             seed=self.city.seed,
         )
@@ -1359,6 +1429,13 @@ class Engine:
         try:
             return reserve_fn()(req, where, slot, plan, visit_id=oid)
         except SlotUnavailable:
+            return None
+        except InvalidInput:
+            # dispatch.schedule.plan_with_insertion re-times the chosen route without the
+            # lateness the insertion search tolerates, so a route already running late (kept
+            # by a repair) rejects the option it was offered. The booking fails like a
+            # taken slot; counted so the KPI table shows it.
+            self.slot_errors += 1
             return None
 
 

@@ -56,6 +56,35 @@ def test_orders_and_workers_are_consistent(small_city) -> None:  # type: ignore[
     assert ((c.cancel_at_s == NEVER) | (c.cancel_at_s >= c.created_s)).all()
     # Every order's skill is a catalog bit.
     assert (c.required_skills != 0).all()
+    # A booked slot is promised as a window: the worker arrives within slot_min.
+    assert (c.promised_s[booked] - c.booked_start_s[booked] == 30 * 60).all()
+    assert (c.delay_s >= 0).all()
+
+
+def test_disruptions_are_drawn_at_their_rates(example: Scenario) -> None:
+    from dataclasses import replace
+
+    from simulations.city import Disruptions
+
+    calm = generate(replace(example.scaled(demand=4.0), disruptions=Disruptions()), 5)
+    rough = generate(
+        replace(
+            example.scaled(demand=4.0),
+            disruptions=Disruptions(sick_prob=0.5, delay_prob=0.25, delay_mean_min=10),
+        ),
+        5,
+    )
+    # Their own random stream: the day itself is unchanged.
+    np.testing.assert_array_equal(calm.lat, rough.lat)
+    np.testing.assert_array_equal(calm.actual_service_s, rough.actual_service_s)
+    assert (calm.delay_s == 0).all()
+    assert (calm.sick_at_s == NEVER).all()
+    assert abs((rough.delay_s > 0).mean() - 0.25) < 0.05
+    assert 8 * 60 < rough.delay_s[rough.delay_s > 0].mean() < 12 * 60
+    sick = rough.sick_at_s != NEVER
+    assert abs(sick.mean() - 0.5) < 0.1
+    assert (rough.sick_at_s[sick] >= rough.shift_start_s[sick] - 3600).all()
+    assert (rough.sick_at_s[sick] < rough.shift_end_s[sick]).all()
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -100,6 +129,21 @@ def _with(example_text: str, old: str, new: str) -> str:
             "dispatch.bogus_knob",
             "unknown",
         ),
+        ("booked_share: 0.60", "booked_share: 1.5", "services[2].booked_share", "<= 1"),
+        ("lead_time_h: 12", "lead_time_h: -3", "services[3].lead_time_h", ">= 0"),
+        ("sick_prob: 0.02", "sick_prob: -0.1", "disruptions.sick_prob", ">= 0"),
+        ("delay_prob: 0.05", "delay_prob: 2", "disruptions.delay_prob", "<= 1"),
+        ("delay_mean_min: 20", "delay_mean_min: -5", "disruptions.delay_mean_min", ">= 0"),
+        (
+            "delay_mean_min: 20",
+            "delay_mean_min: 20\n  flu_rate: 1",
+            "disruptions.flu_rate",
+            "unknown",
+        ),
+        ("slot_min: 30", "slot_min: 0", "customers.slot_min", ">= 1"),
+        ("plan_at_h: 6", "plan_at_h: 25", "dispatch.plan_at_h", "local hour"),
+        ("plan_workers: 12", "plan_workers: 0", "dispatch.plan_workers", ">= 1"),
+        ("reslot_h: 2", "reslot_h: -1", "dispatch.reslot_h", ">= 0"),
     ],
 )
 def test_bad_scenario_names_field_and_line(

@@ -145,3 +145,90 @@ def test_policy_from_dict_and_presets() -> None:
         Policy.from_dict({"weights": {"travel_per_s": -1}})
     with pytest.raises(ScenarioError, match="unknown preset"):
         Policy.from_dict({"weights": "nope"})
+
+
+@pytest.fixture(scope="module")
+def rough_city(small) -> CityDay:  # type: ignore[no-untyped-def]
+    """The small day with many disruptions: sick calls, late trips, booked cancellations."""
+    from dataclasses import replace
+
+    from simulations.city import Disruptions, generate
+
+    rough = replace(
+        small.scaled(demand=2.0, workers=2.0),
+        disruptions=Disruptions(sick_prob=0.2, delay_prob=0.3, delay_mean_min=40),
+        customers=replace(small.customers, cancel_booked_prob=0.15),
+    )
+    return generate(rough, 3)
+
+
+def _spy(calls: list[str], name: str, real: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    return spy
+
+
+def test_engine_plans_books_and_repairs_through_production_functions(
+    rough_city: CityDay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dispatch.repair
+    import dispatch.schedule
+    import dispatch.slots
+
+    calls: list[str] = []
+    for module, name in (
+        (dispatch.schedule, "plan_day"),
+        (dispatch.repair, "repair"),
+        (dispatch.slots, "reserve_slot"),
+        (dispatch.slots, "available_slots"),
+    ):
+        monkeypatch.setattr(module, name, _spy(calls, name, getattr(module, name)))
+    policy = policy_with(Policy(), plan_at_h=6.0, plan_workers=20)
+    r = simulate(rough_city, policy)
+    assert calls.count("plan_day") == r.plan_calls > 0
+    assert calls.count("reserve_slot") + calls.count("available_slots") == r.slot_calls > 0
+    k = kpis(r)
+    assert calls.count("repair") == k["repairs"] > 0
+    assert k["visits_moved"] + k["visits_dropped"] > 0
+    booked = rough_city.booked_start_s >= 0
+    assert r.in_plan[booked].any()
+    assert not r.in_plan[~booked].any(), "on-demand orders never enter a day plan"
+
+
+def test_planned_days_keep_the_engine_invariants(rough_city: CityDay) -> None:
+    r = simulate(rough_city, policy_with(Policy(), plan_at_h=6.0))
+    c = rough_city
+    served = r.outcome == OrderOutcome.SERVED
+    assert (r.end_s[served] - r.start_s[served] == c.actual_service_s[served]).all()
+    # Booked visits start within or after their slot (a customer may have taken a later one).
+    booked = served & (c.booked_start_s >= 0)
+    assert (r.start_s[booked] >= r.booked_start_s[booked]).all()
+    assert (r.booked_start_s[booked] >= c.booked_start_s[booked]).all()
+    assert (r.promised_s - r.booked_start_s == c.promised_s - c.booked_start_s).all()
+    for w in np.unique(r.worker_row[served]):
+        jobs = np.flatnonzero(served & (r.worker_row == w))
+        order = jobs[np.argsort(r.assigned_at[jobs])]
+        assert (r.assigned_at[order][1:] >= r.end_s[order][:-1]).all(), "a worker double-booked"
+    # A worker who called in sick starts nothing afterwards.
+    sick = c.sick_at_s != 0x7FFFFFFFFFFFFFFF
+    for w in np.flatnonzero(sick):
+        assert (r.assigned_at[served & (r.worker_row == w)] <= c.sick_at_s[w]).all()
+    # Refused bookings were never served; every order ends in exactly one outcome.
+    assert not (r.outcome == OrderOutcome.REFUSED)[~(c.booked_start_s >= 0)].any()
+    a, b = summary(r), summary(simulate(rough_city, policy_with(Policy(), plan_at_h=6.0)))
+    a.pop("wall_s")
+    b.pop("wall_s")
+    assert a == pytest.approx(b, nan_ok=True, rel=0, abs=0), "same day, same seed: same KPIs"
+
+
+def test_policy_plan_knobs_are_validated() -> None:
+    from simulations.city import ScenarioError
+
+    with pytest.raises(ScenarioError, match="plan_at_h"):
+        Policy.from_dict({"plan_at_h": -1})
+    with pytest.raises(ScenarioError, match="repair_after_s"):
+        Policy.from_dict({"repair_after_s": -5})
+    with pytest.raises(ScenarioError, match="plan_iterations"):
+        Policy.from_dict({"plan_iterations": 0})
