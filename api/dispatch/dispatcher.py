@@ -655,13 +655,19 @@ class Dispatcher:
         return made
 
     async def _still_offerable(self, session: AsyncSession, order: Order, worker_id: int) -> bool:
-        """Re-check under the order's row lock: still awaiting, no live offer, worker free."""
+        """Re-check under the order's row lock: still awaiting, no live offer, worker free.
+
+        The worker's row is locked too (PostgreSQL), so two dispatchers of neighbouring
+        regions cannot both offer the same worker an order at once.
+        """
         if not (
             order.status == OrderStatus.PENDING_SERVICE.value
             and order.dispatch_status
             in (DispatchStatus.AWAITING_DISPATCH.value, DispatchStatus.OFFERED.value)
         ):
             return False
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(select(Worker.id).where(Worker.id == worker_id).with_for_update())
         clash = await session.scalar(
             select(DispatchOffer.id)
             .where(

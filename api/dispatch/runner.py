@@ -113,38 +113,35 @@ class RegionRunner:
     # ------------------------------------------------------------------ one step
 
     async def step(self) -> float:
-        """Balance leases, run one tick over the held regions; seconds until the next step."""
+        """Balance leases, run one tick over the held regions; seconds until the next step.
+
+        Never raises: Redis errors drop every lease until Redis answers again; any other
+        error (the database away, a bad row) is logged and the next step tries again.
+        """
         interval = self.tick_s or await self._interval()
-        now = utcnow()
         try:
-            members = await self.live.leases.members(self.owner, self.lease_ttl_ms)
-            regions = await self.dispatcher.active_regions(now)
+            await self._step()
         except REDIS_DOWN as exc:
             self._redis_down(exc)
-            return interval
+        except Exception as exc:
+            log.exception("dispatch_step_failed", owner=self.owner, error=type(exc).__name__)
+        return interval
+
+    async def _step(self) -> None:
+        now = utcnow()
+        members = await self.live.leases.members(self.owner, self.lease_ttl_ms)
+        regions = await self.dispatcher.active_regions(now)
         if not self.redis_ok:
             self.redis_ok = True
             log.info("redis_available", owner=self.owner)
-        try:
-            await self._balance(regions, members)
-        except REDIS_DOWN as exc:
-            self._redis_down(exc)
-            return interval
+        await self._balance(regions, members)
         fences = self._trusted()
         if not fences:
-            return interval
-        try:
-            report = await self.dispatcher.run_once(now, fences=fences)
-        except REDIS_DOWN as exc:
-            self._redis_down(exc)
-            return interval
-        except Exception as exc:  # one bad tick (a DB hiccup) must not stop the process
-            log.exception("dispatch_tick_failed", error=type(exc).__name__)
-            return interval
+            return
+        report = await self.dispatcher.run_once(now, fences=fences)
         for region in report.stale_regions:
             log.warning("lease_fenced_off", region=f"{region:x}", owner=self.owner)
             await self._drop(region, release=True)
-        return interval
 
     async def _interval(self) -> float:
         # DAOJIA_DISPATCH_TICK_S=0 switches the API's embedded dispatcher off; here it means
@@ -230,20 +227,27 @@ class RegionRunner:
     async def _renew_forever(self) -> None:
         while True:
             await anyio.sleep(self.lease_ttl_ms / 3000.0)
-            for region, held in list(self.held.items()):
-                started = time.monotonic()
-                try:
-                    ok = await self.live.leases.renew(held.lease)
-                except REDIS_DOWN as exc:
-                    self._redis_down(exc)
-                    break
-                if self.held.get(region) is not held:
-                    continue  # dropped while we waited
-                if ok:
-                    held.trusted_until = started + self._trust_s()
-                else:
-                    self.held.pop(region, None)
-                    log.warning("lease_lost", region=f"{region:x}", owner=self.owner)
+            await self.renew_all()
+
+    async def renew_all(self) -> None:
+        """Renew every held lease (the renewal task does this every third of the TTL)."""
+        for region, held in list(self.held.items()):
+            started = time.monotonic()
+            try:
+                ok = await self.live.leases.renew(held.lease)
+            except REDIS_DOWN as exc:
+                self._redis_down(exc)
+                return
+            except Exception as exc:  # keep renewing; the trust window runs out meanwhile
+                log.exception("lease_renew_failed", error=type(exc).__name__)
+                continue
+            if self.held.get(region) is not held:
+                continue  # dropped while we waited
+            if ok:
+                held.trusted_until = started + self._trust_s()
+            else:
+                self.held.pop(region, None)
+                log.warning("lease_lost", region=f"{region:x}", owner=self.owner)
 
 
 async def run_dispatcher(

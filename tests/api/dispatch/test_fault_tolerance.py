@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -462,6 +462,50 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
 # ------------------------------------------------------------------ the tests
 
 
+@dataclass
+class Run:
+    """A running fault scenario: the database, the seeded city, the workers, the processes."""
+
+    maker: async_sessionmaker[AsyncSession]
+    city: City
+    workers: Workers
+    procs: dict[str, DispatcherProcess]
+    #: The test's own checks of the finished history (run before the database closes).
+    after: Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]] = field(
+        default=lambda maker: asyncio.sleep(0)
+    )
+
+
+@asynccontextmanager
+async def fault_run(
+    url: str, redis_srv: RedisServer, prefix: str, tmp: Path, owners: list[str]
+) -> AsyncIterator[Run]:
+    """Seed, start the workers and ``owners`` dispatchers, wait for the first offers; after
+    the body, wait for every order, stop everything and check the history."""
+    engine = make_engine(url)
+    maker = make_sessionmaker(engine)
+    try:
+        city = await seed_city(maker)
+        await add_orders(maker, city, per_region=3)
+        async with scripted_workers(maker, redis_srv.url, prefix, city) as workers:
+            with dispatchers(owners, url, redis_srv.url, prefix, tmp) as procs:
+
+                async def some_offers() -> bool:
+                    return await count_offers(maker) >= 4
+
+                await wait_for("first offers", some_offers, 60, procs)
+                run = Run(maker, city, workers, procs)
+                yield run
+                await wait_for("every order accepted", lambda: all_accepted(maker), 60, procs)
+                for p in procs.values():
+                    if p.proc.returncode != -signal.SIGKILL:  # all but a killed one run on
+                        assert p.proc.poll() is None, f"{p.owner} died:\n{p.log_tail()}"
+        await check_history(maker, workers)
+        await run.after(maker)
+    finally:
+        await engine.dispose()
+
+
 def test_killing_a_dispatcher_moves_its_regions_and_loses_nothing(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -471,64 +515,51 @@ def test_killing_a_dispatcher_moves_its_regions_and_loses_nothing(
 
 
 async def _kill_a_dispatcher(url: str, redis_srv: RedisServer, prefix: str, tmp: Path) -> None:
-    engine = make_engine(url)
-    maker = make_sessionmaker(engine)
     leases = RedisLeases(redis_asyncio.from_url(redis_srv.url), prefix=prefix, owns_client=True)
+    pair = ["fault-a", "fault-b"]
     try:
-        city = await seed_city(maker)
-        await add_orders(maker, city, per_region=3)
-        async with scripted_workers(maker, redis_srv.url, prefix, city) as workers:
-            with dispatchers(["fault-a", "fault-b"], url, redis_srv.url, prefix, tmp) as procs:
+        async with fault_run(url, redis_srv, prefix, tmp, pair) as run:
 
-                async def both_own_regions() -> bool:
-                    owners = set((await holders(leases, city.regions)).values())
-                    return owners == {"fault-a", "fault-b"}
+            async def both_own_regions() -> bool:
+                return set((await holders(leases, run.city.regions)).values()) == set(pair)
 
-                await wait_for("both dispatchers hold regions", both_own_regions, 30, procs)
+            await wait_for("both dispatchers hold regions", both_own_regions, 30, run.procs)
+            held = await holders(leases, run.city.regions)
+            victim = max(pair, key=lambda o: list(held.values()).count(o))
+            survivor = next(o for o in pair if o != victim)
+            victim_regions = [r for r, o in held.items() if o == victim]
+            run.procs[victim].proc.send_signal(signal.SIGKILL)
+            run.procs[victim].proc.wait()
+            async with run.maker() as session:
+                last_id_at_kill = int(await session.scalar(select(func.max(DispatchOffer.id))) or 0)
+                before = await max_tokens(session)
+            await add_orders(run.maker, run.city, per_region=2)  # paid while it is gone
 
-                async def some_offers() -> bool:
-                    return await count_offers(maker) >= 4
+            async def taken_over() -> bool:
+                now = await holders(leases, victim_regions)
+                return all(o == survivor for o in now.values())
 
-                await wait_for("first offers", some_offers, 30, procs)
-                held = await holders(leases, city.regions)
-                victim = max(("fault-a", "fault-b"), key=lambda o: list(held.values()).count(o))
-                survivor = "fault-b" if victim == "fault-a" else "fault-a"
-                victim_regions = [r for r, o in held.items() if o == victim]
-                procs[victim].proc.send_signal(signal.SIGKILL)
-                procs[victim].proc.wait()
-                async with maker() as session:
-                    last_id_at_kill = int(
-                        await session.scalar(select(func.max(DispatchOffer.id))) or 0
-                    )
-                    before = await max_tokens(session)
-                await add_orders(maker, city, per_region=2)  # paid while it is gone
-
-                async def taken_over() -> bool:
-                    now = await holders(leases, victim_regions)
-                    return all(o == survivor for o in now.values())
-
-                took = await wait_for(
-                    f"{survivor} takes over {victim}'s regions", taken_over, TAKEOVER_BOUND_S, procs
-                )
-                print(f"\ntakeover of {len(victim_regions)} region(s) after {took:.2f} s")
-                await wait_for("every order accepted", lambda: all_accepted(maker), 60, procs)
-                assert procs[survivor].proc.poll() is None, procs[survivor].log_tail()
-        await check_history(maker, workers)
-        # Every write in the victim's regions after the kill carries a newer token.
-        async with maker() as session:
-            later = list(
-                await session.scalars(
-                    select(DispatchOffer).where(
-                        DispatchOffer.id > last_id_at_kill,
-                        DispatchOffer.region.in_(victim_regions),
-                    )
-                )
+            took = await wait_for(
+                f"{survivor} takes over {victim}'s regions", taken_over, TAKEOVER_BOUND_S, run.procs
             )
-        for o in later:
-            assert o.fencing_token > before.get(o.region, 0), (o.id, o.region, o.fencing_token)
+            print(f"\ntakeover of {len(victim_regions)} region(s) after {took:.2f} s")
+
+            async def newer_tokens_after_the_kill(maker: async_sessionmaker[AsyncSession]) -> None:
+                async with maker() as session:
+                    later = list(
+                        await session.scalars(
+                            select(DispatchOffer).where(
+                                DispatchOffer.id > last_id_at_kill,
+                                DispatchOffer.region.in_(victim_regions),
+                            )
+                        )
+                    )
+                for o in later:
+                    assert o.fencing_token > before.get(o.region, 0), (o.id, o.region)
+
+            run.after = newer_tokens_after_the_kill
     finally:
         await leases.aclose()
-        await engine.dispose()
 
 
 def test_losing_redis_loses_no_order_and_dispatch_resumes(pg_url: str, tmp_path: Path) -> None:
@@ -538,43 +569,33 @@ def test_losing_redis_loses_no_order_and_dispatch_resumes(pg_url: str, tmp_path:
 
 
 async def _kill_redis(url: str, redis_srv: RedisServer, prefix: str, tmp: Path) -> None:
-    engine = make_engine(url)
-    maker = make_sessionmaker(engine)
-    try:
-        city = await seed_city(maker)
-        await add_orders(maker, city, per_region=3)
-        async with scripted_workers(maker, redis_srv.url, prefix, city) as workers:
-            with dispatchers(["fault-c", "fault-d"], url, redis_srv.url, prefix, tmp) as procs:
+    async with fault_run(url, redis_srv, prefix, tmp, ["fault-c", "fault-d"]) as run:
+        redis_srv.kill()
+        killed_at = utcnow()
+        await add_orders(run.maker, run.city, per_region=2)  # paid while Redis is gone
+        async with run.maker() as session:
+            tokens_before = await max_tokens(session)
+        await asyncio.sleep(4)
+        restarted_at = utcnow()
+        for p in run.procs.values():
+            assert p.proc.poll() is None, f"{p.owner} died without Redis:\n{p.log_tail()}"
+        redis_srv.start()  # empty: no leases, no counters, no live state
 
-                async def some_offers() -> bool:
-                    return await count_offers(maker) >= 4
+        async def quiet_while_down_then_newer_tokens(
+            maker: async_sessionmaker[AsyncSession],
+        ) -> None:
+            for p in run.procs.values():
+                assert "redis_unavailable" in p.log_path.read_text(), p.owner
+            async with maker() as session:
+                offers = list(await session.scalars(select(DispatchOffer)))
+            # Nothing was offered while Redis was gone (after the first failed call)...
+            quiet_from = killed_at + timedelta(seconds=2.5)
+            during = [o.id for o in offers if quiet_from <= o.offered_at < restarted_at]
+            assert during == [], f"offers written without Redis: {during}"
+            # ...and the new leases' tokens start above every token the database had seen.
+            after = [o for o in offers if o.offered_at >= restarted_at]
+            assert after, "dispatch did not resume"
+            for o in after:
+                assert o.fencing_token > tokens_before.get(o.region, 0), (o.id, o.region)
 
-                await wait_for("first offers", some_offers, 60, procs)
-                redis_srv.kill()
-                killed_at = utcnow()
-                await add_orders(maker, city, per_region=2)  # paid while Redis is gone
-                async with maker() as session:
-                    tokens_before = await max_tokens(session)
-                await asyncio.sleep(4)
-                restarted_at = utcnow()
-                for p in procs.values():
-                    assert p.proc.poll() is None, f"{p.owner} died without Redis:\n{p.log_tail()}"
-                redis_srv.start()  # empty: no leases, no counters, no live state
-                await wait_for("every order accepted", lambda: all_accepted(maker), 60, procs)
-                for p in procs.values():
-                    assert p.proc.poll() is None, p.log_tail()
-                    assert "redis_unavailable" in p.log_path.read_text(), p.owner
-        await check_history(maker, workers)
-        async with maker() as session:
-            offers = list(await session.scalars(select(DispatchOffer)))
-        # Nothing was offered while Redis was gone (after the first failed call)...
-        quiet_from = killed_at + timedelta(seconds=2.5)
-        during = [o.id for o in offers if quiet_from <= o.offered_at < restarted_at]
-        assert during == [], f"offers written without Redis: {during}"
-        # ...and the new leases' tokens start above every token the database had seen.
-        after = [o for o in offers if o.offered_at >= restarted_at]
-        assert after, "dispatch did not resume"
-        for o in after:
-            assert o.fencing_token > tokens_before.get(o.region, 0), (o.id, o.region)
-    finally:
-        await engine.dispose()
+        run.after = quiet_while_down_then_newer_tokens

@@ -82,12 +82,17 @@ def test_a_stale_holders_write_rolls_back_whole(db: str) -> None:
     assert _in_db(db, scenario) == 2
 
 
-def test_an_order_never_has_two_live_offers(
-    client: TestClient, world: World, run_db: Any, clock: Clock
-) -> None:
+def _order_and_workers_online(client: TestClient, world: World, run_db: Any) -> int:
     oid = paid_order(client, world, run_db, hour=10)
     for _, acc in world.workers_a:
         online(client, acc.headers, *NEAR)
+    return oid
+
+
+def test_an_order_never_has_two_live_offers(
+    client: TestClient, world: World, run_db: Any, clock: Clock
+) -> None:
+    oid = _order_and_workers_online(client, world, run_db)
     assert tick(client, clock).offered == 1
     first = offers_of(run_db, oid)[0]
     other = next(w for w, _ in world.workers_a if w != first.worker_id)
@@ -125,9 +130,7 @@ def test_an_order_never_has_two_live_offers(
 def test_a_fenced_tick_only_touches_its_regions_and_stops_when_stale(
     client: TestClient, world: World, run_db: Any, clock: Clock
 ) -> None:
-    oid = paid_order(client, world, run_db, hour=10)
-    for _, acc in world.workers_a:
-        online(client, acc.headers, *NEAR)
+    oid = _order_and_workers_online(client, world, run_db)
     app: Any = client.app
     assert client.portal is not None
     order_region = region_of(*_latlng(run_db, oid))
