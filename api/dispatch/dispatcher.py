@@ -148,11 +148,13 @@ class Dispatcher:
     async def run(self, clock: Callable[[], datetime] = utcnow) -> None:
         """Tick forever every ``dispatch_tick_s`` (cancel the task to stop); errors are logged."""
         while True:
+            interval = self.settings.dispatch_tick_s
             try:
                 await self.run_once(clock())
+                interval = await self.tick_interval_s()
             except Exception as exc:  # one bad tick must not stop dispatching
                 log.exception("dispatch_tick_failed", error=type(exc).__name__)
-            await anyio.sleep(await self.tick_interval_s())
+            await anyio.sleep(interval)
 
     async def tick_interval_s(self, base: float | None = None) -> float:
         """Seconds to the next tick: ``base`` (default ``dispatch_tick_s``), or a shorter

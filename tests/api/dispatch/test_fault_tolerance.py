@@ -500,6 +500,16 @@ async def fault_run(
                 for p in procs.values():
                     if p.proc.returncode != -signal.SIGKILL:  # all but a killed one run on
                         assert p.proc.poll() is None, f"{p.owner} died:\n{p.log_tail()}"
+            # SIGTERM: a clean exit that hands every region back at once.
+            for p in procs.values():
+                assert p.proc.returncode in (0, -signal.SIGKILL), (p.owner, p.log_tail())
+            leases = RedisLeases(
+                redis_asyncio.from_url(redis_srv.url), prefix=prefix, owns_client=True
+            )
+            try:
+                assert set((await holders(leases, city.regions)).values()) == {None}
+            finally:
+                await leases.aclose()
         await check_history(maker, workers)
         await run.after(maker)
     finally:
