@@ -260,10 +260,10 @@ class LocalSubscription:
         """The next message, or None if none arrived within ``timeout_s`` seconds."""
         if not self._queue.empty():  # wait_for(..., 0) would time out even with one queued
             return self._queue.get_nowait()
-        if timeout_s is None:
-            return await self._queue.get()
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout_s)
+            # asyncio.timeout, not wait_for: no extra task per message (thousands of readers).
+            async with asyncio.timeout(timeout_s):
+                return await self._queue.get()
         except TimeoutError:
             return None
 

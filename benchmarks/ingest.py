@@ -16,20 +16,29 @@ the shared server is never flushed). Reported: pings/s, per-batch p50/p99 latenc
 speedups, and ``consistent``: after the run every worker's stored position is its last
 ping and the cell member sets equal the positions' cells.
 
-Later hook: the HTTP batch endpoint of the worker API becomes one more ``Sink`` (an
-``httpx.AsyncClient`` posting each batch); ``SINKS`` is where it plugs in.
+Through the API (``api`` in each backend's section, unless ``--no-api``): the same
+backend behind the real worker endpoint ``POST /v1/worker/pings`` — uvicorn (one
+process) on a fresh SQLite database with ``--api-workers`` workers, each request one
+worker's batch of ``--api-batch`` fixes (JSON, bearer token, validation, GCJ/WGS
+checks, LiveState, tracking lookup), ``--api-concurrency`` requests in flight from a
+lean keep-alive client (``benchmarks.stream.HttpConn``; ``http_sink`` is the ``Sink``).
+Baseline on the same server in the same run: one ping per request. ``all_accepted``
+says every fix was accepted (none flagged stale, out of order or a jump).
 
 ``ours_concurrent`` repeats ``ours`` with ``--concurrency`` batches in flight, as a
 server handling several worker-app requests at once would.
 
 Usage: daojia bench ingest [--pings N] [--batch B] [--workers W] [--backend memory|redis|all]
-       [--concurrency C] [--baseline-pings P] [--redis-url URL] [--repeat K] [--seed S] [--json]
+       [--concurrency C] [--baseline-pings P] [--redis-url URL] [--no-api] [--api-pings N]
+       [--api-batch B] [--api-workers W] [--api-concurrency C] [--api-baseline-pings P]
+       [--repeat K] [--seed S] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -43,6 +52,7 @@ from numpy.typing import NDArray
 
 from api.live import LiveState, MemoryLiveState, PingBatch, RedisLiveState
 from benchmarks._common import Timing, add_common_args, emit, machine, peak_rss_mb
+from benchmarks.stream import HttpConn, serve
 from geo.cells import latlng_to_cells
 
 #: Shanghai centre (WGS-84) and the spread of worker start points, degrees.
@@ -95,8 +105,124 @@ def fleet_pings(n_pings: int, n_workers: int, seed: int) -> Pings:
     return Pings(worker.astype(np.int64), lat, lng, ts.astype(np.float64), accuracy)
 
 
-#: A place pings go: LiveState today; the HTTP batch endpoint later (see module docstring).
+#: A place pings go: ``LiveState.update_positions`` or the API's batch endpoint (``http_sink``).
 Sink = Callable[[PingBatch], Awaitable[Any]]
+#: Fixes of one API batch are this far apart (s); workers ride at this speed (m/s). The
+#: position is a function of the fix time, so any two fixes of a worker, even from
+#: different runs, imply exactly that speed: every fix is valid (none a jump or stale).
+API_PING_GAP_S = 0.002
+API_SPEED_MPS = 10.0
+
+
+def http_sink(conn: HttpConn, token: str) -> Sink:
+    """A ``Sink`` posting each batch as one request of the worker ``token``.
+
+    The batch must be that worker's fixes (WGS-84, epoch-second times within the
+    endpoint's freshness window). Returns the number of fixes the API accepted.
+    """
+
+    async def post(batch: PingBatch) -> int:
+        pings = [
+            {"lat": a, "lng": b, "ts": t, "accuracy_m": c}
+            for a, b, t, c in zip(
+                batch.lat.tolist(),
+                batch.lng.tolist(),
+                batch.ts.tolist(),
+                batch.accuracy_m.tolist(),
+                strict=True,
+            )
+        ]
+        body = json.dumps({"pings": pings}).encode()
+        status, raw = await conn.post("/v1/worker/pings", body, token)
+        if status != 200:
+            raise RuntimeError(f"POST /v1/worker/pings answered {status}: {raw[:200]!r}")
+        return int(json.loads(raw)["accepted"])
+
+    return post
+
+
+def api_batch(worker: int, k: int, now: float, epoch: float) -> PingBatch:
+    """``k`` fixes of ``worker`` ending at ``now``, ``API_PING_GAP_S`` apart, on its own line.
+
+    The worker sets off at ``epoch`` (epoch seconds, the same for the whole benchmark).
+    """
+    ts = now - (k - 1 - np.arange(k)) * API_PING_GAP_S
+    lat = CENTRE[0] + (worker % 100) * 0.002 + (ts - epoch) * API_SPEED_MPS / _M_PER_DEG
+    lng = np.full(k, CENTRE[1] + (worker // 100) * 0.002)
+    return PingBatch.of(np.full(k, worker), lat, lng, ts, np.full(k, 10.0))
+
+
+async def _api_ingest(
+    port: int, tokens: list[str], n: int, batch: int, concurrency: int, epoch: float
+) -> tuple[float, int, list[float]]:
+    """POST ``n`` fixes in requests of ``batch``, workers in turn.
+
+    Returns wall seconds, fixes accepted, and seconds per request.
+    """
+    conns = [await HttpConn.open(port) for _ in range(concurrency)]
+    requests = iter(range(-(-n // batch)))
+    lat_s: list[float] = []
+    accepted = 0
+
+    async def lane(conn: HttpConn) -> None:
+        nonlocal accepted
+        for r in requests:  # lanes share the iterator: each request is sent once
+            worker = r % len(tokens)
+            b = api_batch(worker, min(batch, n - r * batch), time.time(), epoch)
+            t0 = time.perf_counter()
+            got = await http_sink(conn, tokens[worker])(b)  # read `accepted` after the await
+            accepted += got
+            lat_s.append(time.perf_counter() - t0)
+
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(lane(c) for c in conns))
+        wall = time.perf_counter() - t0
+    finally:
+        for conn in conns:
+            await conn.aclose()
+    return wall, accepted, lat_s
+
+
+def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Pings/s through the worker batch endpoint vs one ping per request (one server)."""
+    n, base_n = args.api_pings, min(args.api_baseline_pings, args.api_pings)
+    redis = args.redis_url if backend == "redis" else ""
+    with serve(args.api_workers, redis=redis, with_orders=False) as (port, seeded):
+        tokens = [token for _order, token, _customer in seeded]
+        epoch = time.time() - 1.0
+
+        def measure(count: int, batch: int) -> tuple[Timing, list[float], int]:
+            runs, lat_s, accepted = [], [], 0
+            for _ in range(args.repeat):
+                wall, got, lat = asyncio.run(
+                    _api_ingest(port, tokens, count, batch, args.api_concurrency, epoch)
+                )
+                runs.append(wall)
+                lat_s.extend(lat)
+                accepted += got
+            return Timing(tuple(runs)), lat_s, accepted
+
+        ours, ours_lat, ours_accepted = measure(n, args.api_batch)
+        base, base_lat, base_accepted = measure(base_n, 1)
+    ours_rate, base_rate = n / ours.median, base_n / base.median
+    return {
+        "batched": {
+            **ours.as_dict(), "pings_per_s": ours_rate,
+            "requests_per_s": ours_rate / args.api_batch, **_percentiles(ours_lat),
+            "sent": n * args.repeat, "accepted": ours_accepted,
+        },
+        "per_call": {
+            **base.as_dict(), "pings_per_s": base_rate, "measured_pings": base_n,
+            **_percentiles(base_lat), "sent": base_n * args.repeat, "accepted": base_accepted,
+        },
+        "speedup": ours_rate / base_rate,
+        "batch": args.api_batch,
+        "workers": args.api_workers,
+        "concurrency": args.api_concurrency,
+        "server_processes": 1,
+        "all_accepted": (ours_accepted, base_accepted) == (n * args.repeat, base_n * args.repeat),
+    }  # fmt: skip
 
 
 @dataclass
@@ -291,10 +417,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the redis backend"
     )
+    parser.add_argument(
+        "--no-api", action="store_true", help="skip the runs through the HTTP batch endpoint"
+    )
+    parser.add_argument(
+        "--api-pings",
+        type=_positive,
+        default=None,
+        help="pings through the API per run (default: --pings, at most 50000)",
+    )
+    parser.add_argument(
+        "--api-batch", type=_positive, default=100, help="pings per API request (max 100)"
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=_positive,
+        default=None,
+        help="workers posting to the API (default: --workers, at most 1000)",
+    )
+    parser.add_argument(
+        "--api-concurrency", type=_positive, default=8, help="API requests in flight"
+    )
+    parser.add_argument(
+        "--api-baseline-pings",
+        type=_positive,
+        default=None,
+        help="pings of the one-ping-per-request API baseline (default: --baseline-pings, "
+        "at most 2000)",
+    )
     add_common_args(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.api_batch > 100:
+        parser.error(f"--api-batch must be <= 100 (the endpoint's limit), got {args.api_batch}")
+    args.api_pings = args.api_pings or min(args.pings, 50_000)
+    args.api_workers = args.api_workers or min(args.workers, 1000)
+    args.api_baseline_pings = args.api_baseline_pings or min(args.baseline_pings, 2000)
     return args
 
 
@@ -307,6 +466,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_pings": min(args.baseline_pings, args.pings),
         "backend": args.backend,
         "concurrency": args.concurrency,
+        "api": not args.no_api,
         "repeat": args.repeat,
         "seed": args.seed,
     }
@@ -314,6 +474,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     for name in names:
         if name == "memory":
             result["memory"] = await run_backend(_memory_backend(), pings, args)
+            if not args.no_api:
+                result["memory"]["api"] = await asyncio.to_thread(run_api, "memory", args)
             continue
         backend = await _redis_backend(args.redis_url)
         if isinstance(backend, str):
@@ -324,6 +486,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             assert backend.client is not None
             await backend.client.aclose()
+        if not args.no_api:
+            result["redis"]["api"] = await asyncio.to_thread(run_api, "redis", args)
     result["peak_rss_mb"] = peak_rss_mb()
     result["machine"] = machine()
     return result
@@ -361,8 +525,28 @@ def main(argv: list[str]) -> int:
                         "ok": section["consistent"] if path == "ours" else None,
                     }
                 )
+        api = section.get("api")
+        if api is not None:
+            for path, label in (
+                ("batched", f"API batch {api['batch']}"),
+                ("per_call", "API 1/req"),
+            ):
+                rows.append(
+                    {
+                        "backend": name,
+                        "path": label,
+                        "pings/s": round(api[path]["pings_per_s"]),
+                        "p50 ms": api[path]["p50_ms"],
+                        "p99 ms": api[path]["p99_ms"],
+                        "speedup": api["speedup"] if path == "batched" else None,
+                        "ok": api["all_accepted"] if path == "batched" else None,
+                    }
+                )
     emit(result, rows, args.json, f"ingest: {args.pings} pings, batch {args.batch}")
     sections = [result[n] for n in ("memory", "redis") if n in result]
-    failed = any(not s.get("consistent", True) for s in sections)
+    failed = any(
+        not s.get("consistent", True) or not s.get("api", {}).get("all_accepted", True)
+        for s in sections
+    )
     required_down = args.backend == "redis" and "unavailable" in result["redis"]
     return 1 if failed or required_down else 0

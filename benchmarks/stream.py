@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,8 +79,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _seed(url: str, n: int) -> list[tuple[int, str, str]]:
-    """n en-route orders; returns (order id, worker token, customer token) per order."""
+async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int, str, str]]:
+    """n workers, each with an en-route order unless not ``with_orders``.
+
+    Returns (order id, worker token, customer token) per worker (order id 0 and no
+    customer token without orders).
+    """
     from api.auth.models import Role, User
     from api.auth.service import TokenConfig, encode_access_token
     from api.catalog.models import Service, ServiceCategory
@@ -119,6 +124,9 @@ async def _seed(url: str, n: int) -> list[tuple[int, str, str]]:
                 )  # fmt: skip
                 session.add(worker)
                 await session.flush()
+                if not with_orders:
+                    out.append((0, encode_access_token(config, wu, now), ""))
+                    continue
                 order = Order(
                     order_no=f"BENCH{i:08d}", customer_id=cu.id, enterprise_id=ent.id,
                     service_id=svc.id, worker_id=worker.id, status="pending_service",
@@ -374,6 +382,59 @@ def _run(
     }
 
 
+@contextlib.contextmanager
+def serve(
+    n: int,
+    *,
+    redis: str = "",
+    server_workers: int = 1,
+    loop: str = "uvloop",
+    http: str = "httptools",
+    ws: str = "auto",
+    with_orders: bool = True,
+) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
+    """The API under uvicorn on a free loopback port, on a fresh SQLite database seeded with
+    ``n`` workers (and an en-route order each); yields (port, seeded rows, see ``_seed``).
+
+    Live layer in-process unless ``redis`` (a unique key prefix, deleted afterwards).
+    """
+    from api import migrate
+
+    tmp = Path(tempfile.mkdtemp(prefix="daojia-bench-serve-"))
+    url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
+    prefix = f"djbench:{uuid.uuid4().hex[:10]}:"
+    proc = None
+    try:
+        migrate.upgrade(url)
+        seeded = asyncio.run(_seed(url, n, with_orders=with_orders))
+        port = _free_port()
+        env = {**os.environ, "DAOJIA_DATABASE_URL": url, "DAOJIA_VAR_DIR": str(tmp),
+               "DAOJIA_JWT_SECRET": SECRET, "DAOJIA_ENVIRONMENT": "test",
+               "DAOJIA_LOG_LEVEL": "WARNING", "DAOJIA_REDIS_PREFIX": prefix}  # fmt: skip
+        if redis:
+            env["DAOJIA_REDIS_URL"] = redis
+        else:
+            env.pop("DAOJIA_REDIS_URL", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
+             "127.0.0.1", "--port", str(port), "--workers", str(server_workers),
+             "--loop", loop, "--http", http, "--ws", ws,
+             "--log-level", "warning", "--no-access-log"],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
+        )  # fmt: skip
+        _wait(f"http://127.0.0.1:{port}", proc)
+        yield port, seeded
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if redis:
+            asyncio.run(_drop_prefix(redis, prefix))
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark; prints a table or one JSON object."""
     args = _parser().parse_args(argv)
@@ -391,46 +452,16 @@ def main(argv: list[str]) -> int:
     if args.server_workers > 1 and not args.redis:
         print("--server-workers > 1 needs --redis (in-process pub/sub)", file=sys.stderr)
         return 2
-    from api import migrate
-
-    tmp = Path(tempfile.mkdtemp(prefix="daojia-bench-stream-"))
-    url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
-    prefix = f"djbench:{uuid.uuid4().hex[:10]}:"
-    proc = None
     runs = []
-    try:
-        migrate.upgrade(url)
-        orders = asyncio.run(_seed(url, args.clients))
-        port = _free_port()
-        env = {**os.environ, "DAOJIA_DATABASE_URL": url, "DAOJIA_VAR_DIR": str(tmp),
-               "DAOJIA_JWT_SECRET": SECRET, "DAOJIA_ENVIRONMENT": "test",
-               "DAOJIA_LOG_LEVEL": "WARNING", "DAOJIA_REDIS_PREFIX": prefix}  # fmt: skip
-        if args.redis:
-            env["DAOJIA_REDIS_URL"] = args.redis
-        else:
-            env.pop("DAOJIA_REDIS_URL", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
-             "127.0.0.1", "--port", str(port), "--workers", str(args.server_workers),
-             "--loop", args.loop, "--http", args.http, "--ws", args.ws,
-             "--log-level", "warning", "--no-access-log"],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
-        )  # fmt: skip
-        _wait(f"http://127.0.0.1:{port}", proc)
+    with serve(
+        args.clients, redis=args.redis, server_workers=args.server_workers,
+        loop=args.loop, http=args.http, ws=args.ws,
+    ) as (port, orders):  # fmt: skip
         processes = min(args.client_processes, args.clients)
         for _ in range(args.repeat):
             runs.append(
                 _run(port, orders, args.interval, args.duration, processes, args.http_connections)
             )
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if args.redis:
-            asyncio.run(_drop_prefix(args.redis, prefix))
     best = sorted(runs, key=lambda r: r["p50_ms"])[len(runs) // 2]
     result = {
         "benchmark": "stream",
