@@ -5,9 +5,11 @@ No FastAPI here: routers call these functions with a session and plain values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -236,20 +238,32 @@ def encode_access_token(config: TokenConfig, user: User, now: datetime) -> str:
 
 
 def decode_access_token(config: TokenConfig, token: str) -> dict[str, Any]:
-    """The verified claims of an access token; ``InvalidToken`` otherwise."""
+    """The verified claims of an access token; ``InvalidToken`` otherwise.
+
+    A client sends the same access token with every request until it expires, so the
+    signature check is remembered per (token, key); expiry is checked on every call.
+    """
+    claims = dict(_verified(token, config.secret, config.algorithm, config.issuer))
+    if claims["exp"] <= time.time():
+        raise InvalidToken()
+    return claims
+
+
+@functools.lru_cache(maxsize=16384)
+def _verified(token: str, secret: str, algorithm: str, issuer: str) -> tuple[tuple[str, Any], ...]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            config.secret,
-            algorithms=[config.algorithm],
-            issuer=config.issuer,
+            secret,
+            algorithms=[algorithm],
+            issuer=issuer,
             options={"require": ["exp", "sub", "iat"]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken() from exc
     if claims.get("typ") != "access":
         raise InvalidToken()
-    return claims
+    return tuple(claims.items())
 
 
 async def user_from_access_token(session: AsyncSession, config: TokenConfig, token: str) -> User:

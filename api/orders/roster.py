@@ -44,8 +44,8 @@ def fingerprint_columns(enterprise_id: Any) -> tuple[Any, Any]:
     return count, newest.scalar_subquery()
 
 
-def still_active(worker_id: int) -> ColumnElement[bool]:
-    """SQL condition: the worker exists and is active (guards a reservation insert)."""
+def still_active(worker_id: Any) -> ColumnElement[bool]:
+    """SQL condition: the worker (an id or a bound parameter) exists and is active."""
     return exists().where(Worker.id == worker_id, Worker.is_active.is_(True))
 
 

@@ -7,6 +7,7 @@ UTC-aware datetimes; shifts and surcharges are read in ``settings.service_timezo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import numpy as np
-from sqlalchemy import ARRAY, BigInteger, and_, any_, func, insert, literal, select, true
+from sqlalchemy import ARRAY, BigInteger, and_, any_, bindparam, func, insert, literal, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -486,62 +487,82 @@ class Booked:
     worker: WorkerBrief
 
 
+class _Statements:
+    """The booking path's statements, built once per dialect and run with bound values."""
+
+    def __init__(self, dialect: str, area_fp: tuple[Any, ...]) -> None:
+        self.n_area = len(area_fp)
+        self.context = (
+            select(Service, Address, *area_fp, *roster_fingerprint(Service.enterprise_id))
+            .join_from(Service, Address, true())
+            .where(Service.id == bindparam("service_id"), Address.id == bindparam("address_id"))
+        )
+        r = WorkerReservation
+        among = (
+            r.worker_id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+            if dialect == "postgresql"
+            else r.worker_id.in_(bindparam("ids", expanding=True))
+        )
+        self.busy = _live(
+            select(r.worker_id).where(
+                among, r.starts_at < bindparam("end"), r.ends_at > bindparam("start")
+            )
+        )
+        col = r.__table__.c
+        values = select(
+            bindparam("worker_id", type_=col.worker_id.type),
+            bindparam("order_id", type_=col.order_id.type),
+            bindparam("start", type_=col.starts_at.type),
+            bindparam("end", type_=col.ends_at.type),
+            literal("held", col.status.type),
+            bindparam("now", type_=col.created_at.type),
+            bindparam("now", type_=col.updated_at.type),
+        ).where(still_active(bindparam("worker_id")))
+        names = [
+            "worker_id",
+            "order_id",
+            "starts_at",
+            "ends_at",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
+        # On PostgreSQL ``ON CONFLICT DO NOTHING`` makes the exclusion constraint answer
+        # "taken" with an empty result instead of an error: no savepoint round trips, and
+        # a concurrent booking of the same worker waits for the other one's outcome.
+        # Core insert: an ORM insert with a dict of values would be a bulk insert.
+        table: Any = r.__table__
+        insert_ = (
+            pg_insert(table).from_select(names, values).on_conflict_do_nothing()
+            if dialect == "postgresql"
+            else insert(table).from_select(names, values)
+        )
+        self.reserve = insert_.returning(col.id)
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect, AreaLookup.fingerprint_columns())
+
+
 async def _booking_context(
-    session: AsyncSession, env: BookingEnv, user: User, req: BookingRequest
+    session: AsyncSession, stmts: _Statements, user: User, req: BookingRequest
 ) -> tuple[Service, Address, tuple[Any, ...], tuple[Any, ...]]:
     """Service, own address and the area/roster fingerprints in one round trip."""
-    area_fp = env.lookup.fingerprint_columns()
-    roster_fp = roster_fingerprint(Service.enterprise_id)
     row = (
         await session.execute(
-            select(Service, Address, *area_fp, *roster_fp)
-            .join_from(Service, Address, true())
-            .where(Service.id == req.service_id, Address.id == req.address_id)
+            stmts.context, {"service_id": req.service_id, "address_id": req.address_id}
         )
     ).first()
+    n = stmts.n_area
     if row is None or not row[0].is_active or row[1].user_id != user.id:
         # Say precisely what is wrong, in the order a customer would fix it.
         svc = await bookable_service(session, req.service_id)
         address = await _own_address(session, user, req.address_id)
-        count, newest = roster_fingerprint(svc.enterprise_id)
-        keys = (await session.execute(select(*area_fp, count, newest))).one()
-        return svc, address, tuple(keys[: len(area_fp)]), tuple(keys[len(area_fp) :])
-    n = len(area_fp)
+        row = (
+            await session.execute(stmts.context, {"service_id": svc.id, "address_id": address.id})
+        ).one()
     return row[0], row[1], tuple(row[2 : 2 + n]), tuple(row[2 + n :])
-
-
-def _among(column: Any, ids: list[int], dialect: str) -> Any:
-    """``column IN ids``: one array parameter on PostgreSQL (one cached plan for any length)."""
-    if dialect == "postgresql":
-        return column == any_(literal(ids, ARRAY(BigInteger)))
-    return column.in_(ids)
-
-
-def _reservation_insert(
-    dialect: str, worker_id: int, order_id: int, start: datetime, end: datetime, now: datetime
-) -> Any:
-    """INSERT a held reservation if the worker is still active; no row if it would overlap.
-
-    On PostgreSQL ``ON CONFLICT DO NOTHING`` makes the exclusion constraint answer
-    "taken" with an empty result instead of an error, so no savepoint is needed and a
-    concurrent booking of the same worker waits for the other transaction's outcome.
-    """
-    col = WorkerReservation.__table__.c
-    values = select(
-        literal(worker_id, col.worker_id.type),
-        literal(order_id, col.order_id.type),
-        literal(start, col.starts_at.type),
-        literal(end, col.ends_at.type),
-        literal("held", col.status.type),
-        literal(now, col.created_at.type),
-        literal(now, col.updated_at.type),
-    ).where(still_active(worker_id))
-    names = ["worker_id", "order_id", "starts_at", "ends_at", "status", "created_at", "updated_at"]
-    if dialect == "postgresql":
-        stmt: Any = pg_insert(WorkerReservation).from_select(names, values).on_conflict_do_nothing()
-    else:
-        stmt = insert(WorkerReservation).from_select(names, values)
-    return stmt.returning(WorkerReservation.id)
 
 
 async def book(
@@ -568,7 +589,8 @@ async def book(
     """
     if user.role != Role.CUSTOMER.value:
         raise Forbidden()
-    svc, address, area_key, roster_key = await _booking_context(session, env, user, req)
+    stmts = _statements(session.get_bind().dialect.name)
+    svc, address, area_key, roster_key = await _booking_context(session, stmts, user, req)
     check_slot(req.slot_start, settings, now)
     area_id = await _area_for(session, env.lookup, svc, address.lat, address.lng, area_key)
     tz = _tz(settings)
@@ -591,20 +613,9 @@ async def book(
         rows = rows[np.argsort(roster.ids[rows] != req.preferred_worker_id, kind="stable")]
     if serialize is not None:
         await serialize()
-    dialect = session.get_bind().dialect.name
     ids = [int(i) for i in roster.ids[rows]]
     busy = (
-        set(
-            await session.scalars(
-                _live(
-                    select(WorkerReservation.worker_id).where(
-                        _among(WorkerReservation.worker_id, ids, dialect),
-                        WorkerReservation.starts_at < end,
-                        WorkerReservation.ends_at > start,
-                    )
-                )
-            )
-        )
+        set(await session.scalars(stmts.busy, {"ids": ids, "start": start, "end": end}))
         if ids
         else set()
     )
@@ -644,9 +655,9 @@ async def book(
     )
     await state.create(session, order, actor_id=user.id, now=now)
     for worker_id, row in free:
-        stmt = _reservation_insert(dialect, worker_id, order.id, start, end, now)
+        values = {"worker_id": worker_id, "order_id": order.id, "start": start, "end": end}
         try:
-            held = (await session.execute(stmt)).first()
+            held = (await session.execute(stmts.reserve, values | {"now": now})).first()
         except DBAPIError as exc:
             # 40P01: simultaneous inserters deadlocked; the transaction is gone.
             await session.rollback()
