@@ -188,8 +188,9 @@ def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     """Pings/s through the worker batch endpoint vs one ping per request (one server)."""
     n, base_n = args.api_pings, min(args.api_baseline_pings, args.api_pings)
     redis = args.redis_url if backend == "redis" else ""
-    with serve(args.api_workers, redis=redis, with_orders=False) as (port, seeded):
-        tokens = [token for _order, token, _customer in seeded]
+    with serve(args.api_workers, redis=redis, with_orders=False) as server:
+        port = server.port
+        tokens = [token for _order, token, _customer in server.seeded]
         epoch = time.time() - 1.0
 
         def measure(count: int, batch: int) -> tuple[Timing, list[float], int]:

@@ -331,8 +331,7 @@ async def _client_run(part: ClientPart, ready: Any, start: Any) -> dict[str, Any
 
 
 def _run(
-    port: int,
-    orders: list[tuple[int, str, str]],
+    server: Served,
     interval: float,
     duration: float,
     processes: int,
@@ -342,11 +341,12 @@ def _run(
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     starts = [ctx.Queue() for _ in range(processes)]
+    orders = server.seeded
     indexed = [(i, *o) for i, o in enumerate(orders)]
     procs = []
     for p in range(processes):
         part = ClientPart(
-            port, indexed[p::processes], len(orders), interval, duration, http_connections
+            server.port, indexed[p::processes], len(orders), interval, duration, http_connections
         )
         proc = ctx.Process(target=_client_process, args=(part, ready, starts[p], results))
         proc.start()
@@ -358,7 +358,11 @@ def _run(
         t0 = time.time() + 1.0
         for q in starts:
             q.put(t0)
+        cpu0 = server.cpu_s()
         parts = [results.get(timeout=duration + 600) for _ in procs]
+        # The server's CPU over the pinging (and the few seconds of draining after it).
+        server_cpu = server.cpu_s() - cpu0
+        wall = time.time() - t0
     finally:
         for proc in procs:
             proc.join(timeout=30)
@@ -369,8 +373,11 @@ def _run(
     def pct(q: float) -> float:
         return float(np.percentile(ms, q * 100)) if ms.size else float("nan")
 
+    sent = sum(r["sent"] for r in parts)
     return {
-        "pings_sent": sum(r["sent"] for r in parts),
+        "server_cpu_ms_per_ping": server_cpu * 1000.0 / max(1, sent),
+        "server_cpu_cores": server_cpu / wall,
+        "pings_sent": sent,
         "pings_accepted": sum(r["accepted"] for r in parts),
         "ping_errors": sum(r["errors"] for r in parts),
         "delivered": int(ms.size),
@@ -380,6 +387,35 @@ def _run(
         "max_ms": float(ms[-1]) if ms.size else float("nan"),
         "mean_ms": float(ms.mean()) if ms.size else float("nan"),
     }
+
+
+def process_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` and its children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == root or int(fields[1]) == root:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running API server: its port, the seeded rows (see ``_seed``) and its process."""
+
+    port: int
+    seeded: list[tuple[int, str, str]]
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server's processes (uvicorn and its workers) used so far."""
+        return process_cpu_s(self.pid)
 
 
 @contextlib.contextmanager
@@ -392,9 +428,9 @@ def serve(
     http: str = "httptools",
     ws: str = "auto",
     with_orders: bool = True,
-) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
+) -> Iterator[Served]:
     """The API under uvicorn on a free loopback port, on a fresh SQLite database seeded with
-    ``n`` workers (and an en-route order each); yields (port, seeded rows, see ``_seed``).
+    ``n`` workers (and an en-route order each).
 
     Live layer in-process unless ``redis`` (a unique key prefix, deleted afterwards).
     """
@@ -423,7 +459,7 @@ def serve(
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
         )  # fmt: skip
         _wait(f"http://127.0.0.1:{port}", proc)
-        yield port, seeded
+        yield Served(port, seeded, proc.pid)
     finally:
         if proc is not None:
             proc.terminate()
@@ -456,11 +492,11 @@ def main(argv: list[str]) -> int:
     with serve(
         args.clients, redis=args.redis, server_workers=args.server_workers,
         loop=args.loop, http=args.http, ws=args.ws,
-    ) as (port, orders):  # fmt: skip
+    ) as server:  # fmt: skip
         processes = min(args.client_processes, args.clients)
         for _ in range(args.repeat):
             runs.append(
-                _run(port, orders, args.interval, args.duration, processes, args.http_connections)
+                _run(server, args.interval, args.duration, processes, args.http_connections)
             )
     best = sorted(runs, key=lambda r: r["p50_ms"])[len(runs) // 2]
     result = {
@@ -483,6 +519,7 @@ def main(argv: list[str]) -> int:
     rows = [
         {k: best[k] for k in ("pings_sent", "pings_accepted", "delivered")}
         | {k: round(best[k], 1) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}
+        | {"server CPU ms/ping": round(best["server_cpu_ms_per_ping"], 2)}
     ]
     title = f"stream: {args.clients} WebSocket clients, ping every {args.interval:g} s"
     emit(result, rows, args.json, title)

@@ -51,15 +51,15 @@ def test_api_batches_are_plausible_tracks() -> None:
 
 @pytest.mark.slow
 def test_http_sink_posts_one_request_per_batch() -> None:
-    with serve(2, with_orders=False) as (port, seeded):
+    with serve(2, with_orders=False) as server:
 
         async def go() -> list[int]:
-            conn = await HttpConn.open(port)
+            conn = await HttpConn.open(server.port)
             try:
                 now = time.time()
                 return [
                     await ingest.http_sink(conn, token)(ingest.api_batch(w, 20, now, now - 5))
-                    for w, (_order, token, _customer) in enumerate(seeded)
+                    for w, (_order, token, _customer) in enumerate(server.seeded)
                 ]
             finally:
                 await conn.aclose()
