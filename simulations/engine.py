@@ -138,7 +138,7 @@ class Policy:
     grab_claims_per_order: int = 3
     plan_at_h: float = 0.0
     plan_workers: int = 25
-    plan_iterations: int = 50
+    plan_iterations: int = 20
     repair_iterations: int = 20
     reslot_h: float = 2.0
     repair_after_s: int = 900
@@ -332,11 +332,10 @@ class _Kind(IntEnum):
     PLAN = 9
     SHIFT_START = 10
     DEPART = 11
-    EXPIRE = 12
-    TICK = 13
-    COOLDOWN_END = 14
-    SHIFT_END = 15
-    DISPATCH = 16
+    TICK = 12
+    COOLDOWN_END = 13
+    SHIFT_END = 14
+    DISPATCH = 15
 
 
 # order states (_PLANNED: in a day plan, its worker not on the way yet)
@@ -514,7 +513,6 @@ class Engine:
         self.o_plan_start = np.full(n, -1, dtype=np.int64)
         self.o_plan_end = np.full(n, -1, dtype=np.int64)
         self.o_known_end = np.full(n, -1, dtype=np.int64)  # end announced by an overrun
-        self.o_expire_set = np.zeros(n, dtype=np.bool_)
         self.moved = np.zeros(n, dtype=np.int64)
         self.repair_dropped = np.zeros(n, dtype=np.bool_)
         self.o_repairs = np.zeros(n, dtype=np.int64)
@@ -620,7 +618,6 @@ class Engine:
             _Kind.BOOK: self._on_book,
             _Kind.PLAN: self._on_plan,
             _Kind.DEPART: self._on_depart,
-            _Kind.EXPIRE: self._on_expire,
         }
         span = max(c.end_s - c.day_start_s, 1)
         next_report = 0
@@ -1189,7 +1186,12 @@ class Engine:
         """Make ``plan`` the one in force for partition ``k``: routes, departures, drops."""
         self.plans[k] = plan
         self._part_dirty[k] = False
-        heads = {w: (self.w_route[w][0] if self.w_route[w] else -1) for w in self.part_rows[k]}
+        heads = {
+            w: (self.w_route[w][0], int(self.o_plan_start[self.w_route[w][0]]))
+            if self.w_route[w]
+            else (-1, -1)
+            for w in self.part_rows[k].tolist()
+        }
         for w in heads:
             self.w_route[w] = []
         for r in plan.routes:
@@ -1203,19 +1205,29 @@ class Engine:
                 self.o_plan_start[o] = stop.start
                 self.o_plan_end[o] = stop.end
                 seq.append(o)
-        late = self.policy.max_lateness_s if self.policy.max_lateness_s is not None else 3600
-        for d in plan.dropped:
-            o = self._orow(d.visit_id)
-            if self.o_state[o] != _PLANNED:
-                continue
+        # A visit no route can hold leaves the plan for on-demand dispatch (an hour ahead),
+        # as a dispatcher would hand it to whoever is free.
+        left = [
+            self._orow(d.visit_id)
+            for d in plan.dropped
+            if self.o_state[self._orow(d.visit_id)] == _PLANNED
+        ]
+        for o in left:
+            self.in_plan[o] = False
             self.o_route_w[o] = -1
-            if not self.o_expire_set[o]:
-                self.o_expire_set[o] = True
-                self._push(int(self.promised[o]) + self.city.grace_s + late, _Kind.EXPIRE, o)
+            self.o_state[o] = _WAITING
+            self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
+        if left:
+            self._part_dirty[k] = True
+            self.rec("unplanned", t, o=self.city.order_ids[left].tolist())
+        changed = []
         for w, head in heads.items():
-            now_head = self.w_route[w][0] if self.w_route[w] else -1
-            if now_head != head or (now_head >= 0 and self.w_depart[w] == NEVER):
-                self._plan_next(t, w)
+            route = self.w_route[w]
+            now = (route[0], int(self.o_plan_start[route[0]])) if route else (-1, -1)
+            # A new first visit, or the same one retimed: the departure moves.
+            if now != head or (now[0] >= 0 and self.w_depart[w] == NEVER):
+                changed.append(w)
+        self._plan_next_many(t, changed)
 
     def _route_head(self, w: int) -> int:
         """The next planned visit of worker ``w`` (-1: none left)."""
@@ -1226,19 +1238,29 @@ class Engine:
 
     def _plan_next(self, t: int, w: int) -> None:
         """An idle worker with a planned visit leaves so as to arrive at its planned start."""
-        o = self._route_head(w)
-        if o < 0:
-            self.w_depart[w] = NEVER
+        self._plan_next_many(t, [w])
+
+    def _plan_next_many(self, t: int, workers: list[int]) -> None:
+        """:meth:`_plan_next` for several workers, their rides priced in one call."""
+        going: list[tuple[int, int]] = []
+        for w in workers:
+            o = self._route_head(w)
+            if o < 0:
+                self.w_depart[w] = NEVER
+            elif self.w_state[w] == _IDLE:
+                going.append((w, o))
+        if not going:
             return
-        if self.w_state[w] != _IDLE:
-            return
-        secs, _ = self._trips(np.array([t]), np.array([o]), np.array([w]))
-        depart = max(t, int(self.o_plan_start[o]) - math.ceil(float(secs[0])))
-        self.w_depart[w] = depart
-        if depart <= t:
-            self._go_planned(t, w, o)
-        else:
-            self._push(depart, _Kind.DEPART, w, o)
+        w_rows = np.fromiter((w for w, _ in going), dtype=np.int64, count=len(going))
+        o_rows = np.fromiter((o for _, o in going), dtype=np.int64, count=len(going))
+        secs, _ = self._trips(np.full(len(going), t, dtype=np.int64), o_rows, w_rows)
+        for (w, o), ride in zip(going, secs.tolist(), strict=True):
+            depart = max(t, int(self.o_plan_start[o]) - math.ceil(ride))
+            self.w_depart[w] = depart
+            if depart <= t:
+                self._go_planned(t, w, o)
+            else:
+                self._push(depart, _Kind.DEPART, w, o)
 
     def _go_planned(self, t: int, w: int, o: int) -> None:
         self.w_route[w].pop(0)
@@ -1249,18 +1271,12 @@ class Engine:
         if self.w_state[w] == _IDLE and self.w_depart[w] == t and self._route_head(w) == o:
             self._go_planned(t, w, o)
 
-    def _on_expire(self, t: int, o: int, _: int) -> None:
-        """A planned visit no route holds past its latest start: a human dispatcher's now."""
-        if self.o_state[o] == _PLANNED and self.o_route_w[o] < 0:
-            self.o_state[o] = _ESCALATED
-            self._part_dirty[int(self.o_part[o])] = True
-            self.rec("escalate", t, o=self._oid(o), reason="dropped_from_plan")
-
     def _sync(self, k: int, t: int, overrun: int = -1) -> DayPlan:
         """Partition ``k``'s plan with every visit's status as the day has gone so far.
 
         Started and done visits are fixed (a visit under way counts as started); gone
-        ones (escalated) are pinned to nobody, so no repair brings them back.
+        ones (cancelled, escalated, left for on-demand dispatch) are pinned to nobody, so
+        no repair brings them back.
         """
         plan = self.plans[k]
         assert plan is not None
@@ -1274,7 +1290,9 @@ class Engine:
             w = int(self.worker_row[o])
             wid = int(c.worker_ids[w]) if w >= 0 else -1
             spec = self._visits[o]
-            if state == _DONE:
+            if not self.in_plan[o]:
+                v = replace(spec, status=VisitStatus.CONFIRMED, pinned_worker=-1)
+            elif state == _DONE:
                 v = replace(
                     spec,
                     status=VisitStatus.DONE,

@@ -4,7 +4,8 @@ The log's first line is a header holding the whole generated day (orders, worker
 pre-drawn duration and patience) and the policy; every later line is one event
 (``{"t": epoch s, "e": kind, ...}``): release, match, offer, decline, timeout, claim,
 grab_open, assign, start, done, cancel, escalate, shift_start, shift_end, plan, book
-(a booking reserved, with its slot), refuse, sick, repair (visits moved and dropped), end. The
+(a booking reserved, with its slot), planned/unplanned (orders entering and leaving day
+plans), refuse, sick, overrun, repair (visits moved and dropped), end. The
 recorded run's KPIs are rebuilt from the events alone (:func:`result_from_log`), so the
 log is a complete record; :func:`replay` runs the same day under a new policy and
 :func:`compare` puts both KPI sets side by side. Worker answers are keyed by (seed,
@@ -140,6 +141,8 @@ def result_from_log(path: str | Path) -> SimResult:
                 cause = ("o", o_row[ev["o"]])
             elif kind == "planned":
                 in_plan[[o_row[x] for x in ev["o"]]] = True
+            elif kind == "unplanned":
+                in_plan[[o_row[x] for x in ev["o"]]] = False
             elif kind == "repair":
                 if cause is not None and cause[0] == "o":
                     o_repairs[cause[1]] += 1
