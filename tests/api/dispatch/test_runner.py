@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import utcnow
 from api.dispatch.models import DispatchOffer
-from api.dispatch.runner import RegionRunner
+from api.dispatch.runner import Held, RegionRunner
 from api.dispatch.service import region_of
 from api.orders.models import Order
 from api.settings import Settings
@@ -93,3 +93,50 @@ def _offers(run_db: Any) -> list[DispatchOffer]:
 
     result: list[DispatchOffer] = run_db(get)
     return result
+
+
+def test_without_redis_a_step_drops_every_lease_and_the_process_stays_up(db: str) -> None:
+    """Redis gone: no lease can be proven, so none is trusted; the step returns normally."""
+    import asyncio
+
+    import redis.asyncio as redis_asyncio
+
+    from api.db import make_engine, make_sessionmaker
+    from api.leases import Lease
+    from api.live import make_live
+    from api.settings import Environment
+    from tests.api.e2e.server import free_port
+
+    async def scenario() -> tuple[float, bool, dict[int, Any]]:
+        engine = make_engine(db)
+        client = redis_asyncio.from_url(
+            f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5
+        )
+        live = make_live(client=client, prefix="djdown:")
+        runner = RegionRunner(
+            make_sessionmaker(engine),
+            live,
+            Settings(environment=Environment.TEST, database_url=db),
+            owner="lonely",
+            tick_s=0.5,
+        )
+        runner.held[1] = Held(Lease(1, "lonely", 3, 6000), trusted_until=math.inf)
+        try:
+            interval = await runner.step()
+            return interval, runner.redis_ok, runner.held
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == (0.5, False, {})
+
+
+def test_the_dispatcher_command_needs_redis(monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    monkeypatch.delenv("DAOJIA_REDIS_URL", raising=False)
+    result = CliRunner().invoke(app, ["dispatcher"])
+    assert result.exit_code == 2
+    assert "DAOJIA_REDIS_URL" in result.output
