@@ -377,43 +377,33 @@ class PlanningTravel:
         self._overhead = np.array([model.overhead(m) for m in TRANSPORT_MODES])
         self._last: tuple[tuple[Any, ...], FloatArray] | None = None
 
-    def _cached(self, key: tuple[Any, ...]) -> FloatArray | None:
+    def _rides(self, points: tuple[Any, Any, Any, Any], mode: Any, outer: bool) -> FloatArray:
+        """Seconds pairwise (``outer=False``, broadcasting) or every origin to every
+        destination; the last answer again while the same arrays come back."""
+        key = (*points, mode, outer)
         last = self._last
         if last is not None and all(a is b for a, b in zip(last[0], key, strict=True)):
             return last[1]
-        return None
-
-    def _ride(self, metres: FloatArray, mode: Any) -> FloatArray:
+        lat1, lng1, lat2, lng2 = (np.asarray(x, dtype=np.float64) for x in points)
+        if outer:
+            lat1, lng1, lat2, lng2 = lat1[:, None], lng1[:, None], lat2[None, :], lng2[None, :]
         code = TRANSPORT_MODES.index(str(getattr(mode, "value", mode)))
-        return np.asarray(metres * self._detour[code] / self._speed[code] + self._overhead[code])
+        metres = haversine_m(lat1, lng1, lat2, lng2)
+        out = np.asarray(metres * self._detour[code] / self._speed[code] + self._overhead[code])
+        self._last = (key, out)
+        return out
 
     def seconds(
         self, from_lat: Any, from_lng: Any, to_lat: Any, to_lng: Any, at: Any, mode: Any = "ebike"
     ) -> FloatArray:
         """Seconds from each origin to its destination (broadcasting); ``at`` is ignored."""
-        key = (from_lat, from_lng, to_lat, to_lng, mode, "pairs")
-        out = self._cached(key)
-        if out is None:
-            out = self._ride(haversine_m(from_lat, from_lng, to_lat, to_lng), mode)
-            self._last = (key, out)
-        return out
+        return self._rides((from_lat, from_lng, to_lat, to_lng), mode, outer=False)
 
     def matrix(
         self, from_lat: Any, from_lng: Any, to_lat: Any, to_lng: Any, at: Any, mode: Any = "ebike"
     ) -> FloatArray:
-        """Seconds from every origin to every destination, shape (n, m)."""
-        key = (from_lat, from_lng, to_lat, to_lng, mode, "matrix")
-        out = self._cached(key)
-        if out is None:
-            metres = haversine_m(
-                np.asarray(from_lat, dtype=np.float64)[:, None],
-                np.asarray(from_lng, dtype=np.float64)[:, None],
-                np.asarray(to_lat, dtype=np.float64)[None, :],
-                np.asarray(to_lng, dtype=np.float64)[None, :],
-            )
-            out = self._ride(metres, mode)
-            self._last = (key, out)
-        return out
+        """Seconds from every origin to every destination, shape (n, m); ``at`` is ignored."""
+        return self._rides((from_lat, from_lng, to_lat, to_lng), mode, outer=True)
 
 
 def _angle(lat: FloatArray, lng: FloatArray, clat: float, clng: float) -> FloatArray:

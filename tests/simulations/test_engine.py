@@ -232,3 +232,26 @@ def test_policy_plan_knobs_are_validated() -> None:
         Policy.from_dict({"repair_after_s": -5})
     with pytest.raises(ScenarioError, match="plan_iterations"):
         Policy.from_dict({"plan_iterations": 0})
+
+
+def test_planning_travel_is_never_faster_than_the_day() -> None:
+    from geo.travel import HaversineTravelModel
+    from simulations.engine import PlanningTravel
+
+    model = HaversineTravelModel()
+    plan = PlanningTravel(model)
+    rng = np.random.default_rng(0)
+    lat1, lng1 = 31.2 + rng.random(50) * 0.1, 121.4 + rng.random(50) * 0.1
+    lat2, lng2 = 31.2 + rng.random(50) * 0.1, 121.4 + rng.random(50) * 0.1
+    for mode in ("walk", "ebike", "car"):
+        planned = plan.seconds(lat1, lng1, lat2, lng2, 0, mode=mode)
+        for hour in range(24):
+            at = 1_795_795_200 + hour * 3600
+            real = model.seconds(lat1, lng1, lat2, lng2, at, mode=mode)
+            assert (planned >= real - 1e-6).all(), (mode, hour)
+        grid = plan.matrix(lat1, lng1, lat2, lng2, 0, mode=mode)
+        np.testing.assert_allclose(np.diag(grid), planned)
+        # Asked again with the same arrays (another sampled departure): the same answer.
+        np.testing.assert_array_equal(
+            plan.seconds(lat1, lng1, lat2, lng2, 3600, mode=mode), planned
+        )
