@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,8 +30,8 @@ class OutboxStatus(StrEnum):
     SKIPPED = "skipped"  # channel not configured or no openid: nothing to send
 
 
-async def enqueue(session: AsyncSession, order: Order, topic: str, *, now: datetime) -> None:
-    """Add the customer's messages about ``order`` for ``topic`` (one per channel)."""
+def outbox_rows(order: Order, topic: str, *, now: datetime) -> list[dict[str, Any]]:
+    """The customer's messages about ``order`` for ``topic``, one per channel, as row values."""
     payload = {
         "order_id": order.id,
         "order_no": order.order_no,
@@ -41,18 +41,24 @@ async def enqueue(session: AsyncSession, order: Order, topic: str, *, now: datet
         "amount_fen": order.amount_fen,
         "service_id": order.service_id,
     }
-    for channel in Channel:
-        session.add(
-            OutboxMessage(
-                channel=channel.value,
-                topic=topic,
-                user_id=order.customer_id,
-                order_id=order.id,
-                payload=payload,
-                status=OutboxStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                last_error="",
-                created_at=now,
-            )
-        )
+    return [
+        {
+            "channel": channel.value,
+            "topic": topic,
+            "user_id": order.customer_id,
+            "order_id": order.id,
+            "payload": payload,
+            "status": OutboxStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "created_at": now,
+        }
+        for channel in Channel
+    ]
+
+
+async def enqueue(session: AsyncSession, order: Order, topic: str, *, now: datetime) -> None:
+    """Add the customer's messages about ``order`` for ``topic`` (one per channel)."""
+    for row in outbox_rows(order, topic, now=now):
+        session.add(OutboxMessage(**row))

@@ -20,7 +20,19 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import numpy as np
-from sqlalchemy import ARRAY, BigInteger, and_, any_, bindparam, func, insert, literal, select, true
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,8 +43,10 @@ from api.catalog.models import Service
 from api.catalog.service import AreaLookup
 from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.notifications.models import OutboxMessage
+from api.notifications.outbox import Channel, outbox_rows
 from api.orders import state
-from api.orders.models import IdempotencyKey, Order, WorkerReservation
+from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation
 from api.orders.roster import RosterCache, WorkerBrief, still_active
 from api.orders.roster import fingerprint_columns as roster_fingerprint
 from api.orders.state import AfterSalesStatus, OrderEventType, OrderStatus
@@ -492,8 +506,15 @@ class _Statements:
 
     def __init__(self, dialect: str, area_fp: tuple[Any, ...]) -> None:
         self.n_area = len(area_fp)
+        # PostgreSQL: the new order's id comes along, so the whole booking can be written
+        # in one statement (``create``).
+        next_id = (
+            [func.nextval(func.pg_get_serial_sequence("orders", "id"))]
+            if dialect == "postgresql"
+            else []
+        )
         self.context = (
-            select(Service, Address, *area_fp, *roster_fingerprint(Service.enterprise_id))
+            select(Service, Address, *area_fp, *roster_fingerprint(Service.enterprise_id), *next_id)
             .join_from(Service, Address, true())
             .where(Service.id == bindparam("service_id"), Address.id == bindparam("address_id"))
         )
@@ -538,6 +559,109 @@ class _Statements:
             else insert(table).from_select(names, values)
         )
         self.reserve = insert_.returning(col.id)
+        self.create = {
+            keyed: _create_statement(keyed) for keyed in (False, True) if dialect == "postgresql"
+        }
+
+
+#: Order columns the one-statement booking binds (every mapped column of ``orders``).
+_ORDER_COLUMNS = tuple(c.key for c in Order.__table__.c)
+
+
+def _create_statement(idempotent: bool) -> Any:
+    """PostgreSQL: pick a free candidate, hold it and write the order, all in one statement.
+
+    The rows are those of the ORM path (``state.begin``/``created_event``, ``outbox_rows``,
+    the reservation, the idempotency record); each insert reads from the one before, so
+    nothing is written unless the reservation went in. Returns (picked worker, booked
+    worker): no row when no candidate is free in this snapshot; a NULL booked worker when
+    a concurrent booking took the picked one first (``ON CONFLICT DO NOTHING`` against
+    the exclusion constraint) and the caller should try again.
+    """
+    tables: list[Any] = [WorkerReservation, Order, OrderEvent, OutboxMessage, IdempotencyKey]
+    r, o, e, b, k = (t.__table__ for t in tables)
+    start, end = (
+        bindparam("start", type_=r.c.starts_at.type),
+        bindparam("end", type_=r.c.ends_at.type),
+    )
+    cand = (
+        func.unnest(bindparam("ids", type_=ARRAY(BigInteger)))
+        .table_valued("w", with_ordinality="n")
+        .render_derived(name="cand")
+    )
+    taken = exists().where(
+        r.c.worker_id == cand.c.w,
+        r.c.status.in_(("held", "confirmed")),
+        r.c.starts_at < end,
+        r.c.ends_at > start,
+    )
+    pick = (
+        select(cand.c.w)
+        .where(~taken, still_active(cand.c.w))
+        .order_by(cand.c.n)
+        .limit(1)
+        .cte("pick")
+    )
+    now = bindparam("now", type_=r.c.created_at.type)
+    held = (
+        pg_insert(r)
+        .from_select(
+            ["worker_id", "order_id", "starts_at", "ends_at", "status", "created_at", "updated_at"],
+            select(
+                pick.c.w, bindparam("o_id", type_=r.c.order_id.type), start, end,
+                literal("held", r.c.status.type), now, now,
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(r.c.worker_id)
+        .cte("held")
+    )  # fmt: skip
+
+    def bound(table: Any, prefix: str, names: list[str], source: Any) -> Any:
+        cols = [bindparam(f"{prefix}{n}", type_=table.c[n].type) for n in names]
+        return insert(table).from_select(names, select(*cols).select_from(source))
+
+    order_names = [n for n in _ORDER_COLUMNS if n != "worker_id"]
+    order_cols = [bindparam(f"o_{n}", type_=o.c[n].type) for n in order_names]
+    written = (
+        insert(o)
+        .from_select([*order_names, "worker_id"], select(*order_cols, held.c.worker_id))
+        .returning(o.c.id, o.c.worker_id)
+        .cte("written")
+    )
+    event_names = [
+        "order_id",
+        "event",
+        "from_status",
+        "to_status",
+        "actor_id",
+        "data",
+        "created_at",
+    ]
+    outbox_names = [
+        "channel", "topic", "user_id", "order_id", "payload", "status", "attempts",
+        "next_attempt_at", "last_error", "created_at",
+    ]  # fmt: skip
+    side = [bound(e, "e_", event_names, written).cte("event")]
+    side += [
+        bound(b, f"b{i}_", outbox_names, written).cte(f"outbox{i}") for i in range(len(Channel))
+    ]
+    if idempotent:
+        key_names = [
+            "user_id",
+            "scope",
+            "key",
+            "request_hash",
+            "status_code",
+            "response",
+            "created_at",
+        ]
+        side.append(bound(k, "k_", key_names, written).cte("idempotency"))
+    return (
+        select(pick.c.w, written.c.worker_id)
+        .select_from(pick.outerjoin(written, true()))
+        .add_cte(*side)
+    )
 
 
 @functools.cache
@@ -545,24 +669,36 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(dialect, AreaLookup.fingerprint_columns())
 
 
+@dataclass(frozen=True)
+class _Context:
+    service: Service
+    address: Address
+    area_key: tuple[Any, ...]
+    roster_key: tuple[Any, ...]
+    #: PostgreSQL: the id the new order will have
+    order_id: int | None
+
+
 async def _booking_context(
     session: AsyncSession, stmts: _Statements, user: User, req: BookingRequest
-) -> tuple[Service, Address, tuple[Any, ...], tuple[Any, ...]]:
+) -> _Context:
     """Service, own address and the area/roster fingerprints in one round trip."""
     row = (
         await session.execute(
             stmts.context, {"service_id": req.service_id, "address_id": req.address_id}
         )
     ).first()
-    n = stmts.n_area
     if row is None or not row[0].is_active or row[1].user_id != user.id:
         # Say precisely what is wrong, in the order a customer would fix it.
         svc = await bookable_service(session, req.service_id)
         address = await _own_address(session, user, req.address_id)
-        row = (
-            await session.execute(stmts.context, {"service_id": svc.id, "address_id": address.id})
-        ).one()
-    return row[0], row[1], tuple(row[2 : 2 + n]), tuple(row[2 + n :])
+        params = {"service_id": svc.id, "address_id": address.id}
+        row = (await session.execute(stmts.context, params)).one()
+    n = stmts.n_area
+    rest = tuple(row[2 + n :])
+    return _Context(
+        row[0], row[1], tuple(row[2 : 2 + n]), rest[:2], rest[2] if len(rest) > 2 else None
+    )
 
 
 async def book(
@@ -590,14 +726,15 @@ async def book(
     if user.role != Role.CUSTOMER.value:
         raise Forbidden()
     stmts = _statements(session.get_bind().dialect.name)
-    svc, address, area_key, roster_key = await _booking_context(session, stmts, user, req)
+    ctx = await _booking_context(session, stmts, user, req)
+    svc, address = ctx.service, ctx.address
     check_slot(req.slot_start, settings, now)
-    area_id = await _area_for(session, env.lookup, svc, address.lat, address.lng, area_key)
+    area_id = await _area_for(session, env.lookup, svc, address.lat, address.lng, ctx.area_key)
     tz = _tz(settings)
     start = req.slot_start
     duration = timedelta(minutes=svc.duration_min)
     end = start + duration + timedelta(minutes=settings.booking_buffer_min)
-    roster = await env.rosters.get(session, svc.enterprise_id, roster_key)
+    roster = await env.rosters.get(session, svc.enterprise_id, ctx.roster_key)
     rows, _ = roster.in_reach(
         frozenset(svc.required_skills or ()),
         address.lat,
@@ -611,26 +748,18 @@ async def book(
     rows = _RNG.permutation(rows)
     if req.preferred_worker_id is not None:
         rows = rows[np.argsort(roster.ids[rows] != req.preferred_worker_id, kind="stable")]
-    if serialize is not None:
-        await serialize()
     ids = [int(i) for i in roster.ids[rows]]
-    busy = (
-        set(await session.scalars(stmts.busy, {"ids": ids, "start": start, "end": end}))
-        if ids
-        else set()
-    )
-    free = [(wid, int(row)) for wid, row in zip(ids, rows.tolist(), strict=True) if wid not in busy]
-    if not free:
+    if not ids:
         raise SlotTaken()
     q = quote(svc, start, settings)
     order = Order(
+        id=ctx.order_id,
         order_no=new_order_no(now),
         customer_id=user.id,
         enterprise_id=svc.enterprise_id,
         service_id=svc.id,
         address_id=address.id,
         service_area_id=area_id,
-        worker_id=free[0][0],
         slot_start=start,
         slot_end=start + timedelta(seconds=settings.slot_granularity_s),
         duration_min=svc.duration_min,
@@ -653,28 +782,18 @@ async def book(
         created_at=now,
         updated_at=now,
     )
-    await state.create(session, order, actor_id=user.id, now=now)
-    for worker_id, row in free:
-        values = {"worker_id": worker_id, "order_id": order.id, "start": start, "end": end}
-        try:
-            held = (await session.execute(stmts.reserve, values | {"now": now})).first()
-        except DBAPIError as exc:
-            # 40P01: simultaneous inserters deadlocked; the transaction is gone.
-            await session.rollback()
-            if is_slot_conflict(exc):
-                raise SlotTaken() from None
-            raise
-        if held is not None:
-            order.worker_id = worker_id
-            brief = roster.briefs[row]
-            break
-    else:
-        await session.rollback()
-        raise SlotTaken()
-    if idempotency is not None and on_created is not None:
-        store_response(
-            session, user.id, "book", idempotency[0], idempotency[1], 201, on_created(order), now
+    held = {"ids": ids, "start": start, "end": end, "now": now}
+    if stmts.create:
+        worker_id = await _create_in_one(
+            session, stmts, order, held, user, idempotency, on_created, now
         )
+    else:
+        if serialize is not None:
+            await serialize()
+        worker_id = await _create_with_orm(session, stmts, order, held, user, now)
+        if idempotency is not None and on_created is not None:
+            key, body_hash = idempotency
+            store_response(session, user.id, "book", key, body_hash, 201, on_created(order), now)
     try:
         await session.commit()
     except IntegrityError:
@@ -682,7 +801,102 @@ async def book(
         if idempotency is not None:
             raise Conflict() from None
         raise
-    return Booked(order, svc, brief)
+    row = int(np.flatnonzero(roster.ids == worker_id)[0])
+    return Booked(order, svc, roster.briefs[row])
+
+
+async def _create_with_orm(
+    session: AsyncSession,
+    stmts: _Statements,
+    order: Order,
+    held: dict[str, Any],
+    user: User,
+    now: datetime,
+) -> int:
+    """Write the order (state.create), then hold the first free candidate; its id."""
+    busy = set(await session.scalars(stmts.busy, {k: held[k] for k in ("ids", "start", "end")}))
+    free: list[int] = [w for w in held["ids"] if w not in busy]
+    if not free:
+        raise SlotTaken()
+    order.worker_id = free[0]
+    await state.create(session, order, actor_id=user.id, now=now)
+    for worker_id in free:
+        values = {"worker_id": worker_id, "order_id": order.id, "start": held["start"]}
+        try:
+            got = await session.execute(stmts.reserve, values | {"end": held["end"], "now": now})
+        except DBAPIError as exc:
+            await session.rollback()
+            if is_slot_conflict(exc):
+                raise SlotTaken() from None
+            raise
+        if got.first() is not None:
+            order.worker_id = worker_id
+            return worker_id
+    await session.rollback()
+    raise SlotTaken()
+
+
+async def _create_in_one(
+    session: AsyncSession,
+    stmts: _Statements,
+    order: Order,
+    held: dict[str, Any],
+    user: User,
+    idempotency: tuple[str, str] | None,
+    on_created: Callable[[Order], dict[str, Any]] | None,
+    now: datetime,
+) -> int:
+    """PostgreSQL: the booking's rows in one statement (see ``_create_statement``)."""
+    state.begin(order)
+    params = held | {f"o_{n}": _column_value(order, n) for n in _ORDER_COLUMNS if n != "worker_id"}
+    params |= {
+        f"e_{k}": v for k, v in state.created_event(order, actor_id=user.id, now=now).items()
+    }
+    for i, message in enumerate(outbox_rows(order, OrderEventType.CREATED.value, now=now)):
+        params |= {f"b{i}_{k}": v for k, v in message.items()}
+    keyed = idempotency is not None and on_created is not None
+    if idempotency is not None and on_created is not None:
+        params |= {
+            "k_user_id": user.id,
+            "k_scope": "book",
+            "k_key": idempotency[0],
+            "k_request_hash": idempotency[1],
+            "k_status_code": 201,
+            "k_response": on_created(order),
+            "k_created_at": now,
+        }
+    stmt = stmts.create[keyed]
+    # A race lost to a concurrent booking of the picked worker: that booking is now
+    # visible (READ COMMITTED), so the next try picks someone else.
+    for _ in range(len(held["ids"])):
+        try:
+            row = (await session.execute(stmt, params)).first()
+        except IntegrityError:
+            await session.rollback()
+            if keyed:
+                raise Conflict() from None
+            raise
+        except DBAPIError as exc:
+            await session.rollback()
+            if is_slot_conflict(exc):
+                raise SlotTaken() from None
+            raise
+        if row is None:
+            break
+        if row[1] is not None:
+            order.worker_id = int(row[1])
+            return order.worker_id
+    await session.rollback()
+    raise SlotTaken()
+
+
+def _column_value(order: Order, name: str) -> Any:
+    value = getattr(order, name)
+    if value is None:
+        default = Order.__table__.c[name].default
+        if default is not None and getattr(default, "is_scalar", False):
+            return default.arg
+    return value
 
 
 # ------------------------------------------------------------------ reading orders

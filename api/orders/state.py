@@ -151,26 +151,38 @@ def allowed(order: Order, event: OrderEventType) -> bool:
     return not (t.from_aftersales is not None and order.aftersales_status not in t.from_aftersales)
 
 
-async def create(
-    session: AsyncSession, order: Order, *, actor_id: int | None, now: datetime
-) -> None:
-    """Add a new order in PENDING_PAYMENT with its ``created`` event and outbox message."""
+def begin(order: Order) -> None:
+    """Put a new, unsaved order in its first state, PENDING_PAYMENT."""
     order.status = OrderStatus.PENDING_PAYMENT.value
     order.dispatch_status = None
     order.aftersales_status = None
+
+
+def created_event(order: Order, *, actor_id: int | None, now: datetime) -> dict[str, Any]:
+    """Row values of the ``created`` event of ``order`` (its id must be known)."""
+    return {
+        "order_id": order.id,
+        "event": E.CREATED.value,
+        "from_status": None,
+        "to_status": order.status,
+        "actor_id": actor_id,
+        "data": {},
+        "created_at": now,
+    }
+
+
+async def create(
+    session: AsyncSession, order: Order, *, actor_id: int | None, now: datetime
+) -> None:
+    """Add a new order in PENDING_PAYMENT with its ``created`` event and outbox message.
+
+    ``orders.service.book`` writes the same rows (``begin``, ``created_event``,
+    ``outbox_rows``) in one statement on PostgreSQL.
+    """
+    begin(order)
     session.add(order)
     await session.flush()
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            event=E.CREATED.value,
-            from_status=None,
-            to_status=order.status,
-            actor_id=actor_id,
-            data={},
-            created_at=now,
-        )
-    )
+    session.add(OrderEvent(**created_event(order, actor_id=actor_id, now=now)))
     await enqueue(session, order, E.CREATED.value, now=now)
 
 
