@@ -102,9 +102,10 @@ def plot_workers_needed(
 def plot_day(result: SimResult, path: str | Path, title: str) -> Path:
     """Orders by local hour they were due (on time / late / lost) and workers busy; PNG."""
     c = result.city
-    hour = ((c.promised_s - c.day_start_s) // 3600).clip(0, 23)
+    promised = c.promised_s if result.promised_s is None else result.promised_s
+    hour = ((promised - c.day_start_s) // 3600).clip(0, 23)
     served = result.outcome == OrderOutcome.SERVED
-    on_time = served & (result.start_s - c.promised_s <= c.grace_s)
+    on_time = served & (result.start_s - promised <= c.grace_s)
     late = served & ~on_time
     lost = ~served
     bins = np.arange(25)
