@@ -17,7 +17,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import bindparam, select, update
+import structlog
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
@@ -31,6 +32,8 @@ from api.orders.state import DispatchStatus, OrderStatus
 from api.settings import Settings
 from geo.eta import EtaState, EtaTracker
 from geo.travel import HaversineTravelModel
+
+_log = structlog.get_logger("api.tracking")
 
 #: Sub-states in which the worker is on the way and the position is shared.
 SHARING = (DispatchStatus.ACCEPTED.value, DispatchStatus.EN_ROUTE.value)
@@ -98,7 +101,10 @@ class TrackWriter:
 
     async def _later(self) -> None:
         await asyncio.sleep(self.interval_s)
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:  # a lost batch is superseded by the next pings; say so
+            _log.warning("track_writer_flush_failed", error=type(exc).__name__, detail=str(exc))
 
     async def flush(self) -> int:
         """Write every queued row now; returns how many were written."""
@@ -110,7 +116,8 @@ class TrackWriter:
             .where(
                 Order.id == OrderTrack.order_id,
                 Order.status == OrderStatus.PENDING_SERVICE.value,
-                Order.dispatch_status.in_(SHARING),
+                # OR, not IN: an expanding IN list cannot go into an executemany.
+                or_(*(Order.dispatch_status == s for s in SHARING)),
             )
             .exists()
         )
@@ -118,14 +125,14 @@ class TrackWriter:
             update(OrderTrack)
             .where(OrderTrack.order_id == bindparam("b_order_id"), sharing)
             .values(
-                eta_state=bindparam("eta_state"),
-                last_lat=bindparam("last_lat"),
-                last_lng=bindparam("last_lng"),
-                last_ts=bindparam("last_ts"),
-                updated_at=bindparam("updated_at"),
+                eta_state=bindparam("b_eta_state"),
+                last_lat=bindparam("b_last_lat"),
+                last_lng=bindparam("b_last_lng"),
+                last_ts=bindparam("b_last_ts"),
+                updated_at=bindparam("b_updated_at"),
             )
         )
-        params = [{**r, "b_order_id": r["order_id"]} for r in rows.values()]
+        params = [{f"b_{k}": v for k, v in r.items()} for r in rows.values()]
         async with self._maker() as session:
             await (await session.connection()).execute(stmt, params)
             await session.commit()

@@ -83,6 +83,21 @@ def test_a_late_flush_never_brings_back_a_cleared_position(
     assert _stored(run_db, oid) == (None, None, None)
 
 
+def test_one_flush_writes_many_rows_and_skips_orders_not_sharing(
+    client: TestClient, world: World, run_db: Any, clock: Clock, writer: TrackWriter
+) -> None:
+    oid, worker = _en_route(client, world, run_db, clock)
+    clock.advance(10)
+    assert ping(client, worker.headers, clock, 31.2265, 121.4762)["accepted"] == 1
+    queued = writer.pending(oid)
+    assert queued is not None
+    # Another order's row in the same flush (an executemany): an order that does not exist.
+    writer.put({**queued, "order_id": oid + 10_000})
+    assert client.portal is not None
+    assert _flush(client, writer) == 2
+    assert _stored(run_db, oid)[:2] == (31.2265, 121.4762)
+
+
 def test_writer_rejects_a_useless_interval() -> None:
     with pytest.raises(ValueError, match="interval_s"):
         TrackWriter(None, interval_s=0)  # type: ignore[arg-type]
