@@ -1169,14 +1169,21 @@ class Engine:
         planned = dropped = 0
         for k in range(len(self.part_rows)):
             mine = rows[parts == k]
-            earlier = np.flatnonzero(self.in_plan & (self.o_part == k) & (self.o_state == _PLANNED))
+            ours = self.in_plan & (self.o_part == k)
+            earlier = np.flatnonzero(ours & (self.o_state == _PLANNED))
+            # Booked earlier and already under way: finished outside the new plan.
+            self.in_plan[ours & (self.o_state != _PLANNED)] = False
             fits = self._fits_a_shift(mine, self._worker_days(k))
-            for o in mine[~fits].tolist():  # no shift covers it: on-demand dispatch takes it
-                self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
             take = mine[fits]
-            for o in take.tolist():
-                self._visits[o] = self._visit(o)
-            plan = self._new_plan(k, [self._visits[o] for o in [*earlier.tolist(), *take.tolist()]])
+            plan = None
+            if take.size or earlier.size or self.plans[k] is None:
+                for o in take.tolist():
+                    self._visits[o] = self._visit(o)
+                visits = [self._visits[o] for o in [*earlier.tolist(), *take.tolist()]]
+                plan = self._new_plan(k, visits)
+            # No shift covers it, or nobody is left to plan for: on-demand dispatch takes it.
+            for o in (mine if plan is None else mine[~fits]).tolist():
+                self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
             if plan is None:
                 continue
             self.o_state[take] = _PLANNED
