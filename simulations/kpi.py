@@ -235,9 +235,11 @@ def kpi_table(result: SimResult, run: str = "run") -> list[KpiRow]:
 
 
 def summary(result: SimResult) -> dict[str, float]:
-    """City-wide KPIs plus run counters (match calls, events, wall seconds)."""
+    """City-wide KPIs plus run counters (match, plan_day and slot calls, events, wall s)."""
     out = kpis(result)
     out["match_calls"] = float(result.match_calls)
+    out["plan_calls"] = float(result.plan_calls)
+    out["slot_calls"] = float(result.slot_calls)
     out["events"] = float(result.events)
     out["wall_s"] = result.wall_s
     return out
