@@ -149,6 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lookup=app.state.area_lookup,
             rosters=RosterCache(),
             lock=anyio.Lock() if is_sqlite(settings.effective_database_url) else None,
+            autocommit=None
+            if is_sqlite(settings.effective_database_url)
+            else make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
         )
         app.state.subscribe_sender = (
             WeChatSubscribeSender(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, Path, Request
@@ -76,6 +76,28 @@ async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> 
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def access_claims(
+    config: TokenConfigDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> dict[str, Any]:
+    """The verified claims of the access token, without reading the user.
+
+    For hot endpoints that read the user in a query they make anyway (booking): they
+    must check the user exists and is active themselves. 401 without a valid token.
+    """
+    if credentials is None:
+        raise Unauthorized()
+    claims = auth_service.decode_access_token(config, credentials.credentials)
+    try:
+        claims["uid"] = int(claims["sub"])
+    except (TypeError, ValueError) as exc:
+        raise auth_service.InvalidToken() from exc
+    return claims
+
+
+AccessClaims = Annotated[dict[str, Any], Depends(access_claims)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 
 

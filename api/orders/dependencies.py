@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentUser, IdPath, SessionDep
 from api.orders import service
@@ -37,3 +39,15 @@ async def get_booking_env(request: Request) -> BookingEnv:
 
 
 BookingEnvDep = Annotated[BookingEnv, Depends(get_booking_env)]
+
+
+async def booking_session(env: BookingEnvDep, session: SessionDep) -> AsyncIterator[AsyncSession]:
+    """The session a booking runs in: autocommit on PostgreSQL, the request's otherwise."""
+    if env.autocommit is None:
+        yield session
+        return
+    async with env.autocommit() as auto:
+        yield auto
+
+
+BookingSession = Annotated[AsyncSession, Depends(booking_session)]

@@ -17,6 +17,7 @@ from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.db import utcnow
 from api.deps import (
+    AccessClaims,
     CurrentUser,
     IdPath,
     JsonBody,
@@ -31,7 +32,12 @@ from api.errors import ErrorResponse, Forbidden
 from api.geo_edge import CoordType, GeoError, to_wgs84
 from api.i18n import translate
 from api.orders import service
-from api.orders.dependencies import BookingEnvDep, IdempotencyKeyHeader, VisibleOrder
+from api.orders.dependencies import (
+    BookingEnvDep,
+    BookingSession,
+    IdempotencyKeyHeader,
+    VisibleOrder,
+)
 from api.orders.models import Order, OrderEvent
 from api.orders.roster import WorkerBrief
 from api.orders.schemas import (
@@ -193,17 +199,22 @@ async def _replay(session: Any, stored: dict[str, Any], code: int, locale: str) 
 )
 async def create_order(
     body: BookingIn,
-    session: SessionDep,
+    session: BookingSession,
     settings: SettingsDep,
     env: BookingEnvDep,
-    user: CurrentUser,
+    claims: AccessClaims,
     locale: LocaleDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
-    """Create a 待支付 order and hold a worker for the slot (409 ``slot_taken`` if gone)."""
+    """Create a 待支付 order and hold a worker for the slot (409 ``slot_taken`` if gone).
+
+    The signed-in customer is checked in the booking's own first query (``AccessClaims``
+    only verifies the token), one round trip fewer on the busiest write.
+    """
     body_hash = service.request_hash(body.model_dump(mode="json"))
+    user_id = int(claims["uid"])
     if idempotency_key:
-        stored = await service.stored_response(session, user.id, "book", idempotency_key, body_hash)
+        stored = await service.stored_response(session, user_id, "book", idempotency_key, body_hash)
         if stored is not None:
             return await _replay(session, stored[1], stored[0], locale)
     req = service.BookingRequest(
@@ -213,14 +224,14 @@ async def create_order(
         note=body.note,
         preferred_worker_id=body.preferred_worker_id,
     )
-    booked = await _book(session, env, user, req, settings, idempotency_key, body_hash)
+    booked = await _book(session, env, user_id, req, settings, idempotency_key, body_hash)
     return await render(session, booked.order, locale, booked.worker, booked.service)
 
 
 async def _book(
     session: Any,
     env: service.BookingEnv,
-    user: Any,
+    user_id: int,
     req: service.BookingRequest,
     settings: Any,
     key: str | None,
@@ -233,7 +244,7 @@ async def _book(
 
     if env.lock is None:
         return await service.book(
-            session, env, user, req, settings, now=utcnow(), idempotency=idem,
+            session, env, user_id, req, settings, now=utcnow(), idempotency=idem,
             on_created=on_created,
         )  # fmt: skip
 
@@ -244,7 +255,7 @@ async def _book(
 
     async with env.lock:
         return await service.book(
-            session, env, user, req, settings, now=utcnow(), serialize=write_lock,
+            session, env, user_id, req, settings, now=utcnow(), serialize=write_lock,
             idempotency=idem, on_created=on_created,
         )  # fmt: skip
 
@@ -417,7 +428,7 @@ async def rebook(
         note=order.note,
         preferred_worker_id=order.worker_id,
     )
-    booked = await _book(session, env, user, req, settings, None, "")
+    booked = await _book(session, env, user.id, req, settings, None, "")
     return await render(session, booked.order, locale, booked.worker, booked.service)
 
 

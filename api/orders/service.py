@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.addresses.models import Address
 from api.auth.models import Role, User
+from api.auth.service import InvalidToken
 from api.catalog.models import Service
 from api.catalog.service import AreaLookup
 from api.enterprise.models import Worker
@@ -233,6 +234,9 @@ class BookingEnv:
     rosters: RosterCache
     #: SQLite only: serialises the overlap check and the insert (None on PostgreSQL)
     lock: anyio.Lock | None = None
+    #: PostgreSQL only: sessions in autocommit mode; a booking there is one read and one
+    #: atomic write, so BEGIN and COMMIT would only add round trips
+    autocommit: async_sessionmaker[AsyncSession] | None = None
 
 
 async def _area_for(
@@ -514,9 +518,21 @@ class _Statements:
             else []
         )
         self.context = (
-            select(Service, Address, *area_fp, *roster_fingerprint(Service.enterprise_id), *next_id)
-            .join_from(Service, Address, true())
-            .where(Service.id == bindparam("service_id"), Address.id == bindparam("address_id"))
+            select(
+                User,
+                Service,
+                Address,
+                *area_fp,
+                *roster_fingerprint(Service.enterprise_id),
+                *next_id,
+            )
+            .join_from(User, Service, true())
+            .join(Address, true())
+            .where(
+                User.id == bindparam("user_id"),
+                Service.id == bindparam("service_id"),
+                Address.id == bindparam("address_id"),
+            )
         )
         r = WorkerReservation
         among = (
@@ -671,6 +687,7 @@ def _statements(dialect: str) -> _Statements:
 
 @dataclass(frozen=True)
 class _Context:
+    user: User
     service: Service
     address: Address
     area_key: tuple[Any, ...]
@@ -680,31 +697,37 @@ class _Context:
 
 
 async def _booking_context(
-    session: AsyncSession, stmts: _Statements, user: User, req: BookingRequest
+    session: AsyncSession, stmts: _Statements, user_id: int, req: BookingRequest
 ) -> _Context:
-    """Service, own address and the area/roster fingerprints in one round trip."""
-    row = (
-        await session.execute(
-            stmts.context, {"service_id": req.service_id, "address_id": req.address_id}
-        )
-    ).first()
-    if row is None or not row[0].is_active or row[1].user_id != user.id:
-        # Say precisely what is wrong, in the order a customer would fix it.
+    """The customer, service, own address and area/roster fingerprints in one round trip.
+
+    Anything missing is then told apart, in the order a customer would fix it: signed-in
+    customer (401/403), service (404), address (404).
+    """
+    params = {"user_id": user_id, "service_id": req.service_id, "address_id": req.address_id}
+    row = (await session.execute(stmts.context, params)).first()
+    if row is None or not row[0].is_active or not row[1].is_active or row[2].user_id != user_id:
+        user = await session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise InvalidToken()
+        if user.role != Role.CUSTOMER.value:
+            raise Forbidden()
         svc = await bookable_service(session, req.service_id)
         address = await _own_address(session, user, req.address_id)
-        params = {"service_id": svc.id, "address_id": address.id}
+        params = {"user_id": user_id, "service_id": svc.id, "address_id": address.id}
         row = (await session.execute(stmts.context, params)).one()
+    if row[0].role != Role.CUSTOMER.value:
+        raise Forbidden()
     n = stmts.n_area
-    rest = tuple(row[2 + n :])
-    return _Context(
-        row[0], row[1], tuple(row[2 : 2 + n]), rest[:2], rest[2] if len(rest) > 2 else None
-    )
+    rest = tuple(row[3 + n :])
+    order_id = rest[2] if len(rest) > 2 else None
+    return _Context(row[0], row[1], row[2], tuple(row[3 : 3 + n]), rest[:2], order_id)
 
 
 async def book(
     session: AsyncSession,
     env: BookingEnv,
-    user: User,
+    user_id: int,
     req: BookingRequest,
     settings: Settings,
     *,
@@ -713,21 +736,19 @@ async def book(
     on_created: Callable[[Order], dict[str, Any]] | None = None,
     idempotency: tuple[str, str] | None = None,
 ) -> Booked:
-    """Create a PENDING_PAYMENT order and hold a worker for its slot, in one transaction.
+    """Create a PENDING_PAYMENT order for customer ``user_id`` and hold a worker for its slot.
 
-    Candidates (skills, reach, shift) come from the cached roster, minus workers with
-    a live reservation overlapping the visit; then a reservation is inserted for one
-    candidate after another until one sticks. On PostgreSQL the exclusion constraint
-    decides races (a lost one inserts nothing and the next candidate is tried); on
-    SQLite ``serialize`` takes the write lock first so check and insert are one step.
-    None left: SlotTaken (409). ``idempotency`` (key, body hash) stores
-    ``on_created(order)`` with the order.
+    One read gathers the customer, service, address and cache fingerprints; candidates
+    (skills, reach, shift) come from the cached roster in a random order. PostgreSQL
+    then writes everything in one atomic statement (``_create_statement``), so the
+    caller's session may be in autocommit mode; the exclusion constraint decides races.
+    Elsewhere (SQLite) the ORM path runs in the session's transaction, ``serialize``
+    taking the write lock first so check and insert are one step. No free candidate:
+    SlotTaken (409). ``idempotency`` (key, body hash) stores ``on_created(order)``.
     """
-    if user.role != Role.CUSTOMER.value:
-        raise Forbidden()
     stmts = _statements(session.get_bind().dialect.name)
-    ctx = await _booking_context(session, stmts, user, req)
-    svc, address = ctx.service, ctx.address
+    ctx = await _booking_context(session, stmts, user_id, req)
+    user, svc, address = ctx.user, ctx.service, ctx.address
     check_slot(req.slot_start, settings, now)
     area_id = await _area_for(session, env.lookup, svc, address.lat, address.lng, ctx.area_key)
     tz = _tz(settings)
