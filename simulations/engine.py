@@ -528,7 +528,8 @@ class Engine:
         self.w_gone = np.zeros(m, dtype=np.bool_)  # called in sick
         self.plans: list[DayPlan | None] = []
         self.part_rows: list[IntArray] = []
-        self._part_dirty: list[bool] = []
+        # Per partition, orders whose state changed since its plan last saw them.
+        self._part_dirty: list[set[int]] = []
         self._visits: dict[int, Visit] = {}
         self.plan_calls = 0
         self.slot_calls = 0
@@ -766,7 +767,7 @@ class Engine:
             "assign", t, o=self._oid(o), w=int(c.worker_ids[w]), travel_s=secs, travel_m=metres
         )
         if self.in_plan[o]:
-            self._part_dirty[int(self.o_part[o])] = True
+            self._part_dirty[int(self.o_part[o])].add(o)
         assert c.delay_s is not None
         self._push(t + math.ceil(secs) + int(c.delay_s[o]), _Kind.ARRIVE, o, w)
 
@@ -789,7 +790,7 @@ class Engine:
         end = start + int(c.actual_service_s[o])
         self._push(end, _Kind.SERVICE_END, o, w)
         if self.in_plan[o] and self.o_plan_end[o] >= 0:
-            self._part_dirty[int(self.o_part[o])] = True
+            self._part_dirty[int(self.o_part[o])].add(o)
             # Ending so late (late start or overrun) that the worker's next planned visit
             # would start after its slot: the plan is repaired when that becomes known (at
             # the start, or when this visit should have ended).
@@ -806,7 +807,7 @@ class Engine:
 
     def _on_service_end(self, t: int, o: int, w: int) -> None:
         if self.in_plan[o]:
-            self._part_dirty[int(self.o_part[o])] = True
+            self._part_dirty[int(self.o_part[o])].add(o)
         self.o_state[o] = _DONE
         self.end_s[o] = t
         self.w_busy_s[w] += float(self.city.actual_service_s[o])
@@ -1088,7 +1089,7 @@ class Engine:
             for k, chunk in zip(ids.tolist(), chunks, strict=True):
                 self.part_rows.append(ws[chunk])
                 self.plans.append(None)
-                self._part_dirty.append(False)
+                self._part_dirty.append(set())
                 self.w_part[ws[chunk]] = k
             edges = np.asarray([ang[ch[0]] for ch in chunks[1:]], dtype=np.float64)
             self._sectors[d] = (clat, clng, edges, ids.astype(np.int64))
@@ -1197,7 +1198,6 @@ class Engine:
     def _adopt(self, t: int, k: int, plan: DayPlan) -> None:
         """Make ``plan`` the one in force for partition ``k``: routes, departures, drops."""
         self.plans[k] = plan
-        self._part_dirty[k] = False
         heads = {
             w: (self.w_route[w][0], int(self.o_plan_start[self.w_route[w][0]]))
             if self.w_route[w]
@@ -1230,7 +1230,7 @@ class Engine:
             self.o_state[o] = _WAITING
             self._push(max(t, int(self.city.release_s[o])), _Kind.RELEASE, o)
         if left:
-            self._part_dirty[k] = True
+            self._part_dirty[k].update(left)
             self.rec("unplanned", t, o=self.city.order_ids[left].tolist())
         changed = []
         for w, head in heads.items():
@@ -1265,7 +1265,7 @@ class Engine:
             return
         w_rows = np.fromiter((w for w, _ in going), dtype=np.int64, count=len(going))
         o_rows = np.fromiter((o for _, o in going), dtype=np.int64, count=len(going))
-        secs, _ = self._trips(np.full(len(going), t, dtype=np.int64), o_rows, w_rows)
+        secs = self._planned_rides(t, o_rows, w_rows)
         for (w, o), ride in zip(going, secs.tolist(), strict=True):
             depart = max(t, int(self.o_plan_start[o]) - math.ceil(ride))
             self.w_depart[w] = depart
@@ -1273,6 +1273,27 @@ class Engine:
                 self._go_planned(t, w, o)
             else:
                 self._push(depart, _Kind.DEPART, w, o)
+
+    def _planned_rides(self, t: int, o: IntArray, w: IntArray) -> FloatArray:
+        """Seconds a worker allows for the ride to a planned visit: the plans' own (slowest
+        hour) estimate, so they leave early rather than late."""
+        if not isinstance(self.plan_travel, PlanningTravel):
+            secs, _ = self._trips(np.full(o.size, t, dtype=np.int64), o, w)
+            return secs
+        c = self.city
+        out = np.zeros(o.size)
+        modes = c.mode[w]
+        for code in np.unique(modes).tolist():
+            sel = modes == code
+            out[sel] = self.plan_travel.seconds(
+                self.w_lat[w[sel]],
+                self.w_lng[w[sel]],
+                c.lat[o[sel]],
+                c.lng[o[sel]],
+                t,
+                mode=TRANSPORT_MODES[code],
+            )
+        return out
 
     def _go_planned(self, t: int, w: int, o: int) -> None:
         self.w_route[w].pop(0)
@@ -1292,12 +1313,18 @@ class Engine:
         """
         plan = self.plans[k]
         assert plan is not None
-        if not self._part_dirty[k] and overrun < 0:
+        dirty = self._part_dirty[k]
+        if overrun >= 0:
+            dirty.add(overrun)
+        if not dirty:
             return plan
         c = self.city
-        out: list[Visit] = []
-        for v in plan.visits:
-            o = self._orow(v.id)
+        out = list(plan.visits)
+        where = {v.id: i for i, v in enumerate(out)}
+        for o in sorted(dirty):
+            i = where.get(self._oid(o))
+            if i is None:
+                continue  # not in this plan (any more)
             state = self.o_state[o]
             w = int(self.worker_row[o])
             wid = int(c.worker_ids[w]) if w >= 0 else -1
@@ -1333,10 +1360,10 @@ class Engine:
                 v = spec
             else:
                 v = replace(spec, status=VisitStatus.CONFIRMED, pinned_worker=-1)
-            out.append(v)
+            out[i] = v
+        dirty.clear()
         synced = replace(plan, visits=tuple(out))
         self.plans[k] = synced
-        self._part_dirty[k] = False
         return synced
 
     def _repair(self, t: int, k: int, event: Any, overrun: int = -1) -> None:
