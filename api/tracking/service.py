@@ -169,9 +169,14 @@ def is_sharing(order: Order) -> bool:
 
 def is_active(order: Order) -> bool:
     """Whether the order is being served now (a worker committed, not finished)."""
-    if order.status == OrderStatus.IN_SERVICE.value:
+    return is_active_status(order.status, order.dispatch_status)
+
+
+def is_active_status(status: str, dispatch_status: str | None) -> bool:
+    """``is_active`` from the two state columns alone."""
+    if status == OrderStatus.IN_SERVICE.value:
         return True
-    return order.status == OrderStatus.PENDING_SERVICE.value and order.dispatch_status in (
+    return status == OrderStatus.PENDING_SERVICE.value and dispatch_status in (
         DispatchStatus.ACCEPTED.value,
         DispatchStatus.EN_ROUTE.value,
         DispatchStatus.ARRIVED.value,
