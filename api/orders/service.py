@@ -887,9 +887,14 @@ async def _create_in_one(
             "k_created_at": now,
         }
     stmt = stmts.create[keyed]
-    # A race lost to a concurrent booking of the picked worker: that booking is now
-    # visible (READ COMMITTED), so the next try picks someone else.
-    for _ in range(len(held["ids"])):
+    # Candidates go in chunks (encoding a long id array costs more than the statement);
+    # a chunk without a free worker moves on to the next. A race lost to a concurrent
+    # booking of the picked worker re-runs the chunk: that booking is now visible
+    # (READ COMMITTED), so the next try picks someone else.
+    ids: list[int] = held["ids"]
+    first, races = 0, 0
+    while first < len(ids) and races <= len(ids):
+        params["ids"] = ids[first : first + _CANDIDATE_CHUNK]
         try:
             row = (await session.execute(stmt, params)).first()
         except IntegrityError:
@@ -903,12 +908,18 @@ async def _create_in_one(
                 raise SlotTaken() from None
             raise
         if row is None:
-            break
-        if row[1] is not None:
+            first += _CANDIDATE_CHUNK
+        elif row[1] is None:
+            races += 1
+        else:
             order.worker_id = int(row[1])
             return order.worker_id
     await session.rollback()
     raise SlotTaken()
+
+
+#: candidate ids per booking statement (PostgreSQL path)
+_CANDIDATE_CHUNK = 24
 
 
 def _column_value(order: Order, name: str) -> Any:

@@ -111,3 +111,30 @@ def test_postgres_exclusion_constraint_rejects_overlap(
         return "no conflict"
 
     assert run_db(overlap) == "conflict"
+
+
+def test_every_worker_of_a_slot_is_bookable_beyond_one_candidate_chunk(
+    client: TestClient,
+    make_user: Callable[..., Account],
+    make_enterprise: Callable[[str], int],
+    run_db: Any,
+) -> None:
+    # More eligible workers than one booking statement looks at (``_CANDIDATE_CHUNK``):
+    # when a chunk is all taken the booking moves on, and the slot fills completely.
+    from api.orders.service import _CANDIDATE_CHUNK
+
+    n = _CANDIDATE_CHUNK + 6
+    w = build_world(make_user, make_enterprise, run_db, n_workers=n)
+    body = {"service_id": w.service_a, "address_id": w.alice_address, "slot_start": w.slot(10)}
+    codes = [
+        client.post("/v1/orders", json=body, headers=w.alice.headers).status_code
+        for _ in range(n + 1)
+    ]
+    assert codes == [201] * n + [409]
+
+    async def held_workers(session: Any) -> int:
+        held = WorkerReservation.status == "held"
+        distinct = func.count(func.distinct(WorkerReservation.worker_id))
+        return int(await session.scalar(select(distinct).where(held)))
+
+    assert run_db(held_workers) == n
