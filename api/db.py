@@ -103,7 +103,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # ROLLBACK) on every checkout. Without it a statement on a dead connection fails
         # once, SQLAlchemy invalidates the whole pool, and the next checkouts reconnect.
         kwargs["pool_recycle"] = 1800
-        kwargs["pool_size"] = 10
+        kwargs["pool_size"] = 20
         kwargs["max_overflow"] = 20
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):

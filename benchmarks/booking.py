@@ -6,10 +6,12 @@ database — PostgreSQL+PostGIS when reachable, else SQLite (the output says whi
 
 * baseline: ``--baseline-bookings`` bookings one request at a time;
 * ours: ``--bookings`` bookings with ``--concurrency`` requests in flight
-  (an httpx async load loop).
+  (an asyncio load loop over keep-alive connections, ``benchmarks.stream.HttpPool``:
+  httpx cost more CPU per request than the server's booking, on the same two cores).
 
 Every booking targets a slot that still has a free worker, so all should be 201;
-anything else is counted. Reported: bookings/s, p50/p99 latency (ms), and
+anything else is counted. Reported: bookings/s, p50/p99 latency (ms), CPU ms per
+booking in the server processes, their PostgreSQL backends and the client, and
 ``speedup = ours bookings/s / baseline bookings/s``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -234,36 +237,41 @@ def _slot_plan(n: int, per_slot: int, offset: int) -> list[str]:
     return out
 
 
-async def _load(base: str, tokens: list[tuple[str, int]], service_id: int, slots: list[str],
+async def _load(port: int, tokens: list[tuple[str, int]], service_id: int, slots: list[str],
                 concurrency: int) -> RunResult:  # fmt: skip
-    import httpx
+    """Book every slot with ``concurrency`` requests in flight over keep-alive connections.
+
+    The client is the lean loopback one of ``benchmarks.stream`` (httpx spent more CPU
+    per request than the server's booking on this machine, and shares its two cores).
+    """
+    from benchmarks.stream import HttpPool
 
     sem = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+    pool = HttpPool(port, concurrency)
 
-        async def one(i: int, slot: str) -> None:
-            token, address = tokens[i % len(tokens)]
-            body = {"service_id": service_id, "address_id": address, "slot_start": slot}
-            async with sem:
-                t0 = time.perf_counter()
-                resp = await http.post(
-                    "/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}
-                )
-                latencies.append(time.perf_counter() - t0)
-            statuses[resp.status_code] += 1
+    async def one(i: int, slot: str) -> None:
+        token, address = tokens[i % len(tokens)]
+        body = json.dumps({"service_id": service_id, "address_id": address, "slot_start": slot})
+        async with sem:
+            t0 = time.perf_counter()
+            status, _ = await pool.post("/v1/orders", body.encode(), token)
+            latencies.append(time.perf_counter() - t0)
+        statuses[status] += 1
 
+    try:
         t = time.perf_counter()
         await asyncio.gather(*(one(i, s) for i, s in enumerate(slots)))
         return RunResult(time.perf_counter() - t, latencies, statuses)
+    finally:
+        await pool.aclose()
 
 
-def _measured(meter: CpuMeter, base: str, tokens: list[tuple[str, int]], service_id: int,
+def _measured(meter: CpuMeter, port: int, tokens: list[tuple[str, int]], service_id: int,
               slots: list[str], concurrency: int) -> RunResult:  # fmt: skip
     before = meter.sample()
-    result = asyncio.run(_load(base, tokens, service_id, slots, concurrency))
+    result = asyncio.run(_load(port, tokens, service_id, slots, concurrency))
     result.cpu_s = CpuMeter.used(before, meter.sample())
     return result
 
@@ -323,10 +331,10 @@ def main(argv: list[str]) -> int:
         for _ in range(args.repeat):
             slots = _slot_plan(args.baseline_bookings, per_slot, offset)
             offset += -(-args.baseline_bookings // per_slot)
-            baseline_runs.append(_measured(meter, base, tokens, world["service_id"], slots, 1))
+            baseline_runs.append(_measured(meter, port, tokens, world["service_id"], slots, 1))
             slots = _slot_plan(args.bookings, per_slot, offset)
             offset += -(-args.bookings // per_slot)
-            ours_runs.append(_measured(meter, base, tokens, world["service_id"], slots,
+            ours_runs.append(_measured(meter, port, tokens, world["service_id"], slots,
                                        args.concurrency))  # fmt: skip
     finally:
         if proc is not None:
