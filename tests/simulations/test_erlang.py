@@ -12,11 +12,12 @@ would see it). Each order costs one match call, about 0.7 ms of engine CPU, whic
 the horizon: 15,000 orders at rho 0.3 and 0.5, 30,000 at 0.7, the noisiest (1,000
 warm-up each; ~40 s CPU in all, ~20 s wall on two xdist workers). Sampling noise, not
 the engine, limits the check: across 60 seeds of the reference queue the raw mean's
-standard deviation is ~6.5 % of theory at rho 0.3-0.5 with 15,000 orders and 4.7 % at
-0.7 with 30,000 (8 % with 15,000), so 10 % is 1.5 and 2.1 standard deviations (3 of 60
-seeds miss it at 0.7, against ~1 in 5 before); this seed's deviations are -1.3 %,
--4.2 % and +2.2 %. Three standard deviations at 0.7 would take ~60,000 orders, and at
-0.3-0.5 ~45,000. The order-by-order FIFO check is the strict one.
+standard deviation is 6.8 % and 6.5 % of theory at rho 0.3 and 0.5 with 15,000 orders
+and 4.7 % at 0.7 with 30,000 (7.8 % with 15,000), so 10 % is 1.5 and 2.1 standard
+deviations: 3 of 60 seeds miss it at 0.7 (11 of 60 at 15,000), 11 and 8 of 60 at 0.3
+and 0.5. This seed's deviations are -1.3 %, -4.2 % and +2.2 %. Three standard
+deviations would take ~45,000 orders at 0.3-0.5 and ~60,000 at 0.7. The
+order-by-order FIFO check is the strict one.
 """
 
 from __future__ import annotations
