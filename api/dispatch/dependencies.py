@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import select
 
 from api.auth.models import User
+from api.auth.service import InvalidToken
 from api.db import utcnow
-from api.deps import CurrentUser, SessionDep
+from api.deps import AccessClaims, CurrentUser, SessionDep
 from api.dispatch import service
 from api.enterprise.models import Worker
 from api.live import LiveBackends
@@ -40,4 +42,37 @@ async def current_worker(session: SessionDep, user: CurrentUser) -> Worker:
 
 
 WorkerDep = Annotated[Worker, Depends(current_worker)]
-__all__ = ["CurrentUser", "LiveDep", "NowDep", "SessionDep", "User", "WorkerDep"]
+
+
+async def pinging_worker(session: SessionDep, claims: AccessClaims) -> Worker:
+    """``current_worker`` in one query, for the ping endpoint (the busiest one).
+
+    The token is verified without reading the user (``AccessClaims``); the user's
+    activity is checked in the same query that loads the worker: 401 for a missing or
+    inactive user, 403 ``not_a_worker`` as ``current_worker``.
+    """
+    row = (
+        await session.execute(
+            select(User.is_active, Worker)
+            .outerjoin(Worker, Worker.user_id == User.id)
+            .where(User.id == int(claims["uid"]))
+        )
+    ).first()
+    if row is None or not row[0]:
+        raise InvalidToken()
+    worker = row[1]
+    if worker is None or not worker.is_active:
+        raise service.NotAWorker()
+    return worker
+
+
+PingingWorkerDep = Annotated[Worker, Depends(pinging_worker)]
+__all__ = [
+    "CurrentUser",
+    "LiveDep",
+    "NowDep",
+    "PingingWorkerDep",
+    "SessionDep",
+    "User",
+    "WorkerDep",
+]

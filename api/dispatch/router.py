@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import CurrentUser, IdPath, JsonBody, SessionDep, SettingsDep
 from api.dispatch import service
-from api.dispatch.dependencies import LiveDep, NowDep, WorkerDep
+from api.dispatch.dependencies import LiveDep, NowDep, PingingWorkerDep, WorkerDep
 from api.dispatch.schemas import (
     CompleteIn,
     DayOut,
@@ -87,7 +87,7 @@ async def presence(body: PresenceIn, worker: WorkerDep, live: LiveDep, now: NowD
 @router.post("/pings", summary="Location pings (batch)")
 async def pings(
     body: PingsIn,
-    worker: WorkerDep,
+    worker: PingingWorkerDep,
     session: SessionDep,
     live: LiveDep,
     settings: SettingsDep,
