@@ -235,4 +235,4 @@ async def run_relay(
 
 
 #: messages per relay pass (one transaction on the local channels)
-RELAY_BATCH = 500
+RELAY_BATCH = 100

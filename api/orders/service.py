@@ -892,8 +892,16 @@ async def _create_in_one(
     # booking of the picked worker re-runs the chunk: that booking is now visible
     # (READ COMMITTED), so the next try picks someone else.
     ids: list[int] = held["ids"]
-    first, races = 0, 0
+    first, races, pruned = 0, 0, False
     while first < len(ids) and races <= len(ids):
+        if first and not pruned:
+            # The first chunk was all taken: the slot is filling up. One query for who is
+            # busy then beats scanning the rest chunk by chunk.
+            busy_params = {k: held[k] for k in ("ids", "start", "end")}
+            busy = set(await session.scalars(stmts.busy, busy_params))
+            ids, first, pruned = [w for w in ids if w not in busy], 0, True
+            if not ids:
+                break
         params["ids"] = ids[first : first + _CANDIDATE_CHUNK]
         try:
             row = (await session.execute(stmt, params)).first()
