@@ -160,14 +160,17 @@ async def _settle_local(
             .on_conflict_do_nothing(index_elements=["outbox_id"])
         )
     for msg in msgs:
-        status = (
-            OutboxStatus.DELIVERED if msg.channel == Channel.INBOX.value else OutboxStatus.SKIPPED
-        )
-        msg.status = status.value
-        msg.attempts += 1
-        msg.delivered_at = now
-        report.bump(status.value)
+        inbox_ = msg.channel == Channel.INBOX.value
+        _settle(msg, OutboxStatus.DELIVERED if inbox_ else OutboxStatus.SKIPPED, now, report)
     await session.flush()
+
+
+def _settle(msg: OutboxMessage, status: OutboxStatus, now: datetime, report: RelayReport) -> None:
+    """Mark ``msg`` done with ``status`` (one more attempt) and count it."""
+    msg.status = status.value
+    msg.attempts += 1
+    msg.delivered_at = now
+    report.bump(status.value)
 
 
 async def _relay_one(
@@ -202,10 +205,7 @@ async def _relay_one(
             report.bump("retry")
             await session.commit()
             return
-        msg.status = status.value
-        msg.attempts += 1
-        msg.delivered_at = now
-        report.bump(status.value)
+        _settle(msg, status, now, report)
         await session.commit()
 
 
