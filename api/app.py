@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -166,6 +167,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         log.info("startup", database=engine.url.render_as_string(hide_password=True))
+        if settings.environment is not Environment.TEST:
+            # What startup allocated (~200k objects: modules, routes, engines) lives as
+            # long as the process. Frozen, the collector's full passes stop walking it
+            # again: each such pass paused every request of the process for ~100 ms.
+            # (Not under tests, where many short-lived apps would stay frozen.)
+            gc.collect()
+            gc.freeze()
         try:
             async with anyio.create_task_group() as tasks:
                 if settings.relay_interval_s > 0 and settings.environment is not Environment.TEST:
