@@ -50,9 +50,10 @@ PASSWORD = "Bench-passw0rd"
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="daojia bench booking", description=__doc__)
-    p.add_argument("--bookings", type=int, default=2000, help="bookings in the concurrent run")
-    p.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    p.add_argument("--baseline-bookings", type=int, default=100, help="sequential bookings")
+    p.add_argument("--bookings", type=int, default=5000, help="bookings in the concurrent run")
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="requests in flight (500/s at ~30 ms is ~16 by Little's law)")  # fmt: skip
+    p.add_argument("--baseline-bookings", type=int, default=200, help="sequential bookings")
     p.add_argument("--warmup", type=int, default=400,
                    help="unmeasured concurrent bookings first (connections, pools)")  # fmt: skip
     p.add_argument("--workers", type=int, default=200, help="workers of the enterprise")
