@@ -467,7 +467,7 @@ def serve(
         seeded = asyncio.run(_seed(url, n, with_orders=with_orders))
         port = _free_port()
         env = {**os.environ, "DAOJIA_DATABASE_URL": url, "DAOJIA_VAR_DIR": str(tmp),
-               "DAOJIA_JWT_SECRET": SECRET, "DAOJIA_ENVIRONMENT": "test",
+               "DAOJIA_JWT_SECRET": SECRET, "DAOJIA_ENVIRONMENT": "dev",
                "DAOJIA_LOG_LEVEL": "WARNING", "DAOJIA_REDIS_PREFIX": prefix}  # fmt: skip
         if redis:
             env["DAOJIA_REDIS_URL"] = redis
