@@ -71,15 +71,17 @@ async def _events(
     publisher: WGS-84 watchers get those bytes as they are, only others re-encode.
     """
     async with live.broker.subscribe(service.channel(order.id)) as sub:
-        for msg in first:
-            yield msg["type"], _text(msg, coord_type)
         async with maker() as session:
-            # A change between authorize and subscribe would otherwise be missed.
+            # A change between authorize and subscribe would otherwise be missed; checked
+            # before the snapshot goes out, so a watcher never sees a stale snapshot of an
+            # order that has already ended, only its final status.
             fresh = await session.get(Order, order.id)
             if fresh is None or not service.is_active(fresh):
                 if fresh is not None:
                     yield "status", _text(service.status_message(fresh), coord_type)
                 return
+        for msg in first:
+            yield msg["type"], _text(msg, coord_type)
         silent = 0
         while True:
             got = await sub.get(timeout_s=KEEPALIVE_S)
