@@ -115,3 +115,51 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy scalars and arrays alike
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": int(os.environ.get("PGPORT", "5432")),
+    "user": os.environ.get("PGUSER", "postgres"),
+}
+
+
+async def pg_admin(sql: list[str], database: str = "postgres") -> None:
+    """Run ``sql`` statements on the benchmark PostgreSQL server (PG* environment)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database=database, timeout=5, **PG)
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def pg_reachable() -> bool:
+    """Whether the benchmark PostgreSQL server answers."""
+    import asyncio
+
+    try:
+        asyncio.run(pg_admin(["SELECT 1"]))
+    except Exception:  # any connection problem means "use SQLite"
+        return False
+    return True
+
+
+def pg_scratch(name: str) -> str:
+    """A fresh database ``name`` with PostGIS and btree_gist; its async URL (see pg_drop)."""
+    import asyncio
+
+    fresh = [f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"]
+    asyncio.run(pg_admin(fresh))
+    asyncio.run(pg_admin(["CREATE EXTENSION IF NOT EXISTS postgis",
+                          "CREATE EXTENSION IF NOT EXISTS btree_gist"], name))  # fmt: skip
+    return f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+
+
+def pg_drop(name: str) -> None:
+    """Drop a scratch database made by ``pg_scratch``."""
+    import asyncio
+
+    asyncio.run(pg_admin([f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"]))

@@ -37,14 +37,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from benchmarks._common import add_common_args, emit, machine, peak_rss_mb
+from benchmarks._common import (
+    add_common_args,
+    emit,
+    machine,
+    peak_rss_mb,
+    pg_drop,
+    pg_reachable,
+    pg_scratch,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
 #: Slot starts (local) that fit a 60-min visit + 30-min buffer back to back in an 8-20 shift.
 SLOT_TIMES = [(8, 0), (9, 30), (11, 0), (12, 30), (14, 0), (15, 30), (17, 0), (18, 30)]
-PG = {"host": os.environ.get("PGHOST", "127.0.0.1"), "port": int(os.environ.get("PGPORT", "5432")),
-      "user": os.environ.get("PGUSER", "postgres")}  # fmt: skip
 PASSWORD = "Bench-passw0rd"
 
 
@@ -63,25 +69,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="uvicorn processes (0: 2 on PostgreSQL, 1 on SQLite)")  # fmt: skip
     add_common_args(p, repeat=1)
     return p
-
-
-async def _pg_admin(sql: list[str], database: str = "postgres") -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(database=database, timeout=5, **PG)
-    try:
-        for statement in sql:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _pg_reachable() -> bool:
-    try:
-        asyncio.run(_pg_admin(["SELECT 1"]))
-    except Exception:  # any connection problem means "use SQLite"
-        return False
-    return True
 
 
 def _free_port() -> int:
@@ -300,15 +287,11 @@ def main(argv: list[str]) -> int:
 
     backend = args.backend
     if backend == "auto":
-        backend = "postgres" if _pg_reachable() else "sqlite"
+        backend = "postgres" if pg_reachable() else "sqlite"
     tmp = Path(tempfile.mkdtemp(prefix="daojia-bench-booking-"))
     db_name = f"daojia_bench_booking_{os.getpid()}"
     if backend == "postgres":
-        asyncio.run(_pg_admin([f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)",
-                               f"CREATE DATABASE {db_name}"]))  # fmt: skip
-        asyncio.run(_pg_admin(["CREATE EXTENSION IF NOT EXISTS postgis",
-                               "CREATE EXTENSION IF NOT EXISTS btree_gist"], db_name))  # fmt: skip
-        url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{db_name}"
+        url = pg_scratch(db_name)
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
     proc = None
@@ -360,7 +343,7 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         if backend == "postgres":
-            asyncio.run(_pg_admin([f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"]))
+            pg_drop(db_name)
     baseline = _median_run(baseline_runs)
     ours = _median_run(ours_runs)
     result = {

@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from api.live import LiveState, MemoryLiveState, PingBatch, RedisLiveState
 from benchmarks._common import Timing, add_common_args, emit, machine, peak_rss_mb
-from benchmarks.stream import HttpConn, serve
+from benchmarks.stream import HttpConn, database_of, serve
 from geo.cells import latlng_to_cells
 
 #: Shanghai centre (WGS-84) and the spread of worker start points, degrees.
@@ -188,7 +188,8 @@ def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     """Pings/s through the worker batch endpoint vs one ping per request (one server)."""
     n, base_n = args.api_pings, min(args.api_baseline_pings, args.api_pings)
     redis = args.redis_url if backend == "redis" else ""
-    with serve(args.api_workers, redis=redis, with_orders=False) as server:
+    database = database_of(args.database)
+    with serve(args.api_workers, redis=redis, with_orders=False, database=database) as server:
         port = server.port
         tokens = [token for _order, token, _customer in server.seeded]
         epoch = time.time() - 1.0
@@ -222,6 +223,7 @@ def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.api_workers,
         "concurrency": args.api_concurrency,
         "server_processes": 1,
+        "database": database,
         "all_accepted": (ours_accepted, base_accepted) == (n * args.repeat, base_n * args.repeat),
     }  # fmt: skip
 
@@ -421,6 +423,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-api", action="store_true", help="skip the runs through the HTTP batch endpoint"
     )
+    parser.add_argument(
+        "--database", choices=["auto", "postgres", "sqlite"], default="auto",
+        help="the API's database for the HTTP runs (auto: PostgreSQL when it answers)",
+    )  # fmt: skip
     parser.add_argument(
         "--api-pings",
         type=_positive,

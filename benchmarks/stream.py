@@ -45,7 +45,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import add_common_args, emit, machine, peak_rss_mb
+from benchmarks._common import (
+    add_common_args,
+    emit,
+    machine,
+    peak_rss_mb,
+    pg_drop,
+    pg_reachable,
+    pg_scratch,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "bench-stream-" + "s" * 40
@@ -73,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", default="uvloop", help="uvicorn --loop (auto, asyncio, uvloop)")
     p.add_argument("--http", default="httptools", help="uvicorn --http (auto, h11, httptools)")
     p.add_argument("--ws", default="auto", help="uvicorn --ws (auto, websockets, wsproto, ...)")
+    p.add_argument("--database", choices=["auto", "postgres", "sqlite"], default="auto",
+                   help="the API's database (auto: PostgreSQL when it answers)")  # fmt: skip
     add_common_args(p, repeat=1)
     return p
 
@@ -450,16 +460,22 @@ def serve(
     http: str = "httptools",
     ws: str = "auto",
     with_orders: bool = True,
+    database: str = "sqlite",
 ) -> Iterator[Served]:
-    """The API under uvicorn on a free loopback port, on a fresh SQLite database seeded with
-    ``n`` workers (and an en-route order each).
+    """The API under uvicorn on a free loopback port, on a fresh database (``sqlite``, or
+    ``postgres``: a scratch PostGIS database, dropped afterwards) seeded with ``n``
+    workers (and an en-route order each).
 
     Live layer in-process unless ``redis`` (a unique key prefix, deleted afterwards).
     """
     from api import migrate
 
     tmp = Path(tempfile.mkdtemp(prefix="daojia-bench-serve-"))
-    url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
+    db_name = f"daojia_bench_serve_{os.getpid()}"
+    if database == "postgres":
+        url = pg_scratch(db_name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
     prefix = f"djbench:{uuid.uuid4().hex[:10]}:"
     proc = None
     try:
@@ -491,6 +507,15 @@ def serve(
                 proc.kill()
         if redis:
             asyncio.run(_drop_prefix(redis, prefix))
+        if database == "postgres":
+            pg_drop(db_name)
+
+
+def database_of(choice: str) -> str:
+    """``auto`` → PostgreSQL when it answers (as deployed), else SQLite."""
+    if choice == "auto":
+        return "postgres" if pg_reachable() else "sqlite"
+    return choice
 
 
 def main(argv: list[str]) -> int:
@@ -511,9 +536,10 @@ def main(argv: list[str]) -> int:
         print("--server-workers > 1 needs --redis (in-process pub/sub)", file=sys.stderr)
         return 2
     runs = []
+    database = database_of(args.database)
     with serve(
         args.clients, redis=args.redis, server_workers=args.server_workers,
-        loop=args.loop, http=args.http, ws=args.ws,
+        loop=args.loop, http=args.http, ws=args.ws, database=database,
     ) as server:  # fmt: skip
         processes = min(args.client_processes, args.clients)
         for _ in range(args.repeat):
@@ -523,6 +549,7 @@ def main(argv: list[str]) -> int:
     best = sorted(runs, key=lambda r: r["p50_ms"])[len(runs) // 2]
     result = {
         "benchmark": "stream",
+        "database": database,
         "clients": args.clients,
         "interval_s": args.interval,
         "duration_s": args.duration,
