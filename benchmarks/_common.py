@@ -163,3 +163,29 @@ def pg_drop(name: str) -> None:
     import asyncio
 
     asyncio.run(pg_admin([f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"]))
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(base: str, proc: Any, timeout_s: float = 120.0) -> None:
+    """Wait until the API at ``base`` answers /health; fail if ``proc`` exits first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API server exited during startup ({proc.returncode})")
+        try:
+            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the API server did not start in {timeout_s:.0f} s")

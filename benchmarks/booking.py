@@ -24,7 +24,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,11 +39,13 @@ from zoneinfo import ZoneInfo
 from benchmarks._common import (
     add_common_args,
     emit,
+    free_port,
     machine,
     peak_rss_mb,
     pg_drop,
     pg_reachable,
     pg_scratch,
+    wait_healthy,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,12 +70,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="uvicorn processes (0: 2 on PostgreSQL, 1 on SQLite)")  # fmt: skip
     add_common_args(p, repeat=1)
     return p
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _seed(url: str, n_workers: int, n_customers: int, seed: int) -> dict[str, Any]:
@@ -298,7 +293,7 @@ def main(argv: list[str]) -> int:
     try:
         migrate.upgrade(url)
         world = asyncio.run(_seed(url, args.workers, args.customers, args.seed))
-        port = _free_port()
+        port = free_port()
         server_workers = args.server_workers or (2 if backend == "postgres" else 1)
         env = {**os.environ, "DAOJIA_DATABASE_URL": url, "DAOJIA_VAR_DIR": str(tmp),
                "DAOJIA_JWT_SECRET": "bench-" + "b" * 40, "DAOJIA_ARGON2_TIME_COST": "1",
@@ -311,7 +306,7 @@ def main(argv: list[str]) -> int:
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-        _wait(base, proc)
+        wait_healthy(base, proc)
         tokens = _login(base, world["customers"])
         meter = CpuMeter(proc.pid, db_name if backend == "postgres" else None)
         # The client imported the API to seed: freeze that heap, or the collector's full
@@ -388,19 +383,3 @@ def _row(summary: dict[str, Any]) -> dict[str, Any]:
 def _median_run(runs: list[RunResult]) -> dict[str, Any]:
     summaries = sorted((r.summary() for r in runs), key=lambda s: s["bookings_per_s"])
     return summaries[len(summaries) // 2]
-
-
-def _wait(base: str, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not come up in 120 s")

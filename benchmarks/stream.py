@@ -31,7 +31,6 @@ import gc
 import json
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,11 +47,13 @@ import numpy as np
 from benchmarks._common import (
     add_common_args,
     emit,
+    free_port,
     machine,
     peak_rss_mb,
     pg_drop,
     pg_reachable,
     pg_scratch,
+    wait_healthy,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,12 +86,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="the API's database (auto: PostgreSQL when it answers)")  # fmt: skip
     add_common_args(p, repeat=1)
     return p
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int, str, str]]:
@@ -162,21 +157,6 @@ async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int
     finally:
         await engine.dispose()
     return out
-
-
-def _wait(base: str, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError("the API server exited during startup")
-        try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the API server did not start")
 
 
 class HttpConn:
@@ -481,7 +461,7 @@ def serve(
     try:
         migrate.upgrade(url)
         seeded = asyncio.run(_seed(url, n, with_orders=with_orders))
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DAOJIA_DATABASE_URL": url, "DAOJIA_VAR_DIR": str(tmp),
                "DAOJIA_JWT_SECRET": SECRET, "DAOJIA_ENVIRONMENT": "dev",
                "DAOJIA_LOG_LEVEL": "WARNING", "DAOJIA_REDIS_PREFIX": prefix}  # fmt: skip
@@ -496,7 +476,7 @@ def serve(
              "--log-level", "warning", "--no-access-log"],
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"),
         )  # fmt: skip
-        _wait(f"http://127.0.0.1:{port}", proc)
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
         yield Served(port, seeded, proc.pid)
     finally:
         if proc is not None:
