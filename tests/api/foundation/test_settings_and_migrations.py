@@ -131,16 +131,21 @@ def test_postgis_columns_are_generated_from_lat_lng(db: str, backend: str) -> No
                 "INSERT INTO enterprises (code, name, is_active, created_at, "
                 "updated_at) VALUES ('e', 'E', true, now(), now())"
             )
-            await conn.execute(
+            # The database may have held rows before (sequences move on): use the real id.
+            user_id = await conn.fetchval(
                 "INSERT INTO users (role, locale, is_active, failed_logins, created_at, "
-                "updated_at) VALUES ('customer', 'zh-CN', true, 0, now(), now())"
+                "updated_at) VALUES ('customer', 'zh-CN', true, 0, now(), now()) RETURNING id"
             )
-            await conn.execute(
+            address_id = await conn.fetchval(
                 "INSERT INTO addresses (user_id, contact_name, contact_phone, label, detail, "
                 "lat, lng, h3_cell, is_default, created_at, updated_at) VALUES "
-                "(1, 'a', '13800138000', '', 'd', 31.23, 121.47, 1, false, now(), now())"
+                "($1, 'a', '13800138000', '', 'd', 31.23, 121.47, 1, false, now(), now()) "
+                "RETURNING id",
+                user_id,
             )
-            point = await conn.fetchval("SELECT ST_AsText(geog) FROM addresses")
+            point = await conn.fetchval(
+                "SELECT ST_AsText(geog) FROM addresses WHERE id = $1", address_id
+            )
             kind = await conn.fetchval(
                 "SELECT amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
                 "WHERE relname = 'ix_addresses_geog'"
