@@ -31,16 +31,23 @@ update carries the ping's epoch seconds, and its whole state is a frozen
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from geo._arrays import FloatArray, as_float_array
 from geo.errors import InvalidCoordinate, InvalidParameter
-from geo.projection import haversine_m
-from geo.travel import ModeLike, TransportMode, TravelTimeModel, max_speed_mps
+from geo.projection import haversine_m, haversine_one_m
+from geo.travel import (
+    HaversineTravelModel,
+    ModeLike,
+    TransportMode,
+    TravelTimeModel,
+    max_speed_mps,
+)
 
 
 class PingRejection(StrEnum):
@@ -91,6 +98,10 @@ class EtaConfig:
             raise InvalidParameter(
                 f"max_speed_mps must be positive and finite, got {self.max_speed_mps}"
             )
+
+
+#: Shared default configuration (frozen), so trackers built per ping skip re-validating it.
+_DEFAULT_CONFIG = EtaConfig()
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,9 @@ class EtaTracker:
         mode: TransportMode | str = TransportMode.EBIKE,
         config: EtaConfig | None = None,
     ) -> None:
-        if not isinstance(model, TravelTimeModel):
+        # A runtime-checkable Protocol check costs tens of µs; the stock model passes it anyway.
+        haversine = model if type(model) is HaversineTravelModel else None
+        if haversine is None and not isinstance(model, TravelTimeModel):
             raise InvalidParameter(f"model must be a TravelTimeModel, got {type(model).__name__}")
         if not _valid_latlng(float(dest_lat), float(dest_lng)) or not math.isfinite(
             float(dest_lat) + float(dest_lng)
@@ -167,9 +180,11 @@ class EtaTracker:
         except ValueError as exc:
             raise InvalidParameter(f"mode must be a TransportMode, got {mode!r}") from exc
         self.model = model
+        # One trip per ping: the stock model's scalar path skips numpy's per-call overhead.
+        self._haversine_model = haversine
         self.dest_lat = float(dest_lat)
         self.dest_lng = float(dest_lng)
-        self.config = config if config is not None else EtaConfig()
+        self.config = config if config is not None else _DEFAULT_CONFIG
         self._max_speed = (
             self.config.max_speed_mps
             if self.config.max_speed_mps is not None
@@ -200,7 +215,7 @@ class EtaTracker:
             )
         if not math.isfinite(t):
             raise InvalidParameter(f"t must be finite epoch seconds, got {t}")
-        cfg = config if config is not None else EtaConfig()
+        cfg = config if config is not None else _DEFAULT_CONFIG
         acc = cfg.default_accuracy_m if accuracy_m is None else float(accuracy_m)
         placeholder = EtaState(
             lat=origin_lat, lng=origin_lng, t=t, accuracy_m=acc, arrival_at=t,
@@ -271,7 +286,7 @@ class EtaTracker:
         t1: float,
         acc1: float,
     ) -> bool:
-        moved_m = float(haversine_m(lat0, lng0, lat1, lng1))
+        moved_m = haversine_one_m(lat0, lng0, lat1, lng1)
         # Both fixes may be off by their accuracy radius; only movement beyond that counts.
         return max(0.0, moved_m - acc0 - acc1) > self._max_speed * (t1 - t0)
 
@@ -287,14 +302,24 @@ class EtaTracker:
             # Several pings agree with each other and not with the old fix: the old fix was wrong.
             fresh = self._fresh_state(lat, lng, t, acc, initial=False)
             self._state = fresh
-            return replace(self._result(fresh), reanchored=True)
-        self._state = replace(s, pending_jumps=chain)
+            return self._result(fresh, reanchored=True)
+        # Like dataclasses.replace(s, pending_jumps=chain), without its per-field introspection.
+        self._state = EtaState(**{**vars(s), "pending_jumps": chain})
         return self._result(s, PingRejection.IMPOSSIBLE_JUMP)
 
     def _measure(self, lat: float, lng: float, t: float, acc: float) -> tuple[float, float, float]:
         """Raw ETA, distance to go and measurement variance of the arrival time for one fix."""
-        raw = float(self.model.seconds(lat, lng, self.dest_lat, self.dest_lng, t, mode=self.mode))
-        distance = float(haversine_m(lat, lng, self.dest_lat, self.dest_lng))
+        # Python floats, so the stock model takes its scalar path (start() may pass ints).
+        lat, lng, t = float(lat), float(lng), float(t)
+        if self._haversine_model is not None:
+            raw = self._haversine_model.seconds_one(
+                lat, lng, self.dest_lat, self.dest_lng, t, mode=self.mode
+            )
+        else:
+            raw = float(
+                self.model.seconds(lat, lng, self.dest_lat, self.dest_lng, t, mode=self.mode)
+            )
+        distance = haversine_one_m(lat, lng, self.dest_lat, self.dest_lng)
         # Seconds of ETA per metre of position error; the 500 m floor keeps a fixed
         # per-trip overhead from inflating it near the door.
         pace = raw / max(distance, 500.0)
@@ -319,10 +344,9 @@ class EtaTracker:
         cfg = self.config
         raw, distance, variance = self._measure(lat, lng, t, acc)
         elapsed = t - s.t
-        arrival, arrival_var = kalman_arrival_step(
+        arrival_at, arrival_var = _kalman_arrival_step_one(
             s.arrival_at, s.arrival_var_s2, elapsed, t + raw, variance, cfg.drift_s_per_sqrt_s**2
         )
-        arrival_at = float(arrival)
         filtered_eta = max(0.0, arrival_at - t)
         countdown = max(0.0, s.shown_eta_s - elapsed)
         # Good news passes at once; bad news only once it exceeds the hysteresis band.
@@ -333,12 +357,14 @@ class EtaTracker:
         arrived = inside_since is not None and t - inside_since >= cfg.arrive_dwell_s
         return EtaState(
             lat=lat, lng=lng, t=t, accuracy_m=acc, arrival_at=arrival_at,
-            arrival_var_s2=float(arrival_var), shown_eta_s=0.0 if arrived else shown,
+            arrival_var_s2=arrival_var, shown_eta_s=0.0 if arrived else shown,
             raw_eta_s=raw, distance_m=distance, initial_distance_m=s.initial_distance_m,
             inside_since=inside_since, arrived=arrived,
         )  # fmt: skip
 
-    def _result(self, s: EtaState, rejected: PingRejection | None = None) -> EtaUpdate:
+    def _result(
+        self, s: EtaState, rejected: PingRejection | None = None, *, reanchored: bool = False
+    ) -> EtaUpdate:
         if s.initial_distance_m > 0:
             progress = min(1.0, max(0.0, 1.0 - s.distance_m / s.initial_distance_m))
         else:
@@ -354,6 +380,7 @@ class EtaTracker:
             progress=progress,
             arrived=s.arrived,
             rejected=rejected,
+            reanchored=reanchored,
         )
 
 
@@ -373,11 +400,37 @@ def kalman_arrival_step(
     prior_var = as_float_array(arrival_var_s2, "arrival_var_s2") + as_float_array(
         drift_var_s2_per_s, "drift_var_s2_per_s"
     ) * np.maximum(as_float_array(elapsed_s, "elapsed_s"), 0.0)
-    measurement_var = as_float_array(measurement_var_s2, "measurement_var_s2")
+    mean, var = _kalman_update(
+        as_float_array(arrival_at, "arrival_at"),
+        prior_var,
+        as_float_array(measured_arrival_at, "measured_arrival_at"),
+        as_float_array(measurement_var_s2, "measurement_var_s2"),
+    )
+    return np.asarray(mean), np.asarray(var)
+
+
+def _kalman_arrival_step_one(
+    arrival_at: float,
+    arrival_var_s2: float,
+    elapsed_s: float,
+    measured_arrival_at: float,
+    measurement_var_s2: float,
+    drift_var_s2_per_s: float,
+) -> tuple[float, float]:
+    """``kalman_arrival_step`` of one trip on Python floats (the per-ping path)."""
+    prior_var = arrival_var_s2 + drift_var_s2_per_s * max(elapsed_s, 0.0)
+    return _kalman_update(arrival_at, prior_var, measured_arrival_at, measurement_var_s2)
+
+
+_Num = TypeVar("_Num", float, FloatArray)
+
+
+def _kalman_update(
+    prior: _Num, prior_var: _Num, measured: _Num, measurement_var: _Num
+) -> tuple[_Num, _Num]:
+    """Measurement update of the arrival filter, for floats or arrays alike: mean, variance."""
     gain = prior_var / (prior_var + measurement_var)
-    prior = as_float_array(arrival_at, "arrival_at")
-    mean = prior + gain * (as_float_array(measured_arrival_at, "measured_arrival_at") - prior)
-    return np.asarray(mean), np.asarray((1.0 - gain) * prior_var)
+    return prior + gain * (measured - prior), (1.0 - gain) * prior_var
 
 
 def eta_seconds_many(

@@ -22,6 +22,8 @@ what durations alone can and cannot identify.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from geo._arrays import FloatArray, as_float_array, check_latlng
 from geo.errors import GeoError, InvalidCoordinate, InvalidParameter, ShapeMismatch
-from geo.projection import EARTH_RADIUS_M, haversine_m
+from geo.projection import EARTH_RADIUS_M, haversine_m, haversine_one_m
 
 #: China Standard Time (UTC+8), the default local offset of every model.
 CHINA_UTC_OFFSET_S = 8 * 3600
@@ -70,6 +72,8 @@ _MODE_ORDER: tuple[TransportMode, ...] = (
     TransportMode.CAR,
 )
 _N_MODES = len(_MODE_ORDER)
+#: Mode code by mode value; a ``TransportMode`` looks up as its value (StrEnum).
+_MODE_CODE: Mapping[str, int] = MappingProxyType({m.value: i for i, m in enumerate(_MODE_ORDER)})
 
 #: A mode for every pair, or an array of codes/names broadcastable with the points.
 ModeLike: TypeAlias = TransportMode | str | ArrayLike
@@ -246,6 +250,10 @@ class HaversineTravelModel:
     _overhead: FloatArray = field(init=False, repr=False, compare=False)
     _flat: NDArray[np.bool_] = field(init=False, repr=False, compare=False)
     _hours: _HourTables = field(init=False, repr=False, compare=False)
+    #: ``(detour, overhead_s, flat)`` by mode code as Python values, for ``seconds_one``.
+    _per_mode_one: tuple[tuple[float, float, bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.speed_mps, Mapping):
@@ -288,8 +296,14 @@ class HaversineTravelModel:
         for name, arr in (("_speed_table", table), ("_detour", detour), ("_overhead", overhead)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        object.__setattr__(self, "_flat", (table == table[:, :1]).all(axis=1))
+        flat = (table == table[:, :1]).all(axis=1)
+        object.__setattr__(self, "_flat", flat)
         object.__setattr__(self, "_hours", _HourTables.build(table))
+        object.__setattr__(
+            self,
+            "_per_mode_one",
+            tuple(zip(detour.tolist(), overhead.tolist(), flat.tolist(), strict=True)),
+        )
 
     def _key(self) -> tuple[bytes, bytes, bytes, int]:
         return (
@@ -347,6 +361,43 @@ class HaversineTravelModel:
             ) from exc
         great_circle_m = np.broadcast_to(haversine_m(lat1, lng1, lat2, lng2), shape)
         return self._seconds_for(great_circle_m, at_s, codes)
+
+    def seconds_one(
+        self,
+        from_lat: float,
+        from_lng: float,
+        to_lat: float,
+        to_lng: float,
+        at: float,
+        mode: TransportMode | str = TransportMode.EBIKE,
+    ) -> float:
+        """``seconds`` for one trip as a Python float: the fast path for per-ping callers.
+
+        Python floats within range, finite ``at`` and one mode are computed with
+        plain ``math`` (the steps of ``seconds``, equal to it to rounding: numpy's
+        vectorised sines may differ in the last bit); anything else goes through
+        ``seconds``, so validation errors are the same as there.
+        """
+        code = _MODE_CODE.get(mode) if isinstance(mode, str) else None
+        if (
+            code is not None
+            and type(from_lat) is float
+            and type(from_lng) is float
+            and type(to_lat) is float
+            and type(to_lng) is float
+            and type(at) is float
+            and abs(from_lat) <= 90.0  # NaN fails these comparisons too
+            and abs(from_lng) <= 180.0
+            and abs(to_lat) <= 90.0
+            and abs(to_lng) <= 180.0
+            and math.isfinite(at)
+        ):
+            great_circle_m = haversine_one_m(from_lat, from_lng, to_lat, to_lng)
+            return self._seconds_one_for(great_circle_m, at, code)
+        seconds = self.seconds(from_lat, from_lng, to_lat, to_lng, at, mode=mode)
+        if seconds.ndim != 0:
+            raise ShapeMismatch(f"seconds_one takes one trip, got shape {seconds.shape}")
+        return float(seconds)
 
     def matrix(
         self,
@@ -492,12 +543,27 @@ class HaversineTravelModel:
         ride = _ride_seconds(road_m, tod, codes, self._hours)
         return np.asarray(ride + self._overhead[codes])
 
+    def _seconds_one_for(self, great_circle_m: float, at_s: float, code: int) -> float:
+        """``_seconds_for`` of one trip and one mode code, on Python floats."""
+        detour, overhead, flat = self._per_mode_one[code]
+        road_m = great_circle_m * detour
+        if flat:
+            return road_m / self._hours.speed_rows[code][0] + overhead
+        tod = _time_of_day_one(at_s, self.utc_offset_s)
+        return _ride_seconds_one(road_m, tod, code, self._hours) + overhead
+
 
 def _time_of_day(at_s: FloatArray, utc_offset_s: int) -> FloatArray:
     """Local seconds since midnight (0 <= x < 86400) of epoch seconds ``at_s``."""
     # Split off the fraction so the modulo works on exact integers.
     at_floor = np.floor(at_s)
     return np.asarray(np.mod(at_floor + utc_offset_s, SECONDS_PER_DAY) + (at_s - at_floor))
+
+
+def _time_of_day_one(at_s: float, utc_offset_s: int) -> float:
+    """``_time_of_day`` of one finite epoch on Python floats (the same float operations)."""
+    at_floor = float(math.floor(at_s))
+    return (at_floor + utc_offset_s) % SECONDS_PER_DAY + (at_s - at_floor)
 
 
 #: Pairs per block in ``matrix``: a few temporaries of this size stay in cache.
@@ -523,6 +589,10 @@ class _HourTables:
     #: lookup that is exact or one short for most trips (a cell spans at most
     #: one hour boundary when it is no wider than the slowest hour's reach).
     full_hours: NDArray[np.int64]
+    #: ``speed``, ``day_m`` and ``reach_m`` as Python floats, for ``_ride_seconds_one``.
+    speed_rows: tuple[tuple[float, ...], ...]
+    day_m_rows: tuple[float, ...]
+    reach_rows: tuple[tuple[float, ...], ...]
 
     @classmethod
     def build(cls, speed: FloatArray) -> _HourTables:
@@ -545,7 +615,16 @@ class _HourTables:
         np.minimum(full_hours, HOURS_PER_DAY, out=full_hours)
         for arr in (speed, day_m, reach_m, cell_m, full_hours):
             arr.setflags(write=False)
-        return cls(speed, day_m, reach_m, cell_m, full_hours)
+        return cls(
+            speed,
+            day_m,
+            reach_m,
+            cell_m,
+            full_hours,
+            speed_rows=tuple(tuple(row) for row in speed.tolist()),
+            day_m_rows=tuple(day_m.tolist()),
+            reach_rows=tuple(tuple(row) for row in reach_m.tolist()),
+        )
 
 
 def _unit_vectors(lat: FloatArray, lng: FloatArray) -> FloatArray:
@@ -661,6 +740,39 @@ def _ride_seconds_crossing(
         + (left_m - table[group, full]) / speed
     )
     return out
+
+
+def _ride_seconds_one(distance_m: float, tod_s: float, code: int, hours: _HourTables) -> float:
+    """``_ride_seconds`` (and ``_ride_seconds_crossing``) of one trip, on Python floats.
+
+    The same float operations in the same order, so the two agree to the
+    rounding of their inputs; the final hour is found by bisection in the
+    cumulative distance row where the array path uses the cell lookup.
+    """
+    hour = min(int(tod_s // SECONDS_PER_HOUR), HOURS_PER_DAY - 1)
+    speeds = hours.speed_rows[code]
+    speed0 = speeds[hour]
+    to_boundary = (hour + 1) * SECONDS_PER_HOUR - tod_s
+    seconds = distance_m / speed0
+    if not seconds > to_boundary:
+        return seconds
+    remaining = distance_m
+    elapsed = 0.0
+    day_m = hours.day_m_rows[code]
+    if remaining >= day_m:
+        # Any full day covers day_m metres in exactly 24 h.
+        whole_days = float(math.floor(remaining / day_m))
+        elapsed = whole_days * SECONDS_PER_DAY
+        remaining = remaining - whole_days * day_m
+    reach_m = speed0 * to_boundary
+    if not remaining > reach_m:
+        return elapsed + remaining / speed0
+    left_m = remaining - reach_m
+    table = hours.reach_rows[code * HOURS_PER_DAY + (hour + 1) % HOURS_PER_DAY]
+    # Full hours ridden after the first boundary: the j with table[j] < left <= table[j + 1].
+    full = min(bisect.bisect_left(table, left_m, 1) - 1, HOURS_PER_DAY)
+    speed = speeds[(hour + 1 + full) % HOURS_PER_DAY]
+    return elapsed + to_boundary + full * SECONDS_PER_HOUR + (left_m - table[full]) / speed
 
 
 def _ride_seconds_and_pace_jacobian(

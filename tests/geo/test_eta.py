@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from geo._arrays import FloatArray
 from geo.errors import InvalidCoordinate, InvalidParameter
 from geo.eta import (
     EtaConfig,
     EtaTracker,
     EtaUpdate,
     PingRejection,
+    _kalman_arrival_step_one,
     eta_seconds_many,
     kalman_arrival_step,
 )
 from geo.projection import haversine_m
-from geo.travel import HaversineTravelModel, TransportMode, max_speed_mps
+from geo.travel import HaversineTravelModel, TransportMode, TravelTimeModel, max_speed_mps
 
 START_T = int(datetime(2026, 1, 5, 6, 0, tzinfo=UTC).timestamp())  # 14:00 in Shanghai
 SPEED_MPS = 4.5
@@ -309,3 +312,96 @@ def test_kalman_step_vectorised_equals_scalar() -> None:
     assert (got_var < var + 5.0).all()
     # The estimate moves toward the measurement, never past it.
     assert (np.abs(got_mean - measured) <= np.abs(mean - measured)).all()
+
+
+class ArrayPathModel:
+    """A model the tracker does not recognise: every ping goes through ``seconds`` on arrays."""
+
+    def __init__(self, inner: HaversineTravelModel) -> None:
+        self.inner = inner
+
+    @property
+    def utc_offset_s(self) -> int:
+        return self.inner.utc_offset_s
+
+    def seconds(self, *args: Any, **kwargs: Any) -> FloatArray:
+        return self.inner.seconds(*args, **kwargs)
+
+    def matrix(self, *args: Any, **kwargs: Any) -> FloatArray:
+        return self.inner.matrix(*args, **kwargs)
+
+
+@pytest.mark.parametrize("mode", list(TransportMode))
+def test_tracker_fast_path_equals_the_array_path(mode: TransportMode) -> None:
+    # Default hourly speeds; the ride starts just before the 17:00 peak in Shanghai and has
+    # noise, a stop, jumps that get rejected and a run of them that re-anchors.
+    model = HaversineTravelModel(overhead_s=30.0)
+    slow = ArrayPathModel(model)
+    assert isinstance(slow, TravelTimeModel)
+    t0 = START_T + 3 * 3600 - 200.5  # 16:56:39.5 local
+    config = EtaConfig(arrive_dwell_s=20.0)
+    fast = EtaTracker.start(model, *ORIGIN, *DEST, t0, mode=mode, config=config)
+    array = EtaTracker.start(slow, *ORIGIN, *DEST, t0, mode=mode, config=config)
+    rng = np.random.default_rng(30 + mode.code)
+    speed = min(SPEED_MPS, 0.8 * max_speed_mps(mode))
+    travelled, t = 0.0, t0
+    results = []
+    while not fast.state.arrived and t < t0 + 20_000:
+        t += float(rng.choice([1.0, 5.0, 5.0, 12.5]))
+        travelled = min(4000.0, travelled + speed * 5 * float(rng.random() < 0.9))
+        lat, lng = noisy(north_of_origin(travelled), rng, 8.0)
+        if rng.random() < 0.05:
+            lng += 0.05  # 5 km east: an impossible jump
+        accuracy = float(rng.choice([5.0, 15.0, 40.0]))
+        # Rebuild both trackers from their states, as the API does on every ping.
+        fast = EtaTracker(model, *DEST, fast.state, mode=mode, config=config)
+        array = EtaTracker(slow, *DEST, array.state, mode=mode, config=config)
+        results.append((fast.update(lat, lng, t, accuracy), array.update(lat, lng, t, accuracy)))
+    for _ in range(3):  # consistent jumps after arrival are ignored by both alike
+        t += 5.0
+        results.append((fast.update(30.0, 120.0, t), array.update(30.0, 120.0, t)))
+    assert fast.state.arrived
+    assert any(f.rejected is PingRejection.IMPOSSIBLE_JUMP for f, _ in results)
+    for got, expected in results:
+        assert (got.rejected, got.arrived, got.reanchored) == (
+            expected.rejected,
+            expected.arrived,
+            expected.reanchored,
+        )
+        for name in ("as_of", "raw_eta_s", "eta_s", "arrival_at", "distance_remaining_m"):
+            assert getattr(got, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-9)
+        assert got.progress == pytest.approx(expected.progress, rel=1e-9, abs=1e-12)
+
+
+def test_consistent_jumps_reanchor_through_the_array_path_too(model: HaversineTravelModel) -> None:
+    config = EtaConfig(reanchor_after=2)
+    tracker = EtaTracker.start(ArrayPathModel(model), *ORIGIN, *DEST, START_T, config=config)
+    real = north_of_origin(3000.0)
+    first = tracker.update(*real, START_T + 5)
+    second = tracker.update(real[0] + 20 / M_PER_DEG_LAT, real[1], START_T + 10)
+    assert first.rejected is PingRejection.IMPOSSIBLE_JUMP
+    assert tracker.state.pending_jumps == ()
+    assert second.reanchored
+    assert second.distance_remaining_m == pytest.approx(980.0, abs=5.0)
+
+
+def test_kalman_step_one_equals_the_array_step() -> None:
+    rng = np.random.default_rng(12)
+    n = 1000
+    mean = 1.7e9 + rng.uniform(0, 1e5, n)
+    var = rng.uniform(0.0, 1e4, n)
+    elapsed = rng.choice([-5.0, 0.0, 0.5, 5.0, 3600.0], n)
+    measured = mean + rng.normal(0, 60, n)
+    measurement_var = rng.uniform(1.0, 1e4, n)
+    drift = rng.choice([0.0, 1.0, 2.25], n)
+    got_mean, got_var = kalman_arrival_step(mean, var, elapsed, measured, measurement_var, drift)
+    one = [
+        _kalman_arrival_step_one(*args)
+        for args in zip(
+            *(a.tolist() for a in (mean, var, elapsed, measured, measurement_var, drift)),
+            strict=True,
+        )
+    ]
+    # The same float operations in the same order: equal, not merely close.
+    np.testing.assert_array_equal([m for m, _ in one], got_mean)
+    np.testing.assert_array_equal([v for _, v in one], got_var)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from pyproj import Geod
 
 from geo.errors import InvalidCoordinate, ShapeMismatch
-from geo.projection import EARTH_RADIUS_M, LocalProjection, geodesic_m, haversine_m
+from geo.projection import (
+    EARTH_RADIUS_M,
+    LocalProjection,
+    geodesic_m,
+    haversine_m,
+    haversine_one_m,
+)
 
 Array = NDArray[np.float64]
 
@@ -177,3 +185,52 @@ def test_bad_points_are_rejected_with_field_and_index() -> None:
         geodesic_m(31.0, 999.0, 31.0, 121.0)
     with pytest.raises(ShapeMismatch, match=r"lat1 \(2,\).*lat2 \(3,\)"):
         geodesic_m([31.0, 31.1], 121.0, [31.0, 31.1, 31.2], 121.0)
+
+
+def test_haversine_one_equals_the_array_path() -> None:
+    rng = np.random.default_rng(11)
+    n = 20_000
+    lat1 = rng.uniform(-90.0, 90.0, n)
+    lng1 = rng.uniform(-180.0, 180.0, n)
+    lat1[:4], lng1[:4] = [90.0, -90.0, 0.0, 45.0], [0.0, 180.0, -180.0, 180.0]  # poles, edges
+    lat2 = rng.uniform(-90.0, 90.0, n)
+    lng2 = rng.uniform(-180.0, 180.0, n)
+    kind = rng.integers(0, 5, n)
+    near = kind == 1  # metres apart
+    lat2[near] = np.clip(lat1[near] + rng.normal(0.0, 1e-4, near.sum()), -90.0, 90.0)
+    lng2[near] = np.clip(lng1[near] + rng.normal(0.0, 1e-4, near.sum()), -180.0, 180.0)
+    same = kind == 2
+    lat2[same], lng2[same] = lat1[same], lng1[same]
+    across = kind == 3  # across the antimeridian
+    lng1[across] = 180.0 - rng.uniform(0.0, 0.01, across.sum())
+    lng2[across] = -180.0 + rng.uniform(0.0, 0.01, across.sum())
+    antipodal = kind == 4  # 100 m to 10 km short of the antipode
+    sides = (2, antipodal.sum())
+    miss = rng.uniform(1e-3, 0.1, sides) * rng.choice([-1.0, 1.0], sides)
+    lat2[antipodal] = np.clip(-lat1[antipodal] + miss[0], -90.0, 90.0)
+    lng2[antipodal] = np.where(lng1[antipodal] > 0, lng1[antipodal] - 180, lng1[antipodal] + 180)
+    lng2[antipodal] = np.clip(lng2[antipodal] + miss[1], -180.0, 180.0)
+
+    array = haversine_m(lat1, lng1, lat2, lng2)
+    points = zip(*(a.tolist() for a in (lat1, lng1, lat2, lng2)), strict=True)
+    one = [haversine_one_m(*p) for p in points]
+    np.testing.assert_allclose(one, array, rtol=1e-9, atol=0.0)
+    assert all(d == 0.0 for d in np.asarray(one)[same])
+    assert np.asarray(one)[antipodal].min() > 0.999 * np.pi * EARTH_RADIUS_M
+
+    # At the antipode itself h rounds to about 1, where arcsin's slope is unbounded: one
+    # last-bit difference between numpy's and libm's sines moves the result by up to
+    # 2R·sqrt(2 ulp) ≈ 0.3 m (≈1e-8 relative), in either implementation alike.
+    lat_a = rng.uniform(-89.0, 89.0, 2000)
+    lng_a = rng.uniform(-179.0, 0.0, 2000)
+    exact = haversine_m(lat_a, lng_a, -lat_a, lng_a + 180.0)
+    exact_one = [haversine_one_m(a, b, -a, b + 180.0) for a, b in zip(lat_a, lng_a, strict=True)]
+    np.testing.assert_allclose(exact_one, exact, rtol=0.0, atol=0.5)
+
+
+def test_haversine_one_gives_nan_like_the_array_path() -> None:
+    with np.errstate(invalid="ignore"):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            assert np.isnan(haversine_m(bad, 0.0, 1.0, 1.0))
+            assert math.isnan(haversine_one_m(bad, 0.0, 1.0, 1.0))
+            assert math.isnan(haversine_one_m(1.0, 1.0, 0.0, bad))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import numpy as np
@@ -600,3 +601,110 @@ def test_extreme_speed_profile_takes_the_corrected_lookup(monkeypatch: pytest.Mo
         ],
         **MATCH,
     )
+
+
+# ------------------------------------------------- scalar fast path vs array path
+
+
+def scalar_path_model(kind: str) -> HaversineTravelModel:
+    """Hourly speeds (the default), random odd ones, or one flat speed per mode."""
+    if kind == "default":
+        overhead = {TransportMode.WALK: 0.0, TransportMode.EBIKE: 20.0, TransportMode.CAR: 90.0}
+        return HaversineTravelModel(overhead_s=overhead)
+    if kind == "odd":
+        return odd_model(8)
+    return flat_model(3.0, detour=1.2, overhead=5.0)
+
+
+@pytest.mark.parametrize("kind", ["default", "odd", "flat"])
+@pytest.mark.parametrize("mode", list(TransportMode))
+def test_seconds_one_equals_the_array_path(
+    kind: str, mode: TransportMode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = scalar_path_model(kind)
+    rng = np.random.default_rng(20 + mode.code)
+    n = 600
+    from_lat, from_lng = trip_ends(rng, n, 0.5)
+    to_lat, to_lng = trip_ends(rng, n, 0.5)
+    to_lat[:20], to_lng[:20] = from_lat[:20], from_lng[:20]  # zero length
+    # 100 m to 10 km short of the antipode: months of riding, many whole days.
+    miss = rng.uniform(1e-3, 0.1, (2, 20)) * rng.choice([-1.0, 1.0], (2, 20))
+    to_lat[20:40] = -from_lat[20:40] + miss[0]
+    to_lng[20:40] = from_lng[20:40] - 180.0 + miss[1]
+    from_lat[40:45], to_lat[40:45] = 90.0, 89.99  # at the pole
+    from_lng[45:50], to_lng[45:50] = 179.999, -179.999  # across the antimeridian
+    from_lat[45:50] = to_lat[45:50] = -12.0
+    # Departures at, just before and after hour boundaries and midnights over three days,
+    # plus fractional seconds, 1970 and before, and far ahead.
+    at = tricky_departures(rng, n)
+    at[50:60] = MIDNIGHT_LOCAL + rng.random(10) * 3 * 86_400
+    at[60:65] = [0.0, -1.0, -86_399.5, 4.1e9 + 0.25, 1e12]
+    array = model.seconds(from_lat, from_lng, to_lat, to_lng, at, mode=mode)
+    by_codes = model.seconds(from_lat, from_lng, to_lat, to_lng, at, mode=np.full(n, mode.code))
+    assert (array[20:40] > 86_400).all()
+
+    def no_array_path(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("seconds_one fell back to the array path")
+
+    monkeypatch.setattr(HaversineTravelModel, "seconds", no_array_path)
+    trips = zip(*(a.tolist() for a in (from_lat, from_lng, to_lat, to_lng, at)), strict=True)
+    one = [
+        model.seconds_one(a, b, c, d, e, mode=mode if k % 2 else mode.value)
+        for k, (a, b, c, d, e) in enumerate(trips)
+    ]
+    assert all(type(s) is float for s in one)
+    np.testing.assert_allclose(one, array, rtol=1e-9, atol=0.0)
+    np.testing.assert_allclose(one, by_codes, rtol=1e-9, atol=0.0)
+    assert [s == model.overhead(mode) for s in one[:20]] == [True] * 20
+
+
+def test_seconds_one_across_hour_boundaries_is_continuous_like_the_array_path() -> None:
+    # Departures swept through every local hour of two days in 61 s steps, 3 km car trips.
+    model = HaversineTravelModel()
+    at = MIDNIGHT_LOCAL - 3600.0 + np.arange(0.0, 2 * 86_400 + 7200, 61.0)
+    to_lat = PEOPLES_SQUARE[0] + 3000 / 111_195.0
+    array = model.seconds(*PEOPLES_SQUARE, to_lat, PEOPLES_SQUARE[1], at, mode="car")
+    one = [model.seconds_one(*PEOPLES_SQUARE, to_lat, PEOPLES_SQUARE[1], a, "car") for a in at]
+    np.testing.assert_allclose(one, array, rtol=1e-9, atol=0.0)
+    assert len(set(np.round(array))) > 4  # the hourly speeds matter here
+
+
+@pytest.mark.parametrize(
+    ("trip", "mode"),
+    [
+        ((float("nan"), 121.0, 31.0, 121.0, 1.7e9), "ebike"),
+        ((91.0, 121.0, 31.0, 121.0, 1.7e9), "ebike"),
+        ((31.0, -180.5, 31.0, 121.0, 1.7e9), "ebike"),
+        ((31.0, 121.0, -90.01, 121.0, 1.7e9), "ebike"),
+        ((31.0, 121.0, 31.0, float("inf"), 1.7e9), "ebike"),
+        ((31.0, 121.0, 31.0, 121.0, float("inf")), "ebike"),
+        ((31.0, 121.0, 31.0, 121.0, float("nan")), "car"),
+        ((31.0, 121.0, 31.0, 121.0, 1.7e9), "bus"),
+        (("north", 121.0, 31.0, 121.0, 1.7e9), "walk"),
+        (([31.0, 31.1], 121.0, 31.0, 121.0, 1.7e9), "walk"),
+    ],
+)
+def test_seconds_one_raises_like_seconds(trip: tuple[object, ...], mode: object) -> None:
+    model = HaversineTravelModel()
+    with pytest.raises(GeoError) as array_error:
+        model.seconds(*trip, mode=mode)  # type: ignore[arg-type, misc]
+    with pytest.raises(type(array_error.value), match=re.escape(str(array_error.value))):
+        model.seconds_one(*trip, mode=mode)  # type: ignore[arg-type, misc]
+
+
+def test_seconds_one_takes_other_scalars_through_the_array_path() -> None:
+    model = HaversineTravelModel()
+    at = at_local(8.9)
+    for trip in [
+        (31, 121, 31.1, 121.1, at),  # ints
+        (np.float64(31.2), np.float64(121.4), 31.25, 121.5, np.int64(at)),
+        (np.array(31.2), 121.4, 31.25, 121.5, float(at)),
+    ]:
+        one = model.seconds_one(*trip, mode="car")  # type: ignore[arg-type]
+        assert type(one) is float
+        assert one == float(model.seconds(*trip, mode="car"))  # type: ignore[arg-type]
+    assert model.seconds_one(*PEOPLES_SQUARE, *LUJIAZUI, at, 2) == float(  # type: ignore[arg-type]
+        model.seconds(*PEOPLES_SQUARE, *LUJIAZUI, at, mode=2)
+    )
+    with pytest.raises(ShapeMismatch, match="one trip"):
+        model.seconds_one(*PEOPLES_SQUARE, *LUJIAZUI, at, mode=[0, 1])  # type: ignore[arg-type]
