@@ -46,6 +46,8 @@ from api.payments.router import router as payments_router
 from api.settings import Environment, Settings
 from api.tracking.router import router as tracking_router
 from api.tracking.service import TrackWriter
+from api.tracking.trips import TripCache, TripListener, asyncpg_dsn
+from api.tracking.trips import attach as attach_trips
 
 log = structlog.get_logger("api.app")
 
@@ -135,8 +137,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.area_lookup = AreaLookup(settings.area_cover_res)
         app.state.http_client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         # Redis is optional (live state, broker); PostgreSQL stays the record.
+        # A blocking pool: with thousands of live sockets pinging at once, a burst waits
+        # for one of the pool's connections instead of failing "Too many connections".
         app.state.redis = (
-            redis_asyncio.from_url(settings.redis_url, socket_timeout=2.0)
+            redis_asyncio.Redis(
+                connection_pool=redis_asyncio.BlockingConnectionPool.from_url(
+                    settings.redis_url, max_connections=100, timeout=5.0, socket_timeout=2.0
+                )
+            )
             if settings.redis_url
             else None
         )
@@ -146,6 +154,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dispatcher = Dispatcher(app.state.sessionmaker, app.state.live, settings)
         # Tracker rows of live orders are written behind the position fan-out, batched.
         app.state.track_writer = TrackWriter(app.state.sessionmaker)
+        # What each pinging worker travels to, per process; on PostgreSQL only while
+        # the LISTEN connection that hears every change is up (api/tracking/trips.py).
+        postgres = engine.dialect.name == "postgresql"
+        app.state.trips = TripCache(enabled=not postgres)
+        attach_trips(engine, app.state.trips)
+        app.state.trip_listener = (
+            TripListener(asyncpg_dsn(engine.url), app.state.trips) if postgres else None
+        )
         app.state.payment_providers = build_providers(settings, app.state.http_client)
         # SQLite has no exclusion constraint: bookings in this process take turns.
         app.state.booking = BookingEnv(
@@ -198,6 +214,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 if settings.dispatch_tick_s > 0 and settings.environment is not Environment.TEST:
                     tasks.start_soon(app.state.dispatcher.run)
+                if app.state.trip_listener is not None:
+                    tasks.start_soon(app.state.trip_listener.run)
                 try:
                     yield
                 finally:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,3 +141,18 @@ JsonBody = Depends(require_json_body)
 
 #: A database id in a path: bounded so absurd numbers are a 422, not a driver overflow.
 IdPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="id")]
+
+
+def websocket_token(websocket: WebSocket, token: str | None) -> tuple[str | None, str | None]:
+    """(access token, subprotocol to answer) of a WebSocket handshake.
+
+    Browsers cannot set an Authorization header on a WebSocket: the token comes as
+    ``?token=`` or as the subprotocol pair ``Sec-WebSocket-Protocol: bearer, <token>``
+    (then the server must answer with the ``bearer`` subprotocol).
+    """
+    if token:
+        return token, None
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0].lower() == "bearer" and offered[1]:
+        return offered[1], offered[0]
+    return None, None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from api.auth.models import User
 from api.auth.service import InvalidToken
@@ -16,6 +17,9 @@ from api.deps import AccessClaims, CurrentUser, SessionDep
 from api.dispatch import service
 from api.enterprise.models import Worker
 from api.live import LiveBackends
+from api.tracking import trips
+from api.tracking.service import TrackWriter
+from api.tracking.trips import PingContext, TripCache
 
 
 async def get_live(request: Request) -> LiveBackends:
@@ -27,9 +31,9 @@ async def get_live(request: Request) -> LiveBackends:
 LiveDep = Annotated[LiveBackends, Depends(get_live)]
 
 
-async def get_now(request: Request) -> datetime:
+async def get_now(connection: HTTPConnection) -> datetime:
     """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
-    clock: Callable[[], datetime] = getattr(request.app.state, "dispatch_clock", utcnow)
+    clock: Callable[[], datetime] = getattr(connection.app.state, "dispatch_clock", utcnow)
     return clock()
 
 
@@ -44,29 +48,44 @@ async def current_worker(session: SessionDep, user: CurrentUser) -> Worker:
 WorkerDep = Annotated[Worker, Depends(current_worker)]
 
 
-async def pinging_worker(session: SessionDep, claims: AccessClaims) -> Worker:
-    """``current_worker`` in one query, for the ping endpoint (the busiest one).
+async def ping_context(state: Any, uid: int) -> PingContext:
+    """The pinging worker and the orders it travels to: cached per process, else one query.
 
-    The token is verified without reading the user (``AccessClaims``); the user's
-    activity is checked in the same query that loads the worker: 401 for a missing or
-    inactive user, 403 ``not_a_worker`` as ``current_worker``.
+    ``state`` is the app's state (trip cache, sessionmaker, track writer). A cache miss
+    checks the user's and the worker's activity in the same query that loads the trips
+    (api.tracking.trips): ``InvalidToken`` (401) for a missing or inactive user,
+    ``NotAWorker`` (403) as ``current_worker``.
     """
-    row = (
-        await session.execute(
-            select(User.is_active, Worker)
-            .outerjoin(Worker, Worker.user_id == User.id)
-            .where(User.id == int(claims["uid"]))
-        )
-    ).first()
-    if row is None or not row[0]:
+    cache: TripCache = state.trips
+    ctx = cache.get(uid)
+    if ctx is not None:
+        return ctx
+    ticket = cache.ticket()
+    maker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    async with maker() as session:
+        loaded = await trips.load(session, uid)
+    if not loaded.user_active:
         raise InvalidToken()
-    worker = row[1]
-    if worker is None or not worker.is_active:
+    if loaded.ctx is None:
         raise service.NotAWorker()
-    return worker
+    ctx = loaded.ctx
+    writer: TrackWriter | None = getattr(state, "track_writer", None)
+    if writer is not None:
+        # Rows still queued for the database are newer than what the query read.
+        for order_id in ctx.eta:
+            queued = writer.pending(order_id)
+            if queued is not None:
+                ctx.eta[order_id] = queued["eta_state"]
+    cache.store(ctx, ticket)
+    return ctx
 
 
-PingingWorkerDep = Annotated[Worker, Depends(pinging_worker)]
+async def pinging_worker(request: Request, claims: AccessClaims) -> PingContext:
+    """``ping_context`` of the caller, whose token is verified without reading the user."""
+    return await ping_context(request.app.state, int(claims["uid"]))
+
+
+PingingWorkerDep = Annotated[PingContext, Depends(pinging_worker)]
 __all__ = [
     "CurrentUser",
     "LiveDep",

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+import structlog
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
-from api.deps import CurrentUser, IdPath, JsonBody, SessionDep, SettingsDep
+from api.auth import service as auth_service
+from api.deps import CurrentUser, IdPath, JsonBody, SessionDep, SettingsDep, websocket_token
 from api.dispatch import service
-from api.dispatch.dependencies import LiveDep, NowDep, PingingWorkerDep, WorkerDep
+from api.dispatch.dependencies import (
+    LiveDep,
+    NowDep,
+    PingingWorkerDep,
+    WorkerDep,
+    get_now,
+    ping_context,
+)
 from api.dispatch.schemas import (
     CompleteIn,
     DayOut,
@@ -23,13 +34,26 @@ from api.dispatch.schemas import (
     PresenceIn,
     PresenceOut,
     ServiceCodeOut,
+    SocketPingsIn,
     StartIn,
 )
-from api.errors import ErrorResponse
+from api.errors import (
+    VALIDATION_SUMMARY,
+    DomainError,
+    ErrorResponse,
+    Unauthorized,
+    UpstreamUnavailable,
+    field_errors,
+)
 from api.geo_edge import GeoError, to_wgs84
+from api.i18n import negotiate_locale, translate
+from api.live import LiveBackends
 from api.orders.models import Order
+from api.settings import Settings
 from api.tracking.dependencies import TrackWriterDep
 from api.tracking.service import navigation
+
+_log = structlog.get_logger("api.dispatch")
 
 #: Every error is an ErrorResponse (documented so clients and the schema checks know them).
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -37,6 +61,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[JsonBody], responses=ERRORS)
 customer_router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
+#: The worker's location socket (no JSON-body check: that is for HTTP requests).
+socket_router = APIRouter(prefix="/v1/worker", tags=["worker"])
 
 
 def brief(order: Order) -> OrderBrief:
@@ -88,7 +114,6 @@ async def presence(body: PresenceIn, worker: WorkerDep, live: LiveDep, now: NowD
 async def pings(
     body: PingsIn,
     worker: PingingWorkerDep,
-    session: SessionDep,
     live: LiveDep,
     settings: SettingsDep,
     now: NowDep,
@@ -96,7 +121,6 @@ async def pings(
 ) -> PingsOut:
     """Each fix is accepted or flagged (out_of_range, stale, future, impossible_jump, ...)."""
     verdicts = await service.ingest_pings(
-        session,
         live,
         worker,
         [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings],
@@ -110,6 +134,111 @@ async def pings(
         results=[
             PingVerdictOut(index=v.index, accepted=v.accepted, reason=v.reason) for v in verdicts
         ],
+    )
+
+
+@socket_router.websocket("/live")
+async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()] = None) -> None:
+    """Location pings over one WebSocket, for the worker app while it is on duty.
+
+    The same batches and verdicts as ``POST /v1/worker/pings`` without an HTTP request
+    per fix: the app opens ``/v1/worker/live`` (token as ``?token=`` or the subprotocol
+    pair ``bearer, <token>``) and sends ``PingsIn`` JSON texts, optionally with an
+    ``"id"`` to echo; each gets ``{"type": "ack", "id", "accepted", "results"}``, or
+    ``{"type": "error", "code", "message", "details"}`` (translated; the socket stays
+    open) for a text that is not a valid batch. Close codes: 4401 bad or expired token
+    (reconnect with a fresh one), 4403 not an active worker (also when that changes
+    while connected).
+    """
+    state = websocket.app.state
+    raw, subprotocol = websocket_token(websocket, token)
+    try:
+        if raw is None:
+            raise Unauthorized()
+        uid = int(auth_service.decode_access_token(state.token_config, raw)["sub"])
+        await ping_context(state, uid)
+    except service.NotAWorker:
+        await websocket.close(code=4403)
+        return
+    except (DomainError, ValueError):
+        await websocket.close(code=4401)
+        return
+    locale = negotiate_locale(websocket.headers.get("accept-language"))
+    await websocket.accept(subprotocol=subprotocol)
+    settings: Settings = state.settings
+    live: LiveBackends = state.live
+    while True:
+        try:
+            text = await websocket.receive_text()
+        except WebSocketDisconnect:
+            return
+        try:
+            # Expiry is checked on every batch; the signature check is remembered.
+            auth_service.decode_access_token(state.token_config, raw)
+            ctx = await ping_context(state, uid)
+        except service.NotAWorker:
+            await websocket.close(code=4403)
+            return
+        except DomainError:
+            await websocket.close(code=4401)
+            return
+        try:
+            body = SocketPingsIn.model_validate_json(text)
+        except ValidationError as exc:
+            await websocket.send_text(_socket_error(exc, locale))
+            continue
+        try:
+            verdicts = await service.ingest_pings(
+                live,
+                ctx,
+                [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings],
+                body.coord_type,
+                settings,
+                now=await get_now(websocket),
+                writer=state.track_writer,
+            )
+        except Exception as exc:  # the live layer failed (Redis down...): say so, stay open
+            _log.warning("live_socket_ingest_failed", error=type(exc).__name__, detail=str(exc))
+            await websocket.send_text(_socket_unavailable(body.id, locale))
+            continue
+        await websocket.send_text(
+            json.dumps(
+                {
+                    "type": "ack",
+                    "id": body.id,
+                    "accepted": sum(v.accepted for v in verdicts),
+                    "results": [
+                        {"index": v.index, "accepted": v.accepted, "reason": v.reason}
+                        for v in verdicts
+                    ],
+                }
+            )
+        )
+
+
+def _socket_unavailable(batch_id: str | int | None, locale: str) -> str:
+    err = UpstreamUnavailable()
+    return json.dumps(
+        {
+            "type": "error",
+            "id": batch_id,
+            "code": err.code,
+            "message": translate(err.message, locale),
+            "details": None,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _socket_error(exc: ValidationError, locale: str) -> str:
+    return json.dumps(
+        {
+            "type": "error",
+            "code": "validation_error",
+            "message": translate(VALIDATION_SUMMARY, locale),
+            "details": field_errors(exc.errors(), locale),
+        },
+        ensure_ascii=False,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +39,12 @@ class PingsIn(BaseModel):
 
     coord_type: CoordType = CoordType.WGS84
     pings: list[PingItem] = Field(min_length=1, max_length=100)
+
+
+class SocketPingsIn(PingsIn):
+    """A batch over the worker's location socket; ``id`` (optional) is echoed in its ack."""
+
+    id: Annotated[str, Field(max_length=64)] | int | None = None
 
 
 class PingVerdictOut(BaseModel):

@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from api.tracking.service import TrackWriter
 
 
-async def get_track_writer(request: Request) -> TrackWriter | None:
-    """The app's ``TrackWriter`` (made in the lifespan); None writes inline."""
-    writer: TrackWriter | None = getattr(request.app.state, "track_writer", None)
+async def get_track_writer(request: Request) -> TrackWriter:
+    """The app's ``TrackWriter`` (made in the lifespan)."""
+    writer: TrackWriter = request.app.state.track_writer
     return writer
 
 
-TrackWriterDep = Annotated[TrackWriter | None, Depends(get_track_writer)]
+TrackWriterDep = Annotated[TrackWriter, Depends(get_track_writer)]

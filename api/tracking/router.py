@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
-from api.deps import CurrentUser, IdPath, SessionDep
+from api.deps import CurrentUser, IdPath, SessionDep, websocket_token
 from api.dispatch.dependencies import LiveDep
 from api.dispatch.router import ERRORS
 from api.errors import DomainError, Unauthorized
@@ -100,15 +100,6 @@ async def _events(
                 return
 
 
-def _ws_token(websocket: WebSocket, token: str | None) -> tuple[str | None, str | None]:
-    if token:
-        return token, None
-    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
-    if len(offered) >= 2 and offered[0].lower() == "bearer" and offered[1]:
-        return offered[1], offered[0]
-    return None, None
-
-
 @router.websocket("/{order_id}/track")
 async def track_ws(
     websocket: WebSocket,
@@ -120,7 +111,7 @@ async def track_ws(
     app = websocket.app
     maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     live: LiveBackends = app.state.live
-    raw, subprotocol = _ws_token(websocket, token)
+    raw, subprotocol = websocket_token(websocket, token)
     try:
         async with maker() as session:
             if raw is None:
