@@ -1,23 +1,29 @@
 """Live tracking fan-out over WebSocket: ``daojia bench stream``.
 
-Starts the API (uvicorn) on a free loopback port against a fresh SQLite database
-with ``--clients`` orders already en route (one worker and one customer each),
-opens one WebSocket subscriber per order (``/v1/orders/{id}/track``), and lets each
-order's worker post a location ping every ``--interval`` seconds (phases spread
-evenly) for ``--duration`` seconds, moving ~4 m/s toward the customer.
+Starts the API (uvicorn) on a free loopback port against a fresh database
+(``--database``: PostgreSQL when it answers, as deployed, else SQLite) with
+``--clients`` orders already en route (one worker and one customer each), opens one
+WebSocket subscriber per order (``/v1/orders/{id}/track``), and lets each order's
+worker send a location ping every ``--interval`` seconds (phases spread evenly) for
+``--duration`` seconds, moving ~4 m/s toward the customer.
 
 Measured per delivered position: client receive time minus the ping's timestamp,
 which the worker sets to the moment it sends the ping — so the latency covers the
-client's own connection wait, the HTTP request, validation, LiveState, the ETA
+client's own connection wait, the ping's transport, validation, LiveState, the ETA
 update, the broker, and the WebSocket hop. Reported: p50/p90/p99/max in ms,
 delivered/expected (expected = accepted pings: one subscriber per order).
 
-The clients run in ``--client-processes`` processes (subscribers and workers split
-evenly, phases kept global); one Python process cannot drive 5,000 sockets and a
-thousand requests a second without becoming what is measured. All processes read the
-same machine clock (``time.time()``), so no offset correction is needed. Pings go over
-a minimal keep-alive HTTP/1.1 client (``HttpConn``), subscribers use ``websockets``
-without permessage-deflate (as the mini-program's ``wx.connectSocket``).
+Workers send their pings as the worker app does while on duty, over its location
+socket ``/v1/worker/live`` (``--pings ws``, default; one ack per ping), or as one
+``POST /v1/worker/pings`` each (``--pings http``, a minimal keep-alive HTTP/1.1 client,
+``HttpConn``). The clients run in ``--client-processes`` processes (subscribers and
+workers split evenly, phases kept global) on ``benchmarks/_wsclient.py``, an
+``asyncio.Protocol`` WebSocket client without permessage-deflate (as the mini-program's
+``wx.connectSocket``): the ``websockets`` client cost ~0.3 ms of CPU per message, and a
+load generator sharing the measured machine must not become what is measured. All
+processes read the same machine clock (``time.time()``), so no offset correction is
+needed. Client CPU per ping is reported beside the server's.
+
 Live layer: in-process (one server process) unless ``--redis URL`` (unique key prefix,
 removed afterwards; then ``--server-workers`` may be > 1).
 """
@@ -55,6 +61,7 @@ from benchmarks._common import (
     pg_scratch,
     wait_healthy,
 )
+from benchmarks._wsclient import WsClient
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "bench-stream-" + "s" * 40
@@ -77,7 +84,17 @@ def _parser() -> argparse.ArgumentParser:
         "--client-processes", type=int, default=2, help="processes running the WebSocket clients"
     )
     p.add_argument(
-        "--http-connections", type=int, default=32, help="keep-alive ping connections per process"
+        "--pings",
+        choices=["ws", "http"],
+        default="ws",
+        help="how workers send pings: their location socket /v1/worker/live (as the worker"
+        " app on duty) or POST /v1/worker/pings",
+    )
+    p.add_argument(
+        "--http-connections",
+        type=int,
+        default=32,
+        help="keep-alive ping connections per process (--pings http)",
     )
     p.add_argument("--loop", default="uvloop", help="uvicorn --loop (auto, asyncio, uvloop)")
     p.add_argument("--http", default="httptools", help="uvicorn --http (auto, h11, httptools)")
@@ -249,6 +266,7 @@ class ClientPart:
     interval: float
     duration: float
     http_connections: int
+    pings: str = "ws"
 
 
 def _client_process(part: ClientPart, ready: Any, start: Any, results: Any) -> None:
@@ -263,43 +281,62 @@ def _client_process(part: ClientPart, ready: Any, start: Any, results: Any) -> N
 
 
 async def _client_run(part: ClientPart, ready: Any, start: Any) -> dict[str, Any]:
-    import websockets
-
     latencies: list[float] = []
     counts = {"sent": 0, "accepted": 0, "errors": 0, "subscribe_errors": 0}
     loop = asyncio.get_running_loop()
-
-    conns: list[Any] = []
     connecting = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+    subscribers: list[WsClient] = []
 
-    async def subscriber(order_id: int, token: str, subscribed: asyncio.Event) -> None:
-        try:
-            await subscribe(order_id, token, subscribed)
-        except Exception:  # counted and reported: a failed subscriber must not hang the run
-            counts["subscribe_errors"] += 1
-            subscribed.set()
-
-    async def subscribe(order_id: int, token: str, subscribed: asyncio.Event) -> None:
-        url = f"ws://127.0.0.1:{part.port}/v1/orders/{order_id}/track?token={token}"
+    async def subscribe(order_id: int, token: str) -> None:
         # No permessage-deflate: the mini-program's wx.connectSocket does not offer it.
-        async with contextlib.AsyncExitStack() as stack:
+        first = loop.create_future()
+
+        def on_message(text: str, now: float) -> None:
+            if not first.done():
+                first.set_result(text)  # the status snapshot: subscribed from here on
+            elif '"position"' in text:
+                latencies.append(now - float(json.loads(text)["ts"]))
+
+        try:
             async with connecting:  # a few handshakes at a time, as clients trickle in
-                ws = await stack.enter_async_context(
-                    websockets.connect(
-                        url, max_queue=None, compression=None, open_timeout=600,
-                        ping_interval=None,
-                    )
-                )  # fmt: skip
-                conns.append(ws)
-                await ws.recv()  # the status snapshot: subscribed from here on
-            subscribed.set()
-            async for raw in ws:  # ends when we close the socket after the run
-                now = time.time()  # receive time first, before any parsing
-                msg = json.loads(raw)
-                if msg.get("type") == "position":
-                    latencies.append(now - float(msg["ts"]))
+                ws = await WsClient.open(
+                    part.port, f"/v1/orders/{order_id}/track?token={token}", on_message
+                )
+                subscribers.append(ws)
+                await asyncio.wait_for(first, timeout=600)
+        except (OSError, ConnectionError, TimeoutError):
+            # Counted and reported: a failed subscriber must not hang the run.
+            counts["subscribe_errors"] += 1
 
     pool = HttpPool(part.port, part.http_connections)
+    sockets: dict[str, WsClient] = {}  # worker token -> its location socket (--pings ws)
+    acks: dict[str, asyncio.Future[str]] = {}
+
+    async def open_socket(token: str) -> None:
+        def on_ack(text: str, _now: float) -> None:
+            waiting = acks.pop(token, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(text)
+
+        def on_lost() -> None:
+            waiting = acks.pop(token, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(ConnectionError("the worker socket closed"))
+
+        async with connecting:
+            ws = await WsClient.open(part.port, f"/v1/worker/live?token={token}", on_ack)
+            ws.on_lost(on_lost)
+            sockets[token] = ws
+
+    async def send(body: str, token: str) -> int:
+        """One batch by the chosen transport; returns how many fixes were accepted."""
+        if part.pings == "ws":
+            acks[token] = waiting = loop.create_future()
+            sockets[token].send(body)
+            reply = json.loads(await asyncio.wait_for(waiting, timeout=120))
+            return int(reply.get("accepted", 0))
+        status, raw = await pool.post("/v1/worker/pings", body.encode(), token)
+        return int(json.loads(raw)["accepted"]) if status == 200 else 0
 
     async def worker(index: int, token: str, t0: float) -> None:
         phase = part.interval * index / part.total
@@ -312,33 +349,49 @@ async def _client_run(part: ClientPart, ready: Any, start: Any) -> dict[str, Any
             body = json.dumps({"pings": [{"lat": lat, "lng": ORIGIN[1], "ts": time.time()}]})
             counts["sent"] += 1
             try:
-                status, raw = await pool.post("/v1/worker/pings", body.encode(), token)
-            except (OSError, asyncio.IncompleteReadError, RuntimeError):
+                accepted = await send(body, token)
+            except (OSError, asyncio.IncompleteReadError, RuntimeError, TimeoutError):
                 counts["errors"] += 1
             else:
-                if status == 200:
-                    counts["accepted"] += int(json.loads(raw)["accepted"])
+                counts["accepted"] += accepted  # not `+= await`: that reads before waiting
             k += 1
 
-    subscribed = [asyncio.Event() for _ in part.orders]
-    subs = [
-        asyncio.create_task(subscriber(oid, ctoken, ev))
-        for (_i, oid, _w, ctoken), ev in zip(part.orders, subscribed, strict=True)
-    ]
-    waiting = asyncio.gather(*(ev.wait() for ev in subscribed))
-    await asyncio.wait_for(asyncio.shield(waiting), timeout=600)
+    await asyncio.gather(*(subscribe(oid, ctoken) for _i, oid, _w, ctoken in part.orders))
+    if part.pings == "ws":
+        await asyncio.gather(*(open_socket(w) for _i, _o, w, _c in part.orders))
     # Everything allocated so far lives to the end: keep the collector off it, so its
     # full passes over thousands of sockets do not stall receive timestamps.
     gc.collect()
     gc.freeze()
-    ready.put(len(subs))
+    ready.put(len(subscribers))
     t0 = await loop.run_in_executor(None, start.get)
+    cpu0 = time.process_time()
     await asyncio.gather(*(worker(i, w, t0) for i, _o, w, _c in part.orders))
     await asyncio.sleep(3.0)  # let the last deliveries arrive
-    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
-    await asyncio.gather(*subs, return_exceptions=True)
+    cpu = time.process_time() - cpu0
+    for ws in [*subscribers, *sockets.values()]:
+        ws.close()
+    await asyncio.wait(
+        [asyncio.ensure_future(ws.closed) for ws in [*subscribers, *sockets.values()]],
+        timeout=10,
+    )
     await pool.aclose()
-    return {"latencies": latencies, **counts}
+    return {"latencies": latencies, "client_cpu_s": cpu, **counts}
+
+
+def _get_while_alive(queue: Any, procs: list[Any], *, timeout_s: float) -> Any:
+    """The next item of ``queue``; raises as soon as a client process died without one."""
+    import queue as queue_module
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return queue.get(timeout=1.0)
+        except queue_module.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a client process failed (exit codes {dead})") from None
+    raise TimeoutError(f"no answer from the client processes in {timeout_s:.0f} s")
 
 
 def _run(
@@ -347,6 +400,7 @@ def _run(
     duration: float,
     processes: int,
     http_connections: int,
+    pings: str = "ws",
 ) -> dict[str, Any]:
     """One measured run with ``processes`` client processes; merged latencies."""
     ctx = mp.get_context("spawn")
@@ -357,20 +411,26 @@ def _run(
     procs = []
     for p in range(processes):
         part = ClientPart(
-            server.port, indexed[p::processes], len(orders), interval, duration, http_connections
+            server.port,
+            indexed[p::processes],
+            len(orders),
+            interval,
+            duration,
+            http_connections,
+            pings,
         )
         proc = ctx.Process(target=_client_process, args=(part, ready, starts[p], results))
         proc.start()
         procs.append(proc)
     try:
         for _ in procs:
-            ready.get(timeout=900)
+            _get_while_alive(ready, procs, timeout_s=900)
         # Every process's clock is this machine's clock: one start time serves all.
         t0 = time.time() + 1.0
         for q in starts:
             q.put(t0)
         cpu0 = server.cpu_s()
-        parts = [results.get(timeout=duration + 600) for _ in procs]
+        parts = [_get_while_alive(results, procs, timeout_s=duration + 600) for _ in procs]
         # The server's CPU over the pinging (and the few seconds of draining after it).
         server_cpu = server.cpu_s() - cpu0
         wall = time.time() - t0
@@ -385,7 +445,10 @@ def _run(
         return float(np.percentile(ms, q * 100)) if ms.size else float("nan")
 
     sent = sum(r["sent"] for r in parts)
+    client_cpu = sum(r["client_cpu_s"] for r in parts)
     return {
+        "client_cpu_ms_per_ping": client_cpu * 1000.0 / max(1, sent),
+        "client_cpu_cores": client_cpu / wall,
         "server_cpu_ms_per_ping": server_cpu * 1000.0 / max(1, sent),
         "server_cpu_cores": server_cpu / wall,
         "pings_sent": sent,
@@ -524,7 +587,14 @@ def main(argv: list[str]) -> int:
         processes = min(args.client_processes, args.clients)
         for _ in range(args.repeat):
             runs.append(
-                _run(server, args.interval, args.duration, processes, args.http_connections)
+                _run(
+                    server,
+                    args.interval,
+                    args.duration,
+                    processes,
+                    args.http_connections,
+                    args.pings,
+                )
             )
     best = sorted(runs, key=lambda r: r["p50_ms"])[len(runs) // 2]
     result = {
@@ -536,6 +606,7 @@ def main(argv: list[str]) -> int:
         "live": "redis" if args.redis else "memory",
         "server_workers": args.server_workers,
         "client_processes": min(args.client_processes, args.clients),
+        "pings": args.pings,
         "http_connections": args.http_connections,
         "uvicorn": {"loop": args.loop, "http": args.http, "ws": args.ws},
         "repeat": args.repeat,
@@ -550,7 +621,10 @@ def main(argv: list[str]) -> int:
         | {k: round(best[k], 1) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}
         | {"server CPU ms/ping": round(best["server_cpu_ms_per_ping"], 2)}
     ]
-    title = f"stream: {args.clients} WebSocket clients, ping every {args.interval:g} s"
+    title = (
+        f"stream: {args.clients} WebSocket clients, ping every {args.interval:g} s"
+        f" over {'the worker socket' if args.pings == 'ws' else 'HTTP'}"
+    )
     emit(result, rows, args.json, title)
     return 0
 

@@ -20,6 +20,15 @@ def test_stream_bench_tiny_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["pings_accepted"] == 9
     assert out["delivered"] == 9
     assert 0 < out["p50_ms"] <= out["p99_ms"] <= out["max_ms"]
+    assert out["pings"] == "ws"
+
+
+@pytest.mark.slow
+def test_stream_bench_over_http_too(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--clients", "2", "--interval", "1", "--duration", "2", "--pings", "http", "--json"]
+    assert stream.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["pings"], out["pings_accepted"], out["delivered"]) == ("http", 4, 4)
 
 
 def test_stream_bench_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
