@@ -33,6 +33,7 @@ from api.dispatch.router import router as worker_router
 from api.dispatch.router import socket_router as worker_socket_router
 from api.enterprise.router import router as enterprise_router
 from api.errors import install_error_handlers
+from api.heap import HeapKeeper
 from api.live import make_live
 from api.notifications.relay import run_relay
 from api.notifications.router import router as notifications_router
@@ -216,6 +217,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     tasks.start_soon(app.state.dispatcher.run)
                 if app.state.trip_listener is not None:
                     tasks.start_soon(app.state.trip_listener.run)
+                testing = settings.environment is Environment.TEST
+                if settings.gc_freeze_interval_s > 0 and not testing:
+                    keeper = HeapKeeper(
+                        freeze_every_s=settings.gc_freeze_interval_s,
+                        full_hour=settings.gc_full_collect_hour,
+                    )
+                    tasks.start_soon(keeper.run)
                 try:
                     yield
                 finally:

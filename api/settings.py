@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     share_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     #: Seconds between runs of the embedded relay/expiry loop (0 disables it).
     relay_interval_s: float = Field(default=2.0, ge=0)
+    #: Seconds between freezes of the collector's survivors (api/heap.py; 0 disables;
+    #: never under tests). Keeps full collections short with thousands of live sockets.
+    gc_freeze_interval_s: float = Field(default=5.0, ge=0)
+    #: Local hour (Asia/Shanghai) of the daily full collection of the frozen heap.
+    gc_full_collect_hour: int = Field(default=4, ge=0, le=23)
 
     # Payments: the provider used for new payments; the sandbox is the demo default.
     payment_provider: str = "sandbox"
