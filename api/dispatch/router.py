@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -51,7 +51,8 @@ from api.live import LiveBackends
 from api.orders.models import Order
 from api.settings import Settings
 from api.tracking.dependencies import TrackWriterDep
-from api.tracking.service import navigation
+from api.tracking.service import TrackWriter, navigation
+from api.tracking.trips import PingContext
 
 _log = structlog.get_logger("api.dispatch")
 
@@ -120,15 +121,7 @@ async def pings(
     writer: TrackWriterDep,
 ) -> PingsOut:
     """Each fix is accepted or flagged (out_of_range, stale, future, impossible_jump, ...)."""
-    verdicts = await service.ingest_pings(
-        live,
-        worker,
-        [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings],
-        body.coord_type,
-        settings,
-        now=now,
-        writer=writer,
-    )
+    verdicts = await _ingest(body, live, worker, settings, now, writer)
     return PingsOut(
         accepted=sum(v.accepted for v in verdicts),
         results=[
@@ -188,15 +181,8 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
             await websocket.send_text(_socket_error(exc, locale))
             continue
         try:
-            verdicts = await service.ingest_pings(
-                live,
-                ctx,
-                [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings],
-                body.coord_type,
-                settings,
-                now=await get_now(websocket),
-                writer=state.track_writer,
-            )
+            now = await get_now(websocket)
+            verdicts = await _ingest(body, live, ctx, settings, now, state.track_writer)
         except Exception as exc:  # the live layer failed (Redis down...): say so, stay open
             _log.warning("live_socket_ingest_failed", error=type(exc).__name__, detail=str(exc))
             await websocket.send_text(_socket_unavailable(body.id, locale))
@@ -214,6 +200,21 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
                 }
             )
         )
+
+
+async def _ingest(
+    body: PingsIn,
+    live: LiveBackends,
+    ctx: PingContext,
+    settings: Settings,
+    now: datetime,
+    writer: TrackWriter,
+) -> list[service.PingVerdict]:
+    """``service.ingest_pings`` of a batch as both transports receive it."""
+    pings = [service.PingIn(p.lat, p.lng, p.ts, p.accuracy_m) for p in body.pings]
+    return await service.ingest_pings(
+        live, ctx, pings, body.coord_type, settings, now=now, writer=writer
+    )
 
 
 def _socket_unavailable(batch_id: str | int | None, locale: str) -> str:
