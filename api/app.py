@@ -27,6 +27,7 @@ from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
 from api.catalog.service import AreaLookup
 from api.db import is_sqlite, make_engine, make_sessionmaker, utcnow
+from api.deps import add_json_model_schemas
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.router import customer_router as service_code_router
 from api.dispatch.router import router as worker_router
@@ -317,6 +318,7 @@ def _keep_openapi_order(app: FastAPI, routers: list[APIRouter]) -> None:
 
     def openapi() -> dict[str, Any]:
         schema = build()
+        add_json_model_schemas(schema)
         paths = schema.get("paths")
         if paths:
             schema["paths"] = dict(

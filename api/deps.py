@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 from fastapi import Depends, Path, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import service as auth_service
@@ -138,6 +140,57 @@ async def require_json_body(request: Request) -> None:
 
 
 JsonBody = Depends(require_json_body)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Models read by ``json_model``: their schemas join the OpenAPI components (api.app).
+JSON_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def json_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that reads the request body as ``model`` in one pass.
+
+    For the hottest bodies. FastAPI parses a body with ``json.loads`` and then validates
+    the Python objects; pydantic-core's ``model_validate_json`` parses and validates in
+    one pass in Rust, which for a 100-fix ping batch is most of the request's CPU.
+    Errors stay FastAPI's: a ``RequestValidationError`` located under ``body``
+    (malformed JSON is ``json_invalid``, a 400; an empty body is a missing one, a 422).
+    Document the body with ``openapi_extra=json_model_openapi(model)``.
+    """
+
+    async def read(request: Request) -> M:
+        raw = await request.body()
+        if not raw:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in errors]
+            ) from None
+
+    return read
+
+
+def json_model_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose body ``json_model(model)`` reads."""
+    JSON_MODELS[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def add_json_model_schemas(schema: dict[str, Any]) -> None:
+    """Put the schemas of ``JSON_MODELS`` (and what they refer to) into ``schema``'s components."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in JSON_MODELS.items():
+        own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for sub, definition in own.pop("$defs", {}).items():
+            components.setdefault(sub, definition)
+        components.setdefault(name, own)
+
 
 #: A database id in a path: bounded so absurd numbers are a 422, not a driver overflow.
 IdPath = Annotated[int, Path(ge=1, le=2**53 - 1, description="id")]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -173,6 +173,20 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 # ------------------------------------------------------------------ presence and pings
 
 
+class PingLike(Protocol):
+    """One location ping as sent by the worker app (in ``coord_type``): ``PingIn``, or the
+    API's validated ``PingItem`` as it is."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lng(self) -> float: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def accuracy_m(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class PingIn:
     """One location ping as sent by the worker app (in ``coord_type``)."""
@@ -288,7 +302,7 @@ def _all_plausible(
 async def ingest_pings(
     live: LiveBackends,
     ctx: PingContext,
-    pings: Sequence[PingIn],
+    pings: Sequence[PingLike],
     coord_type: CoordType,
     settings: Settings,
     *,

@@ -89,6 +89,46 @@ def test_pings_are_validated_one_by_one(client: TestClient, world: World, clock:
     assert resp.status_code == 422
 
 
+def test_a_bad_ping_batch_is_a_clear_4xx(client: TestClient, world: World) -> None:
+    _, acc = world.workers_a[0]
+    ts = 1_800_000_000.0
+    resp = client.post(
+        "/v1/worker/pings",
+        json={"pings": [{"lat": 31.2, "lng": 121.4, "ts": ts}, {"lat": "x", "lng": 121.4}]},
+        headers={**acc.headers, "Accept-Language": "en"},
+    )
+    assert resp.status_code == 422
+    details = resp.json()["details"]
+    assert {tuple(d["loc"]) for d in details} == {
+        ("body", "pings", "1", "lat"),
+        ("body", "pings", "1", "ts"),
+    }
+    assert all(d["message"] for d in details)
+    too_many = [{"lat": 31.2, "lng": 121.4, "ts": ts}] * 101
+    resp = client.post("/v1/worker/pings", json={"pings": too_many}, headers=acc.headers)
+    assert resp.status_code == 422
+    assert [d["loc"] for d in resp.json()["details"]] == [["body", "pings"]]
+    json_headers = {**acc.headers, "Content-Type": "application/json"}
+    resp = client.post("/v1/worker/pings", content=b'{"pings": [', headers=json_headers)
+    assert (resp.status_code, resp.json()["code"]) == (400, "malformed_json")
+    resp = client.post("/v1/worker/pings", content=b"", headers=json_headers)
+    assert (resp.status_code, resp.json()["code"]) == (422, "validation_error")
+    resp = client.post("/v1/worker/pings", content=b"lat=1", headers=acc.headers)
+    assert resp.status_code == 415
+
+
+def test_the_ping_batch_is_documented(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v1/worker/pings"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    components = schema["components"]["schemas"]
+    pings_in = components[ref.rsplit("/", 1)[1]]
+    item_ref = pings_in["properties"]["pings"]["items"]["$ref"]
+    assert set(components[item_ref.rsplit("/", 1)[1]]["properties"]) >= {"lat", "lng", "ts"}
+    ok = schema["paths"]["/v1/worker/pings"]["post"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/PingsOut")
+
+
 def test_going_online_needs_a_position(client: TestClient, world: World, clock: Clock) -> None:
     _, acc = world.workers_a[1]
     resp = client.post("/v1/worker/presence", json={"online": True}, headers=acc.headers)
