@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+import pydantic_core
 import redis.asyncio as redis_asyncio
 import structlog
 from redis.exceptions import ResponseError
@@ -77,7 +77,9 @@ def encode_message(message: bytes | Mapping[str, Any]) -> bytes:
     if isinstance(message, bytes | bytearray | memoryview):
         return bytes(message)
     if isinstance(message, Mapping):
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        # pydantic-core's encoder: compact UTF-8 like json.dumps(separators=(",", ":"),
+        # ensure_ascii=False) at a fraction of the CPU, and NaN/inf as null (valid JSON).
+        return pydantic_core.to_json(dict(message))
     raise TypeError(f"message must be bytes or a mapping, got {type(message).__name__}")
 
 
@@ -98,7 +100,7 @@ class Message:
 
     @functools.cached_property
     def _decoded(self) -> Any:
-        return json.loads(self.data)
+        return pydantic_core.from_json(self.data)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Delivery:
 
     def json(self) -> Any:
         """The payload decoded as JSON (what a dict ``enqueue`` sent)."""
-        return json.loads(self.data)
+        return pydantic_core.from_json(self.data)
 
 
 @runtime_checkable

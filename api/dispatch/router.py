@@ -7,9 +7,10 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import pydantic_core
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import service as auth_service
@@ -129,7 +130,7 @@ async def pings(
     request: Request,
     body: Annotated[PingsIn, Depends(json_model(PingsIn))],
     worker: PingingWorkerDep,
-) -> JSONResponse:
+) -> Response:
     """Each fix is accepted or flagged (out_of_range, stale, future, impossible_jump, ...)."""
     # The hottest request of the platform: the app's live layer, settings and track
     # writer are read off its state, not as four more dependencies for FastAPI to solve
@@ -137,7 +138,7 @@ async def pings(
     state = request.app.state
     now = await get_now(request)
     verdicts = await _ingest(body, state.live, worker, state.settings, now, state.track_writer)
-    return JSONResponse(_verdicts_out(verdicts))
+    return Response(pydantic_core.to_json(_verdicts_out(verdicts)), media_type="application/json")
 
 
 @socket_router.websocket("/live")
@@ -197,9 +198,8 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
             _log.warning("live_socket_ingest_failed", error=type(exc).__name__, detail=str(exc))
             await websocket.send_text(_socket_unavailable(body.id, locale))
             continue
-        await websocket.send_text(
-            json.dumps({"type": "ack", "id": body.id, **_verdicts_out(verdicts)})
-        )
+        ack = {"type": "ack", "id": body.id, **_verdicts_out(verdicts)}
+        await websocket.send_text(pydantic_core.to_json(ack).decode())
 
 
 async def _ingest(

@@ -14,10 +14,10 @@ WebSocket close codes: 4401 bad token, 4403 not allowed, 4410 order not active.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import pydantic_core
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
@@ -55,7 +55,7 @@ async def _still_active(maker: async_sessionmaker[AsyncSession], order_id: int) 
 
 
 def _text(message: dict[str, Any], coord_type: CoordType) -> str:
-    return json.dumps(service.for_client(message, coord_type), ensure_ascii=False)
+    return pydantic_core.to_json(service.for_client(message, coord_type)).decode()
 
 
 async def _events(
