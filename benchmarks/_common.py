@@ -84,8 +84,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def emit(result: dict[str, Any], rows: Sequence[dict[str, Any]] | None, as_json: bool,
-         title: str) -> None:
+def emit(
+    result: dict[str, Any], rows: Sequence[dict[str, Any]] | None, as_json: bool, title: str
+) -> None:
     """Print one JSON object (``--json``) or a readable rich table of ``rows``."""
     if as_json:
         json.dump(result, sys.stdout, default=_jsonable)

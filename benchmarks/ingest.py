@@ -18,12 +18,15 @@ ping and the cell member sets equal the positions' cells.
 
 Through the API (``api`` in each backend's section, unless ``--no-api``): the same
 backend behind the real worker endpoint ``POST /v1/worker/pings`` — uvicorn (one
-process) on a fresh SQLite database with ``--api-workers`` workers, each request one
+process) on a fresh database (``--database``) with ``--api-workers`` workers, each request one
 worker's batch of ``--api-batch`` fixes (JSON, bearer token, validation, GCJ/WGS
 checks, LiveState, tracking lookup), ``--api-concurrency`` requests in flight from a
 lean keep-alive client (``benchmarks.stream.HttpConn``; ``http_sink`` is the ``Sink``).
 Baseline on the same server in the same run: one ping per request. ``all_accepted``
-says every fix was accepted (none flagged stale, out of order or a jump).
+says every fix was accepted (none flagged stale, out of order or a jump). Beside the
+wall rate, the server process's CPU per fix (``server_cpu_us_per_ping``) and its
+inverse ``pings_per_server_cpu_s``: what one API process sustains on a core of its own
+(the wall rate shares this machine's cores with Redis and the load generator).
 
 ``ours_concurrent`` repeats ``ours`` with ``--concurrency`` batches in flight, as a
 server handling several worker-app requests at once would.
@@ -194,8 +197,10 @@ def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         tokens = [token for _order, token, _customer in server.seeded]
         epoch = time.time() - 1.0
 
-        def measure(count: int, batch: int) -> tuple[Timing, list[float], int]:
+        def measure(count: int, batch: int) -> tuple[Timing, list[float], int, float]:
+            """Timing, request latencies, fixes accepted, server CPU seconds per fix."""
             runs, lat_s, accepted = [], [], 0
+            cpu0 = server.cpu_s()
             for _ in range(args.repeat):
                 wall, got, lat = asyncio.run(
                     _api_ingest(port, tokens, count, batch, args.api_concurrency, epoch)
@@ -203,20 +208,25 @@ def run_api(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 runs.append(wall)
                 lat_s.extend(lat)
                 accepted += got
-            return Timing(tuple(runs)), lat_s, accepted
+            cpu_per_fix = (server.cpu_s() - cpu0) / (count * args.repeat)
+            return Timing(tuple(runs)), lat_s, accepted, cpu_per_fix
 
-        ours, ours_lat, ours_accepted = measure(n, args.api_batch)
-        base, base_lat, base_accepted = measure(base_n, 1)
+        ours, ours_lat, ours_accepted, ours_cpu = measure(n, args.api_batch)
+        base, base_lat, base_accepted, base_cpu = measure(base_n, 1)
     ours_rate, base_rate = n / ours.median, base_n / base.median
     return {
         "batched": {
             **ours.as_dict(), "pings_per_s": ours_rate,
             "requests_per_s": ours_rate / args.api_batch, **_percentiles(ours_lat),
             "sent": n * args.repeat, "accepted": ours_accepted,
+            "server_cpu_us_per_ping": ours_cpu * 1e6,
+            "pings_per_server_cpu_s": 1.0 / ours_cpu if ours_cpu > 0 else None,
         },
         "per_call": {
             **base.as_dict(), "pings_per_s": base_rate, "measured_pings": base_n,
             **_percentiles(base_lat), "sent": base_n * args.repeat, "accepted": base_accepted,
+            "server_cpu_us_per_ping": base_cpu * 1e6,
+            "pings_per_server_cpu_s": 1.0 / base_cpu if base_cpu > 0 else None,
         },
         "speedup": ours_rate / base_rate,
         "batch": args.api_batch,
