@@ -437,6 +437,17 @@ async def test_scripts_are_loaded_again_after_redis_forgot_them(
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         await run_pipeline(redis_client, broken, {"x": source})
 
+    # A lone command goes without a pipeline, and is loaded and sent again the same way.
+    lone = f"-- {prefix} lone\nreturn redis.call('INCRBY', KEYS[1], 10)"
+    lone_sha = hashlib.sha1(lone.encode()).hexdigest()
+
+    def one(pipe: Any) -> None:
+        pipe.evalsha(lone_sha, 1, key)
+
+    assert await run_pipeline(redis_client, one, {"y": lone}) == [15]
+    assert await run_pipeline(redis_client, one, {"y": lone}) == [25]
+    assert int(await redis_client.get(key)) == 25
+
 
 async def test_make_live_shares_a_client_without_closing_it(redis_client: Any, prefix: str) -> None:
     if redis_client is None:
