@@ -28,7 +28,7 @@ wall rate, the server process's CPU per fix (``server_cpu_us_per_ping``) and its
 inverse ``pings_per_server_cpu_s``: what one API process sustains on a core of its own
 (the wall rate shares this machine's cores with Redis and the load generator).
 
-``ours_concurrent`` repeats ``ours`` with ``--concurrency`` batches in flight, as a
+``ours_concurrent`` repeats ``ours`` with ``--concurrency`` (default 4) batches in flight, as a
 server handling several worker-app requests at once would.
 
 Usage: daojia bench ingest [--pings N] [--batch B] [--workers W] [--backend memory|redis|all]
@@ -421,7 +421,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         type=_positive,
-        default=1,
+        default=4,
         help="batches in flight for an extra ours_concurrent case (1: no such case)",
     )
     parser.add_argument(
