@@ -347,7 +347,7 @@ async def ingest_pings(
     # Time order (ties by index); each fix is checked against the previous good one.
     rows = rows[np.lexsort((rows, ts[rows]))]
     worker_id = ctx.worker_id
-    prev = await live.state.get_positions([worker_id])
+    prev = await live.positions.get_positions([worker_id])
     kept = _plausible_track(
         (float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0])) if prev.found[0] else None,
         lat[rows],
@@ -367,7 +367,7 @@ async def ingest_pings(
             accuracy_m=acc[good_rows],
             states=np.full(good_rows.size, KEEP_STATE, dtype=np.uint8),
         )
-        result = await live.state.update_positions(batch)
+        result = await live.positions.update_positions(batch)
         # Only the newest ping of a batch becomes the position (the others are superseded,
         # which is fine); if even that one lost, a newer fix arrived through another process.
         newest = int(good_rows[-1])

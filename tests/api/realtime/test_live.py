@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from api.live import (
     KEEP_STATE,
+    Coalescer,
     InvalidPing,
     LiveState,
     MemoryLiveState,
@@ -457,3 +458,112 @@ async def test_make_live_shares_a_client_without_closing_it(redis_client: Any, p
     assert backends.state.client is redis_client
     await backends.aclose()
     assert await redis_client.ping()  # the app's lifespan still owns and closes it
+
+
+# --------------------------------------------------------------------------- coalescing
+
+
+class CountingState:
+    """A live state that counts the calls reaching it (and can fail them)."""
+
+    def __init__(self, inner: LiveState) -> None:
+        self.inner = inner
+        self.reads: list[int] = []
+        self.writes: list[int] = []
+        self.fail: Exception | None = None
+
+    async def get_positions(self, worker_ids: Any) -> Any:
+        self.reads.append(len(worker_ids))
+        return await self.inner.get_positions(worker_ids)
+
+    async def update_positions(self, batch: PingBatch) -> Any:
+        self.writes.append(len(batch))
+        if self.fail is not None:
+            raise self.fail
+        return await self.inner.update_positions(batch)
+
+
+async def test_concurrent_pings_share_one_call_of_each_kind(live: LiveState) -> None:
+    counting = CountingState(live)
+    merged = Coalescer(counting)  # type: ignore[arg-type]
+    spots = [(SHANGHAI[0] + 0.01 * i, SHANGHAI[1], 100.0 + i) for i in range(10)]
+    # Alone, a call goes out at once and as it is.
+    lone = await merged.update_positions(ping(100, *spots[0]))
+    assert lone.applied.tolist() == [True]
+    assert counting.writes == [1]
+    results = await asyncio.gather(
+        *(merged.update_positions(ping(100 + i, *spot)) for i, spot in enumerate(spots[1:], 1))
+    )
+    assert [r.applied.tolist() for r in results] == [[True]] * 9
+    assert [(r.stale, r.superseded) for r in results] == [(0, 0)] * 9
+    assert counting.writes == [1, 9]  # nine requests, one batch
+    got = await asyncio.gather(*(merged.get_positions([100 + i, 999]) for i in range(10)))
+    assert counting.reads == [20]
+    for i, pos in enumerate(got):
+        assert pos.worker_ids.tolist() == [100 + i, 999]
+        assert pos.found.tolist() == [True, False]
+        assert (float(pos.lat[0]), float(pos.ts[0])) == (spots[i][0], spots[i][2])
+    # Straight from the state: the merged writes stored every worker's fix.
+    direct = await live.get_positions([100 + i for i in range(10)])
+    assert direct.lat.tolist() == [s[0] for s in spots]
+
+
+async def test_a_merged_write_keeps_the_newest_fix_of_a_worker(live: LiveState) -> None:
+    counting = CountingState(live)
+    merged = Coalescer(counting)  # type: ignore[arg-type]
+    await merged.update_positions(ping(7, *SHANGHAI, ts=10.0))
+    newer, older, other = await asyncio.gather(
+        merged.update_positions(ping(7, *HANGZHOU, ts=30.0)),
+        merged.update_positions(ping(7, *BEIJING, ts=20.0)),
+        merged.update_positions(ping(8, *BEIJING, ts=5.0)),
+    )
+    assert counting.writes == [1, 3]
+    assert (newer.applied.tolist(), newer.stale, newer.superseded) == ([True], 0, 0)
+    assert (older.applied.tolist(), older.stale, older.superseded) == ([False], 0, 1)
+    assert other.applied.tolist() == [True]
+    stale = await merged.update_positions(ping(7, *SHANGHAI, ts=25.0))
+    assert (stale.applied.tolist(), stale.stale, stale.superseded) == ([False], 1, 0)
+    pos = await live.get_positions([7])
+    assert (float(pos.lat[0]), float(pos.ts[0])) == (HANGZHOU[0], 30.0)
+
+
+async def test_a_failed_merged_call_fails_every_caller_and_the_next_one_runs(
+    live: LiveState,
+) -> None:
+    counting = CountingState(live)
+    merged = Coalescer(counting)  # type: ignore[arg-type]
+    counting.fail = ConnectionError("redis went away")
+    results = await asyncio.gather(
+        *(merged.update_positions(ping(i, *SHANGHAI, ts=10.0)) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [ConnectionError] * 3
+    counting.fail = None
+    assert (await merged.update_positions(ping(1, *SHANGHAI, ts=11.0))).applied.tolist() == [True]
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_answers(live: LiveState) -> None:
+    merged = Coalescer(live)
+    await merged.update_positions(ping(1, *SHANGHAI, ts=10.0))
+    first = asyncio.ensure_future(merged.get_positions([1]))
+    await asyncio.sleep(0)  # its call is in flight
+    gone = asyncio.ensure_future(merged.get_positions([1]))
+    kept = asyncio.ensure_future(merged.get_positions([1]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert bool((await first).found[0])
+    assert bool((await kept).found[0])
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+
+
+def test_the_ping_path_merges_only_on_redis() -> None:
+    memory = make_live(None)
+    assert memory.coalescer is None
+    assert memory.positions is memory.state
+    if redis_reachable():
+        on_redis = make_live(REDIS_URL, prefix="djtest:coalesce:")
+        assert isinstance(on_redis.coalescer, Coalescer)
+        assert on_redis.positions is on_redis.coalescer
+        assert on_redis.coalescer.state is on_redis.state
+        asyncio.run(on_redis.aclose())
