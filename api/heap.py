@@ -13,12 +13,12 @@ such objects a few seconds (each connection's wait for its next message: corouti
 futures, timers — ~40 objects per message). At 1,000 location pings/s a 5 s tick
 walked ~200k of them in one 150–250 ms pause, the tail of every live ETA; a 0.25 s
 tick walks the same objects in twenty ~10 ms pauses (``daojia bench stream``: p99
-200 ms → 18 ms at 5,000 subscribers). Objects that die later are still freed by reference
-counting; only garbage *cycles* among frozen objects (those alive at a tick: measured
-~100 objects a minute under that load) wait — for the daily full
-collection at ``full_hour`` (local time, when a 家政 platform is quietest), which
-unfreezes, collects everything once, and freezes again. Collector pauses over
-``slow_pause_s`` are logged either way.
+200 ms → 18 ms at 5,000 subscribers). Objects that die later are still freed by
+reference counting; only garbage *cycles* among frozen objects (those alive at a tick:
+~100 objects a minute under that load) wait — for the daily full collection at
+``full_hour`` (local time, when a 家政 platform is quietest), which unfreezes, collects
+everything once, and freezes again. Collector pauses over ``slow_pause_s`` are logged
+either way.
 """
 
 from __future__ import annotations

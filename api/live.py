@@ -44,7 +44,7 @@ import enum
 import hashlib
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Generic, Protocol, Self, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
@@ -689,15 +689,13 @@ async def run_pipeline(
         try:
             return [await client.execute_command(*args, **options)]  # type: ignore[no-untyped-call]
         except NoScriptError:
-            for source in scripts.values():
-                await client.script_load(source)
+            await _load_scripts(client, scripts)
             return [await client.execute_command(*args, **options)]  # type: ignore[no-untyped-call]
     async with pipe:
         replies = list(await pipe.execute(raise_on_error=False))
     refused = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
     if refused:
-        for source in scripts.values():
-            await client.script_load(source)
+        await _load_scripts(client, scripts)
         async with client.pipeline(transaction=False) as pipe:
             for i in refused:
                 args, options = stack[i]
@@ -708,6 +706,12 @@ async def run_pipeline(
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+async def _load_scripts(client: redis_asyncio.Redis, scripts: Mapping[str, str]) -> None:
+    """Load ``scripts`` into a Redis that forgot them (a restart)."""
+    for source in scripts.values():
+        await client.script_load(source)
 
 
 def group_rows(keys: NDArray[Any]) -> list[tuple[int, NDArray[np.intp]]]:
@@ -1132,30 +1136,15 @@ class Coalescer:
         out, start = [], 0
         for ids in asks:
             end = start + ids.size
-            out.append(
-                Positions(
-                    worker_ids=got.worker_ids[start:end],
-                    found=got.found[start:end],
-                    lat=got.lat[start:end],
-                    lng=got.lng[start:end],
-                    ts=got.ts[start:end],
-                    accuracy_m=got.accuracy_m[start:end],
-                    states=got.states[start:end],
-                    cells=got.cells[start:end],
-                )
-            )
+            out.append(Positions(**{f.name: getattr(got, f.name)[start:end] for f in fields(got)}))
             start = end
         return out
 
     async def _write(self, batches: list[PingBatch]) -> list[UpdateResult]:
         if len(batches) == 1:
             return [await self.state.update_positions(batches[0])]
-        merged = PingBatch(
-            *(
-                np.concatenate([getattr(b, name) for b in batches])
-                for name in ("worker_ids", "lat", "lng", "ts", "accuracy_m", "states")
-            )
-        )
+        columns = {f.name: [getattr(b, f.name) for b in batches] for f in fields(PingBatch)}
+        merged = PingBatch(**{name: np.concatenate(parts) for name, parts in columns.items()})
         result = await self.state.update_positions(merged)
         newest = np.zeros(len(merged), dtype=bool)
         newest[latest_per_worker(merged)] = True

@@ -174,8 +174,8 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 
 class PingLike(Protocol):
-    """One location ping as sent by the worker app (in ``coord_type``): ``PingIn``, or the
-    API's validated ``PingItem`` as it is."""
+    """One location ping as sent by the worker app (in ``coord_type``); the API's
+    validated ``PingItem`` is one, taken as it is."""
 
     @property
     def lat(self) -> float: ...
@@ -185,16 +185,6 @@ class PingLike(Protocol):
     def ts(self) -> float: ...
     @property
     def accuracy_m(self) -> float | None: ...
-
-
-@dataclass(frozen=True)
-class PingIn:
-    """One location ping as sent by the worker app (in ``coord_type``)."""
-
-    lat: float
-    lng: float
-    ts: float
-    accuracy_m: float | None = None
 
 
 @dataclass(frozen=True)
