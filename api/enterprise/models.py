@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, BigIntPK, TimestampMixin
@@ -44,3 +45,42 @@ class Worker(TimestampMixin, Base):
     home_lng: Mapped[float] = mapped_column(Float)
     home_cell: Mapped[int] = mapped_column(BigInteger, index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: A code of dispatch.model.TRANSPORT_MODES.
+    transport_mode: Mapped[str] = mapped_column(String(16), default="ebike", server_default="ebike")
+    # Same shape as shifts; each break lies inside one shift of its weekday.
+    breaks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    #: Stored reputation score in [0, 1]; NULL = no reviews yet (written by the reviews work).
+    reputation: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class WorkerScheduleRequest(TimestampMixin, Base):
+    """A worker's proposed weekly shifts and breaks, waiting for staff to approve or reject.
+
+    ``status`` is a ``api.enterprise.profiles.RequestStatus``; at most one request per
+    worker is pending (partial unique index). Approval replaces the worker's schedule.
+    """
+
+    __tablename__ = "worker_schedule_requests"
+    __table_args__ = (
+        Index("ix_worker_schedule_requests_enterprise_status", "enterprise_id", "status"),
+        Index(
+            "uq_worker_schedule_requests_pending",
+            "worker_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    shifts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    breaks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[str] = mapped_column(String(12))
+    decided_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_note: Mapped[str | None] = mapped_column(String(200), default=None)
