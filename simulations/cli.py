@@ -1,6 +1,6 @@
 """``daojia simulate ...``: run a scenario, replay a recorded day, sweep capacity on Ray.
 
-Mounted by api/cli.py as ``app.add_typer(simulations.cli.app, name="simulate")``.
+Mounted by daojia/cli.py as the ``simulate`` command, which loads this app when run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from simulations.city import ScenarioError, fit_demand, generate, load_scenario,
 from simulations.engine import Policy, policy_with, simulate
 from simulations.kpi import kpi_table, summary, write_table
 
-app = typer.Typer(help="Simulate city days through the production dispatch code.")
+app = typer.Typer(
+    help="Simulate city days through the production dispatch code.", add_completion=False
+)
 console = Console()
 
 

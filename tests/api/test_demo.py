@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from api import demo
-from api.cli import app
+from daojia.cli import app
 from geo.cells import latlng_to_cells
 from geo.coords import to_wgs84
 from geo.eta import PingRejection
@@ -108,7 +108,7 @@ def test_make_demo_serves_the_seeded_city_on_the_embedded_default(tmp_path: Path
         DAOJIA_LOG_LEVEL="WARNING",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo", "--port", str(port)],
+        [sys.executable, "-m", "daojia", "demo", "--port", str(port)],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
 from benchmarks._common import Timing, emit, machine, peak_rss_mb, timed
+from daojia.cli import app
 
 
 def test_timed_repeats_and_reports_order_statistics() -> None:

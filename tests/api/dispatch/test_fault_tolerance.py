@@ -155,7 +155,7 @@ def dispatchers(
             log_path = tmp / f"{owner}.log"
             with log_path.open("wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "api.cli", "dispatcher", "--owner", owner,
+                    [sys.executable, "-m", "daojia", "dispatcher", "--owner", owner,
                      "--tick-s", str(TICK_S)],
                     env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                 )  # fmt: skip

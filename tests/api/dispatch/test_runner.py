@@ -134,7 +134,7 @@ def test_without_redis_a_step_drops_every_lease_and_the_process_stays_up(db: str
 def test_the_dispatcher_command_needs_redis(monkeypatch: Any) -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from daojia.cli import app
 
     monkeypatch.delenv("DAOJIA_REDIS_URL", raising=False)
     result = CliRunner().invoke(app, ["dispatcher"])

@@ -84,7 +84,7 @@ def server_env(database_url: str, tmp: Path, port: int, **extra: str) -> dict[st
 def seed(env: dict[str, str]) -> None:
     """``daojia seed demo`` (migrates first) as its own process."""
     subprocess.run(
-        [sys.executable, "-m", "api.cli", "seed", "demo"],
+        [sys.executable, "-m", "daojia", "seed", "demo"],
         env=env,
         cwd=REPO,
         check=True,

@@ -11,11 +11,11 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from api.auth.service import make_password_hasher
-from api.cli import app as cli
 from api.db import make_engine, make_sessionmaker
 from api.enterprise.models import Worker
 from api.models import Base
 from api.seed import ENTERPRISES, SeedReport, seed_demo
+from daojia.cli import app as cli
 
 
 async def _seed_twice_and_snapshot(url: str) -> tuple[SeedReport, SeedReport, Any, Any, dict]:

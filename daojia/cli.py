@@ -1,25 +1,66 @@
-"""The `daojia` command: demo, bench, serve, dispatcher, simulate, db, seed."""
+"""The `daojia` command: demo, bench, serve, dispatcher, simulate, db, seed.
+
+Nothing heavy is imported here: each command imports the simulator, the benchmarks or the
+API inside its body, so `daojia --help` costs the import of typer and nothing else. Groups
+that live elsewhere (`simulate`) are mounted as thin commands that load their typer app
+when run and hand it the rest of the command line. The top-level help is plain click
+text (`rich_markup_mode=None`): typer's rich help alone imports ~0.5 s of rich and
+markdown modules.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-app = typer.Typer(help="daojia home-services platform", no_args_is_help=True)
-console = Console()
+if TYPE_CHECKING:
+    from rich.console import Console
 
-
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
+app = typer.Typer(help="daojia home-services platform", no_args_is_help=True, rich_markup_mode=None)
+db_app = typer.Typer(
+    help="database schema (Alembic migrations)", no_args_is_help=True, rich_markup_mode=None
 )
+seed_app = typer.Typer(help="load data", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(db_app, name="db")
+app.add_typer(seed_app, name="seed")
+
+# A forwarding command: every argument and option, --help included, goes to the group it loads.
+_FORWARD: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _console() -> Console:
+    """A rich console on the current stdout (imported only by commands that print)."""
+    from rich.console import Console
+
+    return Console()
+
+
+def _run_group(ctx: typer.Context, group: typer.Typer) -> None:
+    """Run the typer app `group` on the rest of the command line, as a subcommand of ctx."""
+    command = typer.main.get_command(group)
+    assert ctx.info_name is not None
+    with command.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent) as sub_ctx:
+        command.invoke(sub_ctx)
+
+
+@app.command(context_settings=_FORWARD, add_help_option=False)
+def simulate(ctx: typer.Context) -> None:
+    """Simulate a city day, replay, sweep (`daojia simulate --help`)."""
+    from simulations.cli import app as simulate_app
+
+    _run_group(ctx, simulate_app)
+
+
+@app.command(context_settings=_FORWARD, add_help_option=False)
 def bench(ctx: typer.Context, name: str = typer.Argument("list", help="benchmark name")) -> None:
     """Run benchmark NAME (module benchmarks/NAME.py); `daojia bench list` lists them."""
+    import importlib
+    import pkgutil
+
     import benchmarks
 
+    console = _console()
     names = sorted(
         m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_")
     )
@@ -32,21 +73,6 @@ def bench(ctx: typer.Context, name: str = typer.Argument("list", help="benchmark
         raise typer.Exit(2)
     module = importlib.import_module(f"benchmarks.{name}")
     raise typer.Exit(module.main(list(ctx.args)))
-
-
-db_app = typer.Typer(help="database schema (Alembic migrations)", no_args_is_help=True)
-seed_app = typer.Typer(help="load data", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(seed_app, name="seed")
-
-
-def _mount_simulate() -> None:
-    from simulations.cli import app as simulate_app
-
-    app.add_typer(simulate_app, name="simulate", help="simulate a city day, replay, sweep")
-
-
-_mount_simulate()
 
 
 @app.command()
@@ -67,6 +93,7 @@ def serve(
         os.environ.setdefault("DAOJIA_PAYMENT_PROVIDER", "sandbox")
         os.environ.setdefault("DAOJIA_PUBLIC_BASE_URL", f"http://{host}:{port}")
         seed_demo(seed=7, database_url="")
+        console = _console()
         console.print(f"daojia demo: [bold]http://{host}:{port}[/bold]  (API docs at /docs)")
         console.print("  sign in as customer 13300000000 / Customer-demo-2026 (sandbox payments)")
 
@@ -104,7 +131,9 @@ def dispatcher(
     settings = Settings()
     configure_logging(json_logs=settings.log_json, level=settings.log_level)
     if not settings.redis_url:
-        console.print("[red]daojia dispatcher needs DAOJIA_REDIS_URL[/red] (leases live in Redis)")
+        _console().print(
+            "[red]daojia dispatcher needs DAOJIA_REDIS_URL[/red] (leases live in Redis)"
+        )
         raise typer.Exit(2)
     anyio.run(
         functools.partial(
@@ -130,7 +159,7 @@ def db_upgrade(
     if url.startswith("sqlite"):
         Settings().var_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(url, revision)
-    console.print(
+    _console().print(
         f"database at [bold]{migrate.head_revision() if revision == 'head' else revision}[/bold]"
     )
 
@@ -145,7 +174,7 @@ def db_downgrade(
     from api.settings import Settings
 
     migrate.downgrade(database_url or Settings().effective_database_url, revision)
-    console.print(f"database at [bold]{revision}[/bold]")
+    _console().print(f"database at [bold]{revision}[/bold]")
 
 
 @seed_app.command("demo")
@@ -163,6 +192,7 @@ def seed_demo(
     from api.seed import seed_demo as run_seed
     from api.settings import Environment, Settings
 
+    console = _console()
     settings = Settings()
     if settings.environment is Environment.PRODUCTION:
         console.print("[red]refusing to load demo accounts into a production database[/red]")
@@ -198,7 +228,7 @@ def demo(
     """The demo on the embedded default: a geo walkthrough, then the API with demo data."""
     from api.demo import run_demo
 
-    run_demo(console)
+    run_demo(_console())
     if not walkthrough_only:
         serve(host=host, port=port, workers=1, demo=True)
 

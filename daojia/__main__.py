@@ -1,0 +1,5 @@
+"""``python -m daojia``: the same as the ``daojia`` console script."""
+
+from daojia.cli import main
+
+main()
