@@ -544,9 +544,9 @@ def test_seconds_equals_hour_stepping_reference(seed: int) -> None:
 def test_matrix_with_per_pair_times_and_modes_equals_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import geo.travel as travel
+    import geo.travel.model as travel_model
 
-    monkeypatch.setattr(travel, "_BLOCK_ELEMENTS", 7)  # several row blocks, a ragged last one
+    monkeypatch.setattr(travel_model, "_BLOCK_ELEMENTS", 7)  # several row blocks, a ragged last one
     model = odd_model(5)
     rng = np.random.default_rng(5)
     n, m = 9, 4
@@ -571,10 +571,10 @@ def test_matrix_with_per_pair_times_and_modes_equals_reference(
 
 
 def test_extreme_speed_profile_takes_the_corrected_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    import geo.travel as travel
+    import geo.travel.kernels as kernels
 
     # Few wide distance cells: the final-hour lookup is off by several hours and must settle.
-    monkeypatch.setattr(travel, "_MAX_CELLS", 3)
+    monkeypatch.setattr(kernels, "_MAX_CELLS", 3)
     profile = tuple(0.05 if h % 5 == 0 else 30.0 for h in range(24))
     model = HaversineTravelModel(speed_mps=dict.fromkeys(TransportMode, profile), overhead_s=5.0)
     rng = np.random.default_rng(6)
