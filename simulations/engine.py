@@ -8,8 +8,10 @@ fairness and the grab pool (grab-pool eligibility comes from
 ``dispatch.candidates.find_candidates``). Workers answer offers after a random delay
 (slower than the accept timeout = a timeout) and decline with their own probability;
 travel times come from the geo travel model; services take the city's pre-drawn actual
-durations. Nothing here re-implements matching: the dispatch functions are looked up at
-call time (see :func:`match_fn`), so tests can patch them.
+durations. Nothing here re-implements a dispatch decision: every batch window runs
+:mod:`dispatch.rounds` (``admit``, ``escalate_late``, ``offer_round``) over the desk, the very
+functions the API's dispatcher runs, and the decision functions come in as injected
+:class:`Ports` (production's by default; tests pass wrappers instead of patching modules).
 
 Windows are event driven: a dispatch runs at the next window boundary only after
 something changed (a new order, a re-queued order, a worker became free), which is
@@ -54,6 +56,7 @@ import dispatch
 import dispatch.assign
 import dispatch.candidates
 import dispatch.repair
+import dispatch.rounds
 import dispatch.schedule
 import dispatch.slots
 from dispatch.cost import CostWeights
@@ -63,6 +66,7 @@ from dispatch.offers import (
     Claimed,
     Escalated,
     FallbackToAutoAssign,
+    GrabOpened,
     OfferAccepted,
     OfferDesk,
     OfferExpired,
@@ -81,38 +85,23 @@ from simulations.city import NEVER, CityDay, ScenarioError
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
-#: ``dispatch.assign.match`` as imported; lets :func:`match_fn` see a patched module attribute.
-_ORIGINAL_MATCH = dispatch.assign.match
 
+@dataclass(frozen=True)
+class Ports:
+    """The production decision functions the engine calls, injected (tests pass wrappers).
 
-def match_fn() -> Callable[..., dispatch.assign.Assignment]:
-    """The production ``match`` resolved now: ``dispatch.match`` if exported, else
-    ``dispatch.assign.match`` (whichever of the two a test patched wins)."""
-    inner = dispatch.assign.match
-    top = getattr(dispatch, "match", None)
-    if top is None or inner is not _ORIGINAL_MATCH:
-        return inner
-    return cast(Callable[..., dispatch.assign.Assignment], top)
+    Defaults are the ``dispatch`` functions the API calls: ``match`` for every batch
+    (through :func:`dispatch.rounds.offer_round`), ``find_candidates`` for grab pools
+    (through :func:`dispatch.rounds.admit`), ``plan_day``, ``repair``, ``available_slots``
+    and ``reserve_slot`` for booked orders.
+    """
 
-
-def plan_day_fn() -> Callable[..., DayPlan]:
-    """The production ``dispatch.schedule.plan_day``, resolved now (tests may patch it)."""
-    return dispatch.schedule.plan_day
-
-
-def repair_fn() -> Callable[..., RepairResult]:
-    """The production ``dispatch.repair.repair``, resolved now (tests may patch it)."""
-    return dispatch.repair.repair
-
-
-def slots_fn() -> Callable[..., tuple[Slot, ...]]:
-    """The production ``dispatch.slots.available_slots``, resolved now."""
-    return dispatch.slots.available_slots
-
-
-def reserve_fn() -> Callable[..., dispatch.slots.Reservation]:
-    """The production ``dispatch.slots.reserve_slot``, resolved now."""
-    return dispatch.slots.reserve_slot
+    match: Callable[..., dispatch.assign.Assignment] = dispatch.assign.match
+    find_candidates: Callable[..., Any] = dispatch.candidates.find_candidates
+    plan_day: Callable[..., DayPlan] = dispatch.schedule.plan_day
+    repair: Callable[..., RepairResult] = dispatch.repair.repair
+    available_slots: Callable[..., tuple[Slot, ...]] = dispatch.slots.available_slots
+    reserve_slot: Callable[..., dispatch.slots.Reservation] = dispatch.slots.reserve_slot
 
 
 # --------------------------------------------------------------------------- policy
@@ -195,6 +184,16 @@ class Policy:
     def mode(self) -> str:
         """``auto`` (派单) or ``grab`` (抢单)."""
         return self.offer.mode.value
+
+    @property
+    def rounds(self) -> dispatch.rounds.RoundParams:
+        """The search knobs of every dispatch round (the same type production passes)."""
+        return dispatch.rounds.RoundParams(
+            candidates_per_order=self.candidates_per_order,
+            max_travel_s=self.max_travel_s,
+            grab_candidates=self.grab_candidates,
+            grab_max_travel_s=self.grab_max_travel_s,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (as in a scenario's ``dispatch`` section)."""
@@ -449,10 +448,13 @@ class Engine:
         travel: TravelTimeModel | None = None,
         log: IO[str] | None = None,
         progress: Callable[[float], None] | None = None,
+        ports: Ports | None = None,
     ) -> None:
-        """Prepare state; ``log`` a text stream for the JSON-lines replay log."""
+        """Prepare state; ``log`` a text stream for the JSON-lines replay log; ``ports`` the
+        decision functions (default: production's)."""
         self.city = city
         self.policy = policy or Policy()
+        self.ports = ports or Ports()
         self.travel: TravelTimeModel = travel or cast(TravelTimeModel, HaversineTravelModel())
         # Day plans ride at the slowest hour (see PlanningTravel); other models as they are.
         self.plan_travel: Any = (
@@ -896,14 +898,10 @@ class Engine:
             mode=c.mode[rows],
         )
 
-    def _orders(
-        self, rows: IntArray, now: int, exclusions: tuple[IntArray, IntArray] | None
-    ) -> OrderBatch:
+    def _orders(self, rows: IntArray, now: int) -> OrderBatch:
+        """Orders of ``rows`` as a batch (the desk adds its exclusions in each round)."""
         c, p = self.city, self.policy
-        if p.max_lateness_s is None:
-            latest = np.full(rows.size, NO_LIMIT_S, dtype=np.int64)
-        else:
-            latest = c.promised_s[rows] + c.grace_s + p.max_lateness_s
+        latest = self._latest_start(rows)
         age_h = np.maximum(now - c.release_s[rows], 0) / 3600.0
         return OrderBatch.from_arrays(
             c.order_ids[rows],
@@ -913,8 +911,6 @@ class Engine:
             service_s=c.expected_service_s[rows],
             latest_start_s=latest,
             priority=p.aging_per_hour * age_h,
-            excluded_worker_ids=None if exclusions is None else exclusions[0],
-            excluded_offsets=None if exclusions is None else exclusions[1],
         )
 
     def _idle_rows(self, now: int) -> IntArray:
@@ -967,28 +963,35 @@ class Engine:
         """Escalate orders whose latest acceptable start has passed (no match can serve them)."""
         if self.policy.max_lateness_s is None or pending_ids.size == 0:
             return pending_ids
+        latest = self._latest_start(self._orows(pending_ids))
+        self._after_desk_events(t, dispatch.rounds.escalate_late(self.desk, pending_ids, latest, t))
+        keep: IntArray = pending_ids[latest >= t]
+        return keep
+
+    def _latest_start(self, rows: IntArray) -> IntArray:
+        """Latest acceptable start of each order row (epoch s; NO_LIMIT_S without a bound)."""
+        if self.policy.max_lateness_s is None:
+            return np.full(rows.size, NO_LIMIT_S, dtype=np.int64)
         c = self.city
-        rows = self._orows(pending_ids)
-        latest = c.promised_s[rows] + c.grace_s + self.policy.max_lateness_s
-        late = latest < t
-        for oid in pending_ids[late].tolist():
-            self._after_desk_events(t, self.desk.escalate(oid, t, "latest_start_passed"))
-        return pending_ids[~late]
+        latest: IntArray = c.promised_s[rows] + c.grace_s + self.policy.max_lateness_s
+        return latest
 
     def _match(self, t: int, pending_ids: IntArray, idle: IntArray) -> None:
         p = self.policy
         rows = self._orows(pending_ids)
-        orders = self._orders(rows, t, self.desk.book.exclusions_csr(pending_ids))
-        fleet = self._fleet(idle)
-        result = match_fn()(
-            orders,
-            fleet,
+        outcome = dispatch.rounds.offer_round(
+            self.desk,
+            self._orders(rows, t),
+            self._fleet(idle),
+            t,
             weights=p.weights,
+            params=p.rounds,
             travel=self.travel,
-            now=t,
-            candidates_per_order=p.candidates_per_order,
-            max_travel_s=p.max_travel_s,
+            match_fn=self.ports.match,
         )
+        result = outcome.assignment
+        if result is None:
+            return
         self.match_calls += 1
         self.rec(
             "match", t, orders=int(rows.size), workers=int(idle.size), assigned=result.assigned
@@ -998,11 +1001,10 @@ class Engine:
         ):
             if reason != "outbid":  # outbid orders had an eligible worker: retry next window
                 self._parked[self._orow(oid)] = True
-        if result.assigned == 0:
+        if not outcome.offers:
             return
-        made = self.desk.offer_pairs(result.order_ids, result.worker_ids, t)
-        self.matched += len(made)
-        self._answer(t, made)
+        self.matched += len(outcome.offers)
+        self._answer(t, outcome.offers)
 
     def _answer(self, t: int, made: tuple[OfferMade, ...]) -> None:
         """Draw each offered worker's answer (common random numbers) and schedule it."""
@@ -1038,30 +1040,24 @@ class Engine:
     def _open_grab(self, t: int, rows: IntArray) -> None:
         """Show new orders to nearby eligible idle workers; schedule the first claims."""
         c, p = self.city, self.policy
-        idle = self._idle_rows(t)
-        eligible: list[IntArray] = [np.zeros(0, dtype=np.int64)] * rows.size
-        if idle.size:
-            orders = self._orders(rows, t, None)
-            fleet = self._fleet(idle)
-            pool = dispatch.candidates.find_candidates(
-                orders,
-                fleet,
-                self.travel,
-                t,
-                candidates_per_order=p.grab_candidates,
-                max_travel_s=p.grab_max_travel_s,
-            )
-            offs = pool.offsets
-            eligible = [idle[pool.worker_idx[offs[i] : offs[i + 1]]] for i in range(rows.size)]
+        events = dispatch.rounds.admit(
+            self.desk,
+            self._orders(rows, t),
+            self._fleet(self._idle_rows(t)),
+            t,
+            params=p.rounds,
+            travel=self.travel,
+            find_fn=self.ports.find_candidates,
+        )
         window = p.offer.grab_window_s
-        for i, o in enumerate(rows.tolist()):
-            w_rows = eligible[i]
-            events = self.desk.submit(self._oid(o), t, eligible_worker_ids=c.worker_ids[w_rows])
-            if any(isinstance(ev, FallbackToAutoAssign) for ev in events):
+        for ev in events:
+            if not isinstance(ev, GrabOpened):
                 continue  # nobody eligible: queued for auto-assign straight away
-            self.rec("grab_open", t, o=self._oid(o), shown=int(w_rows.size))
-            wids = c.worker_ids[w_rows]
-            oid_arr = np.full(w_rows.size, self._oid(o), dtype=np.int64)
+            o = self._orow(ev.order_id)
+            wids = np.asarray(ev.eligible_worker_ids, dtype=np.int64)
+            w_rows = np.asarray([self._wrow(w) for w in wids.tolist()], dtype=np.int64)
+            self.rec("grab_open", t, o=ev.order_id, shown=int(w_rows.size))
+            oid_arr = np.full(w_rows.size, ev.order_id, dtype=np.int64)
             keen = hash_u01(c.seed, oid_arr, wids, 1) >= c.decline_prob[w_rows]
             delay = np.ceil(
                 -np.log1p(-hash_u01(c.seed, oid_arr, wids, 2)) * c.response_mean_s[w_rows]
@@ -1142,7 +1138,7 @@ class Engine:
         if not workers:
             return None
         self.plan_calls += 1
-        return plan_day_fn()(
+        return self.ports.plan_day(
             visits,
             workers,
             travel=self.plan_travel,
@@ -1371,7 +1367,7 @@ class Engine:
         if k < 0 or self.plans[k] is None:
             return
         plan = self._sync(k, t, overrun)
-        result = repair_fn()(
+        result = self.ports.repair(
             plan,
             event,
             travel=self.plan_travel,
@@ -1454,7 +1450,7 @@ class Engine:
             latest = start + round(self.policy.reslot_h * 3600)
             if result is None and latest > start:
                 self.slot_calls += 1
-                free = slots_fn()(
+                free = self.ports.available_slots(
                     req, where, (start + width, latest + 1), plan,
                     granularity_s=width, lead_time_s=0, now=t,
                 )  # fmt: skip
@@ -1484,7 +1480,7 @@ class Engine:
     ) -> dispatch.slots.Reservation | None:
         self.slot_calls += 1
         try:
-            return reserve_fn()(req, where, slot, plan, visit_id=oid)
+            return self.ports.reserve_slot(req, where, slot, plan, visit_id=oid)
         except SlotUnavailable:
             return None
         except InvalidInput:
@@ -1503,14 +1499,16 @@ def simulate(
     travel: TravelTimeModel | None = None,
     record: str | Path | None = None,
     progress: Callable[[float], None] | None = None,
+    ports: Ports | None = None,
 ) -> SimResult:
-    """Simulate ``city`` under ``policy``; ``record`` writes the JSON-lines replay log there."""
+    """Simulate ``city`` under ``policy``; ``record`` writes the JSON-lines replay log there;
+    ``ports`` the decision functions (default: production's)."""
     if record is None:
-        return Engine(city, policy, travel=travel, progress=progress).run()
+        return Engine(city, policy, travel=travel, progress=progress, ports=ports).run()
     path = Path(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
-        return Engine(city, policy, travel=travel, log=fh, progress=progress).run()
+        return Engine(city, policy, travel=travel, log=fh, progress=progress, ports=ports).run()
 
 
 def policy_with(policy: Policy, **changes: Any) -> Policy:
@@ -1532,9 +1530,9 @@ __all__ = [
     "Engine",
     "OrderOutcome",
     "Policy",
+    "Ports",
     "SimResult",
     "hash_u01",
-    "match_fn",
     "policy_with",
     "simulate",
 ]

@@ -11,7 +11,7 @@ import dispatch
 import dispatch.assign
 import dispatch.candidates
 from simulations.city import CityDay
-from simulations.engine import OrderOutcome, Policy, hash_u01, policy_with, simulate
+from simulations.engine import OrderOutcome, Policy, Ports, hash_u01, policy_with, simulate
 from simulations.kpi import kpis, summary
 
 
@@ -23,9 +23,7 @@ def test_same_scenario_and_seed_give_identical_kpis(small_city: CityDay) -> None
     assert a == pytest.approx(b, nan_ok=True, rel=0, abs=0)
 
 
-def test_engine_calls_production_match(
-    small_city: CityDay, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_engine_calls_production_match(small_city: CityDay) -> None:
     calls: list[int] = []
     real = dispatch.assign.match
 
@@ -33,32 +31,18 @@ def test_engine_calls_production_match(
         calls.append(len(args[0]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dispatch.assign, "match", spy)
-    if hasattr(dispatch, "match"):  # the package entry point, once re-exported
-        monkeypatch.setattr(dispatch, "match", spy)
-    result = simulate(small_city, Policy())
+    result = simulate(small_city, Policy(), ports=Ports(match=spy))
     assert len(calls) == result.match_calls > 0
     assert sum(calls) >= result.matched_orders
 
 
-def test_package_level_match_patch_is_seen(
-    small_city: CityDay, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-    real = dispatch.assign.match
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(dispatch, "match", spy, raising=False)
-    simulate(small_city, Policy())
-    assert calls
+def test_default_ports_are_production_functions() -> None:
+    ports = Ports()
+    assert ports.match is dispatch.assign.match
+    assert ports.find_candidates is dispatch.candidates.find_candidates
 
 
-def test_grab_mode_uses_production_candidates(
-    small_city: CityDay, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_grab_mode_uses_production_candidates(small_city: CityDay) -> None:
     calls: list[int] = []
     real = dispatch.candidates.find_candidates
 
@@ -66,8 +50,9 @@ def test_grab_mode_uses_production_candidates(
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dispatch.candidates, "find_candidates", spy)
-    result = simulate(small_city, policy_with(Policy(), mode="grab"))
+    result = simulate(
+        small_city, policy_with(Policy(), mode="grab"), ports=Ports(find_candidates=spy)
+    )
     assert calls
     assert (result.outcome == OrderOutcome.SERVED).any()
 
@@ -171,22 +156,18 @@ def _spy(calls: list[str], name: str, real: Any) -> Any:
 
 
 def test_engine_plans_books_and_repairs_through_production_functions(
-    rough_city: CityDay, monkeypatch: pytest.MonkeyPatch
+    rough_city: CityDay,
 ) -> None:
-    import dispatch.repair
-    import dispatch.schedule
-    import dispatch.slots
-
     calls: list[str] = []
-    for module, name in (
-        (dispatch.schedule, "plan_day"),
-        (dispatch.repair, "repair"),
-        (dispatch.slots, "reserve_slot"),
-        (dispatch.slots, "available_slots"),
-    ):
-        monkeypatch.setattr(module, name, _spy(calls, name, getattr(module, name)))
+    real = Ports()
+    ports = Ports(
+        **{
+            name: _spy(calls, name, getattr(real, name))
+            for name in ("plan_day", "repair", "reserve_slot", "available_slots")
+        }
+    )
     policy = policy_with(Policy(), plan_at_h=6.0, plan_workers=20)
-    r = simulate(rough_city, policy)
+    r = simulate(rough_city, policy, ports=ports)
     assert calls.count("plan_day") == r.plan_calls > 0
     assert calls.count("reserve_slot") + calls.count("available_slots") == r.slot_calls > 0
     k = kpis(r)
