@@ -32,6 +32,7 @@ from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.router import customer_router as service_code_router
 from api.dispatch.router import router as worker_router
 from api.dispatch.router import socket_router as worker_socket_router
+from api.enterprise.profile_router import router as profiles_router
 from api.enterprise.router import router as enterprise_router
 from api.errors import install_error_handlers
 from api.heap import HeapKeeper
@@ -297,6 +298,7 @@ def _routers() -> list[APIRouter]:
         service_code_router,
         tracking_router,
         enterprise_router,
+        profiles_router,
     ]
 
 
