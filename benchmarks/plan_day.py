@@ -107,10 +107,11 @@ def run_ortools(
     """
     from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
-    from dispatch.schedule import DEFAULT_DROP_PENALTY, _build_space
+    from dispatch.schedule import DEFAULT_DROP_PENALTY
+    from dispatch.schedule.problem import build_space
 
     del seed
-    space = _build_space(travel, visits, workers)
+    space = build_space(travel, visits, workers)
     W, V = len(workers), len(visits)
     dur = space.duration[1]
     # Nodes: 0..W-1 starts, W..2W-1 ends, 2W.. visits (the break row is unused).

@@ -1,9 +1,10 @@
-"""PyVRP engine of plan_day: encode a _Problem as ProblemData, solve, decode routes."""
+"""PyVRP engine of plan_day: encode a ``Problem`` as ProblemData, solve, decode routes."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from dispatch.schedule import DayPlan, DropReason, Objective, Stop, _Problem
+    from dispatch.schedule.plan import DayPlan, Objective, Stop
+    from dispatch.schedule.problem import Problem
 
 #: PyVRP restarts from its best (next seed) after this share of the time without a new best.
 STAGNATION_SHARE = 0.3
@@ -19,6 +21,18 @@ STAGNATION_SHARE = 0.3
 MIN_PATIENCE_S = 0.2
 #: Capacity that no route can exceed (sum of deliveries is at most the client count).
 _UNLIMITED = 1 << 30
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What one PyVRP search found for a ``Problem``."""
+
+    #: Free-part sequence per worker index: visit indices, breaks as -b-1.
+    sequences: tuple[tuple[int, ...], ...]
+    #: The search stopped on the clock rather than after ``stop.max_iterations``.
+    hit_time_limit: bool
+    #: Seconds spent in PyVRP's search (encoding excluded).
+    search_s: float
 
 
 def _pin_codes(n: int) -> tuple[int, list[tuple[int, ...]]]:
@@ -33,22 +47,22 @@ def _pin_codes(n: int) -> tuple[int, list[tuple[int, ...]]]:
 
 
 def solve_pyvrp(
-    p: _Problem,
+    p: Problem,
     elig: NDArray[np.bool_],
     objective: Objective,
     stop: Stop,
     seed: int,
     change_penalty: int,
     current: DayPlan | None,
-) -> tuple[list[list[int]], dict[int, tuple[DropReason, str]], bool, float]:
-    """Solve with PyVRP; return free-part sequences per worker (breaks as -b-1) and facts."""
+) -> SearchResult:
+    """Solve ``p`` with PyVRP: free-part sequences per worker and how the search ended."""
     import pyvrp
 
     seqs: list[list[int]] = [[] for _ in range(p.W)]
     cand = np.flatnonzero(elig.any(axis=1) & ~p.fixed)
     has_breaks = any(w.breaks for w in p.workers)
     if p.W == 0 or (cand.size == 0 and not has_breaks):
-        return seqs, {}, False, 0.0
+        return SearchResult(tuple(map(tuple, seqs)), hit_time_limit=False, search_s=0.0)
 
     # Which visits get a "stay" copy: those with a current worker that may still serve them.
     stay = {
@@ -274,7 +288,7 @@ def solve_pyvrp(
         vt = route.vehicle_type()
         k = free_slots[vt].pop(0)
         seqs[k] = [client_visit[c] for c in _client_indices(route)]
-    return seqs, {}, hit, runtime
+    return SearchResult(tuple(map(tuple, seqs)), hit_time_limit=hit, search_s=runtime)
 
 
 def _solve_until(
@@ -375,7 +389,7 @@ def _client_indices(route: Any) -> list[int]:
 def _warm_start(
     pyvrp: Any,
     data: Any,
-    p: _Problem,
+    p: Problem,
     current: DayPlan | None,
     client_visit: list[int],
     stay: dict[int, int],

@@ -39,16 +39,11 @@ from dispatch.schedule import (
     Visit,
     VisitStatus,
     WorkerDay,
-    _assemble,
-    _eligibility,
-    _extend_space,
-    _greedy_insert,
-    _Problem,
-    _problem,
-    _schedule_route,
-    _solve_problem,
-    _with_breaks,
 )
+from dispatch.schedule.insertion import greedy_insert
+from dispatch.schedule.problem import Problem, build_problem, eligibility, extend_space
+from dispatch.schedule.routes import assemble, schedule_route, with_breaks
+from dispatch.schedule.solve import solve_problem
 
 __all__ = [
     "Change",
@@ -198,12 +193,12 @@ def _apply(
     raise InvalidInput(f"unknown event type {type(event).__name__}")
 
 
-def _late_tolerant_problem(p: _Problem, seqs: list[list[int]], max_lateness_s: int) -> set[int]:
+def _late_tolerant_problem(p: Problem, seqs: list[list[int]], max_lateness_s: int) -> set[int]:
     """Visits to free because their route now runs more than ``max_lateness_s`` late."""
     freed: set[int] = set()
     for k, seq in enumerate(seqs):
         while True:
-            stops, finish, *_ = _schedule_route(p, k, seq, allow_late=True)
+            stops, finish, *_ = schedule_route(p, k, seq, allow_late=True)
             shift_end = int(p.shift_end[k]) + p.t0
             free_stops = stops[len(p.prefix[k]) :]
             worst = next(
@@ -245,7 +240,7 @@ def repair(
     visits, workers, freed_ids, reason = _apply(plan, event)
     space = _space_after(plan, event)
     # A shift cut short may leave a visit outside every shift: drop it, do not fail.
-    p = _problem(visits, workers, travel, plan, None, space=space, strict=False)
+    p = build_problem(visits, workers, travel, plan, None, space=space, strict=False)
     # Sequences of the plan in force, in the new problem's indices.
     old_assign = plan.assignment()
     seqs: list[list[int]] = [[] for _ in range(p.W)]
@@ -258,17 +253,17 @@ def repair(
             and vid not in freed_ids
             and not p.visits[p.visit_index[vid]].fixed
         ]
-        seqs[k] = _with_breaks(p, k, [i for i in seqs[k] if i >= 0])
+        seqs[k] = with_breaks(p, k, [i for i in seqs[k] if i >= 0])
     freed = {p.visit_index[vid] for vid in freed_ids if vid in p.visit_index}
     freed |= _late_tolerant_problem(p, seqs, max_lateness_s)
-    elig = _eligibility(p)
+    elig = eligibility(p)
     # Previously dropped visits get another chance too: a cancellation frees room.
     routed = {i for seq in seqs for i in seq if i >= 0} | {i for pre in p.prefix for i in pre}
     todo = sorted(freed | {i for i in range(p.V) if i not in routed})
-    seqs, left = _greedy_insert(p, seqs, todo, elig)
+    seqs, left = greedy_insert(p, seqs, todo, elig)
     reasons = _reasons(p, left, elig)
     objective = Objective(drop_penalty=max(Objective().drop_penalty, 2 * change_penalty))
-    local = _assemble(
+    local = assemble(
         p,
         seqs,
         reasons,
@@ -291,8 +286,8 @@ def repair(
             relaxed.append(v)
         stop = stop if isinstance(stop, Stop) else Stop(seconds=float(stop))
         try:
-            p2 = _problem(relaxed, workers, travel, local, None, space=p.space, strict=False)
-            cand = _solve_problem(
+            p2 = build_problem(relaxed, workers, travel, local, None, space=p.space, strict=False)
+            cand = solve_problem(
                 p2, travel, stop, seed, local, change_penalty, objective, time.perf_counter()
             )
         except DispatchError:
@@ -318,7 +313,7 @@ def _space_after(plan: DayPlan, event: Event) -> Space | None:
     if old is None:
         return None
     if isinstance(event, UrgentVisit):
-        return _extend_space(plan, event.visit)
+        return extend_space(plan, event.visit)
     if isinstance(event, VisitCancelled):
         i = next(j for j, v in enumerate(plan.visits) if v.id == event.visit_id)
         row = 2 * len(plan.workers) + i
@@ -351,7 +346,7 @@ def _changes_vs(old: DayPlan, new: DayPlan, visits: Sequence[Visit]) -> int:
 
 
 def _reasons(
-    p: _Problem, left: Sequence[int], elig: np.ndarray
+    p: Problem, left: Sequence[int], elig: np.ndarray
 ) -> dict[int, tuple[DropReason, str]]:
     out: dict[int, tuple[DropReason, str]] = {}
     for i in left:

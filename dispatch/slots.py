@@ -24,12 +24,11 @@ from dispatch.schedule import (
     Insertion,
     Visit,
     VisitStatus,
-    _external_insertions,
-    _flat_routes,
-    _problem,
-    _sequences,
     plan_with_insertion,
 )
+from dispatch.schedule.insertion import external_insertions, flat_routes
+from dispatch.schedule.problem import build_problem
+from dispatch.schedule.routes import plan_sequences
 
 __all__ = [
     "Reservation",
@@ -126,11 +125,11 @@ def _workers_per_slot(
     """(S,) number of distinct workers of ``plan`` who can take the probe in each slot."""
     if plan.travel is None or plan._space is None:
         raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
-    p = _problem(
+    p = build_problem(
         plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
     )
-    seqs = _sequences(plan, p)
-    flat = _flat_routes(p, seqs)
+    seqs = plan_sequences(plan, p)
+    flat = flat_routes(p, seqs)
     if flat.route.size == 0 or starts.size == 0:
         return np.zeros(starts.size, dtype=np.int64)
     to_new = np.zeros(flat.route.size, dtype=np.int64)
@@ -256,7 +255,7 @@ def reserve_slot(
     for plan in _plans(plans):
         if visit_id in {v.id for v in plan.visits}:
             raise InvalidInput(f"visit {visit_id} is already in the plan")
-        _, _, options = _external_insertions(plan, visit, max_leg_s=max_leg_s)
+        _, _, options = external_insertions(plan, visit, max_leg_s=max_leg_s)
         if options.best is not None and (
             best is None or options.best.added_cost < best[1].added_cost
         ):
