@@ -46,6 +46,7 @@ from api.orders.router import router as orders_router
 from api.orders.service import BookingEnv, expire_unpaid
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
+from api.plans.router import router as plans_router
 from api.settings import Environment, Settings
 from api.tracking.router import router as tracking_router
 from api.tracking.service import TrackWriter
@@ -299,6 +300,7 @@ def _routers() -> list[APIRouter]:
         tracking_router,
         enterprise_router,
         profiles_router,
+        plans_router,
     ]
 
 

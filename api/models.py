@@ -11,10 +11,12 @@ from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation
 from api.payments.models import Payment, PaymentEvent, Refund
+from api.plans.models import DayPlanRecord, Team, TeamMember
 
 __all__ = [
     "Address",
     "Base",
+    "DayPlanRecord",
     "DispatchDecision",
     "DispatchOffer",
     "Enterprise",
@@ -32,6 +34,8 @@ __all__ = [
     "ServiceArea",
     "ServiceCategory",
     "SocialIdentity",
+    "Team",
+    "TeamMember",
     "User",
     "Worker",
     "WorkerReservation",

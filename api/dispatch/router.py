@@ -35,7 +35,6 @@ from api.dispatch.dependencies import (
 )
 from api.dispatch.schemas import (
     CompleteIn,
-    DayOut,
     DeclineIn,
     OfferOut,
     OrderBrief,
@@ -59,6 +58,7 @@ from api.geo_edge import GeoError, to_wgs84
 from api.i18n import negotiate_locale, translate
 from api.live import LiveBackends
 from api.orders.models import Order
+from api.plans.schemas import PlannedDayOut
 from api.settings import Settings
 from api.tracking.service import TrackWriter, navigation
 from api.tracking.trips import PingContext
@@ -377,11 +377,16 @@ async def day(
     settings: SettingsDep,
     now: NowDep,
     on: Annotated[date | None, Query(description="local date; today by default")] = None,
-) -> DayOut:
-    """My jobs of one local day in time order."""
+) -> PlannedDayOut:
+    """My jobs of one local day: the planned route when staff planned the day, else by slot."""
     the_day = on or now.astimezone(ZoneInfo(settings.service_timezone)).date()
-    orders = await service.day_view(session, worker, the_day, settings)
-    return DayOut(day=the_day, orders=[brief(o) for o in orders])
+    orders, stops = await service.day_view(session, worker, the_day, settings)
+    return PlannedDayOut(
+        day=the_day,
+        orders=[brief(o) for o in orders],
+        planned=stops is not None,
+        route=PlannedDayOut.stops(stops or []),
+    )
 
 
 @customer_router.get("/{order_id}/service-code", summary="My service code (核销码)")

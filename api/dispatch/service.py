@@ -37,6 +37,7 @@ from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
 from api.orders.service import assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.plans.models import DayPlanRecord
 from api.settings import Settings
 from api.tracking import service as tracking
 from api.tracking.trips import PingContext
@@ -768,8 +769,13 @@ async def complete(
 
 async def day_view(
     session: AsyncSession, worker: Worker, day: date, settings: Settings
-) -> list[Order]:
-    """The worker's orders whose slot starts on ``day`` (local), in time order."""
+) -> tuple[list[Order], list[dict[str, Any]] | None]:
+    """The worker's orders whose slot starts on ``day`` (local), and their planned stops.
+
+    When a stored day plan (api/plans) of the worker's enterprise covers the worker, the
+    orders come in its route order (unplanned ones after, by slot) with the newest such
+    plan's stops (epoch seconds); otherwise in slot order and None.
+    """
     tz = ZoneInfo(settings.service_timezone)
     start_at = datetime.combine(day, time(0), tzinfo=tz)
     rows = await session.scalars(
@@ -784,7 +790,20 @@ async def day_view(
         )
         .order_by(Order.slot_start, Order.id)
     )
-    return list(rows)
+    orders = list(rows)
+    records = await session.scalars(
+        select(DayPlanRecord)
+        .where(DayPlanRecord.enterprise_id == worker.enterprise_id, DayPlanRecord.day == day)
+        .order_by(DayPlanRecord.created_at.desc(), DayPlanRecord.id.desc())
+    )
+    for record in records:
+        if any(w["id"] == worker.id for w in record.plan.get("workers", [])):
+            route = next((r for r in record.plan["routes"] if r["worker_id"] == worker.id), None)
+            stops = [] if route is None else list(route["stops"])
+            rank = {s["visit_id"]: i for i, s in enumerate(stops)}
+            orders.sort(key=lambda o: rank.get(o.id, len(rank)))  # stable: slot order after
+            return orders, [s for s in stops if s["visit_id"] in {o.id for o in orders}]
+    return orders, None
 
 
 async def service_code_for(session: AsyncSession, user: User, order_id: int) -> str:

@@ -1,0 +1,1 @@
+"""Day plans: teams, planned routes per worker, re-plans, repairs and pins (staff)."""

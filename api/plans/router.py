@@ -1,0 +1,135 @@
+"""Day plans over HTTP: teams, a team's plan for a day, re-plan, pin, disruption repair."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.errors import ErrorResponse
+from api.geo_edge import CoordType
+from api.plans import service
+from api.plans.dependencies import NowDep, PlannerUser, ServiceTz
+from api.plans.schemas import DisruptionIn, PinIn, PlanIn, PlanOut, TeamIn, TeamOut
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+}
+router = APIRouter(
+    prefix="/v1/enterprise", tags=["day plans"], dependencies=[JsonBody], responses=ERRORS
+)
+CoordQuery = Annotated[CoordType, Query(description="coordinates of the answer")]
+OptId = Annotated[int | None, Query(ge=1, le=2**53 - 1)]
+
+
+def _req(body: PlanIn) -> service.PlanRequest:
+    return service.PlanRequest(body.day, body.team_id, body.enterprise_id, body.stop_s, body.seed)
+
+
+@router.post("/teams", summary="Create a team", status_code=status.HTTP_201_CREATED)
+async def create_team(body: TeamIn, user: PlannerUser, session: SessionDep, now: NowDep) -> TeamOut:
+    team = await service.save_team(
+        session, user, body.name, body.worker_ids, enterprise_id=body.enterprise_id, now=now
+    )
+    return TeamOut.of(team)
+
+
+@router.get("/teams", summary="Teams of my enterprise")
+async def teams(
+    user: PlannerUser, session: SessionDep, enterprise_id: OptId = None
+) -> list[TeamOut]:
+    return [TeamOut.of(t) for t in await service.list_teams(session, user, enterprise_id)]
+
+
+@router.get("/teams/{team_id}", summary="One team")
+async def team(team_id: IdPath, user: PlannerUser, session: SessionDep) -> TeamOut:
+    return TeamOut.of(await service.get_team(session, user, team_id))
+
+
+@router.put("/teams/{team_id}", summary="Rename a team and replace its workers")
+async def update_team(
+    team_id: IdPath, body: TeamIn, user: PlannerUser, session: SessionDep, now: NowDep
+) -> TeamOut:
+    team = await service.save_team(
+        session, user, body.name, body.worker_ids, team_id=team_id, now=now
+    )
+    return TeamOut.of(team)
+
+
+@router.delete("/teams/{team_id}", summary="Delete a team", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_team(team_id: IdPath, user: PlannerUser, session: SessionDep) -> None:
+    await service.delete_team(session, user, team_id)
+
+
+@router.get("/plans", summary="A team's newest plan for a day")
+async def plan(
+    user: PlannerUser,
+    session: SessionDep,
+    day: date,
+    team_id: OptId = None,
+    enterprise_id: OptId = None,
+    coord_type: CoordQuery = CoordType.GCJ02,
+) -> PlanOut:
+    """No ``team_id``: the default team of every worker of the enterprise."""
+    _, record = await service.get_plan(
+        session, user, service.PlanRequest(day, team_id, enterprise_id)
+    )
+    return PlanOut.of(record, coord_type)
+
+
+@router.post("/plans", summary="Re-plan a team's day", status_code=status.HTTP_201_CREATED)
+async def replan(
+    body: PlanIn,
+    user: PlannerUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    tz: ServiceTz,
+    now: NowDep,
+    coord_type: CoordQuery = CoordType.GCJ02,
+) -> PlanOut:
+    """``plan_day`` over the day's bookings (accepted and started visits pinned); the
+    plan's worker choices are written and it is stored as the next version."""
+    _, record = await service.replan(
+        session, user, _req(body), tz=tz, horizon_days=settings.booking_horizon_days, now=now
+    )
+    return PlanOut.of(record, coord_type)
+
+
+@router.post("/plans/pins", summary="Pin a visit to a worker and/or time, then re-plan",
+             status_code=status.HTTP_201_CREATED)  # fmt: skip
+async def pin(
+    body: PinIn,
+    user: PlannerUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    tz: ServiceTz,
+    now: NowDep,
+    coord_type: CoordQuery = CoordType.GCJ02,
+) -> PlanOut:
+    _, record = await service.replan(
+        session, user, _req(body), tz=tz, horizon_days=settings.booking_horizon_days, now=now,
+        pin=(body.order_id, body.worker_id, body.start),
+    )  # fmt: skip
+    return PlanOut.of(record, coord_type)
+
+
+@router.post("/plans/disruptions", summary="Repair the plan after a sick call, a late job or a "
+             "cancellation", status_code=status.HTTP_201_CREATED)  # fmt: skip
+async def disruption(
+    body: DisruptionIn,
+    user: PlannerUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    tz: ServiceTz,
+    now: NowDep,
+    coord_type: CoordQuery = CoordType.GCJ02,
+) -> PlanOut:
+    """``dispatch.repair`` with the least disruption; ``changes`` lists what moved and why."""
+    event = service.Disruption(body.kind, body.worker_id, body.order_id, body.at, body.extra_s)
+    _, record = await service.repair_day(
+        session, user, _req(body), event, tz=tz,
+        horizon_days=settings.booking_horizon_days, now=now,
+    )  # fmt: skip
+    return PlanOut.of(record, coord_type)
