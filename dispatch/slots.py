@@ -11,31 +11,37 @@ every route is evaluated for every slot at once with numpy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dispatch._vrp_core import IntArray
+from dispatch._vrp_core import IntArray, TravelMatrix, TravelModelLike
 from dispatch.errors import DispatchError, InvalidInput
 from dispatch.schedule import (
     DayPlan,
     Insertion,
+    Objective,
     Visit,
     VisitStatus,
+    WorkerDay,
     plan_with_insertion,
 )
 from dispatch.schedule.insertion import external_insertions, flat_routes
 from dispatch.schedule.problem import build_problem
-from dispatch.schedule.routes import plan_sequences
+from dispatch.schedule.routes import assemble, plan_sequences, with_breaks
 
 __all__ = [
+    "BookingChoice",
     "Reservation",
     "ServiceRequest",
     "Slot",
     "SlotUnavailable",
     "available_slots",
+    "booked_plan",
+    "choose_worker",
     "reserve_slot",
 ]
 
@@ -45,6 +51,9 @@ DEFAULT_GRANULARITY_S = 1800
 DEFAULT_LEAD_TIME_S = 2 * 3600
 #: Default longest ride to or from a booked visit: one hour.
 DEFAULT_MAX_LEG_S = 3600
+#: Default tie band of ``choose_worker``: insertions within this many cost units (travel
+#: seconds) of the cheapest count as equally good and are ordered by the seed.
+DEFAULT_TIE_COST = 120
 
 
 class SlotUnavailable(DispatchError, LookupError):
@@ -231,6 +240,148 @@ def available_slots(
     )
 
 
+def booked_plan(
+    visits: Sequence[Visit],
+    workers: Sequence[WorkerDay],
+    *,
+    travel: TravelMatrix | TravelModelLike,
+    around: tuple[int, int] | None = None,
+) -> DayPlan:
+    """The workers' days as booked: each visit on its pinned worker at its start, in time order.
+
+    Nothing is searched and nothing moves (no solver run): this is the state a new
+    booking is inserted into, with real travel times between the stops. Every visit
+    needs a ``pinned_worker`` among ``workers``; its start is ``pinned_start`` or
+    ``window_start`` (epoch seconds). Breaks go where the worker is free.
+
+    ``around`` (epoch seconds): keep only what a visit starting in that window can
+    meet — per worker the visits overlapping it and the last one before and first one
+    after. As booked visits keep their start times, inserting there depends on those
+    neighbours only, and the travel matrices stay small.
+    """
+    t_begin = time.perf_counter()
+    known = {w.id for w in workers}
+    for v in visits:
+        if v.pinned_worker not in known:
+            raise InvalidInput(f"visit {v.id}: pinned_worker {v.pinned_worker} is not in workers")
+    if around is not None:
+        visits = _neighbours(visits, around)
+    p = build_problem(visits, workers, travel, None, None, strict=False)
+    seqs: list[list[int]] = [[] for _ in range(p.W)]
+    for i in sorted(range(p.V), key=lambda i: (int(p.early[i]), p.visits[i].id)):
+        if not p.fixed[i]:
+            seqs[int(p.pinned[i])].append(i)
+    seqs = [with_breaks(p, k, seq) for k, seq in enumerate(seqs)]
+    return assemble(
+        p,
+        seqs,
+        {},
+        hit_time_limit=False,
+        engine="booked",
+        runtime_s=time.perf_counter() - t_begin,
+        objective=Objective(),
+        current=None,
+        travel=travel,
+    )
+
+
+def _start(v: Visit) -> int:
+    return v.pinned_start if v.pinned_start is not None else v.window_start
+
+
+def _neighbours(visits: Sequence[Visit], around: tuple[int, int]) -> list[Visit]:
+    """Per worker: visits overlapping ``around``, the last before and the first after it."""
+    lo, hi = int(around[0]), int(around[1])
+    if hi < lo:
+        raise InvalidInput(f"around end {hi} is before its start {lo}")
+    before: dict[int | None, Visit] = {}
+    after: dict[int | None, Visit] = {}
+    keep: list[Visit] = []
+    for v in visits:
+        start = _start(v)
+        w = v.pinned_worker
+        if start + v.duration_s <= lo:
+            if w not in before or _start(before[w]) < start:
+                before[w] = v
+        elif start >= hi:
+            if w not in after or _start(after[w]) > start:
+                after[w] = v
+        else:
+            keep.append(v)
+    return [*before.values(), *keep, *after.values()]
+
+
+@dataclass(frozen=True)
+class BookingChoice:
+    """Who takes a booking: the engine's choice first, then the next ones, best first.
+
+    The next choices are for a lost race: when the store finds the chosen worker
+    taken by a concurrent booking, it takes the next option, never another rule.
+    """
+
+    visit: Visit
+    options: tuple[Insertion, ...]
+    #: index into the ``plans`` given to ``choose_worker`` of each option
+    plan_index: tuple[int, ...]
+
+    @property
+    def chosen(self) -> Insertion | None:
+        """The engine's choice, None when no worker can take the visit."""
+        return self.options[0] if self.options else None
+
+
+def choose_worker(
+    service: ServiceRequest,
+    location: tuple[float, float],
+    slot: Slot,
+    plans: DayPlan | Sequence[DayPlan],
+    *,
+    visit_id: int = -1,
+    customer: int = -1,
+    seed: int | None = None,
+    tie_cost: int = DEFAULT_TIE_COST,
+    max_leg_s: int = DEFAULT_MAX_LEG_S,
+    node: int | None = None,
+    preferred_worker: int | None = None,
+) -> BookingChoice:
+    """Every worker who can take ``slot`` by insertion into their day, the engine's choice first.
+
+    Options are ordered by added cost (travel seconds by default), ties by worker id.
+    With a ``seed``, the options within ``tie_cost`` of the cheapest count as equally
+    good and come in a seeded random order: concurrent bookings of one slot then spread
+    over those workers instead of all racing for one. The same seed gives the same order.
+    Feasibility is exactly ``available_slots``'s: a slot it offers has options here.
+    A ``preferred_worker`` (the customer's "same worker again") who can take it comes first.
+    """
+    lat, lng = _check_location(location)
+    if slot.end < slot.start:
+        raise InvalidInput(f"slot end {slot.end} is before its start {slot.start}")
+    if tie_cost < 0:
+        raise InvalidInput(f"tie_cost must be >= 0, got {tie_cost}")
+    if max_leg_s <= 0:
+        raise InvalidInput(f"max_leg_s must be > 0, got {max_leg_s}")
+    visit = _probe(service, lat, lng, slot.start, slot.end, node, visit_id, customer)
+    found: list[tuple[int, Insertion]] = []
+    for k, plan in enumerate(_plans(plans)):
+        if visit_id in {v.id for v in plan.visits}:
+            raise InvalidInput(f"visit {visit_id} is already in the plan")
+        _, _, options = external_insertions(plan, visit, max_leg_s=max_leg_s)
+        found += [(k, option) for option in options.options]
+    found.sort(key=lambda f: (f[1].added_cost, f[1].worker_id, f[0]))
+    if seed is not None and found:
+        cutoff = found[0][1].added_cost + tie_cost
+        tied = sum(1 for _, option in found if option.added_cost <= cutoff)
+        order = np.random.default_rng(seed).permutation(tied)
+        found[:tied] = [found[int(j)] for j in order]
+    if preferred_worker is not None:
+        found.sort(key=lambda f: f[1].worker_id != preferred_worker)
+    return BookingChoice(
+        visit=visit,
+        options=tuple(option for _, option in found),
+        plan_index=tuple(k for k, _ in found),
+    )
+
+
 def reserve_slot(
     service: ServiceRequest,
     location: tuple[float, float],
@@ -241,28 +392,26 @@ def reserve_slot(
     customer: int = -1,
     max_leg_s: int = DEFAULT_MAX_LEG_S,
     node: int | None = None,
+    seed: int | None = None,
+    tie_cost: int = DEFAULT_TIE_COST,
 ) -> Reservation:
-    """Book ``slot``: the cheapest worker who can still take it, and the updated plan.
+    """Book ``slot``: the worker ``choose_worker`` picks, and the updated plan.
 
-    Raises ``SlotUnavailable`` when no worker can take the slot any more.
-    The visit is added as PLANNED (tentative worker); nothing else moves.
+    Without a ``seed`` that is the cheapest worker. Raises ``SlotUnavailable`` when no
+    worker can take the slot any more. The visit is added as PLANNED (tentative
+    worker); nothing else moves.
     """
-    lat, lng = _check_location(location)
-    if slot.end < slot.start:
-        raise InvalidInput(f"slot end {slot.end} is before its start {slot.start}")
-    visit = _probe(service, lat, lng, slot.start, slot.end, node, visit_id, customer)
-    best: tuple[DayPlan, Insertion] | None = None
-    for plan in _plans(plans):
-        if visit_id in {v.id for v in plan.visits}:
-            raise InvalidInput(f"visit {visit_id} is already in the plan")
-        _, _, options = external_insertions(plan, visit, max_leg_s=max_leg_s)
-        if options.best is not None and (
-            best is None or options.best.added_cost < best[1].added_cost
-        ):
-            best = (plan, options.best)
-    if best is None:
+    choice = choose_worker(
+        service, location, slot, plans, visit_id=visit_id, customer=customer, seed=seed,
+        tie_cost=tie_cost, max_leg_s=max_leg_s, node=node,
+    )  # fmt: skip
+    if choice.chosen is None:
         raise SlotUnavailable(
             f"slot {slot.start}-{slot.end}: no worker can take visit {visit_id} any more"
         )
-    plan, option = best
-    return Reservation(visit=visit, insertion=option, plan=plan_with_insertion(plan, visit, option))
+    plan = _plans(plans)[choice.plan_index[0]]
+    return Reservation(
+        visit=choice.visit,
+        insertion=choice.chosen,
+        plan=plan_with_insertion(plan, choice.visit, choice.chosen),
+    )

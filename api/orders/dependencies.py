@@ -33,7 +33,7 @@ IdempotencyKeyHeader = Annotated[
 
 
 async def get_booking_env(request: Request) -> BookingEnv:
-    """The process's area lookup, worker rosters and (SQLite only) booking lock."""
+    """The process's area lookup, worker rosters, travel model and order store."""
     env: BookingEnv = request.app.state.booking
     return env
 
@@ -42,12 +42,9 @@ BookingEnvDep = Annotated[BookingEnv, Depends(get_booking_env)]
 
 
 async def booking_session(env: BookingEnvDep, session: SessionDep) -> AsyncIterator[AsyncSession]:
-    """The session a booking runs in: autocommit on PostgreSQL, the request's otherwise."""
-    if env.autocommit is None:
-        yield session
-        return
-    async with env.autocommit() as auto:
-        yield auto
+    """The session a booking runs in, as the database's order store says."""
+    async with env.store.booking_session(session) as booking:
+        yield booking
 
 
 BookingSession = Annotated[AsyncSession, Depends(booking_session)]

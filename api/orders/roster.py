@@ -70,11 +70,15 @@ class Roster:
     shift_end: NDArray[np.int32]
     skills: tuple[frozenset[str], ...]
     briefs: tuple[WorkerBrief, ...]
+    #: transport mode name per worker (``dispatch.model.TRANSPORT_MODES``)
+    modes: tuple[str, ...] = ()
+    #: per worker, per weekday: breaks as (start, end) minutes from local midnight
+    breaks: tuple[tuple[tuple[tuple[int, int], ...], ...], ...] = ()
     _skill_masks: dict[frozenset[str], NDArray[np.bool_]] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, rows: list[Any]) -> Roster:
-        """Build from (id, skills, shifts, home_lat, home_lng, display_name, rating) rows."""
+        """Build from (id, skills, shifts, home lat, lng, display_name, rating, mode, breaks)."""
         n = len(rows)
         start = np.full((n, 7), NO_SHIFT, dtype=np.int32)
         end = np.full((n, 7), NO_SHIFT, dtype=np.int32)
@@ -93,7 +97,21 @@ class Roster:
             shift_end=end,
             skills=tuple(frozenset(r[1] or ()) for r in rows),
             briefs=tuple(WorkerBrief(int(r[0]), r[5], float(r[6])) for r in rows),
+            modes=tuple(str(r[7] or "ebike") for r in rows),
+            breaks=tuple(_weekly(r[8] or ()) for r in rows),
         )
+
+    def row_of(self, worker_id: int) -> int:
+        """The row of ``worker_id`` (IndexError when it is not in the roster)."""
+        return int(np.flatnonzero(self.ids == worker_id)[0])
+
+    def breaks_on(self, row: int, day: date, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+        """The worker's breaks on local ``day`` as aware datetimes."""
+        midnight = datetime.combine(day, time(0), tzinfo=tz)
+        return [
+            (midnight + timedelta(minutes=a), midnight + timedelta(minutes=b))
+            for a, b in self.breaks[row][day.weekday()]
+        ]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -146,6 +164,15 @@ class Roster:
         return fits
 
 
+def _weekly(breaks: Any) -> tuple[tuple[tuple[int, int], ...], ...]:
+    days: list[list[tuple[int, int]]] = [[] for _ in range(7)]
+    for b in breaks:
+        weekday = int(b.get("weekday", -1))
+        if 0 <= weekday < 7:
+            days[weekday].append((int(b["start_min"]), int(b["end_min"])))
+    return tuple(tuple(sorted(d)) for d in days)
+
+
 class RosterCache:
     """Per-process rosters by enterprise, rebuilt when their fingerprint changes."""
 
@@ -177,6 +204,8 @@ class RosterCache:
                         Worker.home_lng,
                         Worker.display_name,
                         Worker.rating,
+                        Worker.transport_mode,
+                        Worker.breaks,
                     )
                     .where(Worker.enterprise_id == enterprise_id, Worker.is_active.is_(True))
                     .order_by(Worker.id)

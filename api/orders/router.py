@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from api.addresses.service import get_own
 from api.auth.models import Role
@@ -242,22 +242,10 @@ async def _book(
     def on_created(order: Order) -> dict[str, Any]:
         return {"order_id": order.id}
 
-    if env.lock is None:
-        return await service.book(
-            session, env, user_id, req, settings, now=utcnow(), idempotency=idem,
-            on_created=on_created,
-        )  # fmt: skip
-
-    async def write_lock() -> None:
-        # SQLite: the first write takes the database's write lock, so the overlap
-        # check below and the insert are one step for every process.
-        await session.execute(text("UPDATE worker_reservations SET status = status WHERE id = -1"))
-
-    async with env.lock:
-        return await service.book(
-            session, env, user_id, req, settings, now=utcnow(), serialize=write_lock,
-            idempotency=idem, on_created=on_created,
-        )  # fmt: skip
+    return await service.book(
+        session, env, user_id, req, settings, now=utcnow(), idempotency=idem,
+        on_created=on_created,
+    )  # fmt: skip
 
 
 @router.get("", summary="My orders (history)")

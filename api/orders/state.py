@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Conflict
-from api.notifications.outbox import enqueue
+from api.notifications.outbox import enqueue, outbox_rows
 from api.orders.models import Order, OrderEvent
 
 
@@ -39,6 +39,9 @@ class DispatchStatus(StrEnum):
     ACCEPTED = "accepted"
     EN_ROUTE = "en_route"
     ARRIVED = "arrived"
+    #: The dispatcher gave up (too many declined or lapsed offers, or the latest start
+    #: passed): the order waits on the enterprise board for staff to assign it.
+    ESCALATED = "escalated"
 
 
 class AfterSalesStatus(StrEnum):
@@ -58,6 +61,7 @@ class OrderEventType(StrEnum):
     CANCELLED = "cancelled"
     OFFERED = "offered"
     OFFER_LAPSED = "offer_lapsed"
+    ESCALATED = "escalated"
     ACCEPTED = "accepted"
     REASSIGNED = "reassigned"
     DEPARTED = "departed"
@@ -106,8 +110,21 @@ TRANSITIONS: dict[OrderEventType, Transition] = {
             D.AWAITING_DISPATCH,
             notify=False,
         ),
+        # The dispatcher hands the order to a human (dispatch.offers: Escalated).
         Transition(
-            E.ACCEPTED, (S.PENDING_SERVICE,), None, (D.AWAITING_DISPATCH, D.OFFERED), D.ACCEPTED
+            E.ESCALATED,
+            (S.PENDING_SERVICE,),
+            None,
+            (D.AWAITING_DISPATCH,),
+            D.ESCALATED,
+            notify=False,
+        ),
+        Transition(
+            E.ACCEPTED,
+            (S.PENDING_SERVICE,),
+            None,
+            (D.AWAITING_DISPATCH, D.OFFERED, D.ESCALATED),
+            D.ACCEPTED,
         ),
         # Staff move an accepted order to another worker (enterprise dispatch board).
         Transition(E.REASSIGNED, (S.PENDING_SERVICE,), None, (D.ACCEPTED,), D.ACCEPTED),
@@ -158,32 +175,71 @@ def begin(order: Order) -> None:
     order.aftersales_status = None
 
 
-def created_event(order: Order, *, actor_id: int | None, now: datetime) -> dict[str, Any]:
-    """Row values of the ``created`` event of ``order`` (its id must be known)."""
-    return {
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The answer to store for a create request made with an ``Idempotency-Key``."""
+
+    user_id: int
+    scope: str
+    key: str
+    request_hash: str
+    status_code: int
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreationRows:
+    """Everything a new order is written as, besides its own row: row values per table.
+
+    ``api.orders.store`` adapters write exactly these (the order row is the ``Order``
+    itself); nothing else decides what a created order looks like.
+    """
+
+    event: dict[str, Any]
+    outbox: tuple[dict[str, Any], ...]
+    idempotency: dict[str, Any] | None
+
+
+def creation_rows(
+    order: Order,
+    *,
+    actor_id: int | None,
+    now: datetime,
+    idempotency: IdempotencyRecord | None = None,
+) -> CreationRows:
+    """The ``created`` event, outbox messages and idempotency row of ``order`` (id known).
+
+    The order must have been put in its first state by ``begin``.
+    """
+    if order.status != OrderStatus.PENDING_PAYMENT.value:
+        raise IllegalTransition(details={"status": order.status, "event": E.CREATED.value})
+    event = {
         "order_id": order.id,
         "event": E.CREATED.value,
         "from_status": None,
         "to_status": order.status,
+        "from_sub": None,
+        "to_sub": None,
         "actor_id": actor_id,
         "data": {},
         "created_at": now,
     }
-
-
-async def create(
-    session: AsyncSession, order: Order, *, actor_id: int | None, now: datetime
-) -> None:
-    """Add a new order in PENDING_PAYMENT with its ``created`` event and outbox message.
-
-    ``orders.service.book`` writes the same rows (``begin``, ``created_event``,
-    ``outbox_rows``) in one statement on PostgreSQL.
-    """
-    begin(order)
-    session.add(order)
-    await session.flush()
-    session.add(OrderEvent(**created_event(order, actor_id=actor_id, now=now)))
-    await enqueue(session, order, E.CREATED.value, now=now)
+    key = None
+    if idempotency is not None:
+        key = {
+            "user_id": idempotency.user_id,
+            "scope": idempotency.scope,
+            "key": idempotency.key,
+            "request_hash": idempotency.request_hash,
+            "status_code": idempotency.status_code,
+            "response": idempotency.response,
+            "created_at": now,
+        }
+    return CreationRows(
+        event=event,
+        outbox=tuple(outbox_rows(order, E.CREATED.value, now=now)),
+        idempotency=key,
+    )
 
 
 async def apply(

@@ -119,11 +119,11 @@ def test_every_worker_of_a_slot_is_bookable_beyond_one_candidate_chunk(
     make_enterprise: Callable[[str], int],
     run_db: Any,
 ) -> None:
-    # More eligible workers than one booking statement looks at (``_CANDIDATE_CHUNK``):
-    # when a chunk is all taken the booking moves on, and the slot fills completely.
-    from api.orders.service import _CANDIDATE_CHUNK
+    # More eligible workers than one booking pass reads the days of (``BOOKING_CHUNK``):
+    # when a pass finds nobody free the booking moves on, and the slot fills completely.
+    from api.orders.slots import BOOKING_CHUNK
 
-    n = _CANDIDATE_CHUNK + 6
+    n = BOOKING_CHUNK + 6
     w = build_world(make_user, make_enterprise, run_db, n_workers=n)
     body = {"service_id": w.service_a, "address_id": w.alice_address, "slot_start": w.slot(10)}
     codes = [

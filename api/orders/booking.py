@@ -1,0 +1,306 @@
+"""Booking: a PENDING_PAYMENT order holding the worker the slot engine chooses.
+
+The API loads the state (customer, service, address, the nearest free workers' days),
+asks ``dispatch.slots.choose_worker`` — the very engine the slot list asks — and has
+the store (``api.orders.store``) write the order and its hold. The store takes the
+engine's next choice when a concurrent booking won the first; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.addresses.models import Address
+from api.auth.models import Role, User
+from api.auth.service import InvalidToken
+from api.catalog.models import Service
+from api.errors import Forbidden
+from api.orders import state
+from api.orders.errors import SlotInPast, SlotNotOnGrid, SlotTaken, SlotTooFar
+from api.orders.models import Order
+from api.orders.quote import bookable_service, quote, service_tz
+from api.orders.roster import Roster, WorkerBrief
+from api.orders.slots import (
+    BOOKING_CHUNK,
+    BookingEnv,
+    area_for,
+    booked_visits,
+    day_bounds,
+    worker_days,
+    working_rows,
+)
+from api.orders.store import BookedVisit, Hold
+from api.settings import Settings
+from dispatch.slots import BookingChoice, ServiceRequest, Slot, booked_plan, choose_worker
+
+
+def new_order_no(now: datetime) -> str:
+    """A 24-character order number: DJ + UTC timestamp + 8 random hex (out_trade_no-safe)."""
+    return "DJ" + now.astimezone(UTC).strftime("%y%m%d%H%M%S") + secrets.token_hex(5)
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """What the customer books: service, saved address, slot start (UTC), preferences."""
+
+    service_id: int
+    address_id: int
+    slot_start: datetime
+    note: str = ""
+    preferred_worker_id: int | None = None
+
+
+def check_slot(slot_start: datetime, settings: Settings, now: datetime) -> None:
+    """Reject past, too-soon, too-far and off-grid slot starts."""
+    if slot_start < now + timedelta(seconds=settings.slot_lead_time_s):
+        raise SlotInPast()
+    tz = service_tz(settings)
+    if (
+        slot_start.astimezone(tz).date()
+        > (now.astimezone(tz) + timedelta(days=settings.booking_horizon_days)).date()
+    ):
+        raise SlotTooFar(days=settings.booking_horizon_days)
+    local = slot_start.astimezone(tz)
+    since_midnight = int(
+        (local - datetime.combine(local.date(), time(0), tzinfo=tz)).total_seconds()
+    )
+    if since_midnight % settings.slot_granularity_s or slot_start.microsecond:
+        raise SlotNotOnGrid()
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A new order, its service and the worker held for it (what the response shows)."""
+
+    order: Order
+    service: Service
+    worker: WorkerBrief
+
+
+@dataclass(frozen=True)
+class _Context:
+    user: User
+    service: Service
+    address: Address
+    area_key: tuple[Any, ...]
+    roster_key: tuple[Any, ...]
+    #: PostgreSQL: the id the new order will have
+    order_id: int | None
+
+
+async def _own_address(session: AsyncSession, user: User, address_id: int) -> Address:
+    address = await session.get(Address, address_id)
+    if address is None or address.user_id != user.id:
+        from api.addresses.service import AddressNotFound
+
+        raise AddressNotFound()
+    return address
+
+
+async def _booking_context(
+    session: AsyncSession, env: BookingEnv, user_id: int, req: BookingRequest
+) -> _Context:
+    """The customer, service, own address and area/roster fingerprints in one round trip.
+
+    Anything missing is then told apart, in the order a customer would fix it: signed-in
+    customer (401/403), service (404), address (404).
+    """
+    params = {"user_id": user_id, "service_id": req.service_id, "address_id": req.address_id}
+    row = await env.store.context(session, params)
+    if row is None or not row[0].is_active or not row[1].is_active or row[2].user_id != user_id:
+        user = await session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise InvalidToken()
+        if user.role != Role.CUSTOMER.value:
+            raise Forbidden()
+        svc = await bookable_service(session, req.service_id)
+        address = await _own_address(session, user, req.address_id)
+        params = {"user_id": user_id, "service_id": svc.id, "address_id": address.id}
+        row = await env.store.context(session, params)
+    if row[0].role != Role.CUSTOMER.value:
+        raise Forbidden()
+    n = env.store.n_area
+    rest = tuple(row[3 + n :])
+    return _Context(row[0], row[1], row[2], tuple(row[3 : 3 + n]), rest[:2], rest[2])
+
+
+def booking_seed(base: int, user_id: int, req: BookingRequest, now: datetime) -> int:
+    """The engine's seed for one booking: the same request at the same instant, the same seed."""
+    text = f"{base}:{user_id}:{req.service_id}:{req.address_id}:{req.slot_start.isoformat()}"
+    digest = hashlib.blake2b(f"{text}:{now.isoformat()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One booking's question to the engine (everything but the workers' days)."""
+
+    request: ServiceRequest
+    location: tuple[float, float]
+    slot: Slot
+    around: tuple[int, int]
+    seed: int
+    preferred: int | None
+
+
+def _choose(
+    env: BookingEnv,
+    roster: Roster,
+    ask: _Ask,
+    free: list[int],
+    held: list[BookedVisit],
+    settings: Settings,
+    day: Any,
+) -> BookingChoice:
+    workers = worker_days(roster, free, day, service_tz(settings))
+    working = {w.id for w in workers}
+    plan = booked_plan(
+        booked_visits([h for h in held if h.worker_id in working]), workers, travel=env.travel,
+        around=ask.around,
+    )  # fmt: skip
+    return choose_worker(
+        ask.request, ask.location, ask.slot, plan, seed=ask.seed, tie_cost=env.tie_cost,
+        preferred_worker=ask.preferred,
+    )  # fmt: skip
+
+
+async def _engine_choice(
+    session: AsyncSession,
+    env: BookingEnv,
+    roster: Roster,
+    ids: list[int],
+    ask: _Ask,
+    settings: Settings,
+) -> BookingChoice:
+    """Ask the engine pass by pass: the next free workers' days until someone can take it."""
+    tz = service_tz(settings)
+    start = datetime.fromtimestamp(ask.slot.start, UTC)
+    day = start.astimezone(tz).date()
+    bounds = day_bounds(day, tz)
+    # Whoever holds the part of the slot every start in it covers cannot take it.
+    core_lo = datetime.fromtimestamp(ask.slot.end, UTC)
+    core_hi = start + timedelta(seconds=ask.request.duration_s)
+    core = (core_lo, core_hi) if core_hi > core_lo else None
+    left = ids
+    while left:
+        # Nearest first: every worker the slot list counted (free across ``core``, among
+        # its ``LIST_CANDIDATES``) is in one of these passes.
+        free, held = await env.store.free_days(session, left, core, bounds, BOOKING_CHUNK)
+        if not free:
+            break
+        choice = _choose(env, roster, ask, free, held, settings, day)
+        if choice.options:
+            return choice
+        left = left[left.index(free[-1]) + 1 :]
+    raise SlotTaken()
+
+
+async def book(
+    session: AsyncSession,
+    env: BookingEnv,
+    user_id: int,
+    req: BookingRequest,
+    settings: Settings,
+    *,
+    now: datetime,
+    on_created: Callable[[Order], dict[str, Any]] | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> Booked:
+    """Create a PENDING_PAYMENT order for customer ``user_id`` holding the engine's worker.
+
+    One read gathers the customer, service, address and cache fingerprints; candidates
+    (skills, reach, a shift that day) come from the cached roster, nearest first; one
+    read per pass gets the nearest free ones' days, and ``dispatch.slots.choose_worker``
+    picks the worker and start (seeded by ``env.seed``, the request and ``now``). The
+    store writes the order and the hold (``api.orders.store``), taking the engine's next
+    choice on a lost race. No worker can take it: SlotTaken (409). ``idempotency``
+    (key, body hash) stores ``on_created(order)`` with the order.
+    """
+    ctx = await _booking_context(session, env, user_id, req)
+    user, svc, address = ctx.user, ctx.service, ctx.address
+    check_slot(req.slot_start, settings, now)
+    area_id = await area_for(session, env.lookup, svc, address.lat, address.lng, ctx.area_key)
+    tz = service_tz(settings)
+    start = req.slot_start
+    roster = await env.rosters.get(session, svc.enterprise_id, ctx.roster_key)
+    rows, _ = roster.in_reach(
+        frozenset(svc.required_skills or ()),
+        address.lat,
+        address.lng,
+        settings.booking_max_distance_km * 1000.0,
+    )
+    rows = working_rows(roster, rows, start.astimezone(tz).date())
+    ids = [int(i) for i in roster.ids[rows]]
+    slot_s = int(start.timestamp())
+    duration_s = svc.duration_min * 60
+    ask = _Ask(
+        request=ServiceRequest(duration_s=duration_s),
+        location=(address.lat, address.lng),
+        slot=Slot(slot_s, slot_s + settings.slot_granularity_s, 0),
+        around=(slot_s, slot_s + settings.slot_granularity_s + duration_s),
+        seed=booking_seed(env.seed, user_id, req, now),
+        preferred=req.preferred_worker_id,
+    )
+    if req.preferred_worker_id in ids:
+        ids.remove(req.preferred_worker_id)
+        ids.insert(0, req.preferred_worker_id)
+    choice = await _engine_choice(session, env, roster, ids, ask, settings)
+    holds = [
+        Hold(
+            o.worker_id,
+            datetime.fromtimestamp(o.start, UTC),
+            datetime.fromtimestamp(o.start + duration_s, UTC),
+        )
+        for o in choice.options
+    ]
+    q = quote(svc, start, settings)
+    order = Order(
+        id=ctx.order_id,
+        order_no=new_order_no(now),
+        customer_id=user.id,
+        enterprise_id=svc.enterprise_id,
+        service_id=svc.id,
+        address_id=address.id,
+        service_area_id=area_id,
+        slot_start=start,
+        slot_end=start + timedelta(seconds=settings.slot_granularity_s),
+        duration_min=svc.duration_min,
+        price_fen=q.price_fen,
+        surcharge_fen=q.surcharge_fen,
+        amount_fen=q.amount_fen,
+        refunded_fen=0,
+        cancel_fee_fen=0,
+        lat=address.lat,
+        lng=address.lng,
+        address_snapshot={
+            "contact_name": address.contact_name,
+            "contact_phone": address.contact_phone,
+            "detail": address.detail,
+            "label": address.label,
+        },
+        quote_lines=[line.__dict__ for line in q.lines],
+        note=req.note,
+        expires_at=now + timedelta(minutes=settings.unpaid_expiry_min),
+        created_at=now,
+        updated_at=now,
+    )
+    state.begin(order)
+
+    def rows_for(written: Order) -> state.CreationRows:
+        record = None
+        if idempotency is not None and on_created is not None:
+            record = state.IdempotencyRecord(
+                user.id, "book", idempotency[0], idempotency[1], 201, on_created(written)
+            )
+        return state.creation_rows(written, actor_id=user.id, now=now, idempotency=record)
+
+    worker_id = await env.store.create(session, order, holds, rows_for)
+    row = roster.row_of(worker_id)
+    return Booked(order, svc, roster.briefs[row])
