@@ -26,7 +26,7 @@ from api.auth.router import tenants as tenants_router
 from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
 from api.catalog.service import AreaLookup
-from api.db import is_sqlite, make_engine, make_sessionmaker, utcnow
+from api.db import make_engine, make_sessionmaker, utcnow
 from api.deps import add_json_model_schemas
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.router import customer_router as service_code_router
@@ -43,7 +43,7 @@ from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
 from api.observability import EdgeMiddleware, Metrics, configure_logging
 from api.orders.roster import RosterCache
 from api.orders.router import router as orders_router
-from api.orders.service import BookingEnv, expire_unpaid
+from api.orders.service import BookingEnv, expire_unpaid, order_store
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.plans.router import router as plans_router
@@ -167,14 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             TripListener(asyncpg_dsn(engine.url), app.state.trips) if postgres else None
         )
         app.state.payment_providers = build_providers(settings, app.state.http_client)
-        # SQLite has no exclusion constraint: bookings in this process take turns.
+        # The order store (PostgreSQL or SQLite adapter) is chosen here, once.
         app.state.booking = BookingEnv(
-            lookup=app.state.area_lookup,
-            rosters=RosterCache(),
-            lock=anyio.Lock() if is_sqlite(settings.effective_database_url) else None,
-            autocommit=None
-            if is_sqlite(settings.effective_database_url)
-            else make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            lookup=app.state.area_lookup, rosters=RosterCache(), store=order_store(engine)
         )
         app.state.subscribe_sender = (
             WeChatSubscribeSender(
