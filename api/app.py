@@ -29,6 +29,7 @@ from api.catalog.service import AreaLookup
 from api.db import make_engine, make_sessionmaker, utcnow
 from api.deps import add_json_model_schemas
 from api.dispatch.dispatcher import Dispatcher
+from api.dispatch.push import attach as attach_push
 from api.dispatch.router import customer_router as service_code_router
 from api.dispatch.router import router as worker_router
 from api.dispatch.router import socket_router as worker_socket_router
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         postgres = engine.dialect.name == "postgresql"
         app.state.trips = TripCache(enabled=not postgres)
         attach_trips(engine, app.state.trips)
+        app.state.worker_push = attach_push(engine, app.state.live.broker)  # api/dispatch/push.py
         app.state.trip_listener = (
             TripListener(asyncpg_dsn(engine.url), app.state.trips) if postgres else None
         )
@@ -209,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             interval_s=settings.relay_interval_s,
                             sender=app.state.subscribe_sender,
                             expire=expire,
+                            presence=app.state.live.broker,
                         )
                     )
                 if settings.dispatch_tick_s > 0 and settings.environment is not Environment.TEST:

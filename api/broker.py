@@ -67,6 +67,11 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def worker_channel(worker_id: int) -> str:
+    """The pub/sub channel of one worker's live socket (offers, assignments, withdrawals)."""
+    return f"worker:{int(worker_id)}"
+
+
 def region_tag(region: int) -> str:
     """The Redis Cluster hash tag of a region (an H3 res-5 cell as int): ``{r:<hex>}``."""
     return "{r:%015x}" % int(region)  # noqa: UP031 - fixed width, same as H3's string form
@@ -152,6 +157,10 @@ class Broker(Protocol):
 
     def subscribe(self, *channels: str) -> Subscription:
         """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
+        ...
+
+    async def subscribers(self, channel: str) -> int:
+        """How many subscribers ``channel`` has now (Redis: processes), for presence checks."""
         ...
 
     async def enqueue(
@@ -377,6 +386,10 @@ class MemoryBroker:
     def subscribe(self, *channels: str) -> Subscription:
         """A subscription to ``channels``; use ``async with``, then iterate or ``get``."""
         return LocalSubscription(self.fanout, _channels(channels), self._max_pending)
+
+    async def subscribers(self, channel: str) -> int:
+        """How many local subscribers ``channel`` has now."""
+        return len(self.fanout.subscribers.get(channel, ()))
 
     def _stream(self, stream: str) -> _Stream:
         return self._streams.setdefault(stream, _Stream())
@@ -638,6 +651,12 @@ class RedisBroker:
         Shares this broker's one pub/sub connection with every other subscription.
         """
         return LocalSubscription(self.fanout, _channels(channels), self._max_pending)
+
+    async def subscribers(self, channel: str) -> int:
+        """How many processes subscribe ``channel`` now (``PUBSUB NUMSUB``; each process
+        subscribes a channel once however many local subscribers it serves)."""
+        reply: Any = await self.client.pubsub_numsub(self.prefix + channel)
+        return int(reply[0][1]) if reply else 0
 
     async def enqueue(
         self, stream: str, message: bytes | Mapping[str, Any], *, maxlen: int | None = None

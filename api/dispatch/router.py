@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -14,6 +17,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import service as auth_service
+from api.broker import worker_channel
 from api.deps import (
     CurrentUser,
     IdPath,
@@ -24,7 +28,7 @@ from api.deps import (
     json_model_openapi,
     websocket_token,
 )
-from api.dispatch import service
+from api.dispatch import push, service
 from api.dispatch.dependencies import (
     LiveDep,
     NowDep,
@@ -143,16 +147,20 @@ async def pings(
 
 @socket_router.websocket("/live")
 async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()] = None) -> None:
-    """Location pings over one WebSocket, for the worker app while it is on duty.
+    """Location pings up and offers, assignments and withdrawals down, over one WebSocket.
 
     The same batches and verdicts as ``POST /v1/worker/pings`` without an HTTP request
     per fix: the app opens ``/v1/worker/live`` (token as ``?token=`` or the subprotocol
     pair ``bearer, <token>``) and sends ``PingsIn`` JSON texts, optionally with an
     ``"id"`` to echo; each gets ``{"type": "ack", "id", "accepted", "results"}``, or
     ``{"type": "error", "code", "message", "details"}`` (translated; the socket stays
-    open) for a text that is not a valid batch. Close codes: 4401 bad or expired token
-    (reconnect with a fresh one), 4403 not an active worker (also when that changes
-    while connected).
+    open) for a text that is not a valid batch. Pushed to the worker as they are
+    committed (api/dispatch/push.py): ``{"type": "offer", "offer_id", "expires_at", ...}``
+    (first the worker's open offers, then each new one), ``{"type": "assigned", ...}``
+    and ``{"type": "withdrawn", "reason": "cancelled"|"reassigned"|"expired", ...}``,
+    each with the order's ``order_id``, ``order_no``, ``service_id``, ``slot_start``,
+    ``duration_min``. Close codes: 4401 bad or expired token (reconnect with a fresh
+    one), 4403 not an active worker (also when that changes while connected).
     """
     state = websocket.app.state
     raw, subprotocol = websocket_token(websocket, token)
@@ -160,7 +168,7 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
         if raw is None:
             raise Unauthorized()
         uid = int(auth_service.decode_access_token(state.token_config, raw)["sub"])
-        await ping_context(state, uid)
+        ctx = await ping_context(state, uid)
     except service.NotAWorker:
         await websocket.close(code=4403)
         return
@@ -169,6 +177,59 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
         return
     locale = negotiate_locale(websocket.headers.get("accept-language"))
     await websocket.accept(subprotocol=subprotocol)
+    lock = asyncio.Lock()  # pushed frames and acks come from two tasks
+
+    async def send(text: str) -> None:
+        async with lock:
+            await websocket.send_text(text)
+
+    async with contextlib.AsyncExitStack() as stack:
+        await _push_feed(websocket, stack, ctx.worker_id, send)
+        await _serve_pings(websocket, raw, uid, locale, send)
+
+
+async def _push_feed(
+    websocket: WebSocket,
+    stack: contextlib.AsyncExitStack,
+    worker_id: int,
+    send: Callable[[str], Awaitable[None]],
+) -> None:
+    """Subscribe the worker's channel, send its open offers, forward what comes (until
+    ``stack`` closes). A broker or database failure leaves the socket to pings (the app
+    polls offers)."""
+    state = websocket.app.state
+    try:
+        sub = await stack.enter_async_context(
+            state.live.broker.subscribe(worker_channel(worker_id))
+        )
+        async with state.sessionmaker() as session:
+            frames = await push.catch_up(
+                session, state.live, worker_id, now=await get_now(websocket)
+            )
+    except Exception as exc:  # Redis or the database is down: pings still work
+        _log.warning("live_socket_push_unavailable", error=type(exc).__name__, detail=str(exc))
+        return
+    for data in frames:
+        await send(data.decode())
+    task = asyncio.create_task(push.forward(sub, send), name=f"push-worker-{worker_id}")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _serve_pings(
+    websocket: WebSocket,
+    raw: str,
+    uid: int,
+    locale: str,
+    send: Callable[[str], Awaitable[None]],
+) -> None:
+    """The socket's receive loop: ping batches in, acks or errors out, until it closes."""
+    state = websocket.app.state
     settings: Settings = state.settings
     live: LiveBackends = state.live
     while True:
@@ -189,17 +250,17 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
         try:
             body = SocketPingsIn.model_validate_json(text)
         except ValidationError as exc:
-            await websocket.send_text(_socket_error(exc, locale))
+            await send(_socket_error(exc, locale))
             continue
         try:
             now = await get_now(websocket)
             verdicts = await _ingest(body, live, ctx, settings, now, state.track_writer)
         except Exception as exc:  # the live layer failed (Redis down...): say so, stay open
             _log.warning("live_socket_ingest_failed", error=type(exc).__name__, detail=str(exc))
-            await websocket.send_text(_socket_unavailable(body.id, locale))
+            await send(_socket_unavailable(body.id, locale))
             continue
         ack = {"type": "ack", "id": body.id, **_verdicts_out(verdicts)}
-        await websocket.send_text(pydantic_core.to_json(ack).decode())
+        await send(pydantic_core.to_json(ack).decode())
 
 
 async def _ingest(

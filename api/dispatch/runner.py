@@ -264,6 +264,7 @@ async def run_dispatcher(
     import redis.asyncio as redis_asyncio
 
     from api.db import make_engine, make_sessionmaker
+    from api.dispatch.push import attach as attach_push
     from api.live import make_live
 
     if not settings.redis_url:
@@ -273,6 +274,7 @@ async def run_dispatcher(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0
     )
     live = make_live(settings.redis_url, client=client, prefix=settings.redis_prefix)
+    attach_push(engine, live.broker)  # offers reach the workers' sockets in the API processes
     stop = stop or anyio.Event()
     runner = RegionRunner(
         make_sessionmaker(engine),

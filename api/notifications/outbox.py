@@ -27,7 +27,20 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     REFUSED = "refused"  # WeChat 43101: the user refused or used up the subscription
-    SKIPPED = "skipped"  # channel not configured or no openid: nothing to send
+    SKIPPED = "skipped"  # channel not configured, no openid, or the offer is over: not sent
+    LIVE = "live"  # a worker message whose worker had a live socket: the frame was enough
+
+
+class WorkerTopic(StrEnum):
+    """Topics of the messages to a worker (socket frame type ``offer``/``assigned``/...)."""
+
+    OFFER = "worker_offer"
+    ASSIGNED = "worker_assigned"
+    WITHDRAWN = "worker_withdrawn"
+
+
+#: ``payload["recipient"]`` of a message to a worker (the relay checks presence first).
+WORKER = "worker"
 
 
 def outbox_rows(order: Order, topic: str, *, now: datetime) -> list[dict[str, Any]]:
@@ -56,6 +69,29 @@ def outbox_rows(order: Order, topic: str, *, now: datetime) -> list[dict[str, An
         }
         for channel in Channel
     ]
+
+
+def worker_row(
+    user_id: int, topic: WorkerTopic, payload: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    """A WeChat subscribe message to a worker's user about an offer, assignment or withdrawal.
+
+    ``payload`` carries ``worker_id``, ``order_id`` and ``order_no`` (and ``offer_id`` /
+    ``expires_at`` for an offer); the relay sends it only while the worker has no live
+    socket (``OutboxStatus.LIVE`` otherwise) and drops an offer that expired meanwhile.
+    """
+    return {
+        "channel": Channel.WECHAT.value,
+        "topic": topic.value,
+        "user_id": user_id,
+        "order_id": payload["order_id"],
+        "payload": {**payload, "recipient": WORKER},
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": "",
+        "created_at": now,
+    }
 
 
 async def enqueue(session: AsyncSession, order: Order, topic: str, *, now: datetime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import anyio
 import structlog
@@ -19,16 +20,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import SocialIdentity, SocialProvider, User
+from api.broker import worker_channel
 from api.db import utcnow
 from api.i18n import translate
 from api.notifications.models import InboxMessage, OutboxMessage
-from api.notifications.outbox import Channel, OutboxStatus
+from api.notifications.outbox import WORKER, Channel, OutboxStatus
 from api.notifications.texts import topic_title
 from api.notifications.wechat import SendFailed, SendOutcome, WeChatSubscribeSender
 
 log = structlog.get_logger("api.notifications.relay")
 
 MAX_BACKOFF = timedelta(hours=1)
+
+
+class Presence(Protocol):
+    """Who listens where now (the app's ``Broker``): a worker with a live socket somewhere
+    subscribes ``worker_channel(worker_id)``."""
+
+    async def subscribers(self, channel: str) -> int:
+        """How many subscribers ``channel`` has now."""
+        ...
 
 
 def backoff(attempts: int) -> timedelta:
@@ -63,11 +74,35 @@ async def _deliver_inbox(session: AsyncSession, msg: OutboxMessage, now: datetim
             )
 
 
+async def _worker_reached(
+    msg: OutboxMessage, presence: Presence | None, now: datetime
+) -> OutboxStatus | None:
+    """For a message to a worker: LIVE while the worker has a live socket (it got the frame),
+    SKIPPED for an offer already expired; None when WeChat should carry it."""
+    expires = msg.payload.get("expires_at")
+    if expires and datetime.fromisoformat(str(expires)) <= now:
+        return OutboxStatus.SKIPPED
+    worker_id = msg.payload.get("worker_id")
+    if presence is None or worker_id is None:
+        return None
+    if await presence.subscribers(worker_channel(int(worker_id))) > 0:
+        return OutboxStatus.LIVE
+    return None
+
+
 async def _deliver_wechat(
-    session: AsyncSession, msg: OutboxMessage, sender: WeChatSubscribeSender | None
+    session: AsyncSession,
+    msg: OutboxMessage,
+    sender: WeChatSubscribeSender | None,
+    presence: Presence | None,
+    now: datetime,
 ) -> OutboxStatus:
     if sender is None:
         return OutboxStatus.SKIPPED
+    if msg.payload.get("recipient") == WORKER:
+        settled = await _worker_reached(msg, presence, now)
+        if settled is not None:
+            return settled
     openid = await session.scalar(
         select(SocialIdentity.openid).where(
             SocialIdentity.user_id == msg.user_id,
@@ -84,6 +119,7 @@ async def _deliver_wechat(
         order_no=str(msg.payload.get("order_no", "")),
         when=str(msg.payload.get("slot_start", ""))[:16].replace("T", " "),
         lang=locale,
+        target=sender.config.target(msg.payload),
     )
     return OutboxStatus.REFUSED if outcome is SendOutcome.REFUSED else OutboxStatus.DELIVERED
 
@@ -94,8 +130,12 @@ async def relay_once(
     sender: WeChatSubscribeSender | None = None,
     now: datetime | None = None,
     batch: int = 100,
+    presence: Presence | None = None,
 ) -> RelayReport:
     """Deliver every due pending message once.
+
+    ``presence`` (the app's broker) tells whether a worker has a live socket: a message to
+    a worker who has one is settled ``live`` instead of sent (it got the socket frame).
 
     Messages that need no network call (the in-app inbox, and WeChat messages while no
     sender is configured) are settled a batch at a time in one transaction: the rows are
@@ -131,7 +171,7 @@ async def relay_once(
             remote = sorted([m.id for m in local] + remote)
             report.counts.clear()
     for msg_id in remote:
-        await _relay_one(maker, msg_id, sender, now, report)
+        await _relay_one(maker, msg_id, sender, now, report, presence)
     return report
 
 
@@ -179,6 +219,7 @@ async def _relay_one(
     sender: WeChatSubscribeSender | None,
     now: datetime,
     report: RelayReport,
+    presence: Presence | None = None,
 ) -> None:
     """Deliver one message in its own transaction; a failure schedules a retry."""
     async with maker() as session:
@@ -193,7 +234,7 @@ async def _relay_one(
                 await _deliver_inbox(session, msg, now)
                 status = OutboxStatus.DELIVERED
             else:
-                status = await _deliver_wechat(session, msg, sender)
+                status = await _deliver_wechat(session, msg, sender, presence, now)
         except (SendFailed, IntegrityError) as exc:
             await session.rollback()
             msg = await session.get(OutboxMessage, msg_id)
@@ -215,6 +256,7 @@ async def run_relay(
     interval_s: float,
     sender: WeChatSubscribeSender | None,
     expire: object = None,
+    presence: Presence | None = None,
 ) -> None:
     """Loop forever: relay the outbox (and run ``expire(maker)``) every ``interval_s``.
 
@@ -227,7 +269,7 @@ async def run_relay(
             if callable(expire) and not full:
                 await expire(maker)
             full = False
-            report = await relay_once(maker, sender=sender, batch=RELAY_BATCH)
+            report = await relay_once(maker, sender=sender, batch=RELAY_BATCH, presence=presence)
             full = sum(report.counts.values()) >= RELAY_BATCH
         except Exception as exc:  # the loop must survive a bad pass; it retries next tick
             log.warning("relay_pass_failed", error=type(exc).__name__, detail=str(exc)[:200])

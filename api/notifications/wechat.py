@@ -39,6 +39,19 @@ class SubscribeConfig:
     template_id: str
     page: str = "pages/orders/detail"
     miniprogram_state: str = "formal"
+    #: Messages to workers (offers, assignments): their template (empty: ``template_id``)
+    #: and the worker app's page, opened with ``?order_id=`` (and ``&offer_id=``).
+    worker_template_id: str = ""
+    worker_page: str = "pages/worker/offers"
+
+    def target(self, payload: dict[str, Any]) -> tuple[str, str]:
+        """Template id and page of a message with ``payload`` (a worker's or a customer's)."""
+        if payload.get("recipient") != "worker":
+            return self.template_id, self.page
+        query = f"order_id={int(payload['order_id'])}"
+        if payload.get("offer_id") is not None:
+            query += f"&offer_id={int(payload['offer_id'])}"
+        return self.worker_template_id or self.template_id, f"{self.worker_page}?{query}"
 
 
 class WeChatSubscribeSender:
@@ -48,14 +61,30 @@ class WeChatSubscribeSender:
         self._config = config
         self._http = http
 
+    @property
+    def config(self) -> SubscribeConfig:
+        """Endpoint, token and templates."""
+        return self._config
+
     async def send(
-        self, openid: str, *, title: str, order_no: str, when: str, lang: str
+        self,
+        openid: str,
+        *,
+        title: str,
+        order_no: str,
+        when: str,
+        lang: str,
+        target: tuple[str, str] | None = None,
     ) -> SendOutcome:
-        """POST the message; REFUSED on 43101, SendFailed on anything retryable."""
+        """POST the message; REFUSED on 43101, SendFailed on anything retryable.
+
+        ``target`` is (template id, page) when not the customer's (``SubscribeConfig.target``).
+        """
+        template_id, page = target or (self._config.template_id, self._config.page)
         body: dict[str, Any] = {
             "touser": openid,
-            "template_id": self._config.template_id,
-            "page": self._config.page,
+            "template_id": template_id,
+            "page": page,
             "data": {
                 "thing1": {"value": thing(title)},
                 "character_string2": {"value": order_no[:32]},
