@@ -77,38 +77,27 @@ async def list_requests(
 
 
 @router.post(
-    STAFF + "/schedule-requests/{request_id:int}/approve",
-    summary="Approve a schedule change (it becomes the worker's schedule)",
+    STAFF + "/schedule-requests/{request_id:int}/{decision}",
+    summary="Approve (it becomes the worker's schedule) or reject a schedule change",
 )
-async def approve_request(
+async def decide_request(
     enterprise_id: IdPath,
     request_id: IdPath,
+    decision: profiles.Decision,
     body: DecisionIn,
     actor: ManagerUser,
     session: SessionDep,
     now: NowDep,
 ) -> ScheduleRequestOut:
-    """The proposed shifts and breaks replace the worker's."""
+    """``approve``: the proposed shifts and breaks replace the worker's; ``reject``: they stay."""
     request = await profiles.decide_request(
-        session, actor, enterprise_id, request_id, approve=True, note=body.note, now=now
-    )
-    return ScheduleRequestOut.of(request)
-
-
-@router.post(
-    STAFF + "/schedule-requests/{request_id:int}/reject", summary="Reject a schedule change"
-)
-async def reject_request(
-    enterprise_id: IdPath,
-    request_id: IdPath,
-    body: DecisionIn,
-    actor: ManagerUser,
-    session: SessionDep,
-    now: NowDep,
-) -> ScheduleRequestOut:
-    """The worker's schedule stays as it is."""
-    request = await profiles.decide_request(
-        session, actor, enterprise_id, request_id, approve=False, note=body.note, now=now
+        session,
+        actor,
+        enterprise_id,
+        request_id,
+        approve=decision is profiles.Decision.APPROVE,
+        note=body.note,
+        now=now,
     )
     return ScheduleRequestOut.of(request)
 

@@ -135,6 +135,13 @@ class RequestStatus(StrEnum):
     SUPERSEDED = "superseded"
 
 
+class Decision(StrEnum):
+    """What staff do with a pending request."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
 @dataclass(frozen=True)
 class Slot:
     """One weekly interval: ``weekday`` 0-6 (Monday = 0), minutes from local midnight."""

@@ -453,6 +453,9 @@ def test_a_worker_requests_a_schedule_and_staff_approve_it(
     assert own["pending_request"] is None
     assert client.get(requests_path, headers=staff).json() == []
 
+    unknown = client.post(f"{requests_path}/{req_id}/maybe", json={}, headers=staff)
+    assert unknown.status_code == 422
+    assert unknown.json()["details"][0]["loc"] == ["path", "decision"]
     again = client.post(f"{requests_path}/{req_id}/reject", json={}, headers=staff)
     assert again.status_code == 409
     assert again.json()["code"] == "schedule_request_decided"
