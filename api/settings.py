@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     dispatch_batch_max: int = Field(default=200, ge=1)
     dispatch_max_travel_s: float = Field(default=3600.0, gt=0)
     offer_timeout_s: int = Field(default=30, ge=1)
+    #: A job may start this long after its booked window's latest start; past that the
+    #: dispatcher hands it to staff (dispatch.rounds.escalate_late).
+    dispatch_max_lateness_s: int = Field(default=3600, ge=0)
+    #: Member-priority units an order gains per hour it waits (older orders win ties).
+    dispatch_aging_per_hour: float = Field(default=1.0, ge=0)
+    #: Fairness: earnings of the last N days count towards a worker's recent earnings.
+    fairness_earnings_days: int = Field(default=7, ge=1)
     #: Seconds an order stays in the grab pool before auto-assign (0: straight to auto).
     grab_window_s: int = Field(default=0, ge=0)
     grab_radius_m: float = Field(default=5000.0, gt=0)

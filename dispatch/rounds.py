@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from dispatch.assign import Assignment, match
 from dispatch.candidates import (
@@ -46,6 +46,7 @@ from dispatch.offers import DispatchMode, Event, OfferDesk, OfferMade
 from geo.travel import HaversineTravelModel, TravelTimeModel
 
 IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
 
 #: The matching function a round calls: ``dispatch.assign.match``'s signature.
 MatchFn = Callable[..., Assignment]
@@ -139,6 +140,14 @@ def admit(
     return tuple(events)
 
 
+def waiting_priority(waited_s: ArrayLike, aging_per_hour: float) -> FloatArray:
+    """Each order's priority for the cost model: ``aging_per_hour`` per hour it has waited
+    (``waited_s`` seconds, negative counts as 0), so that of two otherwise equal orders the
+    older wins and nobody starves. Member priority adds to this when memberships exist."""
+    waited = np.maximum(np.asarray(waited_s, dtype=np.float64), 0.0)
+    return np.asarray(aging_per_hour * waited / 3600.0, dtype=np.float64)
+
+
 def escalate_late(
     desk: OfferDesk, order_ids: IntArray, latest_start_s: IntArray, now: int
 ) -> tuple[Event, ...]:
@@ -166,13 +175,15 @@ def escalate_late(
 def eligible_fleet(desk: OfferDesk, fleet: Fleet, now: int) -> Fleet:
     """The rows of ``fleet`` that are available and may take a new offer from ``desk`` now."""
     ok = np.asarray(fleet.available, dtype=np.bool_) & desk.offer_eligible_mask(fleet.ids, now)
-    if ok.all():
-        return fleet
-    rows = np.flatnonzero(ok)
-    return replace(fleet, **{name: getattr(fleet, name)[rows] for name in _FLEET_ARRAYS})
+    return fleet if ok.all() else take_workers(fleet, np.flatnonzero(ok))
 
 
-_FLEET_ARRAYS = tuple(Fleet.__dataclass_fields__)
+def take_workers(fleet: Fleet, rows: ArrayLike) -> Fleet:
+    """The given rows of ``fleet`` as a new fleet."""
+    idx = np.asarray(rows, dtype=np.int64)
+    return replace(
+        fleet, **{name: getattr(fleet, name)[idx] for name in Fleet.__dataclass_fields__}
+    )
 
 
 def with_desk_exclusions(desk: OfferDesk, orders: OrderBatch) -> OrderBatch:
@@ -219,7 +230,7 @@ def offer_round(
     pending = np.isin(orders.ids, desk.book.pending_order_ids())
     if not pending.all():
         rows = np.flatnonzero(pending)
-        orders = _take_orders(orders, rows)
+        orders = take_orders(orders, rows)
     idle = eligible_fleet(desk, fleet, now)
     if len(orders) == 0 or len(idle) == 0:
         return RoundResult((), None)
@@ -237,8 +248,8 @@ def offer_round(
     return RoundResult(desk.offer_pairs(result.order_ids, result.worker_ids, now), result)
 
 
-def _take_orders(orders: OrderBatch, rows: IntArray) -> OrderBatch:
-    """The given rows of ``orders`` (their exclusions re-packed)."""
+def take_orders(orders: OrderBatch, rows: IntArray) -> OrderBatch:
+    """The given rows of ``orders`` as a new batch (their exclusions re-packed)."""
     excluded = [orders.excluded_for(int(r)) for r in rows]
     offsets = np.zeros(rows.size + 1, dtype=np.int64)
     np.cumsum([e.size for e in excluded], out=offsets[1:])

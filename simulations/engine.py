@@ -902,7 +902,6 @@ class Engine:
         """Orders of ``rows`` as a batch (the desk adds its exclusions in each round)."""
         c, p = self.city, self.policy
         latest = self._latest_start(rows)
-        age_h = np.maximum(now - c.release_s[rows], 0) / 3600.0
         return OrderBatch.from_arrays(
             c.order_ids[rows],
             c.lat[rows],
@@ -910,7 +909,7 @@ class Engine:
             required_skills=c.required_skills[rows],
             service_s=c.expected_service_s[rows],
             latest_start_s=latest,
-            priority=p.aging_per_hour * age_h,
+            priority=dispatch.rounds.waiting_priority(now - c.release_s[rows], p.aging_per_hour),
         )
 
     def _idle_rows(self, now: int) -> IntArray:

@@ -75,6 +75,8 @@ class DispatchOffer(Base):
     expires_at: Mapped[datetime]
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     decline_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: Grab rows: the workers the order is shown to (chosen by ``dispatch.rounds.admit``).
+    eligible_worker_ids: Mapped[list[int] | None] = mapped_column(JSON, default=None)
 
 
 class DispatchDecision(Base):

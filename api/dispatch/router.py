@@ -28,7 +28,7 @@ from api.deps import (
     json_model_openapi,
     websocket_token,
 )
-from api.dispatch import push, service
+from api.dispatch import offer_flow, push, service
 from api.dispatch.dependencies import (
     LiveDep,
     NowDep,
@@ -329,19 +329,29 @@ async def accept(
     user: CurrentUser,
     session: SessionDep,
     live: LiveDep,
+    settings: SettingsDep,
     now: NowDep,
 ) -> OrderBrief:
     """409 ``offer_gone`` when expired, withdrawn or already answered."""
-    order = await service.accept_offer(session, live, worker, user, offer_id, now=now)
+    order = await offer_flow.accept_offer(
+        session, live, worker, user, offer_id, settings=settings, now=now
+    )
     return brief(order)
 
 
 @router.post("/offers/{offer_id}/decline", summary="Decline an offer")
 async def decline(
-    offer_id: IdPath, body: DeclineIn, worker: WorkerDep, session: SessionDep, now: NowDep
+    offer_id: IdPath,
+    body: DeclineIn,
+    worker: WorkerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
 ) -> dict[str, bool]:
-    """The order is re-offered to someone else."""
-    await service.decline_offer(session, worker, offer_id, body.reason, now=now)
+    """The order is re-offered to someone else (or handed to staff after too many)."""
+    await offer_flow.decline_offer(
+        session, worker, offer_id, body.reason, settings=settings, now=now
+    )
     return {"declined": True}
 
 
@@ -349,8 +359,8 @@ async def decline(
 async def grab_pool(
     worker: WorkerDep, session: SessionDep, live: LiveDep, settings: SettingsDep, now: NowDep
 ) -> list[OfferOut]:
-    """Open pool orders of my enterprise within ``grab_radius_m``, nearest first."""
-    views = await service.grab_pool(session, live, worker, settings, now=now)
+    """Open pool orders shown to me (the dispatcher chose the workers near each), nearest first."""
+    views = await offer_flow.grab_pool(session, live, worker, settings, now=now)
     return [_offer(v) for v in views]
 
 
@@ -365,7 +375,7 @@ async def claim(
     now: NowDep,
 ) -> OrderBrief:
     """The first valid claim wins; later ones get 409 ``offer_gone``."""
-    order = await service.claim(session, live, worker, user, offer_id, settings, now=now)
+    order = await offer_flow.claim(session, live, worker, user, offer_id, settings, now=now)
     return brief(order)
 
 

@@ -22,12 +22,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
-from api.catalog.models import Service
-from api.dispatch.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState, OrderTrack
+from api.dispatch.models import DispatchOffer, OfferState, OrderTrack
 from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from api.geo_edge import CoordType, GeoError, to_wgs84
@@ -35,7 +34,7 @@ from api.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
-from api.orders.service import assign_worker, lock_order
+from api.orders.service import assign_worker, lock_order, release_reservation
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.plans.models import DayPlanRecord
 from api.settings import Settings
@@ -396,7 +395,7 @@ class OfferView:
     distance_m: float | None
 
 
-async def _position(live: LiveBackends, worker_id: int) -> tuple[float, float] | None:
+async def worker_position(live: LiveBackends, worker_id: int) -> tuple[float, float] | None:
     pos = await live.state.get_positions([worker_id])
     if not pos.found[0]:
         return None
@@ -419,7 +418,7 @@ async def current_offers(
             .order_by(DispatchOffer.expires_at, DispatchOffer.id)
         )
     ).all()
-    here = await _position(live, worker.id)
+    here = await worker_position(live, worker.id)
     return [
         OfferView(
             offer,
@@ -431,25 +430,7 @@ async def current_offers(
     ]
 
 
-async def _take_offer(
-    session: AsyncSession,
-    offer_id: int,
-    new_state: OfferState,
-    *,
-    where: Sequence[Any],
-    values: dict[str, Any],
-) -> None:
-    result = await session.execute(
-        update(DispatchOffer)
-        .where(DispatchOffer.id == offer_id, *where)
-        .values(state=new_state.value, **values)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        raise OfferGone()
-
-
-async def _commit_worker(
+async def commit_worker(
     session: AsyncSession, order: Order, worker: Worker, actor: User, now: datetime
 ) -> None:
     """Make ``worker`` the order's worker (orders.assign_worker), plus its tracking row."""
@@ -465,164 +446,6 @@ async def _commit_worker(
                 updated_at=now,
             )
         )
-
-
-async def lapse_offer(session: AsyncSession, order_id: int, *, now: datetime, reason: str) -> None:
-    """Put an order whose offer was declined/expired/withdrawn back to awaiting_dispatch.
-
-    No-op when the order has moved on (accepted, cancelled) or still has a live offer.
-    """
-    order = await lock_order(session, order_id)
-    if not state.allowed(order, OrderEventType.OFFER_LAPSED):
-        return
-    still_live = await session.scalar(
-        select(DispatchOffer.id).where(
-            DispatchOffer.order_id == order_id, DispatchOffer.state.in_(LIVE_STATES)
-        )
-    )
-    if still_live is not None:
-        return
-    await state.apply(
-        session, order, OrderEventType.OFFER_LAPSED, actor_id=None, now=now,
-        data={"reason": reason},
-    )  # fmt: skip
-
-
-async def accept_offer(
-    session: AsyncSession,
-    live: LiveBackends,
-    worker: Worker,
-    actor: User,
-    offer_id: int,
-    *,
-    now: datetime,
-) -> Order:
-    """Accept an auto offer before it expires (OfferGone otherwise); the order is ACCEPTED."""
-    offer = await session.get(DispatchOffer, offer_id)
-    if offer is None or offer.worker_id != worker.id:
-        raise OfferGone()
-    await _take_offer(
-        session,
-        offer_id,
-        OfferState.ACCEPTED,
-        where=[
-            DispatchOffer.worker_id == worker.id,
-            DispatchOffer.state == OfferState.OFFERED.value,
-            DispatchOffer.expires_at > now,
-        ],
-        values={"decided_at": now},
-    )
-    order = await lock_order(session, offer.order_id)
-    if not state.allowed(order, OrderEventType.ACCEPTED):
-        raise OfferGone()
-    await _commit_worker(session, order, worker, actor, now)
-    await session.commit()
-    await live.state.set_worker_state(worker.id, WorkerState.BUSY)
-    await tracking.publish_status(live.broker, order)
-    return order
-
-
-async def decline_offer(
-    session: AsyncSession, worker: Worker, offer_id: int, reason: str, *, now: datetime
-) -> None:
-    """Decline an auto offer; the dispatcher re-offers the order to someone else."""
-    await _take_offer(
-        session,
-        offer_id,
-        OfferState.DECLINED,
-        where=[
-            DispatchOffer.worker_id == worker.id,
-            DispatchOffer.state == OfferState.OFFERED.value,
-        ],
-        values={"decided_at": now, "decline_reason": reason[:64]},
-    )
-    offer = await session.get(DispatchOffer, offer_id)
-    if offer is not None:
-        await lapse_offer(session, offer.order_id, now=now, reason="declined")
-    await session.commit()
-
-
-# ------------------------------------------------------------------ grab pool
-
-
-async def _skills_ok(session: AsyncSession, worker: Worker, order: Order) -> bool:
-    svc = await session.get(Service, order.service_id)
-    need = set(svc.required_skills or []) if svc is not None else set()
-    return need <= set(worker.skills or [])
-
-
-async def grab_pool(
-    session: AsyncSession,
-    live: LiveBackends,
-    worker: Worker,
-    settings: Settings,
-    *,
-    now: datetime,
-) -> list[OfferView]:
-    """Open grab-pool orders of the worker's enterprise within reach, nearest first."""
-    here = await _position(live, worker.id)
-    if here is None:
-        raise NoRecentLocation()
-    rows = (
-        await session.execute(
-            select(DispatchOffer, Order)
-            .join(Order, Order.id == DispatchOffer.order_id)
-            .where(
-                DispatchOffer.state == OfferState.OPEN.value,
-                DispatchOffer.expires_at > now,
-                Order.enterprise_id == worker.enterprise_id,
-            )
-        )
-    ).all()
-    out = []
-    for offer, order in rows:
-        d = distance_m(here[0], here[1], order.lat, order.lng)
-        if d <= settings.grab_radius_m and await _skills_ok(session, worker, order):
-            seconds = max(0, math.ceil((offer.expires_at - now).total_seconds()))
-            out.append(OfferView(offer, order, seconds, d))
-    out.sort(key=lambda v: (v.distance_m or 0.0, v.offer.id))
-    return out
-
-
-async def claim(
-    session: AsyncSession,
-    live: LiveBackends,
-    worker: Worker,
-    actor: User,
-    offer_id: int,
-    settings: Settings,
-    *,
-    now: datetime,
-) -> Order:
-    """Claim a grab-pool order: the first valid claim wins (conditional UPDATE on state)."""
-    offer = await session.get(DispatchOffer, offer_id)
-    if offer is None or offer.mode != OfferMode.GRAB.value:
-        raise OfferGone()
-    order = await session.get(Order, offer.order_id)
-    here = await _position(live, worker.id)
-    if (
-        order is None
-        or order.enterprise_id != worker.enterprise_id
-        or here is None
-        or distance_m(here[0], here[1], order.lat, order.lng) > settings.grab_radius_m
-        or not await _skills_ok(session, worker, order)
-    ):
-        raise OfferGone()
-    await _take_offer(
-        session,
-        offer_id,
-        OfferState.CLAIMED,
-        where=[DispatchOffer.state == OfferState.OPEN.value, DispatchOffer.expires_at > now],
-        values={"decided_at": now, "worker_id": worker.id},
-    )
-    order = await lock_order(session, offer.order_id)
-    if not state.allowed(order, OrderEventType.ACCEPTED):
-        raise OfferGone()
-    await _commit_worker(session, order, worker, actor, now)
-    await session.commit()
-    await live.state.set_worker_state(worker.id, WorkerState.BUSY)
-    await tracking.publish_status(live.broker, order)
-    return order
 
 
 # ------------------------------------------------------------------ the visit
@@ -746,6 +569,8 @@ async def complete(
     decoded = [_decode_photo(p, settings.completion_photo_max_bytes) for p in photos]
     order = await my_job(session, worker, order_id)
     await state.apply(session, order, OrderEventType.COMPLETED, actor_id=actor.id, now=now)
+    # The job is done: its worker is free again for the rest of the booked window.
+    await release_reservation(session, order, now)
     track = await session.get(OrderTrack, order.id)
     names: list[str] = []
     if decoded:

@@ -43,13 +43,14 @@ from api import migrate
 from api.auth.models import Role, User
 from api.catalog.models import Service, ServiceCategory
 from api.db import make_engine, make_sessionmaker, utcnow
-from api.dispatch import service
+from api.dispatch import offer_flow, service
 from api.dispatch.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferMode
 from api.dispatch.service import region_of
 from api.enterprise.models import Enterprise, Worker
 from api.leases import RedisLeases
 from api.live import LiveBackends, PingBatch, WorkerState, make_live
 from api.orders.models import Order, OrderEvent
+from api.settings import Settings
 from tests.api.e2e.server import REPO, free_port, fresh_database
 from tests.services import require
 
@@ -264,6 +265,7 @@ class Workers:
     maker: async_sessionmaker[AsyncSession]
     live: LiveBackends
     city: City
+    settings: Settings = field(default_factory=Settings)
     answered: set[int] = field(default_factory=set)
     committed: set[int] = field(default_factory=set)
     double_live: list[tuple[int, int]] = field(default_factory=list)
@@ -321,13 +323,21 @@ class Workers:
                 assert worker is not None
                 try:
                     if script == 0:
-                        await service.decline_offer(session, worker, offer.id, "busy", now=utcnow())
+                        await offer_flow.decline_offer(
+                            session, worker, offer.id, "busy", settings=self.settings, now=utcnow()
+                        )
                     else:
                         user = await session.get(User, worker.user_id)
                         assert user is not None
                         self.committed.add(worker.id)
-                        await service.accept_offer(
-                            session, self.live, worker, user, offer.id, now=utcnow()
+                        await offer_flow.accept_offer(
+                            session,
+                            self.live,
+                            worker,
+                            user,
+                            offer.id,
+                            settings=self.settings,
+                            now=utcnow(),
                         )
                 except service.OfferGone:
                     self.committed.discard(worker.id)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.dispatch import service
+from api.dispatch import offer_flow
 from api.dispatch.models import DispatchDecision
 from api.enterprise.models import Worker
 from api.errors import Conflict
@@ -246,7 +246,7 @@ def test_grab_pool_first_claim_wins_then_falls_back_to_auto(
                 worker = await session.get(Worker, worker_id)
                 user = await session.get(User, worker.user_id)
                 try:
-                    order = await service.claim(
+                    order = await offer_flow.claim(
                         session, app.state.live, worker, user, offer_id, settings, now=clock.now
                     )
                     outcomes.append(order.worker_id)
