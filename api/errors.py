@@ -208,6 +208,16 @@ EXTRA_MESSAGES: tuple[str, ...] = (
     "not a valid polygon (see details)",
     "send exactly one area",
 )
+#: User-facing texts that are not error messages (labels, titles, page texts), by domain.
+_REGISTERED_TEXTS: set[str] = set()
+
+
+def register_texts(*msgids: str) -> None:
+    """Declare user-facing msgids that no error carries (labels, titles, page texts).
+
+    ``all_messages`` returns them too, so the catalogs must translate them.
+    """
+    _REGISTERED_TEXTS.update(msgids)
 
 
 def locale_of(request: Request) -> str:
@@ -360,5 +370,5 @@ def all_messages() -> set[str]:
     msgs |= set(VALIDATION_MESSAGES.values())
     msgs |= {GENERIC_FIELD_MESSAGE, VALIDATION_SUMMARY, "Something went wrong on our side."}
     msgs |= {m for _, m in _HTTP_CODES.values()} | {"The request failed."}
-    msgs |= set(EXTRA_MESSAGES)
+    msgs |= set(EXTRA_MESSAGES) | _REGISTERED_TEXTS
     return msgs

@@ -1,4 +1,4 @@
-"""Plots (matplotlib, Agg backend: files only) and a self-contained HTML report.
+"""Plots (matplotlib figures written to PNG files) and a self-contained HTML report.
 
 - :func:`plot_sweep` — KPI curves over fleet size: % of orders started on time (all
   orders solid, booked ones dotted) and the p90 wait of an on-demand order for a worker,
@@ -16,15 +16,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from simulations.engine import OrderOutcome, SimResult
 from simulations.sweep import by_series
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made as needed).
+
+    A bare ``Figure`` renders with Agg on its own: no pyplot, no process-wide backend,
+    nothing kept open after the file is written.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
 
 
 def plot_sweep(
@@ -33,7 +41,8 @@ def plot_sweep(
     """On-time % (all orders; booked dotted) and on-demand p90 time-to-assign (minutes)
     against workers on shift; PNG at ``path``."""
     series = by_series(results)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.4), constrained_layout=True)
+    ax1, ax2 = fig.subplots(1, 2)
     markers = "osD^v<>p*h"
     for i, (label, rows) in enumerate(series.items()):
         x = [r["n_workers"] for r in rows]
@@ -65,11 +74,7 @@ def plot_sweep(
     ax2.grid(alpha=0.3)
     ax2.legend(title="policy / weights / demand", fontsize=8)
     fig.suptitle(title)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_workers_needed(
@@ -80,7 +85,8 @@ def plot_workers_needed(
     current = [a["current"] for a in answers]
     needed = [a["needed"] if a["needed"] is not None else np.nan for a in answers]
     y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(names) + 1.6), constrained_layout=True)
+    fig = Figure(figsize=(7.5, 0.6 * len(names) + 1.6), constrained_layout=True)
+    ax = fig.subplots()
     ax.barh(y - 0.2, current, height=0.4, label="workers today", color="#9aa7b8")
     ax.barh(y + 0.2, needed, height=0.4, label=f"needed for {100 * target:g} % on time")
     for yi, n in zip(y, needed, strict=True):
@@ -92,11 +98,7 @@ def plot_workers_needed(
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_day(result: SimResult, path: str | Path, title: str) -> Path:
@@ -116,7 +118,8 @@ def plot_day(result: SimResult, path: str | Path, title: str) -> Path:
         s = np.where(result.start_s >= 0, result.assigned_at, np.iinfo(np.int64).max)
         e = np.where(result.end_s >= 0, result.end_s, np.iinfo(np.int64).max)
         busy[h] = float(((s <= t0 + 1800) & (e > t0 + 1800)).sum())
-    fig, ax = plt.subplots(figsize=(10, 4.4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4.4), constrained_layout=True)
+    ax = fig.subplots()
     x = np.arange(24)
     ax.bar(x, counts[0], label="started on time", color="#3b8f5a")
     ax.bar(x, counts[1], bottom=counts[0], label="started late", color="#e3a33b")
@@ -131,11 +134,7 @@ def plot_day(result: SimResult, path: str | Path, title: str) -> Path:
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
     ax.set_title(title)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import DomainError
+from api.errors import register_texts
 
 PAGE_TEXTS: dict[str, str] = {
     "title": "Sandbox payment",
@@ -14,9 +14,4 @@ PAGE_TEXTS: dict[str, str] = {
 }
 
 
-class _Texts(DomainError):
-    """Registers these msgids with ``api.errors.all_messages`` (never raised)."""
-
-
-for _i, _text in enumerate(PAGE_TEXTS.values()):
-    type(f"_PayText{_i}", (_Texts,), {"message": _text, "code": "payment_text"})
+register_texts(*PAGE_TEXTS.values())
