@@ -3,7 +3,7 @@
 ``dispatch.schedule.plan_day`` and ``dispatch.repair.repair`` decide every route; this
 module only turns rows into the core's ``Visit``/``WorkerDay``, runs the solver off the
 event loop, stores each result as a new ``day_plans`` version and writes the assignments
-it decided through ``orders.assign_worker`` (``dispatch.service.commit_worker`` for a
+it decided through ``orders.assign_worker`` (``dispatch.service._commit_worker`` for a
 visit a worker takes for the first time). No FastAPI here.
 
 How order states map onto the core's visit states (which visits are pinned):
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.catalog.models import Service
-from api.dispatch.service import commit_worker
+from api.dispatch.service import _commit_worker
 from api.enterprise.models import Enterprise, Worker
 from api.enterprise.service import NoEnterprise, _scope
 from api.errors import Conflict, InvalidInput, NotFound
@@ -327,32 +327,23 @@ def check_day(day: date, now: datetime, tz: ZoneInfo, horizon_days: int) -> None
 def worker_day(worker: Worker, day: date, tz: ZoneInfo, skills: dict[str, int]) -> WorkerDay | None:
     """The worker's shift, breaks, home and transport mode on local ``day`` (None when off)."""
     roster = Roster.from_rows(
-        [(worker.id, worker.skills, worker.shifts, worker.home_lat, worker.home_lng, "", 0.0)]
-    )
+        [
+            (worker.id, worker.skills, worker.shifts, worker.home_lat, worker.home_lng, "", 0.0,
+             worker.transport_mode, worker.breaks)
+        ]
+    )  # fmt: skip
     window = roster.shift_window(0, day, tz)
     if window is None:
         return None
-    shift_start, shift_end = _ts(window[0]), _ts(window[1])
-    midnight = _ts(datetime.combine(day, time(0), tzinfo=tz))
-    breaks = [
-        Break(
-            max(shift_start, midnight + 60 * int(b["start_min"])),
-            min(shift_end, midnight + 60 * int(b["end_min"])),
-        )
-        for b in (getattr(worker, "breaks", None) or [])
-        if int(b.get("weekday", -1)) == day.weekday()
-        and max(shift_start, midnight + 60 * int(b["start_min"]))
-        < min(shift_end, midnight + 60 * int(b["end_min"]))
-    ]
     return WorkerDay(
         id=worker.id,
-        shift_start=shift_start,
-        shift_end=shift_end,
+        shift_start=_ts(window[0]),
+        shift_end=_ts(window[1]),
         start_lat=worker.home_lat,
         start_lng=worker.home_lng,
         skills=_mask(worker.skills or [], skills),
-        breaks=tuple(breaks),
-        mode=getattr(worker, "transport_mode", None) or "ebike",
+        breaks=tuple(Break(_ts(a), _ts(b)) for a, b in roster.breaks_on(0, day, tz)),
+        mode=roster.modes[0],
     )
 
 
@@ -486,7 +477,7 @@ def plan_to_json(
     plan: DayPlan, pins: dict[int, dict[str, Any]], changes: Sequence[Any] = ()
 ) -> dict[str, Any]:
     """Everything needed to show the plan and rebuild it for a repair (plain JSON)."""
-    return _plain(
+    out: dict[str, Any] = _plain(
         {
             "visits": [dataclasses.asdict(v) for v in plan.visits],
             "workers": [dataclasses.asdict(w) for w in plan.workers],
@@ -505,6 +496,7 @@ def plan_to_json(
             "pins": {str(k): v for k, v in sorted(pins.items())},
         }
     )
+    return out
 
 
 def plan_from_json(data: dict[str, Any]) -> DayPlan:
@@ -629,7 +621,7 @@ async def _apply(
             order = await lock_order(session, order_id)
             try:
                 if order.dispatch_status == DispatchStatus.AWAITING_DISPATCH.value:
-                    await commit_worker(session, order, workers[worker_id], actor, now)
+                    await _commit_worker(session, order, workers[worker_id], actor, now)
                 elif (
                     order.dispatch_status == DispatchStatus.ACCEPTED.value
                     and order.worker_id != worker_id
