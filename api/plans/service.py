@@ -3,7 +3,7 @@
 ``dispatch.schedule.plan_day`` and ``dispatch.repair.repair`` decide every route; this
 module only turns rows into the core's ``Visit``/``WorkerDay``, runs the solver off the
 event loop, stores each result as a new ``day_plans`` version and writes the assignments
-it decided through ``orders.assign_worker`` (``dispatch.service._commit_worker`` for a
+it decided through ``orders.assign_worker`` (``dispatch.service.commit_worker`` for a
 visit a worker takes for the first time). No FastAPI here.
 
 How order states map onto the core's visit states (which visits are pinned):
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.catalog.models import Service
-from api.dispatch.service import _commit_worker
+from api.dispatch.service import commit_worker
 from api.enterprise.models import Enterprise, Worker
 from api.enterprise.service import NoEnterprise, _scope
 from api.errors import Conflict, InvalidInput, NotFound
@@ -621,7 +621,7 @@ async def _apply(
             order = await lock_order(session, order_id)
             try:
                 if order.dispatch_status == DispatchStatus.AWAITING_DISPATCH.value:
-                    await _commit_worker(session, order, workers[worker_id], actor, now)
+                    await commit_worker(session, order, workers[worker_id], actor, now)
                 elif (
                     order.dispatch_status == DispatchStatus.ACCEPTED.value
                     and order.worker_id != worker_id
