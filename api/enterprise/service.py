@@ -27,7 +27,7 @@ from api.errors import Conflict, InvalidInput, NotFound
 from api.live import LiveBackends, WorkerState
 from api.notifications.models import OutboxMessage
 from api.orders.models import Order, OrderEvent
-from api.orders.service import OrderNotFound, assign_worker, lock_order
+from api.orders.service import OrderNotFound, WorkerBookedThen, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.tracking import service as tracking
 from dispatch.cost import CostWeights
@@ -300,7 +300,7 @@ async def assign(
     await assign_worker(
         session, order, worker.id, actor_id=user.id, now=now,
         data={"manual": True, "previous_worker_id": previous.id if previous else None},
-        event=event,
+        event=event, busy=WorkerBookedThen,
     )  # fmt: skip
     session.add(
         DispatchDecision(

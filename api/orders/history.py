@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
 from api.enterprise.models import Worker
-from api.errors import Forbidden
+from api.errors import Conflict, Forbidden
 from api.orders import state
 from api.orders.errors import OrderNotFound, RefundWindowClosed, ShareLinkInvalid, WorkerBusy
 from api.orders.models import Order, WorkerReservation
@@ -271,19 +271,21 @@ async def assign_worker(
     now: datetime,
     data: dict[str, Any] | None = None,
     event: OrderEventType = OrderEventType.ACCEPTED,
+    busy: type[Conflict] = WorkerBusy,
 ) -> None:
     """Make ``worker_id`` the order's worker: move its time hold, then ``event``.
 
     ``event`` is ACCEPTED (an offer, a claim, a manual assignment) or REASSIGNED.
 
-    The order must be row-locked by the caller; WorkerBusy (409) when the worker's
-    other held/confirmed visits overlap this order's hold. The caller commits.
+    The order must be row-locked by the caller; ``busy`` (409; WorkerBusy, addressed
+    to the worker, unless the caller is someone else) when the worker's other
+    held/confirmed visits overlap this order's hold. The caller commits.
     """
     res = await session.scalar(
         select(WorkerReservation).where(WorkerReservation.order_id == order.id)
     )
     if res is not None and res.worker_id != worker_id and res.status != "released":
-        busy = await session.scalar(
+        taken = await session.scalar(
             select(WorkerReservation.id).where(
                 WorkerReservation.worker_id == worker_id,
                 WorkerReservation.status.in_(("held", "confirmed")),
@@ -292,8 +294,8 @@ async def assign_worker(
                 WorkerReservation.id != res.id,
             )
         )
-        if busy is not None:
-            raise WorkerBusy()
+        if taken is not None:
+            raise busy()
         try:
             async with session.begin_nested():
                 res.worker_id = worker_id
@@ -301,7 +303,7 @@ async def assign_worker(
                 await session.flush()
         except DBAPIError as exc:
             if is_slot_conflict(exc):
-                raise WorkerBusy() from None
+                raise busy() from None
             raise
     order.worker_id = worker_id
     await state.apply(
