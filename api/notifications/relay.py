@@ -85,9 +85,11 @@ async def _worker_reached(
     worker_id = msg.payload.get("worker_id")
     if presence is None or worker_id is None:
         return None
-    if await presence.subscribers(worker_channel(int(worker_id))) > 0:
-        return OutboxStatus.LIVE
-    return None
+    try:
+        listening = await presence.subscribers(worker_channel(int(worker_id)))
+    except Exception as exc:  # Redis unreachable: unknown, so neither send nor drop yet
+        raise SendFailed(f"presence: {type(exc).__name__}") from exc
+    return OutboxStatus.LIVE if listening > 0 else None
 
 
 async def _deliver_wechat(

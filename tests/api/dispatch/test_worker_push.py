@@ -302,3 +302,24 @@ def test_the_offer_reaches_a_socket_held_by_another_app_instance_over_redis(
         assert (got["type"], got["offer_id"], got["order_id"]) == ("offer", offer.id, oid)
         assert second.portal.call(app.state.worker_push.drain) is None
         assert app.state.worker_push.published == 1
+
+
+def test_an_expired_offer_is_withdrawn_on_the_socket(
+    client: TestClient, world: World, run_db: Any, clock: Clock, server: str
+) -> None:
+    oid = paid_order(client, world, run_db, hour=10)
+    _, acc = world.workers_a[0]
+    online(client, acc.headers, *NEAR)
+    with live(server, acc, clock) as ws:
+        tick(client, clock)
+        offer_id = receive(ws)["offer_id"]
+        clock.advance(31)  # past the 30 s accept timeout
+        assert tick(client, clock).expired == 1
+        got = receive(ws)
+        assert (got["type"], got["offer_id"], got["order_id"], got["reason"]) == (
+            "withdrawn",
+            offer_id,
+            oid,
+            "expired",
+        )
+    assert [o.state for o in offers_of(run_db, oid)] == ["expired"]
