@@ -22,11 +22,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.payments.providers.base import (
-    ExpectedPayment,
     GatewayError,
     HttpReply,
     InvalidPaymentInput,
     MalformedNotification,
+    MerchantIds,
     NotificationKind,
     PaymentIntent,
     PaymentNotification,
@@ -151,7 +151,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class AlipayProvider:
+class AlipayProvider(MerchantIds):
     """Alipay provider: RSA2-signed order strings, notify verification, refund and query.
 
     Gateway calls go through the injected `httpx.AsyncClient` to `config.gateway_url`.
@@ -173,21 +173,9 @@ class AlipayProvider:
         """ProviderName.ALIPAY."""
         return ProviderName.ALIPAY
 
-    def expected(
-        self,
-        out_trade_no: str,
-        amount_fen: int,
-        kind: NotificationKind = NotificationKind.PAYMENT,
-    ) -> ExpectedPayment:
-        """Our order's out_trade_no and amount (fen) plus our seller_id/app_id."""
-        return ExpectedPayment(
-            provider=self.name,
-            out_trade_no=out_trade_no,
-            amount_fen=amount_fen,
-            merchant_id=self._config.seller_id,
-            app_id=self._config.app_id,
-            kind=kind,
-        )
+    def merchant_ids(self) -> tuple[str, str]:
+        """Our seller_id and app_id."""
+        return self._config.seller_id, self._config.app_id
 
     # -- signing -------------------------------------------------------------
 

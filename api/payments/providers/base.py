@@ -384,6 +384,40 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return folded
 
 
+class MerchantIds:
+    """``expected()`` for every provider: the order's facts plus the provider's own ids.
+
+    A provider mixes this in and says, in ``merchant_ids``, which merchant and app ids
+    its notifications must carry; ``check_against_order`` then compares them.
+    """
+
+    @property
+    def name(self) -> ProviderName:
+        """Which provider this is (each provider says)."""
+        raise NotImplementedError
+
+    def merchant_ids(self) -> tuple[str, str]:
+        """(merchant id, app id) that this provider's notifications must carry."""
+        raise NotImplementedError
+
+    def expected(
+        self,
+        out_trade_no: str,
+        amount_fen: int,
+        kind: NotificationKind = NotificationKind.PAYMENT,
+    ) -> ExpectedPayment:
+        """Our order's out_trade_no and amount (fen) plus this provider's merchant/app ids."""
+        merchant_id, app_id = self.merchant_ids()
+        return ExpectedPayment(
+            provider=self.name,
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen,
+            merchant_id=merchant_id,
+            app_id=app_id,
+            kind=kind,
+        )
+
+
 @runtime_checkable
 class PaymentProvider(Protocol):
     """What every payment provider offers the payments service."""
@@ -394,12 +428,12 @@ class PaymentProvider(Protocol):
         ...
 
     def expected(
-        self,
-        out_trade_no: str,
-        amount_fen: int,
-        kind: NotificationKind = NotificationKind.PAYMENT,
+        self, out_trade_no: str, amount_fen: int, kind: NotificationKind = ...
     ) -> ExpectedPayment:
-        """Our order's facts plus this provider's merchant/app ids, for check_against_order."""
+        """Our order's facts plus this provider's merchant/app ids, for check_against_order.
+
+        ``kind`` defaults to ``NotificationKind.PAYMENT`` (see ``MerchantIds``).
+        """
         ...
 
     async def create_payment(self, order_ref: PaymentRequest) -> PaymentIntent:

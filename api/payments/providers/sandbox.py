@@ -26,11 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.payments.providers.base import (
     REPLAY_WINDOW,
-    ExpectedPayment,
     GatewayError,
-    HttpReply,
     InvalidPaymentInput,
-    NotificationKind,
     PaymentIntent,
     PaymentNotification,
     PaymentRequest,
@@ -45,14 +42,12 @@ from api.payments.providers.base import (
 from api.payments.providers.keys import PUB_KEY_ID_PREFIX, PlatformKey, PlatformKeyring
 from api.payments.providers.wechatpay import (
     CHINA_TZ,
+    V3Callbacks,
     V3Verifier,
     encrypt_resource,
-    notification_from_v3,
     payment_from_transaction,
     signature_headers,
     utc_now,
-    v3_failure_response,
-    v3_success_response,
 )
 
 SANDBOX_MCHID = "sandbox-mch"
@@ -82,7 +77,7 @@ class _Trade:
         return sum(amount for _, amount, _ in self.refunds.values())
 
 
-class SandboxProvider:
+class SandboxProvider(V3Callbacks):
     """Local payments for the demo and tests, verified exactly like WeChat Pay v3."""
 
     def __init__(
@@ -128,21 +123,9 @@ class SandboxProvider:
         """The `PUB_KEY_ID_...` serial the sandbox signs callbacks with."""
         return self._key_id
 
-    def expected(
-        self,
-        out_trade_no: str,
-        amount_fen: int,
-        kind: NotificationKind = NotificationKind.PAYMENT,
-    ) -> ExpectedPayment:
-        """Our order's out_trade_no and amount (fen) plus the sandbox mchid/appid."""
-        return ExpectedPayment(
-            provider=self.name,
-            out_trade_no=out_trade_no,
-            amount_fen=amount_fen,
-            merchant_id=self._mchid,
-            app_id=self._appid,
-            kind=kind,
-        )
+    def merchant_ids(self) -> tuple[str, str]:
+        """The sandbox mchid and appid."""
+        return self._mchid, self._appid
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -172,21 +155,6 @@ class SandboxProvider:
             amount_fen=order_ref.amount_fen,
             pay_url=pay_url,
         )
-
-    def parse_notification(
-        self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
-    ) -> PaymentNotification:
-        """Verify and decrypt with the WeChat v3 code path (window included), then type."""
-        envelope, resource = self._verifier.open_notification(headers, raw_body, now=now)
-        return notification_from_v3(self.name, envelope, resource)
-
-    def success_response(self) -> HttpReply:
-        """Same as WeChat: 204 No Content."""
-        return v3_success_response()
-
-    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
-        """Same as WeChat: 4xx/5xx with {"code": "FAIL", "message": message}."""
-        return v3_failure_response(message, status_code=status_code)
 
     async def query(self, out_trade_no: str) -> PaymentNotification:
         """The trade as the sandbox's books have it; TradeNotFound if never created."""

@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from api.payments.providers.base import (
     REPLAY_WINDOW,
     DecryptionFailed,
-    ExpectedPayment,
     GatewayError,
     HttpReply,
     InvalidPaymentInput,
     MalformedNotification,
+    MerchantIds,
     NotificationKind,
     PaymentIntent,
     PaymentNotification,
@@ -512,7 +512,31 @@ class WeChatPayConfig:
         )
 
 
-class WeChatPayProvider:
+class V3Callbacks(MerchantIds):
+    """Notifications the WeChat Pay v3 way: verified by ``_verifier``, answered 204 or FAIL.
+
+    WeChat Pay and the sandbox (which signs exactly like it) share this code path.
+    """
+
+    _verifier: V3Verifier
+
+    def parse_notification(
+        self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
+    ) -> PaymentNotification:
+        """Verify signature, key serial and ±5 min window, decrypt, and type the notification."""
+        envelope, resource = self._verifier.open_notification(headers, raw_body, now=now)
+        return notification_from_v3(self.name, envelope, resource)
+
+    def success_response(self) -> HttpReply:
+        """204 No Content."""
+        return v3_success_response()
+
+    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
+        """4xx/5xx with {"code": "FAIL", "message": message}."""
+        return v3_failure_response(message, status_code=status_code)
+
+
+class WeChatPayProvider(V3Callbacks):
     """WeChat Pay v3 JSAPI provider: prepay → wx.requestPayment params, notify, refund, query.
 
     Outbound calls go through the injected `httpx.AsyncClient` to `base_url` (tests run a
@@ -542,36 +566,9 @@ class WeChatPayProvider:
         """ProviderName.WECHATPAY."""
         return ProviderName.WECHATPAY
 
-    def expected(
-        self,
-        out_trade_no: str,
-        amount_fen: int,
-        kind: NotificationKind = NotificationKind.PAYMENT,
-    ) -> ExpectedPayment:
-        """Our order's out_trade_no and amount (fen) plus our mchid/appid."""
-        return ExpectedPayment(
-            provider=self.name,
-            out_trade_no=out_trade_no,
-            amount_fen=amount_fen,
-            merchant_id=self._config.mchid,
-            app_id=self._config.appid,
-            kind=kind,
-        )
-
-    def parse_notification(
-        self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
-    ) -> PaymentNotification:
-        """Verify signature, key serial and ±5 min window, decrypt, and type the notification."""
-        envelope, resource = self._verifier.open_notification(headers, raw_body, now=now)
-        return notification_from_v3(self.name, envelope, resource)
-
-    def success_response(self) -> HttpReply:
-        """204 No Content."""
-        return v3_success_response()
-
-    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
-        """4xx/5xx with {"code": "FAIL", "message": message}."""
-        return v3_failure_response(message, status_code=status_code)
+    def merchant_ids(self) -> tuple[str, str]:
+        """Our mchid and appid."""
+        return self._config.mchid, self._config.appid
 
     async def create_payment(self, order_ref: PaymentRequest) -> PaymentIntent:
         """POST /v3/pay/transactions/jsapi, then sign the wx.requestPayment params."""
