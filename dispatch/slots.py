@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +30,7 @@ from dispatch.schedule import (
     plan_with_insertion,
 )
 from dispatch.schedule.insertion import external_insertions, flat_routes
-from dispatch.schedule.problem import build_problem
+from dispatch.schedule.problem import build_problem, build_space
 from dispatch.schedule.routes import assemble, plan_sequences, with_breaks
 
 __all__ = [
@@ -246,6 +246,7 @@ def booked_plan(
     *,
     travel: TravelMatrix | TravelModelLike,
     around: tuple[int, int] | None = None,
+    max_leg_s: int = DEFAULT_MAX_LEG_S,
 ) -> DayPlan:
     """The workers' days as booked: each visit on its pinned worker at its start, in time order.
 
@@ -257,16 +258,23 @@ def booked_plan(
     ``around`` (epoch seconds): keep only what a visit starting in that window can
     meet — per worker the visits overlapping it and the last one before and first one
     after. As booked visits keep their start times, inserting there depends on those
-    neighbours only, and the travel matrices stay small.
+    neighbours only, and the travel matrices stay small. Travel times are then the
+    slowest over departures from ``max_leg_s`` before that window to ``max_leg_s``
+    after it (the rides to and from a visit there), not over the whole day: never
+    slower, so what a whole-day plan offers stays bookable.
     """
     t_begin = time.perf_counter()
     known = {w.id for w in workers}
     for v in visits:
         if v.pinned_worker not in known:
             raise InvalidInput(f"visit {v.id}: pinned_worker {v.pinned_worker} is not in workers")
+    space = None
     if around is not None:
         visits = _neighbours(visits, around)
-    p = build_problem(visits, workers, travel, None, None, strict=False)
+        lo, hi = around[0] - max_leg_s, around[1] + max_leg_s
+        departures = [replace(w, shift_start=lo, shift_end=hi, breaks=()) for w in workers]
+        space = build_space(travel, visits, departures)
+    p = build_problem(visits, workers, travel, None, None, space=space, strict=False)
     seqs: list[list[int]] = [[] for _ in range(p.W)]
     for i in sorted(range(p.V), key=lambda i: (int(p.early[i]), p.visits[i].id)):
         if not p.fixed[i]:

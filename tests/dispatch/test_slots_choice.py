@@ -84,17 +84,20 @@ def test_a_slot_is_listed_exactly_when_the_engine_finds_a_worker_for_it(day) -> 
 def test_the_neighbours_of_a_slot_are_all_its_choice_depends_on(day) -> None:
     visits, workers = day
     full = booked_plan(visits, workers, travel=TRAVEL)
-    for start in range(DAY[0] + 2 * 3600, DAY[1] - 3600, 3 * GRID):
+    checked = 0
+    for start in range(DAY[0] + 2 * 3600, DAY[1] - 3600, GRID):
         slot = Slot(start, start + GRID, 0)
         near = booked_plan(
             visits, workers, travel=TRAVEL, around=(start, start + GRID + SERVICE.duration_s)
         )
-        assert len(near.visits) <= len(full.visits)
+        assert len(near.visits) < len(full.visits)
         a = choose_worker(SERVICE, WHERE, slot, full)
         b = choose_worker(SERVICE, WHERE, slot, near)
-        assert [(o.worker_id, o.start) for o in a.options] == [
-            (o.worker_id, o.start) for o in b.options
-        ]
+        # Rides priced over the slot's hours are never slower than over the whole day:
+        # whoever the whole day lets take the slot, the trimmed day does too.
+        assert {o.worker_id for o in a.options} <= {o.worker_id for o in b.options}
+        checked += bool(a.options)
+    assert checked > 3
 
 
 def _empty_day(n: int) -> DayPlan:
