@@ -11,7 +11,7 @@ import sys
 WEB_DB_REDIS = {"fastapi", "starlette", "sqlalchemy", "redis", "httpx", "asyncpg"}
 
 
-def _loaded_after(code: str) -> set[str]:
+def loaded_after(code: str) -> set[str]:
     """Top-level packages a fresh interpreter holds after running `code`."""
     probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
     out = subprocess.run(
@@ -21,7 +21,7 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_api_app_loads_no_simulator_or_benchmark() -> None:
-    loaded = _loaded_after("import api.app")
+    loaded = loaded_after("import api.app")
     assert "fastapi" in loaded  # the probe did import the app
     assert loaded.isdisjoint({"simulations", "benchmarks", "daojia"}), loaded
 
@@ -33,7 +33,7 @@ def test_geo_and_dispatch_load_no_web_database_or_redis_module() -> None:
         "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        importlib.import_module(m.name)"
     )
-    loaded = _loaded_after(every_module)
+    loaded = loaded_after(every_module)
     assert {"geo", "dispatch", "numpy"} <= loaded
     assert loaded.isdisjoint(WEB_DB_REDIS | {"api", "simulations", "benchmarks"}), sorted(
         loaded & (WEB_DB_REDIS | {"api", "simulations", "benchmarks"})

@@ -11,15 +11,15 @@ from numpy.typing import NDArray
 
 from dispatch._vrp_core import (
     FlatRoutes,
+    InsertionCandidates,
     IntArray,
     cheapest_insertions,
     latest_starts,
-    route_times,
 )
 from dispatch.errors import DispatchError, InvalidInput, UnknownWorker
 from dispatch.schedule.plan import DayPlan, Objective, Visit
 from dispatch.schedule.problem import Problem, build_problem, extend_space
-from dispatch.schedule.routes import assemble, plan_sequences, schedule_route, stop_windows
+from dispatch.schedule.routes import assemble, plan_sequences, schedule_route, time_free_part
 
 # --------------------------------------------------------------------------- insertion
 
@@ -68,27 +68,41 @@ _FLAT_COLUMNS = (
 )
 
 
+def _cheapest_by_travel(
+    flat: FlatRoutes,
+    to_new: IntArray,
+    from_new: IntArray,
+    early: int,
+    late: int,
+    service: int,
+    demand: int,
+    skills: int,
+) -> InsertionCandidates:
+    """``cheapest_insertions`` where a gap's cost is its added travel seconds."""
+    return cheapest_insertions(
+        flat,
+        to_new,
+        from_new,
+        to_new,
+        from_new,
+        flat.old_cost,
+        early,
+        late,
+        service,
+        demand,
+        skills,
+    )
+
+
 def _route_gaps(p: Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
     """Gap rows of worker k's free route part: one before each stop and one before home."""
     w = p.workers[k]
     m = w.mode_code
     dur = p.space.duration[m]
     real = [i for i in seq if i >= 0]
-    nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
-    early, late, service = stop_windows(p, k, np.asarray(seq, dtype=np.int64))
-    rt = route_times(
-        dur,
-        int(p.ready_row[k]),
-        p.W + k,
-        int(p.ready_time[k]),
-        int(p.shift_end[k]),
-        nodes,
-        early,
-        late,
-        service,
-        allow_late=True,
-        pass_through=p.break_row,
-    )
+    timed = time_free_part(p, k, seq, int(p.ready_row[k]), allow_late=True)
+    nodes, early, late, service = timed.nodes, timed.early, timed.late, timed.service
+    rt = timed.times
     # A stop already late (after an overrun) may not get any later than it is now.
     lat = latest_starts(
         dur,
@@ -159,13 +173,10 @@ def _insert_one(
             dur = p.space.duration[m]
             to_new[sel] = dur[flat.prev_row[sel], row]
             from_new[sel] = dur[row, flat.next_row[sel]]
-    cand = cheapest_insertions(
+    cand = _cheapest_by_travel(
         flat,
         to_new,
         from_new,
-        to_new,
-        from_new,
-        flat.old_cost,
         int(p.early[i]),
         int(p.late[i]),
         int(p.service[i]),
@@ -227,13 +238,10 @@ def external_insertions(
         from_new[sel] = [0 if r == p.break_row else lookup_out[r] for r in flat.next_row[sel]]
     ws = (visit.pinned_start if visit.pinned_start is not None else visit.window_start) - p.t0
     we = (visit.pinned_start if visit.pinned_start is not None else visit.window_end) - p.t0
-    cand = cheapest_insertions(
+    cand = _cheapest_by_travel(
         flat,
         to_new,
         from_new,
-        to_new,
-        from_new,
-        flat.old_cost,
         ws,
         we,
         visit.duration_s,

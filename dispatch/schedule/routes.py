@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from dispatch._vrp_core import (
     IntArray,
+    RouteTimes,
     TravelMatrix,
     TravelModelLike,
     route_times,
@@ -24,6 +26,39 @@ from dispatch.schedule.plan import (
 from dispatch.schedule.problem import Problem
 
 # --------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class TimedPart:
+    """Worker k's free route part: its rows, stop windows and exact times (seconds after t0)."""
+
+    nodes: IntArray
+    early: IntArray
+    late: IntArray
+    service: IntArray
+    times: RouteTimes
+
+
+def time_free_part(
+    p: Problem, k: int, seq: Sequence[int], start_row: int, *, allow_late: bool
+) -> TimedPart:
+    """Exact times of worker k's free part ``seq`` (breaks as -b-1), leaving ``start_row``."""
+    nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
+    early, late, service = stop_windows(p, k, np.asarray(seq, dtype=np.int64))
+    times = route_times(
+        p.space.duration[p.workers[k].mode_code],
+        start_row,
+        p.W + k,
+        int(p.ready_time[k]),
+        int(p.shift_end[k]),
+        nodes,
+        early,
+        late,
+        service,
+        allow_late=allow_late,
+        pass_through=p.break_row,
+    )
+    return TimedPart(nodes, early, late, service, times)
 
 
 def schedule_route(
@@ -59,22 +94,8 @@ def schedule_route(
             )
         )
         prev_row, t_prev_end = row, start + v.duration_s - p.t0
-    nodes = np.asarray([2 * p.W + i if i >= 0 else p.break_row for i in seq], dtype=np.int64)
-    idx = np.asarray(seq, dtype=np.int64)
-    early, late, service = stop_windows(p, k, idx)
-    rt = route_times(
-        dur,
-        int(prev_row),
-        p.W + k,
-        int(p.ready_time[k]),
-        int(p.shift_end[k]),
-        nodes,
-        early,
-        late,
-        service,
-        allow_late=allow_late,
-        pass_through=p.break_row,
-    )
+    timed = time_free_part(p, k, seq, int(prev_row), allow_late=allow_late)
+    nodes, rt = timed.nodes, timed.times
     # Travel across a break is really from the stop before the break.
     real_prev = int(prev_row)
     for j, i in enumerate(seq):

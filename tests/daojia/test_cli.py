@@ -8,21 +8,13 @@ import sys
 from typer.testing import CliRunner
 
 from daojia.cli import app
+from tests.test_layers import loaded_after
 
 HEAVY = ("api", "simulations", "benchmarks", "dispatch", "geo", "numpy", "fastapi", "rich")
 
 
-def _loaded_after(code: str) -> set[str]:
-    """Top-level packages a fresh interpreter holds after running `code`."""
-    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    return set(out.splitlines()[-1].split())  # the last line: what ran before may print
-
-
 def test_help_imports_no_layer_below_the_command_line() -> None:
-    loaded = _loaded_after(
+    loaded = loaded_after(
         "import sys\nfrom daojia.cli import app\nsys.argv = ['daojia', '--help']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass"
     )
