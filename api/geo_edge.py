@@ -1,7 +1,9 @@
-"""The API's one doorway into geo/: coordinate systems at the edge, H3 cells, area lookups.
+"""Coordinates at the API's edge: client systems in and out, and the H3 cell of a stored point.
 
 Everything inside the API is WGS-84; clients may send and ask for GCJ-02 (WeChat,
-Chinese map SDKs) or BD-09 (Baidu), converted here exactly once.
+Chinese map SDKs) or BD-09 (Baidu), converted here exactly once. This is the edge
+only: the domains import ``geo`` directly for what they compute inside (travel models,
+ETA, service areas, distances, cells of the live layer).
 """
 
 from __future__ import annotations

@@ -1,1 +1,4 @@
-"""Payments: provider adapters (WeChat Pay v3, Alipay, sandbox); service and router come later."""
+"""Payments: provider adapters (``providers/``: WeChat Pay v3, Alipay, sandbox), the service
+(``service.py``: start a payment, take notifications, refund, reconcile) and its router
+(pay an order, provider notifications, the sandbox pay page, reconcile).
+"""
