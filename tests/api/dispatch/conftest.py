@@ -120,6 +120,12 @@ def paid_order(client: TestClient, w: World, run_db: Any, *, hour: int, who: Any
     resp = book(client, w, hour=hour, who=who)
     assert resp.status_code == 201, resp.text
     order_id = int(resp.json()["id"])
+    mark_paid(run_db, order_id)
+    return order_id
+
+
+def mark_paid(run_db: Any, order_id: int) -> None:
+    """Mark a booked order paid (待服务, awaiting dispatch), its worker hold confirmed."""
 
     async def pay(session: AsyncSession) -> None:
         order = await lock_order(session, order_id)
@@ -127,7 +133,6 @@ def paid_order(client: TestClient, w: World, run_db: Any, *, hour: int, who: Any
         await confirm_reservation(session, order, order.created_at)
 
     run_db(pay)
-    return order_id
 
 
 def order_row(run_db: Any, order_id: int) -> Order:
