@@ -27,6 +27,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check geo dispatch
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # the layer contracts in pyproject.toml
 
 pytest: install
 	@set +e; $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
