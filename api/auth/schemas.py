@@ -19,6 +19,17 @@ def check_phone(value: str) -> str:
     return phone
 
 
+def check_strong_password(password: str, phone: str) -> None:
+    """Raise the translated ``weak_password`` error when the password is too weak."""
+    problem = password_problem(password, phone)
+    if problem:
+        raise PydanticCustomError(
+            "weak_password",
+            "The password is too weak: {reason}",
+            {"reason": problem, "min_length": PASSWORD_MIN, "max_length": PASSWORD_MAX},
+        )
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -34,13 +45,7 @@ class RegisterIn(_In):
 
     @model_validator(mode="after")
     def _strong_password(self) -> RegisterIn:
-        problem = password_problem(self.password, self.phone)
-        if problem:
-            raise PydanticCustomError(
-                "weak_password",
-                "The password is too weak: {reason}",
-                {"reason": problem, "min_length": PASSWORD_MIN, "max_length": PASSWORD_MAX},
-            )
+        check_strong_password(self.password, self.phone)
         return self
 
 
@@ -125,11 +130,5 @@ class MemberIn(_In):
 
     @model_validator(mode="after")
     def _strong_password(self) -> MemberIn:
-        problem = password_problem(self.password, self.phone)
-        if problem:
-            raise PydanticCustomError(
-                "weak_password",
-                "The password is too weak: {reason}",
-                {"reason": problem, "min_length": PASSWORD_MIN, "max_length": PASSWORD_MAX},
-            )
+        check_strong_password(self.password, self.phone)
         return self

@@ -503,17 +503,24 @@ async def code2session(client: httpx.AsyncClient, app: SocialApp, code: str) -> 
     raise SocialUnavailable()  # pragma: no cover - the loop always returns or raises
 
 
-async def login_with_social(
-    session: AsyncSession, app: SocialApp, social: SocialSession, *, locale: str
-) -> tuple[User, bool]:
-    """The user bound to this openid (or unionid), creating a customer on first login."""
-    identity = await session.scalar(
+async def _identity_of(
+    session: AsyncSession, app: SocialApp, social: SocialSession
+) -> SocialIdentity | None:
+    """The identity already bound to this app's openid, if any."""
+    return await session.scalar(
         select(SocialIdentity).where(
             SocialIdentity.provider == app.provider.value,
             SocialIdentity.appid == app.appid,
             SocialIdentity.openid == social.openid,
         )
     )
+
+
+async def login_with_social(
+    session: AsyncSession, app: SocialApp, social: SocialSession, *, locale: str
+) -> tuple[User, bool]:
+    """The user bound to this openid (or unionid), creating a customer on first login."""
+    identity = await _identity_of(session, app, social)
     if identity is not None:
         if social.unionid and identity.unionid != social.unionid:
             identity.unionid = social.unionid
@@ -557,13 +564,7 @@ async def bind_social(
     session: AsyncSession, user: User, app: SocialApp, social: SocialSession
 ) -> None:
     """Link an openid to ``user``; ``SocialAlreadyBound`` when another user has it."""
-    identity = await session.scalar(
-        select(SocialIdentity).where(
-            SocialIdentity.provider == app.provider.value,
-            SocialIdentity.appid == app.appid,
-            SocialIdentity.openid == social.openid,
-        )
-    )
+    identity = await _identity_of(session, app, social)
     if identity is not None:
         if identity.user_id != user.id:
             raise SocialAlreadyBound()
