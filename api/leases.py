@@ -32,7 +32,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 import redis.asyncio as redis_asyncio
@@ -394,10 +393,5 @@ class RegionLease:
             raise LeaseUnavailable(f"region {self.region:x} is held by another owner")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.release()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()  # whether or not the block raised
