@@ -516,6 +516,17 @@ async def _identity_of(
     )
 
 
+def _identity_for(user: User, app: SocialApp, social: SocialSession) -> SocialIdentity:
+    """A new binding of this app's openid (and unionid) to ``user``."""
+    return SocialIdentity(
+        user_id=user.id,
+        provider=app.provider.value,
+        appid=app.appid,
+        openid=social.openid,
+        unionid=social.unionid,
+    )
+
+
 async def login_with_social(
     session: AsyncSession, app: SocialApp, social: SocialSession, *, locale: str
 ) -> tuple[User, bool]:
@@ -543,15 +554,7 @@ async def login_with_social(
         await session.flush()
     if not user.is_active:
         raise AccountDisabled()
-    session.add(
-        SocialIdentity(
-            user_id=user.id,
-            provider=app.provider.value,
-            appid=app.appid,
-            openid=social.openid,
-            unionid=social.unionid,
-        )
-    )
+    session.add(_identity_for(user, app, social))
     try:
         await session.flush()
     except IntegrityError as exc:  # the same code raced itself: the other request bound it
@@ -569,15 +572,7 @@ async def bind_social(
         if identity.user_id != user.id:
             raise SocialAlreadyBound()
         return
-    session.add(
-        SocialIdentity(
-            user_id=user.id,
-            provider=app.provider.value,
-            appid=app.appid,
-            openid=social.openid,
-            unionid=social.unionid,
-        )
-    )
+    session.add(_identity_for(user, app, social))
     await session.commit()
 
 

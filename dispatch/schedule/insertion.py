@@ -69,29 +69,14 @@ _FLAT_COLUMNS = (
 
 
 def _cheapest_by_travel(
-    flat: FlatRoutes,
-    to_new: IntArray,
-    from_new: IntArray,
-    early: int,
-    late: int,
-    service: int,
-    demand: int,
-    skills: int,
+    flat: FlatRoutes, to_new: IntArray, from_new: IntArray, *visit: int
 ) -> InsertionCandidates:
-    """``cheapest_insertions`` where a gap's cost is its added travel seconds."""
-    return cheapest_insertions(
-        flat,
-        to_new,
-        from_new,
-        to_new,
-        from_new,
-        flat.old_cost,
-        early,
-        late,
-        service,
-        demand,
-        skills,
-    )
+    """``cheapest_insertions`` where a gap's cost is its added travel seconds.
+
+    ``visit``: its early and late start, service seconds, demand and skill bits.
+    """
+    travel = (to_new, from_new)
+    return cheapest_insertions(flat, *travel, *travel, flat.old_cost, *visit)
 
 
 def _route_gaps(p: Problem, k: int, seq: list[int]) -> dict[str, NDArray[Any]]:
