@@ -159,7 +159,6 @@ def fit(
     raise ``InsufficientTrips`` with ``require_all_hours``. Other modes keep
     ``base``'s parameters. Durations in seconds, times epoch seconds (UTC).
     """
-    from scipy.optimize import least_squares
 
     fit_mode = one_mode(mode)
     base_model = base if base is not None else HaversineTravelModel(utc_offset_s=utc_offset_s)
@@ -180,6 +179,56 @@ def fit(
     depart = trips.depart_at
     hour = local_hour(depart, utc_offset_s)
     per_hour = np.bincount(hour, minlength=HOURS_PER_DAY)
+    fitted_hours, filled = _hours_to_fit(per_hour, min_trips_per_hour, require_all_hours)
+    n_params = fitted_hours.size + int(fit_overhead)
+    if n < 2 * n_params:
+        raise InsufficientTrips(f"{n} trips cannot fit {n_params} parameters (need {2 * n_params})")
+    notes: list[str] = []
+    if filled:
+        notes.append(f"hours {list(filled)} had too few trips; pace interpolated from neighbours")
+
+    fill = _fill_matrix(fitted_hours)
+    result, residual = _robust_fit(
+        gc_m, depart, duration, fill, hour, fit_overhead, utc_offset_s, loss, redescend
+    )
+    x = np.asarray(result.x, dtype=np.float64)
+    if not result.success:
+        notes.append(f"least_squares did not converge: {result.message}")
+    overhead_s = float(x[0]) if fit_overhead else 0.0
+    pace = fill @ x[int(fit_overhead) :]
+    total = float(np.sum((duration - duration.mean()) ** 2))
+    r_squared = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
+    if fit_overhead and np.std(gc_m) < 0.05 * np.mean(gc_m):
+        notes.append("trip lengths barely vary, so overhead and pace are poorly separated")
+
+    detour, identified = _detour(
+        trips, gc_m, loss, detour_factor, base_model.detour(fit_mode), notes
+    )
+
+    model = _with_mode(base_model, fit_mode, detour / pace, detour, overhead_s, utc_offset_s)
+    report = FitReport(
+        mode=fit_mode,
+        n_trips=n,
+        pace_s_per_m=tuple(float(p) for p in pace),
+        overhead_s=overhead_s,
+        detour_factor=detour,
+        detour_identified=identified,
+        trips_per_hour=tuple(int(c) for c in per_hour),
+        filled_hours=filled,
+        residual_s=residual,
+        rmse_s=float(np.sqrt(np.mean(residual**2))),
+        median_abs_residual_s=float(np.median(np.abs(residual))),
+        r_squared=r_squared,
+        converged=bool(result.success),
+        notes=tuple(notes),
+    )
+    return model, report
+
+
+def _hours_to_fit(
+    per_hour: NDArray[np.int64], min_trips_per_hour: int, require_all_hours: bool
+) -> tuple[NDArray[np.int64], tuple[int, ...]]:
+    """Hours with enough departures to fit, and the hours to interpolate instead."""
     fitted_hours = np.flatnonzero(per_hour >= min_trips_per_hour).astype(np.int64)
     filled = tuple(int(h) for h in np.setdiff1d(np.arange(HOURS_PER_DAY), fitted_hours))
     if fitted_hours.size == 0:
@@ -190,14 +239,29 @@ def fit(
         raise InsufficientTrips(
             f"hours {list(filled)} have fewer than {min_trips_per_hour} departures"
         )
-    n_params = fitted_hours.size + int(fit_overhead)
-    if n < 2 * n_params:
-        raise InsufficientTrips(f"{n} trips cannot fit {n_params} parameters (need {2 * n_params})")
-    notes: list[str] = []
-    if filled:
-        notes.append(f"hours {list(filled)} had too few trips; pace interpolated from neighbours")
+    return fitted_hours, filled
 
-    fill = _fill_matrix(fitted_hours)
+
+def _robust_fit(
+    gc_m: FloatArray,
+    depart: FloatArray,
+    duration: FloatArray,
+    fill: FloatArray,
+    hour: NDArray[np.int64],
+    fit_overhead: bool,
+    utc_offset_s: int,
+    loss: str,
+    redescend: bool,
+) -> tuple[Any, FloatArray]:
+    """Robust least squares of [overhead,] pace per fitted hour; the result and residuals (s).
+
+    Starts from the linear solve that charges each trip to its departure hour, then
+    fits the exact hour-integrated model; with ``redescend`` a Cauchy pass follows.
+    """
+    from scipy.optimize import least_squares
+
+    n = gc_m.size
+    n_params = fill.shape[1] + int(fit_overhead)
     # Linear start: duration ≈ overhead + gc_m × pace[departure hour].
     design = gc_m[:, None] * fill[hour]
     if fit_overhead:
@@ -211,7 +275,7 @@ def fit(
     mad = float(np.median(np.abs(start_residual - np.median(start_residual))))
     f_scale = max(1.4826 * mad, 1.0)
 
-    all_fitted = fitted_hours.size == HOURS_PER_DAY
+    all_fitted = fill.shape[1] == HOURS_PER_DAY
     # least_squares asks for the residual and the Jacobian at the same x in two
     # calls; one evaluation gives both, so remember the last one.
     last: dict[bytes, tuple[FloatArray, FloatArray]] = {}
@@ -253,16 +317,20 @@ def fit(
         stage_one = np.asarray(result.fun)
         scale = 1.4826 * float(np.median(np.abs(stage_one - np.median(stage_one))))
         result = solve(np.maximum(np.asarray(result.x), lower), "cauchy", max(scale, 1.0))
-    x = np.asarray(result.x, dtype=np.float64)
-    if not result.success:
-        notes.append(f"least_squares did not converge: {result.message}")
-    overhead_s = float(x[0]) if fit_overhead else 0.0
-    pace = fill @ x[int(fit_overhead) :]
-    residual = -residual_and_jacobian(x)[0]
-    total = float(np.sum((duration - duration.mean()) ** 2))
-    r_squared = 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan")
-    if fit_overhead and np.std(gc_m) < 0.05 * np.mean(gc_m):
-        notes.append("trip lengths barely vary, so overhead and pace are poorly separated")
+    residual = -residual_and_jacobian(np.asarray(result.x, dtype=np.float64))[0]
+    return result, residual
+
+
+def _detour(
+    trips: Trips,
+    gc_m: FloatArray,
+    loss: str,
+    detour_factor: float | None,
+    base_detour: float,
+    notes: list[str],
+) -> tuple[float, bool]:
+    """The detour factor and whether the trips identified it (road distances given)."""
+    from scipy.optimize import least_squares
 
     if trips.road_m is not None:
         road_m = trips.road_m
@@ -278,35 +346,29 @@ def fit(
             notes.append(f"fitted detour {detour:.3f} < 1 (road shorter than great circle); set 1")
             detour = 1.0
     else:
-        detour = detour_factor if detour_factor is not None else base_model.detour(fit_mode)
+        detour = detour_factor if detour_factor is not None else base_detour
         identified = False
         notes.append(
             f"no road distances: detour {detour:g} assumed, road speeds = detour / fitted pace"
         )
+    return detour, identified
 
-    speed_mps = {m: tuple(float(v) for v in base_model.speed_profile(m)) for m in MODE_ORDER}
-    speed_mps[fit_mode] = tuple(float(v) for v in detour / pace)
-    detours = {m: base_model.detour(m) for m in MODE_ORDER}
-    detours[fit_mode] = detour
-    overheads = {m: base_model.overhead(m) for m in MODE_ORDER}
-    overheads[fit_mode] = overhead_s
-    model = HaversineTravelModel(
+
+def _with_mode(
+    base: HaversineTravelModel,
+    mode: TransportMode,
+    speed: FloatArray,
+    detour: float,
+    overhead_s: float,
+    utc_offset_s: int,
+) -> HaversineTravelModel:
+    """``base`` with ``mode``'s hourly speeds (m/s), detour and overhead replaced."""
+    speed_mps = {m: tuple(float(v) for v in base.speed_profile(m)) for m in MODE_ORDER}
+    speed_mps[mode] = tuple(float(v) for v in speed)
+    detours = {m: base.detour(m) for m in MODE_ORDER}
+    detours[mode] = detour
+    overheads = {m: base.overhead(m) for m in MODE_ORDER}
+    overheads[mode] = overhead_s
+    return HaversineTravelModel(
         speed_mps=speed_mps, detour_factor=detours, overhead_s=overheads, utc_offset_s=utc_offset_s
     )
-    report = FitReport(
-        mode=fit_mode,
-        n_trips=n,
-        pace_s_per_m=tuple(float(p) for p in pace),
-        overhead_s=overhead_s,
-        detour_factor=detour,
-        detour_identified=identified,
-        trips_per_hour=tuple(int(c) for c in per_hour),
-        filled_hours=filled,
-        residual_s=residual,
-        rmse_s=float(np.sqrt(np.mean(residual**2))),
-        median_abs_residual_s=float(np.median(np.abs(residual))),
-        r_squared=r_squared,
-        converged=bool(result.success),
-        notes=tuple(notes),
-    )
-    return model, report
