@@ -35,17 +35,14 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
-from api.enterprise.service import DispatchSettings
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderEventType
-from api.settings import Settings
 from dispatch.assign import CostLine
 from dispatch.offers import (
     SNAPSHOT_VERSION,
     Cancelled,
     Claimed,
-    DispatchMode,
     Escalated,
     Event,
     FallbackReason,
@@ -71,19 +68,6 @@ def instant(seconds: int) -> datetime:
 
 
 # ------------------------------------------------------------------ load
-
-
-def offer_policy(settings: Settings, own: DispatchSettings | None) -> OfferPolicy:
-    """An enterprise's offer policy: its stored board settings, else the platform's."""
-    if own is not None:
-        return OfferPolicy(
-            mode=own.mode, accept_timeout_s=own.accept_timeout_s, grab_window_s=own.grab_window_s
-        )
-    return OfferPolicy(
-        mode=DispatchMode.GRAB if settings.grab_window_s > 0 else DispatchMode.AUTO,
-        accept_timeout_s=settings.offer_timeout_s,
-        grab_window_s=max(1, settings.grab_window_s),
-    )
 
 
 def _book_order(

@@ -47,13 +47,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.catalog.models import Service
 from api.db import utcnow
-from api.dispatch.desk_store import Written, epoch, load_desk, offer_policy, write_events
+from api.dispatch.board import DispatchSettings, offer_policy, stored_settings
+from api.dispatch.desk_store import Written, epoch, load_desk, write_events
 from api.dispatch.fencing import fence
 from api.dispatch.inputs import busy_workers, fleet_inputs, order_inputs
 from api.dispatch.models import LIVE_STATES, DispatchOffer
 from api.dispatch.service import regions_of
 from api.enterprise.models import Enterprise
-from api.enterprise.service import BadDispatchSettings, DispatchSettings, parse_dispatch_settings
 from api.leases import StaleFencingToken
 from api.live import LiveBackends, PingBatch, WorkerState
 from api.orders.models import Order
@@ -199,7 +199,7 @@ class Dispatcher:
         async with self.maker() as session:
             groups, gone = await self._groups(session, tick)
             enterprises = {ent for _, ent in groups} | {o.enterprise_id for o in gone}
-            tenant = await self._tenant_settings(session, enterprises)
+            tenant = await stored_settings(session, enterprises)
         await self._withdraw(tick, gone, tenant)
         waiting = 0
         if groups:
@@ -423,23 +423,6 @@ class Dispatcher:
             log.warning("dispatch_fence_rejected", region=f"{region:x}", error=str(exc))
             return False
         return True
-
-    async def _tenant_settings(
-        self, session: AsyncSession, enterprise_ids: set[int]
-    ) -> dict[int, DispatchSettings]:
-        """Stored per-enterprise dispatch settings (board); enterprises without any are absent."""
-        rows = await session.execute(
-            select(Enterprise.id, Enterprise.dispatch_settings).where(
-                Enterprise.id.in_(enterprise_ids), Enterprise.dispatch_settings.is_not(None)
-            )
-        )
-        out = {}
-        for ent_id, raw in rows.all():
-            try:
-                out[int(ent_id)] = parse_dispatch_settings(raw)
-            except BadDispatchSettings:  # stored rows were validated; never stop dispatching
-                log.warning("dispatch_settings_invalid", enterprise_id=ent_id)
-        return out
 
     async def _busy_workers(self) -> set[int]:
         """Workers holding a live offer or a committed job (no new offer for them)."""

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.catalog.models import Service
-from api.dispatch.desk_store import Written, cost_line, epoch, load_desk, offer_policy, write_events
+from api.dispatch.board import offer_policy, stored_settings
+from api.dispatch.desk_store import Written, cost_line, epoch, load_desk, write_events
 from api.dispatch.inputs import fleet_inputs, order_inputs
 from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.dispatch.service import OfferGone, OfferView, commit_worker, distance_m, worker_position
-from api.enterprise.models import Enterprise, Worker
-from api.enterprise.service import BadDispatchSettings, DispatchSettings, parse_dispatch_settings
+from api.enterprise.models import Worker
 from api.live import LiveBackends, WorkerState
 from api.orders import state
 from api.orders.models import Order
@@ -39,19 +39,6 @@ from dispatch.offers import AcceptRejected, Claimed, DeclineRejected, OfferDesk
 from dispatch.rounds import eligible_fleet, take_workers
 
 
-async def enterprise_settings(session: AsyncSession, enterprise_id: int) -> DispatchSettings | None:
-    """The enterprise's stored dispatch settings, or None for the platform's defaults."""
-    raw = await session.scalar(
-        select(Enterprise.dispatch_settings).where(Enterprise.id == enterprise_id)
-    )
-    if raw is None:
-        return None
-    try:
-        return parse_dispatch_settings(raw)
-    except BadDispatchSettings:  # stored rows were validated; fall back to the defaults
-        return None
-
-
 async def _desk(
     session: AsyncSession,
     settings: Settings,
@@ -59,7 +46,11 @@ async def _desk(
     worker_ids: Sequence[int],
     now: datetime,
 ) -> OfferDesk:
-    own = await enterprise_settings(session, orders[0].enterprise_id) if orders else None
+    own = (
+        (await stored_settings(session, [orders[0].enterprise_id])).get(orders[0].enterprise_id)
+        if orders
+        else None
+    )
     return await load_desk(session, offer_policy(settings, own), orders, worker_ids, now)
 
 
@@ -239,7 +230,7 @@ async def _claim_decision(
     now: datetime,
 ) -> DispatchDecision:
     """The claim's decision row: the cost line the core prices this pair at."""
-    own = await enterprise_settings(session, order.enterprise_id)
+    own = (await stored_settings(session, [order.enterprise_id])).get(order.enterprise_id)
     service = await session.get(Service, order.service_id)
     services = {} if service is None else {service.id: service}
     snap = await live.state.snapshot()
@@ -267,3 +258,14 @@ async def _claim_decision(
         fencing_token=offer.fencing_token,
         created_at=now,
     )
+
+
+async def withdraw_offers(
+    session: AsyncSession, settings: Settings, order: Order, now: datetime
+) -> None:
+    """The order left dispatch (staff took it): the desk withdraws its live offer or pool
+    entry, written in the caller's transaction."""
+    desk = await _desk(session, settings, [order], [], now)
+    if order.id in desk.book or order.id in desk.pool:
+        events = desk.cancel(order.id, epoch(now))
+        await write_events(session, events, {order.id: order}, Written(0, 0), now)

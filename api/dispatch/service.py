@@ -435,11 +435,15 @@ async def commit_worker(
 ) -> None:
     """Make ``worker`` the order's worker (orders.assign_worker), plus its tracking row."""
     await assign_worker(session, order, worker.id, actor_id=actor.id, now=now)
-    track = await session.get(OrderTrack, order.id)
-    if track is None:
+    await ensure_track(session, order.id, now)
+
+
+async def ensure_track(session: AsyncSession, order_id: int, now: datetime) -> None:
+    """Give an order that just got its worker a tracking row with a fresh service code."""
+    if await session.get(OrderTrack, order_id) is None:
         session.add(
             OrderTrack(
-                order_id=order.id,
+                order_id=order_id,
                 service_code=f"{secrets.randbelow(10**6):06d}",
                 code_failures=0,
                 photos=[],

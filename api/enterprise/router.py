@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import IdPath, JsonBody, SessionDep
+from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
 from api.enterprise import service
 from api.enterprise.dependencies import BoardUser, LiveDep, NowDep, ServiceTz
 from api.enterprise.schemas import (
@@ -85,9 +85,12 @@ async def assign(
     user: BoardUser,
     session: SessionDep,
     live: LiveDep,
+    settings: SettingsDep,
     now: NowDep,
 ) -> BoardOrderOut:
-    order = await service.assign(session, live, user, order_id, body.worker_id, now=now)
+    order = await service.assign(
+        session, live, user, order_id, body.worker_id, settings=settings, now=now
+    )
     return BoardOrderOut.model_validate(order)
 
 

@@ -8,20 +8,21 @@ tenants leak nothing. Amounts are fen; times are UTC-aware datetimes.
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
 from api.catalog.models import Service
-from api.dispatch.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferState, OrderTrack
+from api.dispatch.board import DispatchSettings, parse_dispatch_settings
+from api.dispatch.models import DispatchDecision
+from api.dispatch.offer_flow import withdraw_offers
+from api.dispatch.service import ensure_track
 from api.enterprise.models import Enterprise, Worker
 from api.errors import Conflict, InvalidInput, NotFound
 from api.live import LiveBackends, WorkerState
@@ -29,15 +30,17 @@ from api.notifications.models import OutboxMessage
 from api.orders.models import Order, OrderEvent
 from api.orders.service import OrderNotFound, WorkerBookedThen, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.settings import Settings
 from api.tracking import service as tracking
-from dispatch.cost import CostWeights
-from dispatch.errors import InvalidInput as DispatchInvalid
-from dispatch.offers import DispatchMode, OfferPolicy
 
 #: Sub-states in which a worker is committed to the order (it can only be reassigned).
 COMMITTED = (DispatchStatus.ACCEPTED.value,)
 #: Sub-states still waiting for a worker (a manual assignment withdraws any open offer).
-UNASSIGNED = (DispatchStatus.AWAITING_DISPATCH.value, DispatchStatus.OFFERED.value)
+UNASSIGNED = (
+    DispatchStatus.AWAITING_DISPATCH.value,
+    DispatchStatus.OFFERED.value,
+    DispatchStatus.ESCALATED.value,
+)
 
 
 class WorkerNotFound(NotFound):
@@ -74,14 +77,6 @@ class NotAssignable(Conflict):
 
     code = "not_assignable"
     message = "Only orders waiting for a worker or accepted but not yet started can be assigned."
-
-
-class BadDispatchSettings(InvalidInput):
-    """Dispatch settings out of range (CostWeights / OfferPolicy validation)."""
-
-    status_code = 422
-    code = "bad_dispatch_settings"
-    message = "Invalid dispatch settings: {reason}"
 
 
 class NoEnterprise(NotFound):
@@ -259,6 +254,7 @@ async def assign(
     order_id: int,
     worker_id: int,
     *,
+    settings: Settings,
     now: datetime,
 ) -> Order:
     """Assign (or reassign) an order to a worker of the same enterprise, overriding dispatch.
@@ -291,12 +287,7 @@ async def assign(
         event = OrderEventType.REASSIGNED
     else:
         event = OrderEventType.ACCEPTED
-        await session.execute(
-            update(DispatchOffer)
-            .where(DispatchOffer.order_id == order.id, DispatchOffer.state.in_(LIVE_STATES))
-            .values(state=OfferState.WITHDRAWN.value, decided_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        await withdraw_offers(session, settings, order, now)
     await assign_worker(
         session, order, worker.id, actor_id=user.id, now=now,
         data={"manual": True, "previous_worker_id": previous.id if previous else None},
@@ -316,16 +307,7 @@ async def assign(
             created_at=now,
         )
     )
-    if await session.get(OrderTrack, order.id) is None:
-        session.add(
-            OrderTrack(
-                order_id=order.id,
-                service_code=f"{secrets.randbelow(10**6):06d}",
-                code_failures=0,
-                photos=[],
-                updated_at=now,
-            )
-        )
+    await ensure_track(session, order.id, now)
     _notify_worker(session, worker, order, "assigned", now)
     if previous is not None:
         _notify_worker(session, previous, order, "unassigned", now)
@@ -394,51 +376,6 @@ async def settlement(
         SettlementRow(int(wid), str(name), int(n), int(amount), int(refunded))
         for wid, name, n, amount, refunded in (await session.execute(stmt)).all()
     ]
-
-
-@dataclass(frozen=True)
-class DispatchSettings:
-    """One enterprise's dispatch knobs: mode, batch window (s), accept timeout (s), weights."""
-
-    mode: DispatchMode
-    batch_window_s: float
-    accept_timeout_s: int
-    grab_window_s: int
-    weights: CostWeights
-
-    def as_json(self) -> dict[str, Any]:
-        """The stored form (enterprises.dispatch_settings)."""
-        return {
-            "mode": self.mode.value,
-            "batch_window_s": self.batch_window_s,
-            "accept_timeout_s": self.accept_timeout_s,
-            "grab_window_s": self.grab_window_s,
-            "weights": dataclasses.asdict(self.weights),
-        }
-
-
-def parse_dispatch_settings(raw: dict[str, Any] | None) -> DispatchSettings:
-    """Validate stored or submitted settings (missing keys = defaults); BadDispatchSettings."""
-    raw = raw or {}
-    try:
-        policy = OfferPolicy(
-            mode=raw.get("mode", DispatchMode.AUTO),
-            accept_timeout_s=raw.get("accept_timeout_s", 30),
-            grab_window_s=raw.get("grab_window_s", 60),
-        )
-        weights = CostWeights(**(raw.get("weights") or {}))
-    except (DispatchInvalid, TypeError) as exc:
-        raise BadDispatchSettings(reason=str(exc)) from None
-    window = raw.get("batch_window_s", 2.0)
-    if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 60:
-        raise BadDispatchSettings(reason=f"batch_window_s must be in (0, 60], got {window!r}")
-    return DispatchSettings(
-        mode=DispatchMode(policy.mode),
-        batch_window_s=float(window),
-        accept_timeout_s=policy.accept_timeout_s,
-        grab_window_s=policy.grab_window_s,
-        weights=weights,
-    )
 
 
 async def _enterprise(session: AsyncSession, user: User, enterprise_id: int | None) -> Enterprise:
