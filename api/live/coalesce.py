@@ -1,4 +1,19 @@
-"""``Coalescer``: concurrent position reads and writes of one process, grouped into shared calls."""
+"""``Coalescer``: concurrent position reads and writes of one process, grouped into shared calls.
+
+Each location ping reads its worker's last fix and writes the new one: on Redis that is
+four round trips per request, and with hundreds of workers pinging a process spends
+most of a ping's CPU in the client library, one worker at a time. ``Coalescer`` sits
+between the ping path and a ``LiveState``: a call that arrives while a call of the same
+kind is in flight waits for it to finish and then goes out with every other call that
+queued meanwhile, as one ``get_positions`` or ``update_positions`` (group commit). An
+idle process sends a lone call at once, so nothing waits for a timer; a busy one makes
+a round trip per group instead of per request.
+
+A merged write is one ``LiveState`` batch, with that batch's rules: a worker's newest
+fix wins, an older fix of the same worker in another request of the group is
+``superseded`` (as if that request had come second), and each caller gets its own rows
+of ``applied`` with the stale/superseded counts of those rows.
+"""
 
 from __future__ import annotations
 
@@ -18,24 +33,6 @@ from api.live.batch import (
     as_array,
     latest_per_worker,
 )
-
-# --------------------------------------------------------------------------- coalescing
-#
-# Concurrent position reads and writes of one process, grouped into shared calls.
-#
-# Each location ping reads its worker's last fix and writes the new one: on Redis that is
-# four round trips per request, and with hundreds of workers pinging a process spends
-# most of a ping's CPU in the client library, one worker at a time. ``Coalescer`` sits
-# between the ping path and a ``LiveState``: a call that arrives while a call of the same
-# kind is in flight waits for it to finish and then goes out with every other call that
-# queued meanwhile, as one ``get_positions`` or ``update_positions`` (group commit). An
-# idle process sends a lone call at once, so nothing waits for a timer; a busy one makes
-# a round trip per group instead of per request.
-#
-# A merged write is one ``LiveState`` batch, with that batch's rules: a worker's newest
-# fix wins, an older fix of the same worker in another request of the group is
-# ``superseded`` (as if that request had come second), and each caller gets its own rows
-# of ``applied`` with the stale/superseded counts of those rows.
 
 In = TypeVar("In")
 Out = TypeVar("Out")

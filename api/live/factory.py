@@ -19,8 +19,6 @@ from api.live.coalesce import Coalescer
 from api.live.memory import MemoryLiveState
 from api.live.redis_state import RedisLiveState
 
-# --------------------------------------------------------------------------- factory
-
 
 class HasRedisUrl(Protocol):
     """Anything with a ``redis_url`` (``api.settings.Settings`` qualifies)."""

@@ -24,8 +24,6 @@ from api.live.batch import (
 )
 from geo.cells import latlng_to_cells
 
-# --------------------------------------------------------------------------- in-process
-
 
 class MemoryLiveState:
     """``LiveState`` in one process: dicts and sets, no awaits inside an update (atomic)."""

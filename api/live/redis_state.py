@@ -38,8 +38,6 @@ from api.live.batch import (
 )
 from geo.cells import cell_to_parent, latlng_to_cells
 
-# --------------------------------------------------------------------------- Redis
-
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _HEX_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
 _HEX_VALUE = np.zeros(256, dtype=np.uint64)

@@ -21,8 +21,6 @@ from dispatch.schedule.plan import DayPlan, Objective, Visit
 from dispatch.schedule.problem import Problem, build_problem, extend_space
 from dispatch.schedule.routes import assemble, plan_sequences, schedule_route, time_free_part
 
-# --------------------------------------------------------------------------- insertion
-
 
 @dataclass(frozen=True)
 class Insertion:

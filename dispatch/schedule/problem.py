@@ -23,8 +23,6 @@ from dispatch._vrp_core import (
 from dispatch.errors import InvalidInput, UnknownSkill, UnknownWorker
 from dispatch.schedule.plan import DayPlan, Visit, VisitOutsideShifts, WorkerDay
 
-# --------------------------------------------------------------------------- problem assembly
-
 
 @dataclass
 class Problem:

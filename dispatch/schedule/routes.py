@@ -25,8 +25,6 @@ from dispatch.schedule.plan import (
 )
 from dispatch.schedule.problem import Problem
 
-# --------------------------------------------------------------------------- decoding
-
 
 @dataclass(frozen=True)
 class TimedPart:

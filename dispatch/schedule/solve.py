@@ -32,9 +32,6 @@ _DECODE_S_PER_VISIT = 0.0005
 _DECODE_RESERVE = 0.1
 
 
-# --------------------------------------------------------------------------- plan_day
-
-
 def plan_day(
     visits: Sequence[Visit],
     workers: Sequence[WorkerDay],

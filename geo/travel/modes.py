@@ -146,6 +146,3 @@ def checked_points(
             # check_latlng says "lat[3] ..."; name which end of the trip it was.
             raise InvalidCoordinate(f"{what}_{exc}") from None
     return lat1, lng1, lat2, lng2
-
-
-# --------------------------------------------------------------------------- fit
