@@ -260,3 +260,38 @@ def test_each_enterprise_decides_its_orders_in_a_shared_region_by_its_own_weight
     assert tick(client, clock).offered == 2
     assert offers_of(run_db, order_a)[0].worker_id == a_near[0]
     assert offers_of(run_db, order_b)[0].worker_id == far_b_id
+
+
+def test_an_order_nobody_can_start_in_time_goes_to_staff(
+    client: TestClient, world: World, run_db: Any, clock: Clock
+) -> None:
+    """Past its latest start (the booked window + ``dispatch_max_lateness_s``) the core
+    escalates the order: it leaves dispatch for the board, where staff assign it."""
+    oid = paid_order(client, world, run_db, hour=10)
+    assert tick(client, clock).offered == 0  # nobody on duty
+
+    async def slot(session: AsyncSession) -> Any:
+        order = await session.get(Order, oid)
+        assert order is not None
+        return order.slot_start
+
+    clock.now = run_db(slot) + timedelta(hours=2)
+    report = tick(client, clock)
+    assert report.escalated == 1
+    assert _decision(run_db, oid).reason == "escalated:latest_start_passed"
+    board = client.get(
+        "/v1/enterprise/orders",
+        params={"dispatch_status": "escalated"},
+        headers=world.staff_a.headers,
+    )
+    assert board.status_code == 200, board.text
+    assert [o["id"] for o in board.json()["items"]] == [oid]
+    wid, acc = world.workers_a[0]
+    online(client, acc.headers, ORDER_AT[0], ORDER_AT[1])
+    assert tick(client, clock).offered == 0  # escalated orders are no longer dispatched
+    resp = client.post(
+        f"/v1/enterprise/orders/{oid}/assign",
+        json={"worker_id": wid},
+        headers=world.staff_a.headers,
+    )
+    assert resp.status_code == 200, resp.text
