@@ -400,7 +400,7 @@ async def refund_decision(
 async def rebook(
     order: VisibleOrder,
     body: RebookIn,
-    session: SessionDep,
+    session: BookingSession,
     settings: SettingsDep,
     env: BookingEnvDep,
     user: CurrentUser,
