@@ -205,7 +205,11 @@ def test_staff_assignment_and_reassignment_reach_both_workers(
     online(client, acc1.headers, *NEAR)
     staff = world.staff_a.headers
     with live(server, acc1, clock) as ws1, live(server, acc2, clock) as ws2:
-        tick(client, clock)
+        # Connected but off duty: the dispatcher must offer the order to the first worker.
+        off = client.post("/v1/worker/presence", json={"online": False}, headers=acc2.headers)
+        assert off.json()["state"] == "offline"
+        assert tick(client, clock).offered == 1
+        assert offers_of(run_db, oid)[0].worker_id == first
         offer_id = receive(ws1)["offer_id"]
         resp = client.post(
             f"/v1/enterprise/orders/{oid}/assign", json={"worker_id": second}, headers=staff
