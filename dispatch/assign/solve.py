@@ -1,0 +1,341 @@
+"""``match``: candidates, the sparse solve and its certificate, or a dense solve when small."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from dispatch._ragged import compact
+from dispatch.assign.graph import (
+    Pool,
+    duals,
+    needed_radius,
+    preferred_pairs,
+    resolve,
+    tie_broken,
+    unassigned_reasons_of,
+)
+from dispatch.assign.result import (
+    Assignment,
+    Run,
+    assemble,
+)
+from dispatch.assign.types import (
+    CROWD_FREE,
+    CROWD_GAIN,
+    CROWD_MAX,
+    DENSE_PAIRS,
+    MAX_ROUNDS,
+    WIDEN,
+    FloatArray,
+    IntArray,
+    UnassignedReason,
+)
+from dispatch.candidates import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_TRAVEL_S,
+    CandidateSearch,
+    fleet_index,
+    hard_constraints,
+    pair_travel_s,
+    speed_bound_mps,
+)
+from dispatch.cost import (
+    COST_SCALE,
+    CostWeights,
+    order_terms,
+    pair_costs,
+    to_int,
+    unassigned_seconds,
+    worker_terms,
+)
+from dispatch.errors import InvalidInput
+from dispatch.index import WorkerIndex
+from dispatch.model import Fleet, OrderBatch
+from geo.travel import HaversineTravelModel, TravelTimeModel
+
+
+def match(
+    orders: OrderBatch,
+    fleet: Fleet,
+    *,
+    weights: CostWeights | None = None,
+    travel: TravelTimeModel | None = None,
+    candidates_per_order: int = DEFAULT_CANDIDATES,
+    capacity: int = 1,
+    now: int,
+    seed: int = 0,
+    max_travel_s: float = DEFAULT_MAX_TRAVEL_S,
+    index: WorkerIndex | None = None,
+    solver: str = "auto",
+    certify: bool = True,
+    dense_pairs: int = DENSE_PAIRS,
+) -> Assignment:
+    """Optimal batch assignment of ``orders`` to ``fleet`` (see module docstring).
+
+    ``now`` epoch seconds; ``max_travel_s`` hard travel bound, seconds; ``capacity`` orders
+    per worker in this batch; ``solver`` "auto" | "lapjv" | "flow"; ``index`` an optional
+    prebuilt ``fleet_index(fleet)``. ``seed`` is accepted for API symmetry: the result is
+    deterministic (ties broken by row order: the older order wins an exact tie).
+
+    With ``solver`` "auto" and at most ``dense_pairs`` (order, available worker) pairs
+    (the simulator's batch windows; 0 turns this off), every pair is costed and solved by
+    one dense assignment: exact over all eligible pairs, so certified without dual prices,
+    and without the index or candidate machinery (``solver`` is then "dense").
+    """
+    del seed  # deterministic; kept so every randomised-or-not entry point looks alike
+    weights = weights or CostWeights()
+    model: TravelTimeModel = (
+        travel if travel is not None else cast(TravelTimeModel, HaversineTravelModel())
+    )
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise InvalidInput(f"capacity must be an int >= 1, got {capacity!r}")
+    if solver not in ("auto", "lapjv", "flow"):
+        raise InvalidInput(f"solver must be 'auto', 'lapjv' or 'flow', got {solver!r}")
+    if solver == "lapjv" and capacity != 1:
+        raise InvalidInput("solver 'lapjv' needs capacity == 1")
+    use_flow = solver == "flow" or capacity > 1
+    k = int(candidates_per_order)
+    if k < 1:
+        raise InvalidInput(f"candidates_per_order must be >= 1, got {candidates_per_order}")
+    n = len(orders)
+    warnings: list[str] = []
+
+    t0 = time.perf_counter()
+    small = n * int(np.count_nonzero(fleet.available)) <= dense_pairs
+    if solver == "auto" and certify and dense_pairs > 0 and small:
+        if not np.isfinite(max_travel_s) or max_travel_s <= 0:
+            raise InvalidInput(f"max_travel_s must be a positive number, got {max_travel_s}")
+        return match_dense(orders, fleet, weights, model, capacity, int(now), max_travel_s, t0)
+    index = index if index is not None else fleet_index(fleet)
+    search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
+    # Where orders crowd, each needs a deeper list: scale K by orders per worker nearby.
+    crowd = search.crowding() if n else np.zeros(0)
+    excess = np.maximum(crowd - CROWD_FREE, 0.0)
+    k_per_order = np.clip(np.rint(k * (1.0 + CROWD_GAIN * excess)), k, CROWD_MAX * k).astype(
+        np.int64
+    )
+    pool0 = search.initial(k_per_order)
+    pool = Pool(orders, fleet, weights, now)
+    pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
+    pool.add(*preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
+    penalty = to_int(unassigned_seconds(weights, orders, now, max_travel_s))
+    graph = pool.cheapest_per_order(k_per_order, penalty)
+    candidates_s = time.perf_counter() - t0
+
+    travel_w = weights.travel_per_s * COST_SCALE  # solver units per second of travel
+    g_all = worker_terms(weights, fleet, np.flatnonzero(fleet.available).astype(np.int64))
+    g_floor = -float(g_all.min()) * COST_SCALE if g_all.size else 0.0
+    h = order_terms(weights, orders, np.arange(n, dtype=np.int64)) * COST_SCALE
+    method = "flow" if use_flow else ("auto" if solver == "auto" else "lapjv")
+
+    rounds = certify_rounds(
+        pool, search, graph, penalty, capacity, method, certify, h, g_floor, travel_w, n
+    )
+    _, pool_w, _, _ = pool.arrays()
+    chosen_w = np.full(n, -1, dtype=np.int64)
+    chosen = rounds.chosen_pool
+    chosen_w[chosen >= 0] = pool_w[chosen[chosen >= 0]]
+    warnings.extend(rounds.warnings)
+    if not certify:
+        warnings.append("certification skipped: optimal on the candidate graph only")
+    pool_order, pool_worker, pool_travel, _ = pool.arrays()
+
+    def reasons_of(rows: IntArray) -> list[str]:
+        return unassigned_reasons_of(
+            orders, fleet, model, now, max_travel_s, index, search.max_radius_m, pool_order, rows
+        )
+
+    run = Run(
+        index=index,
+        max_radius_m=float(search.max_radius_m),
+        pool_order=pool_order,
+        pool_worker=pool_worker,
+        pool_travel=pool_travel,
+        certified=rounds.certified,
+        candidates_s=candidates_s,
+        solve_s=rounds.solve_s,
+        certify_s=rounds.certify_s,
+        rounds=rounds.rounds,
+        n_candidate_pairs=int(rounds.graph.size),
+        solver="flow" if use_flow else "lapjv",
+        warnings=tuple(warnings),
+    )
+    return assemble(
+        orders, fleet, weights, model, int(now), max_travel_s, chosen_w, reasons_of, run
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Rounds:
+    """What the solve-and-certify rounds of ``match`` ended with."""
+
+    chosen_pool: IntArray  # pool index of each order's pair (-1: unassigned)
+    graph: IntArray
+    rounds: int
+    certified: bool
+    solve_s: float
+    certify_s: float
+    warnings: tuple[str, ...]
+
+
+def certify_rounds(
+    pool: Pool,
+    search: CandidateSearch,
+    graph: IntArray,
+    penalty: IntArray,
+    capacity: int,
+    method: str,
+    certify: bool,
+    h: FloatArray,
+    g_floor: float,
+    travel_w: float,
+    n: int,
+) -> Rounds:
+    """Solve on the candidate graph, then prove the solution optimal against every pair
+    by dual prices, adding the violating pairs (and widening radii) until none is left."""
+    fleet = pool.fleet
+    warnings: list[str] = []
+    solve_s = certify_s = 0.0
+    certified = False
+    rounds = 0
+    chosen_pool = np.full(n, -1, dtype=np.int64)
+    new_arcs = graph
+    while True:
+        rounds += 1
+        t1 = time.perf_counter()
+        local = rounds > 1 and capacity == 1 and certify
+        resolve(pool, graph, new_arcs, rounds == 1, penalty, capacity, method, chosen_pool, local)
+        solve_s += time.perf_counter() - t1
+        if not certify:
+            break
+        t2 = time.perf_counter()
+        g_order, g_worker, g_cost = pool.graph_arrays(graph)
+        workers_in_graph, local_w = compact(g_worker)
+        local_w = local_w.reshape(-1).astype(np.int64)
+        dual_args = (n, workers_in_graph.size, g_order, local_w, g_cost, penalty, capacity, graph)
+        u, v_local, ok = duals(*dual_args, chosen_pool)
+        if not ok and local:
+            # The local repair did not reach the optimum: re-solve the touched components.
+            certify_s += time.perf_counter() - t2
+            t1 = time.perf_counter()
+            resolve(pool, graph, new_arcs, False, penalty, capacity, method, chosen_pool)
+            solve_s += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            u, v_local, ok = duals(*dual_args, chosen_pool)
+        if not ok:
+            warnings.append("dual prices inconsistent: solution not proven optimal")
+            certify_s += time.perf_counter() - t2
+            break
+        v = np.zeros(len(fleet), dtype=np.int64)
+        v[workers_in_graph] = v_local
+        violators = pool.violations(graph, u, v, penalty)
+        # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
+        # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
+        # within the radius where that bound stays below u_o.
+        need_r = needed_radius(u, h, g_floor, travel_w, search.speed_mps, search.max_radius_m)
+        grow = np.flatnonzero(need_r > search.radius_m)
+        while grow.size and violators.size == 0:
+            # Grow at most WIDEN x per pass: the re-solve usually lowers u_o first.
+            new_r = np.minimum(need_r[grow], np.maximum(WIDEN * search.radius_m[grow], 1.0))
+            o_new, w_new, t_new = search.widen(grow, new_r)
+            first_new = pool.size
+            pool.add(*pool.drop_known(o_new, w_new, t_new))
+            violators = pool.violations_from(first_new, u, v, penalty)
+            grow = np.flatnonzero(need_r > search.radius_m)
+        certify_s += time.perf_counter() - t2
+        if violators.size == 0 and grow.size == 0:
+            certified = True
+            break
+        if rounds >= MAX_ROUNDS:
+            warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
+            break
+        new_arcs = violators
+        graph = np.sort(np.concatenate([graph, violators]))  # violators are never in graph
+    return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings))
+
+
+def match_dense(
+    orders: OrderBatch,
+    fleet: Fleet,
+    weights: CostWeights,
+    model: TravelTimeModel,
+    capacity: int,
+    now: int,
+    max_travel_s: float,
+    t0: float,
+) -> Assignment:
+    """``match`` on a small instance: every pair costed, one rectangular assignment.
+
+    Minimises the sum of min(c_ow - p_o, 0) over matchings (p_o the unassigned penalty):
+    a pair at reduced cost 0 stands for "unassigned", so this equals the optimum of
+    "assign or pay the penalty" minus the sum of penalties. Workers are repeated
+    ``capacity`` times; costs carry the same tie-break as the sparse solvers.
+    """
+    n = len(orders)
+    rows = np.flatnonzero(fleet.available).astype(np.int64)
+    m = rows.size
+    o = np.repeat(np.arange(n, dtype=np.int64), m)
+    w = np.tile(rows, n)
+    t = pair_travel_s(model, orders, fleet, o, w, now)
+    in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
+    o_ok, w_ok, t_ok = o[ok], w[ok], t[ok]
+    penalty = to_int(unassigned_seconds(weights, orders, now, max_travel_s))
+    cost = pair_costs(weights, orders, fleet, o_ok, w_ok, t_ok, now).total_int
+    candidates_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    chosen_w = np.full(n, -1, dtype=np.int64)
+    useful = np.flatnonzero(cost < penalty[o_ok])
+    if useful.size:
+        c_s, p_s = tie_broken(cost[useful], penalty, np.arange(n, dtype=np.int64), n)
+        reduced = np.zeros((n, m), dtype=np.float64)
+        col = np.searchsorted(rows, w_ok[useful])
+        reduced[o_ok[useful], col] = (c_s - p_s[o_ok[useful]]).astype(np.float64)
+        if capacity > 1:
+            reduced = np.repeat(reduced, capacity, axis=1)
+        r_ind, c_ind = linear_sum_assignment(reduced)
+        took = reduced[r_ind, c_ind] < 0
+        chosen_w[r_ind[took]] = rows[c_ind[took] // capacity]
+    solve_s = time.perf_counter() - t1
+
+    def reasons_of(unassigned_rows: IntArray) -> list[str]:
+        any_ok = np.bincount(o[ok], minlength=n) > 0
+        any_skilled = np.bincount(o[skilled], minlength=n) > 0
+        any_in_range = np.bincount(o[in_range], minlength=n) > 0
+        reason_rows = np.where(
+            any_ok,
+            UnassignedReason.OUTBID.value,
+            np.where(
+                any_skilled,
+                UnassignedReason.NOT_ELIGIBLE.value,
+                np.where(
+                    any_in_range,
+                    UnassignedReason.NO_SKILLED_WORKER.value,
+                    UnassignedReason.NO_WORKER_IN_RANGE.value,
+                ),
+            ),
+        )
+        return [str(r) for r in reason_rows[unassigned_rows].tolist()]
+
+    speed = speed_bound_mps(model, fleet.mode[fleet.available])
+    run = Run(
+        index=None,
+        max_radius_m=float(max_travel_s) * speed,
+        pool_order=o_ok,
+        pool_worker=w_ok,
+        pool_travel=t_ok,
+        certified=True,
+        candidates_s=candidates_s,
+        solve_s=solve_s,
+        certify_s=0.0,
+        rounds=1,
+        n_candidate_pairs=int(o_ok.size),
+        solver="dense",
+        warnings=(),
+    )
+    return assemble(orders, fleet, weights, model, now, max_travel_s, chosen_w, reasons_of, run)
