@@ -1,4 +1,4 @@
-"""The `daojia` command: demo, bench, serve, dispatcher, simulate, db, seed.
+"""The `daojia` command: demo, bench, serve, dispatcher, simulate, db, seed, export.
 
 Nothing heavy is imported here: each command imports the simulator, the benchmarks or the
 API inside its body, so `daojia --help` costs the import of typer and nothing else. Groups
@@ -22,8 +22,10 @@ db_app = typer.Typer(
     help="database schema (Alembic migrations)", no_args_is_help=True, rich_markup_mode=None
 )
 seed_app = typer.Typer(help="load data", no_args_is_help=True, rich_markup_mode=None)
+export_app = typer.Typer(help="export recorded data", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
+app.add_typer(export_app, name="export")
 
 # A forwarding command: every argument and option, --help included, goes to the group it loads.
 _FORWARD: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -215,6 +217,53 @@ def seed_demo(
     console.print(f"demo city loaded: {created or 'nothing new (already seeded)'}")
     for role, phone, password in report.logins:
         console.print(f"  {role:<18} {phone:<12} {password}")
+
+
+@export_app.command("day")
+def export_day(
+    day: str = typer.Option(..., "--date", help="local day YYYY-MM-DD (DAOJIA_SERVICE_TIMEZONE)"),
+    out: str = typer.Option("", help="log file (default out/export/day-DATE.jsonl)"),
+    enterprise: int = typer.Option(0, help="only this enterprise's orders and workers (0: all)"),
+    seed: int = typer.Option(0, help="seed of the replayed workers' answers"),
+    database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
+) -> None:
+    """Write a recorded day (orders, offers, decisions, answers) as a replay log.
+
+    `daojia simulate replay FILE` then re-runs that day under another policy.
+    """
+    import asyncio
+    import dataclasses
+    from datetime import date
+
+    from api.db import make_engine, make_sessionmaker
+    from api.dispatch.export import RecordedDay, recorded_day
+    from api.settings import Settings
+    from simulations.export import write_log
+
+    console = _console()
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        console.print(f"[red]--date: not a YYYY-MM-DD date: {day!r}[/red]")
+        raise typer.Exit(2) from None
+    settings = Settings()
+    url = database_url or settings.effective_database_url
+
+    async def read() -> RecordedDay:
+        engine = make_engine(url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await recorded_day(session, settings, when, enterprise_id=enterprise or None)
+        finally:
+            await engine.dispose()
+
+    recorded = asyncio.run(read())
+    path = out or f"out/export/day-{when.isoformat()}.jsonl"
+    city = write_log(dataclasses.asdict(recorded), path, seed=seed)
+    offers = sum(1 for o in recorded.offers if o.mode == "auto")
+    console.print(
+        f"wrote {path}: {city.n_orders} orders, {offers} offers, {city.n_workers} workers"
+    )
 
 
 @app.command()

@@ -46,6 +46,7 @@ from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.settings import Environment, Settings
 from dispatch.model import TRANSPORT_MODES
 from dispatch.offers import OfferPolicy
+from geo.projection import EARTH_RADIUS_M
 from geo.travel import HaversineTravelModel
 from simulations.city import NEVER, NOT_BOOKED, CityDay
 from simulations.engine import Policy, hash_u01, simulate
@@ -97,9 +98,9 @@ def settings(db: str, tmp_path: Path) -> Settings:
 def _points(rng: np.random.Generator, n: int, radius_m: float) -> tuple[Any, Any]:
     r = radius_m * np.sqrt(rng.random(n))
     theta = rng.random(n) * 2 * np.pi
-    lat = CENTRE[0] + np.degrees(r * np.sin(theta) / 6_371_000)
+    lat = CENTRE[0] + np.degrees(r * np.sin(theta) / EARTH_RADIUS_M)
     lng = CENTRE[1] + np.degrees(
-        r * np.cos(theta) / (6_371_000 * math.cos(math.radians(CENTRE[0])))
+        r * np.cos(theta) / (EARTH_RADIUS_M * math.cos(math.radians(CENTRE[0])))
     )
     return lat, lng
 
