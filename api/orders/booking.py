@@ -138,6 +138,10 @@ def booking_seed(base: int, user_id: int, req: BookingRequest, now: datetime) ->
     return int.from_bytes(digest, "big")
 
 
+#: Engine passes a booking makes when concurrent bookings took all its choices.
+_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class _Ask:
     """One booking's question to the engine (everything but the workers' days)."""
@@ -251,15 +255,6 @@ async def book(
     if req.preferred_worker_id in ids:
         ids.remove(req.preferred_worker_id)
         ids.insert(0, req.preferred_worker_id)
-    choice = await _engine_choice(session, env, roster, ids, ask, settings)
-    holds = [
-        Hold(
-            o.worker_id,
-            datetime.fromtimestamp(o.start, UTC),
-            datetime.fromtimestamp(o.start + duration_s, UTC),
-        )
-        for o in choice.options
-    ]
     q = quote(svc, start, settings)
     order = Order(
         id=ctx.order_id,
@@ -297,10 +292,30 @@ async def book(
         record = None
         if idempotency is not None and on_created is not None:
             record = state.IdempotencyRecord(
-                user.id, "book", idempotency[0], idempotency[1], 201, on_created(written)
+                user_id, "book", idempotency[0], idempotency[1], 201, on_created(written)
             )
-        return state.creation_rows(written, actor_id=user.id, now=now, idempotency=record)
+        return state.creation_rows(written, actor_id=user_id, now=now, idempotency=record)
 
-    worker_id = await env.store.create(session, order, holds, rows_for)
+    for attempt in range(_ATTEMPTS):
+        choice = await _engine_choice(session, env, roster, ids, ask, settings)
+        holds = [
+            Hold(
+                o.worker_id,
+                datetime.fromtimestamp(o.start, UTC),
+                datetime.fromtimestamp(o.start + duration_s, UTC),
+            )
+            for o in choice.options
+        ]
+        try:
+            worker_id = await env.store.create(session, order, holds, rows_for)
+            break
+        except SlotTaken:
+            # Concurrent bookings took every worker this pass offered: ask the engine
+            # again on the days as they are now (someone else may still be free).
+            if attempt == _ATTEMPTS - 1:
+                raise
+    if attempt:
+        # A rolled-back try expired what the session had loaded; the response shows it.
+        await session.refresh(svc)
     row = roster.row_of(worker_id)
     return Booked(order, svc, roster.briefs[row])

@@ -370,7 +370,7 @@ class PostgresOrderStore:
             # A concurrent booking took the picked worker first (ON CONFLICT DO NOTHING
             # against the exclusion constraint): the next choice.
             left = [h for h in left if h.worker_id != int(row[0])]
-        await session.rollback()
+        # Autocommit: nothing was written, so nothing to roll back (and nothing expired).
         raise SlotTaken()
 
 

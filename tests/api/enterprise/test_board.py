@@ -180,7 +180,7 @@ def test_skill_and_availability_checks(client: TestClient, world: World, run_db:
     assert ok.status_code == 200, ok.text
     busy = client.post(f"/v1/enterprise/orders/{second}/assign", json={"worker_id": wid}, headers=h)
     assert busy.status_code == 409
-    assert busy.json()["code"] == "worker_busy"
+    assert busy.json()["code"] == "worker_booked"  # addressed to staff, not the worker
     assert order_row(run_db, second).dispatch_status == "awaiting_dispatch"
 
     async def deskill(session: AsyncSession) -> None:
