@@ -67,10 +67,19 @@ def _day() -> dict[str, Any]:
         "day_end_s": DAY0 + 86_400,
         "orders": [
             _order(1, t, t + 1800, events=done, assigned=((t + 40, 11),)),
-            _order(2, t - 86_400, t + 6 * 3600, status="cancelled", worker_id=None,
-                   events={"cancelled": t + 100}),
-        ],  # fmt: skip
-        "offers": [_offer(1, 1, 12, "declined", t, t + 9), _offer(2, 1, 11, "accepted", t + 30, t + 40)],
+            _order(
+                2,
+                t - 86_400,
+                t + 6 * 3600,
+                status="cancelled",
+                worker_id=None,
+                events={"cancelled": t + 100},
+            ),
+        ],
+        "offers": [
+            _offer(1, 1, 12, "declined", t, t + 9),
+            _offer(2, 1, 11, "accepted", t + 30, t + 40),
+        ],
         "escalations": [],
         "workers": [
             _worker(11, answered_s=(10,)),
