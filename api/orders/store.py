@@ -365,6 +365,9 @@ class PostgresOrderStore:
             if row is None:
                 break
             if row[1] is not None:
+                # A no-op in the autocommit booking session; on any other session it is
+                # what makes the rows stay.
+                await session.commit()
                 order.worker_id = int(row[1])
                 return order.worker_id
             # A concurrent booking took the picked worker first (ON CONFLICT DO NOTHING
