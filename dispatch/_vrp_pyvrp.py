@@ -64,217 +64,19 @@ def solve_pyvrp(
     if p.W == 0 or (cand.size == 0 and not has_breaks):
         return SearchResult(tuple(map(tuple, seqs)), hit_time_limit=False, search_s=0.0)
 
-    # Which visits get a "stay" copy: those with a current worker that may still serve them.
-    stay = {
-        int(i): int(p.current[i])
-        for i in cand
-        if change_penalty > 0 and p.current[i] >= 0 and p.pinned[i] == -1 and elig[i, p.current[i]]
-    }
-    # Workers needing a pin code: pinned targets, "stay" targets, workers with breaks.
-    coded = sorted(
-        {int(p.pinned[i]) for i in cand if p.pinned[i] >= 0}
-        | set(stay.values())
-        | {k for k, w in enumerate(p.workers) if w.breaks}
+    stay = _stay_targets(p, elig, cand, change_penalty)
+    loads = _Loads.of(p, cand, stay)
+    places = _Places(pyvrp, p)
+    for k in range(p.W):
+        places.depot(int(p.ready_row[k]))
+        places.depot(p.W + k)
+    clients, client_visit, groups = _visit_clients(
+        pyvrp, p, cand, stay, loads, places, objective, change_penalty
     )
-    m_pin, codes = _pin_codes(len(coded))
-    code_of = {k: codes[j] for j, k in enumerate(coded)}
-
-    use_demand = bool(p.demand[cand].any()) or bool((p.cap < _UNLIMITED).any())
-    use_count = bool((p.maxv < _UNLIMITED).any())
-    all_skills = int(np.bitwise_and.reduce(p.wskills)) if p.W else 0
-    need_bits = int(np.bitwise_or.reduce(p.vskills[cand])) if cand.size else 0
-    skill_bits = [b for b in range(64) if (need_bits >> b) & 1 and not (all_skills >> b) & 1]
-    n_dims = int(use_demand) + int(use_count) + len(skill_bits) + m_pin
-    off_skill = int(use_demand) + int(use_count)
-    off_pin = off_skill + len(skill_bits)
-
-    def delivery(i: int, pin_to: int) -> list[int]:
-        vec = [0] * n_dims
-        d = 0
-        if use_demand:
-            vec[d] = int(p.demand[i])
-            d += 1
-        if use_count:
-            vec[d] = 1
-        for j, b in enumerate(skill_bits):
-            if (int(p.vskills[i]) >> b) & 1:
-                vec[off_skill + j] = 1
-        if pin_to >= 0:
-            for dim in code_of[pin_to]:
-                vec[off_pin + dim] = 1
-        return vec
-
-    def capacity(k: int) -> list[int]:
-        vec = [0] * n_dims
-        d = 0
-        if use_demand:
-            vec[d] = int(min(p.cap[k], _UNLIMITED))
-            d += 1
-        if use_count:
-            vec[d] = int(min(p.maxv[k], _UNLIMITED))
-        for j, b in enumerate(skill_bits):
-            vec[off_skill + j] = _UNLIMITED if (int(p.wskills[k]) >> b) & 1 else 0
-        if k in code_of:
-            for dim in code_of[k]:
-                vec[off_pin + dim] = _UNLIMITED
-        return vec
-
-    # PyVRP sees only the places in use (depots first, then clients), so a Solomon
-    # day is exactly as big for it as the plain instance.
-    used_rows: list[int] = []
-    loc_of_row: dict[int, int] = {}
-
-    def loc(row: int) -> int:
-        if row not in loc_of_row:
-            loc_of_row[row] = len(used_rows)
-            used_rows.append(row)
-        return loc_of_row[row]
-
-    depots: list[Any] = []
-    depot_of_place: dict[tuple[float, float, int], int] = {}
-    modes = list(p.space.modes)
-    places = p.space.places
-
-    def place_key(row: int) -> tuple[float, float, int]:
-        return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
-
-    def depot(row: int) -> int:
-        # One depot per distinct place: a shared home base is one depot, as in Solomon.
-        key = place_key(row)
-        if key not in depot_of_place:
-            depot_of_place[key] = len(depots)
-            depots.append(pyvrp.Depot(location=loc(row)))
-        return depot_of_place[key]
-
-    for k in range(p.W):
-        depot(int(p.ready_row[k]))
-        depot(p.W + k)
-    horizon = int(max(p.shift_end.max(), p.late.max() if p.V else 0)) + 1
-
-    # Clients: (visit index or -b-1 for worker k's break b, worker k for breaks).
-    clients: list[Any] = []
-    client_visit: list[int] = []
-    groups: list[Any] = []
-    for i in cand.tolist():
-        own = p.visits[i].drop_penalty
-        pen = objective.drop_penalty if own is None else int(own)
-        pin = int(p.pinned[i])
-        tw_early = int(max(p.early[i], 0))
-        tw_late = int(min(p.late[i], horizon))
-        service = int(p.service[i])
-        if i in stay:
-            g = len(groups)
-            a, b = len(clients), len(clients) + 1
-            if objective.allow_drop:
-                # Serving elsewhere costs the change penalty; dropping costs it too, on top
-                # of the drop penalty, so the search never trades a kept visit for a new one.
-                prize_a, prize_b = pen + change_penalty, pen
-            else:
-                prize_a, prize_b = change_penalty, 0
-            clients.append(
-                pyvrp.Client(
-                    location=loc(2 * p.W + i),
-                    delivery=delivery(i, stay[i]),
-                    prize=prize_a,
-                    required=False,
-                    group=g,
-                    service_duration=service,
-                    tw_early=tw_early,
-                    tw_late=tw_late,
-                )
-            )
-            clients.append(
-                pyvrp.Client(
-                    location=loc(2 * p.W + i),
-                    delivery=delivery(i, -1),
-                    prize=prize_b,
-                    required=False,
-                    group=g,
-                    service_duration=service,
-                    tw_early=tw_early,
-                    tw_late=tw_late,
-                )
-            )
-            client_visit += [i, i]
-            groups.append(pyvrp.ClientGroup([a, b], required=not objective.allow_drop))
-        else:
-            clients.append(
-                pyvrp.Client(
-                    location=loc(2 * p.W + i),
-                    delivery=delivery(i, pin),
-                    prize=pen if objective.allow_drop else 0,
-                    required=not objective.allow_drop,
-                    service_duration=service,
-                    tw_early=tw_early,
-                    tw_late=tw_late,
-                )
-            )
-            client_visit.append(i)
-    for k, w in enumerate(p.workers):
-        for b_idx, brk in enumerate(w.breaks):
-            s = brk.start - p.t0
-            if s < p.ready_time[k] or brk.end - p.t0 > p.shift_end[k]:
-                continue  # already behind the worker, or outside the shift
-            vec = [0] * n_dims
-            for dim in code_of[k]:
-                vec[off_pin + dim] = 1
-            clients.append(
-                pyvrp.Client(
-                    location=loc(p.break_row),
-                    delivery=vec,
-                    service_duration=int(brk.end - brk.start),
-                    tw_early=int(s),
-                    tw_late=int(s),
-                    required=True,
-                )
-            )
-            client_visit.append(-b_idx - 1)
-
-    # Vehicle types: identical workers share one type (PyVRP searches faster that way).
-
-    groups_of_type: dict[tuple[Any, ...], list[int]] = {}
-    for k in range(p.W):
-        key = (
-            place_key(int(p.ready_row[k])),
-            place_key(p.W + k),
-            int(p.ready_time[k]),
-            int(p.shift_end[k]),
-            tuple(capacity(k)),
-            int(p.wmode[k]),
-        )
-        groups_of_type.setdefault(key, []).append(k)
-    vehicle_types = []
-    type_workers: list[list[int]] = []
-    for members in groups_of_type.values():
-        k = members[0]
-        vehicle_types.append(
-            pyvrp.VehicleType(
-                num_available=len(members),
-                capacity=capacity(k),
-                start_depot=depot(int(p.ready_row[k])),
-                end_depot=depot(p.W + k),
-                fixed_cost=int(objective.worker_cost),
-                tw_early=int(max(p.ready_time[k], 0)),
-                tw_late=int(max(p.shift_end[k], p.ready_time[k])),
-                profile=modes.index(int(p.wmode[k])),
-            )
-        )
-        type_workers.append(members)
-
-    rows = np.asarray(used_rows, dtype=np.int64)
-    sub = np.ix_(rows, rows)
-    locations = [pyvrp.Location(x=float(places.lng[r]), y=float(places.lat[r])) for r in rows]
-    dist_mats, dur_mats = [], []
-    for m in modes:
-        dur = np.asarray(p.space.duration[m][sub], dtype=np.int64)
-        cost = objective.travel_weight * dur
-        if objective.distance_weight:
-            cost = cost + objective.distance_weight * np.asarray(p.space.distance[m][sub], np.int64)
-        dist_mats.append(np.ascontiguousarray(cost))
-        dur_mats.append(np.ascontiguousarray(dur))
-    # PyVRP's stubs type matrices as ndarray[int]; plain int64 arrays are what it wants.
-    matrices: tuple[Any, Any] = (dist_mats, dur_mats)
-    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, *matrices, groups)
+    _add_break_clients(pyvrp, p, loads, places, clients, client_visit)
+    vehicle_types, type_workers = _vehicle_types(pyvrp, p, loads, places, objective)
+    locations, matrices = _matrices(pyvrp, p, places, objective)
+    data = pyvrp.ProblemData(locations, clients, places.depots, vehicle_types, *matrices, groups)
 
     init = _warm_start(pyvrp, data, p, current, client_visit, stay, type_workers)
     t_start = time.perf_counter()
@@ -289,6 +91,285 @@ def solve_pyvrp(
         k = free_slots[vt].pop(0)
         seqs[k] = [client_visit[c] for c in _client_indices(route)]
     return SearchResult(tuple(map(tuple, seqs)), hit_time_limit=hit, search_s=runtime)
+
+
+def _stay_targets(
+    p: Problem, elig: NDArray[np.bool_], cand: NDArray[np.intp], change_penalty: int
+) -> dict[int, int]:
+    """Which visits get a "stay" copy: those with a current worker that may still serve them."""
+    return {
+        int(i): int(p.current[i])
+        for i in cand
+        if change_penalty > 0 and p.current[i] >= 0 and p.pinned[i] == -1 and elig[i, p.current[i]]
+    }
+
+
+@dataclass(frozen=True)
+class _Loads:
+    """The load dimensions that carry PyVRP's side constraints.
+
+    In order: total demand (if any visit has one or a capacity binds), visit count (if a
+    worker has a cap), one per skill some visit needs and not every worker has, then the
+    pin code dimensions that tie a visit (or a break) to one worker.
+    """
+
+    p: Problem
+    use_demand: bool
+    use_count: bool
+    skill_bits: list[int]
+    code_of: dict[int, tuple[int, ...]]
+    n_dims: int
+
+    @classmethod
+    def of(cls, p: Problem, cand: NDArray[np.intp], stay: dict[int, int]) -> _Loads:
+        # Workers needing a pin code: pinned targets, "stay" targets, workers with breaks.
+        coded = sorted(
+            {int(p.pinned[i]) for i in cand if p.pinned[i] >= 0}
+            | set(stay.values())
+            | {k for k, w in enumerate(p.workers) if w.breaks}
+        )
+        m_pin, codes = _pin_codes(len(coded))
+        use_demand = bool(p.demand[cand].any()) or bool((p.cap < _UNLIMITED).any())
+        use_count = bool((p.maxv < _UNLIMITED).any())
+        all_skills = int(np.bitwise_and.reduce(p.wskills)) if p.W else 0
+        need_bits = int(np.bitwise_or.reduce(p.vskills[cand])) if cand.size else 0
+        skill_bits = [b for b in range(64) if (need_bits >> b) & 1 and not (all_skills >> b) & 1]
+        return cls(
+            p=p,
+            use_demand=use_demand,
+            use_count=use_count,
+            skill_bits=skill_bits,
+            code_of={k: codes[j] for j, k in enumerate(coded)},
+            n_dims=int(use_demand) + int(use_count) + len(skill_bits) + m_pin,
+        )
+
+    @property
+    def off_skill(self) -> int:
+        return int(self.use_demand) + int(self.use_count)
+
+    @property
+    def off_pin(self) -> int:
+        return self.off_skill + len(self.skill_bits)
+
+    def pin(self, k: int) -> list[int]:
+        """A break's delivery: only worker ``k``'s pin code."""
+        vec = [0] * self.n_dims
+        for dim in self.code_of[k]:
+            vec[self.off_pin + dim] = 1
+        return vec
+
+    def delivery(self, i: int, pin_to: int) -> list[int]:
+        """Visit ``i``'s delivery, pinned to worker ``pin_to`` (-1: to nobody)."""
+        p = self.p
+        vec = [0] * self.n_dims
+        d = 0
+        if self.use_demand:
+            vec[d] = int(p.demand[i])
+            d += 1
+        if self.use_count:
+            vec[d] = 1
+        for j, b in enumerate(self.skill_bits):
+            if (int(p.vskills[i]) >> b) & 1:
+                vec[self.off_skill + j] = 1
+        if pin_to >= 0:
+            for dim in self.code_of[pin_to]:
+                vec[self.off_pin + dim] = 1
+        return vec
+
+    def capacity(self, k: int) -> list[int]:
+        """Worker ``k``'s capacity in every dimension."""
+        p = self.p
+        vec = [0] * self.n_dims
+        d = 0
+        if self.use_demand:
+            vec[d] = int(min(p.cap[k], _UNLIMITED))
+            d += 1
+        if self.use_count:
+            vec[d] = int(min(p.maxv[k], _UNLIMITED))
+        for j, b in enumerate(self.skill_bits):
+            vec[self.off_skill + j] = _UNLIMITED if (int(p.wskills[k]) >> b) & 1 else 0
+        if k in self.code_of:
+            for dim in self.code_of[k]:
+                vec[self.off_pin + dim] = _UNLIMITED
+        return vec
+
+
+class _Places:
+    """The places PyVRP sees: only those in use (depots first, then clients), so a
+    Solomon day is exactly as big for it as the plain instance."""
+
+    def __init__(self, pyvrp: Any, p: Problem) -> None:
+        self._pyvrp = pyvrp
+        self._places = p.space.places
+        self.used_rows: list[int] = []
+        self._loc_of_row: dict[int, int] = {}
+        self.depots: list[Any] = []
+        self._depot_of_place: dict[tuple[float, float, int], int] = {}
+
+    def loc(self, row: int) -> int:
+        """PyVRP location of place row ``row`` (numbered on first use)."""
+        if row not in self._loc_of_row:
+            self._loc_of_row[row] = len(self.used_rows)
+            self.used_rows.append(row)
+        return self._loc_of_row[row]
+
+    def key(self, row: int) -> tuple[float, float, int]:
+        """What makes two place rows the same place."""
+        places = self._places
+        return (float(places.lat[row]), float(places.lng[row]), int(places.node[row]))
+
+    def depot(self, row: int) -> int:
+        """One depot per distinct place: a shared home base is one depot, as in Solomon."""
+        key = self.key(row)
+        if key not in self._depot_of_place:
+            self._depot_of_place[key] = len(self.depots)
+            self.depots.append(self._pyvrp.Depot(location=self.loc(row)))
+        return self._depot_of_place[key]
+
+
+def _visit_clients(
+    pyvrp: Any,
+    p: Problem,
+    cand: NDArray[np.intp],
+    stay: dict[int, int],
+    loads: _Loads,
+    places: _Places,
+    objective: Objective,
+    change_penalty: int,
+) -> tuple[list[Any], list[int], list[Any]]:
+    """Clients for the candidate visits (two in a group for a "stay" visit), the visit
+    index of each client, and the client groups."""
+    horizon = int(max(p.shift_end.max(), p.late.max() if p.V else 0)) + 1
+    clients: list[Any] = []
+    client_visit: list[int] = []
+    groups: list[Any] = []
+    for i in cand.tolist():
+        own = p.visits[i].drop_penalty
+        pen = objective.drop_penalty if own is None else int(own)
+        where = {
+            "location": places.loc(2 * p.W + i),
+            "service_duration": int(p.service[i]),
+            "tw_early": int(max(p.early[i], 0)),
+            "tw_late": int(min(p.late[i], horizon)),
+        }
+        if i in stay:
+            g = len(groups)
+            a, b = len(clients), len(clients) + 1
+            if objective.allow_drop:
+                # Serving elsewhere costs the change penalty; dropping costs it too, on top
+                # of the drop penalty, so the search never trades a kept visit for a new one.
+                prize_a, prize_b = pen + change_penalty, pen
+            else:
+                prize_a, prize_b = change_penalty, 0
+            for pin_to, prize in ((stay[i], prize_a), (-1, prize_b)):
+                clients.append(
+                    pyvrp.Client(
+                        delivery=loads.delivery(i, pin_to),
+                        prize=prize,
+                        required=False,
+                        group=g,
+                        **where,
+                    )
+                )
+            client_visit += [i, i]
+            groups.append(pyvrp.ClientGroup([a, b], required=not objective.allow_drop))
+        else:
+            clients.append(
+                pyvrp.Client(
+                    delivery=loads.delivery(i, int(p.pinned[i])),
+                    prize=pen if objective.allow_drop else 0,
+                    required=not objective.allow_drop,
+                    **where,
+                )
+            )
+            client_visit.append(i)
+    return clients, client_visit, groups
+
+
+def _add_break_clients(
+    pyvrp: Any,
+    p: Problem,
+    loads: _Loads,
+    places: _Places,
+    clients: list[Any],
+    client_visit: list[int],
+) -> None:
+    """A required client per break still ahead of its worker and inside the shift,
+    pinned to that worker; its visit index is -b-1."""
+    for k, w in enumerate(p.workers):
+        for b_idx, brk in enumerate(w.breaks):
+            s = brk.start - p.t0
+            if s < p.ready_time[k] or brk.end - p.t0 > p.shift_end[k]:
+                continue  # already behind the worker, or outside the shift
+            clients.append(
+                pyvrp.Client(
+                    location=places.loc(p.break_row),
+                    delivery=loads.pin(k),
+                    service_duration=int(brk.end - brk.start),
+                    tw_early=int(s),
+                    tw_late=int(s),
+                    required=True,
+                )
+            )
+            client_visit.append(-b_idx - 1)
+
+
+def _vehicle_types(
+    pyvrp: Any, p: Problem, loads: _Loads, places: _Places, objective: Objective
+) -> tuple[list[Any], list[list[int]]]:
+    """Vehicle types and the workers of each: identical workers share one type (PyVRP
+    searches faster that way)."""
+    groups_of_type: dict[tuple[Any, ...], list[int]] = {}
+    for k in range(p.W):
+        key = (
+            places.key(int(p.ready_row[k])),
+            places.key(p.W + k),
+            int(p.ready_time[k]),
+            int(p.shift_end[k]),
+            tuple(loads.capacity(k)),
+            int(p.wmode[k]),
+        )
+        groups_of_type.setdefault(key, []).append(k)
+    modes = list(p.space.modes)
+    vehicle_types = []
+    type_workers: list[list[int]] = []
+    for members in groups_of_type.values():
+        k = members[0]
+        vehicle_types.append(
+            pyvrp.VehicleType(
+                num_available=len(members),
+                capacity=loads.capacity(k),
+                start_depot=places.depot(int(p.ready_row[k])),
+                end_depot=places.depot(p.W + k),
+                fixed_cost=int(objective.worker_cost),
+                tw_early=int(max(p.ready_time[k], 0)),
+                tw_late=int(max(p.shift_end[k], p.ready_time[k])),
+                profile=modes.index(int(p.wmode[k])),
+            )
+        )
+        type_workers.append(members)
+    return vehicle_types, type_workers
+
+
+def _matrices(
+    pyvrp: Any, p: Problem, places: _Places, objective: Objective
+) -> tuple[list[Any], tuple[Any, Any]]:
+    """Locations of the places in use and, per travel mode, the cost and duration matrices."""
+    rows = np.asarray(places.used_rows, dtype=np.int64)
+    sub = np.ix_(rows, rows)
+    lat, lng = p.space.places.lat, p.space.places.lng
+    locations = [pyvrp.Location(x=float(lng[r]), y=float(lat[r])) for r in rows]
+    dist_mats, dur_mats = [], []
+    for m in p.space.modes:
+        dur = np.asarray(p.space.duration[m][sub], dtype=np.int64)
+        cost = objective.travel_weight * dur
+        if objective.distance_weight:
+            cost = cost + objective.distance_weight * np.asarray(p.space.distance[m][sub], np.int64)
+        dist_mats.append(np.ascontiguousarray(cost))
+        dur_mats.append(np.ascontiguousarray(dur))
+    # PyVRP's stubs type matrices as ndarray[int]; plain int64 arrays are what it wants.
+    matrices: tuple[Any, Any] = (dist_mats, dur_mats)
+    return locations, matrices
 
 
 def _solve_until(
