@@ -66,141 +66,178 @@ def load(path: str | Path) -> Recording:
     raise ReplayError("empty log", "header", None, str(p))
 
 
+class _Tally:
+    """The recorded run's per-order and per-worker figures, built up event by event."""
+
+    def __init__(self, c: CityDay) -> None:
+        n, m = c.n_orders, c.n_workers
+        self.c = c
+        self.o_row = {int(o): i for i, o in enumerate(c.order_ids)}
+        self.w_row = {int(w): i for i, w in enumerate(c.worker_ids)}
+        self.state = np.full(n, OrderOutcome.UNSERVED, dtype=np.int8)
+        self.assigned_at = np.full(n, -1, dtype=np.int64)
+        self.start_s = np.full(n, -1, dtype=np.int64)
+        self.end_s = np.full(n, -1, dtype=np.int64)
+        self.worker = np.full(n, -1, dtype=np.int64)
+        self.travel_s = np.zeros(n)
+        self.travel_m = np.zeros(n)
+        self.offers = np.zeros(n, dtype=np.int64)
+        self.declines = np.zeros(n, dtype=np.int64)
+        self.timeouts = np.zeros(n, dtype=np.int64)
+        self.busy = np.zeros(m)
+        self.w_travel = np.zeros(m)
+        self.served = np.zeros(m, dtype=np.int64)
+        self.earn = np.zeros(m, dtype=np.int64)
+        self.on_shift = np.zeros(m)
+        self.on_since = np.full(m, -1, dtype=np.int64)
+        self.promised = c.promised_s.copy()
+        self.booked_start = c.booked_start_s.copy()
+        self.in_plan = np.zeros(n, dtype=np.bool_)
+        self.moved = np.zeros(n, dtype=np.int64)
+        self.repair_dropped = np.zeros(n, dtype=np.bool_)
+        self.o_repairs = np.zeros(n, dtype=np.int64)
+        self.w_repairs = np.zeros(m, dtype=np.int64)
+        self.match_calls = self.events = 0
+        self.last = c.end_s
+        # A repair is counted against the order (overrun, cancel) or worker (sick) behind it.
+        self.cause: tuple[str, int] | None = None
+
+    def apply(self, kind: str, t: int, ev: dict[str, Any]) -> None:
+        """Count one event; kinds that change no figure (release, claim, ...) pass."""
+        if not self._service(kind, t, ev) and not self._plans(kind, ev):
+            self._shifts(kind, t, ev)
+
+    def _service(self, kind: str, t: int, ev: dict[str, Any]) -> bool:
+        """Offers and answers, assignment, start and completion of an order."""
+        o_row = self.o_row
+        if kind == "assign":
+            o, w = o_row[ev["o"]], self.w_row[ev["w"]]
+            self.assigned_at[o], self.worker[o] = t, w
+            self.travel_s[o], self.travel_m[o] = float(ev["travel_s"]), float(ev["travel_m"])
+            self.busy[w] += self.travel_s[o]
+            self.w_travel[w] += self.travel_m[o]
+        elif kind == "start":
+            self.start_s[o_row[ev["o"]]] = t
+        elif kind == "done":
+            o = o_row[ev["o"]]
+            w = int(self.worker[o])
+            self.end_s[o] = t
+            self.state[o] = OrderOutcome.SERVED
+            self.busy[w] += float(self.c.actual_service_s[o])
+            self.served[w] += 1
+            self.earn[w] += int(self.c.price_fen[o])
+        elif kind == "offer":
+            self.offers[o_row[ev["o"]]] += 1
+        elif kind == "decline":
+            self.declines[o_row[ev["o"]]] += 1
+        elif kind == "timeout":
+            self.timeouts[o_row[ev["o"]]] += 1
+        else:
+            return False
+        return True
+
+    def _plans(self, kind: str, ev: dict[str, Any]) -> bool:
+        """Bookings, day plans and their repairs, and the ways an order ends unserved."""
+        o_row = self.o_row
+        if kind == "cancel":
+            o = o_row[ev["o"]]
+            self.state[o] = OrderOutcome.CANCELLED
+            self.cause = ("o", o) if self.in_plan[o] else None
+        elif kind == "book":
+            o = o_row[ev["o"]]
+            self.in_plan[o] = True
+            self.booked_start[o], self.promised[o] = int(ev["start"]), int(ev["end"])
+        elif kind == "refuse":
+            self.state[o_row[ev["o"]]] = OrderOutcome.REFUSED
+        elif kind == "sick":
+            self.cause = ("w", self.w_row[ev["w"]])
+        elif kind == "overrun":
+            self.cause = ("o", o_row[ev["o"]])
+        elif kind == "planned":
+            self.in_plan[[o_row[x] for x in ev["o"]]] = True
+        elif kind == "unplanned":
+            self.in_plan[[o_row[x] for x in ev["o"]]] = False
+        elif kind == "repair":
+            self._repair(ev)
+        elif kind == "escalate":
+            self.state[o_row[ev["o"]]] = OrderOutcome.ESCALATED
+        else:
+            return False
+        return True
+
+    def _repair(self, ev: dict[str, Any]) -> None:
+        cause = self.cause
+        if cause is not None and cause[0] == "o":
+            self.o_repairs[cause[1]] += 1
+        elif cause is not None:
+            self.w_repairs[cause[1]] += 1
+        self.cause = None
+        for x in ev["moved"]:
+            self.moved[self.o_row[x]] += 1
+        self.repair_dropped[[self.o_row[x] for x in ev["dropped"]]] = True
+
+    def _shifts(self, kind: str, t: int, ev: dict[str, Any]) -> None:
+        """Shifts starting and ending, matcher calls, the end of the day."""
+        if kind == "shift_start":
+            self.on_since[self.w_row[ev["w"]]] = t
+        elif kind == "shift_end":
+            w = self.w_row[ev["w"]]
+            self.on_shift[w] += t - self.on_since[w]
+            self.on_since[w] = -1
+        elif kind == "match":
+            self.match_calls += 1
+        elif kind == "end":
+            self.last = t
+            self.events = int(ev["events"])
+
+    def result(self, policy: Policy) -> SimResult:
+        """The SimResult, with shifts still open at the end counted up to it."""
+        still_on = self.on_since >= 0
+        self.on_shift[still_on] += self.last - self.on_since[still_on]
+        return SimResult(
+            city=self.c,
+            policy=policy,
+            outcome=self.state,
+            assigned_at=self.assigned_at,
+            start_s=self.start_s,
+            end_s=self.end_s,
+            worker_row=self.worker,
+            travel_s=self.travel_s,
+            travel_m=self.travel_m,
+            offers=self.offers,
+            declines=self.declines,
+            timeouts=self.timeouts,
+            worker_busy_s=self.busy,
+            worker_travel_m=self.w_travel,
+            worker_served=self.served,
+            worker_earnings_fen=self.earn,
+            worker_on_shift_s=self.on_shift,
+            match_calls=self.match_calls,
+            matched_orders=int(self.offers.sum()),
+            events=self.events,
+            wall_s=0.0,
+            promised_s=self.promised,
+            booked_start_s=self.booked_start,
+            in_plan=self.in_plan,
+            moved=self.moved,
+            repair_dropped=self.repair_dropped,
+            order_repairs=self.o_repairs,
+            worker_repairs=self.w_repairs,
+        )
+
+
 def result_from_log(path: str | Path) -> SimResult:
     """Rebuild the recorded run's SimResult from its events alone (KPIs need nothing else)."""
     rec = load(path)
-    c = rec.city
-    n, m = c.n_orders, c.n_workers
-    o_row = {int(o): i for i, o in enumerate(c.order_ids)}
-    w_row = {int(w): i for i, w in enumerate(c.worker_ids)}
-    state = np.full(n, OrderOutcome.UNSERVED, dtype=np.int8)
-    assigned_at = np.full(n, -1, dtype=np.int64)
-    start_s = np.full(n, -1, dtype=np.int64)
-    end_s = np.full(n, -1, dtype=np.int64)
-    worker = np.full(n, -1, dtype=np.int64)
-    travel_s = np.zeros(n)
-    travel_m = np.zeros(n)
-    offers = np.zeros(n, dtype=np.int64)
-    declines = np.zeros(n, dtype=np.int64)
-    timeouts = np.zeros(n, dtype=np.int64)
-    busy = np.zeros(m)
-    w_travel = np.zeros(m)
-    served = np.zeros(m, dtype=np.int64)
-    earn = np.zeros(m, dtype=np.int64)
-    on_shift = np.zeros(m)
-    on_since = np.full(m, -1, dtype=np.int64)
-    promised = c.promised_s.copy()
-    booked_start = c.booked_start_s.copy()
-    in_plan = np.zeros(n, dtype=np.bool_)
-    moved = np.zeros(n, dtype=np.int64)
-    repair_dropped = np.zeros(n, dtype=np.bool_)
-    o_repairs = np.zeros(n, dtype=np.int64)
-    w_repairs = np.zeros(m, dtype=np.int64)
-    match_calls = events = 0
-    last = c.end_s
-    # A repair is counted against the order (overrun, cancel) or worker (sick) behind it.
-    cause: tuple[str, int] | None = None
+    tally = _Tally(rec.city)
     for line_no, ev in _lines(rec.path):
         try:
-            kind, t = ev["e"], int(ev["t"])
-            if kind == "assign":
-                o, w = o_row[ev["o"]], w_row[ev["w"]]
-                assigned_at[o], worker[o] = t, w
-                travel_s[o], travel_m[o] = float(ev["travel_s"]), float(ev["travel_m"])
-                busy[w] += travel_s[o]
-                w_travel[w] += travel_m[o]
-            elif kind == "start":
-                start_s[o_row[ev["o"]]] = t
-            elif kind == "done":
-                o = o_row[ev["o"]]
-                w = int(worker[o])
-                end_s[o] = t
-                state[o] = OrderOutcome.SERVED
-                busy[w] += float(c.actual_service_s[o])
-                served[w] += 1
-                earn[w] += int(c.price_fen[o])
-            elif kind == "offer":
-                offers[o_row[ev["o"]]] += 1
-            elif kind == "decline":
-                declines[o_row[ev["o"]]] += 1
-            elif kind == "timeout":
-                timeouts[o_row[ev["o"]]] += 1
-            elif kind == "cancel":
-                o = o_row[ev["o"]]
-                state[o] = OrderOutcome.CANCELLED
-                cause = ("o", o) if in_plan[o] else None
-            elif kind == "book":
-                o = o_row[ev["o"]]
-                in_plan[o] = True
-                booked_start[o], promised[o] = int(ev["start"]), int(ev["end"])
-            elif kind == "refuse":
-                state[o_row[ev["o"]]] = OrderOutcome.REFUSED
-            elif kind == "sick":
-                cause = ("w", w_row[ev["w"]])
-            elif kind == "overrun":
-                cause = ("o", o_row[ev["o"]])
-            elif kind == "planned":
-                in_plan[[o_row[x] for x in ev["o"]]] = True
-            elif kind == "unplanned":
-                in_plan[[o_row[x] for x in ev["o"]]] = False
-            elif kind == "repair":
-                if cause is not None and cause[0] == "o":
-                    o_repairs[cause[1]] += 1
-                elif cause is not None:
-                    w_repairs[cause[1]] += 1
-                cause = None
-                for x in ev["moved"]:
-                    moved[o_row[x]] += 1
-                repair_dropped[[o_row[x] for x in ev["dropped"]]] = True
-            elif kind == "escalate":
-                state[o_row[ev["o"]]] = OrderOutcome.ESCALATED
-            elif kind == "shift_start":
-                on_since[w_row[ev["w"]]] = t
-            elif kind == "shift_end":
-                w = w_row[ev["w"]]
-                on_shift[w] += t - on_since[w]
-                on_since[w] = -1
-            elif kind == "match":
-                match_calls += 1
-            elif kind == "end":
-                last = t
-                events = int(ev["events"])
+            tally.apply(ev["e"], int(ev["t"]), ev)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReplayError(
                 f"bad {ev.get('e')!r} event: {exc}", "event", line_no, str(rec.path)
             ) from None
-    still_on = on_since >= 0
-    on_shift[still_on] += last - on_since[still_on]
-    return SimResult(
-        city=c,
-        policy=rec.policy,
-        outcome=state,
-        assigned_at=assigned_at,
-        start_s=start_s,
-        end_s=end_s,
-        worker_row=worker,
-        travel_s=travel_s,
-        travel_m=travel_m,
-        offers=offers,
-        declines=declines,
-        timeouts=timeouts,
-        worker_busy_s=busy,
-        worker_travel_m=w_travel,
-        worker_served=served,
-        worker_earnings_fen=earn,
-        worker_on_shift_s=on_shift,
-        match_calls=match_calls,
-        matched_orders=int(offers.sum()),
-        events=events,
-        wall_s=0.0,
-        promised_s=promised,
-        booked_start_s=booked_start,
-        in_plan=in_plan,
-        moved=moved,
-        repair_dropped=repair_dropped,
-        order_repairs=o_repairs,
-        worker_repairs=w_repairs,
-    )
+    return tally.result(rec.policy)
 
 
 def replay(
