@@ -65,8 +65,7 @@ def _sweep_points(n: int) -> list[SweepPoint]:
     return [SweepPoint(workers=m, mode=mode) for mode in modes for m in mults][:n]
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark; prints a table or (``--json``) one JSON object."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="daojia bench simulate", description=__doc__)
     add_common_args(parser, repeat=1)
     parser.add_argument("--orders", type=int, default=50_000, help="orders in the city day")
@@ -82,9 +81,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--load", type=float, default=0.6, help="service hours / shift hours (scales durations)"
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    scenario = load_scenario(args.scenario)
+
+def _city_day(
+    args: argparse.Namespace, scenario: Scenario
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Part 1: the scaled city day simulated ``--repeat`` times; the report and its row."""
     policy = Policy.from_dict(scenario.dispatch)
     if args.batch_window is not None:
         policy = policy_with(policy, batch_window_s=args.batch_window)
@@ -128,64 +131,73 @@ def main(argv: list[str]) -> int:
             "utilisation": day["utilisation"],
         },
     }
+    row = {
+        "case": f"city day {city.n_orders} orders / {city.n_workers} workers",
+        "median_s": timing.median,
+        "cpu_s": cpu_s,
+        "orders_per_s": city.n_orders / timing.median,
+        "match_calls": result.match_calls,
+        "plan_calls": result.plan_calls,
+        "repairs": int(day["repairs"]),
+        "on_time_rate": day["on_time_rate"],
+    }
+    return out, row
+
+
+def _sweep(
+    args: argparse.Namespace, scenario: Scenario
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Part 2: the grid serially, then on a warmed local Ray; the report and its rows."""
+    small = scaled_to(scenario, args.sweep_orders, args.sweep_workers, args.load)
+    points = _sweep_points(args.sweep_points)
+    t0 = time.perf_counter()
+    serial = run_grid(small, points, backend="serial", seed=args.seed, show_progress=False)
+    serial_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    init_ray(None, args.num_cpus)
+    # Warm each worker process (imports, first solver call) before timing the sweep.
+    run_grid(
+        small.scaled(demand=0.05, workers=0.1),
+        points[: args.num_cpus],
+        backend="ray",
+        seed=args.seed,
+        show_progress=False,
+    )
+    ray_init_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    on_ray = run_grid(small, points, backend="ray", seed=args.seed, show_progress=False)
+    ray_s = time.perf_counter() - t0
+    same = all(a["on_time_rate"] == b["on_time_rate"] for a, b in zip(serial, on_ray, strict=True))
+    report = {
+        "points": len(points),
+        "orders_per_point": serial[0]["n_orders"],
+        "num_cpus": args.num_cpus,
+        "serial_s": serial_s,
+        "ray_s": ray_s,
+        "speedup": serial_s / ray_s,
+        "ray_init_s": ray_init_s,
+        "same_kpis": same,
+    }
     rows: list[dict[str, Any]] = [
+        {"case": f"sweep {len(points)} points, serial (baseline)", "median_s": serial_s},
         {
-            "case": f"city day {city.n_orders} orders / {city.n_workers} workers",
-            "median_s": timing.median,
-            "cpu_s": cpu_s,
-            "orders_per_s": city.n_orders / timing.median,
-            "match_calls": result.match_calls,
-            "plan_calls": result.plan_calls,
-            "repairs": int(day["repairs"]),
-            "on_time_rate": day["on_time_rate"],
-        }
-    ]
-    if args.sweep_points > 0:
-        small = scaled_to(scenario, args.sweep_orders, args.sweep_workers, args.load)
-        points = _sweep_points(args.sweep_points)
-        t0 = time.perf_counter()
-        serial = run_grid(small, points, backend="serial", seed=args.seed, show_progress=False)
-        serial_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        init_ray(None, args.num_cpus)
-        # Warm each worker process (imports, first solver call) before timing the sweep.
-        run_grid(
-            small.scaled(demand=0.05, workers=0.1),
-            points[: args.num_cpus],
-            backend="ray",
-            seed=args.seed,
-            show_progress=False,
-        )
-        ray_init_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        on_ray = run_grid(small, points, backend="ray", seed=args.seed, show_progress=False)
-        ray_s = time.perf_counter() - t0
-        same = all(
-            a["on_time_rate"] == b["on_time_rate"] for a, b in zip(serial, on_ray, strict=True)
-        )
-        out["sweep"] = {
-            "points": len(points),
-            "orders_per_point": serial[0]["n_orders"],
-            "num_cpus": args.num_cpus,
-            "serial_s": serial_s,
-            "ray_s": ray_s,
+            "case": f"sweep {len(points)} points, Ray {args.num_cpus} CPUs",
+            "median_s": ray_s,
             "speedup": serial_s / ray_s,
-            "ray_init_s": ray_init_s,
-            "same_kpis": same,
-        }
-        rows.append(
-            {
-                "case": f"sweep {len(points)} points, serial (baseline)",
-                "median_s": serial_s,
-            }
-        )
-        rows.append(
-            {
-                "case": f"sweep {len(points)} points, Ray {args.num_cpus} CPUs",
-                "median_s": ray_s,
-                "speedup": serial_s / ray_s,
-            }
-        )
+        },
+    ]
+    return report, rows
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; prints a table or (``--json``) one JSON object."""
+    args = _parser().parse_args(argv)
+    scenario = load_scenario(args.scenario)
+    out, row = _city_day(args, scenario)
+    rows: list[dict[str, Any]] = [row]
+    if args.sweep_points > 0:
+        out["sweep"], sweep_rows = _sweep(args, scenario)
+        rows.extend(sweep_rows)
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = machine()
     emit(out, rows, args.json, "simulate: city day and sweep")
