@@ -265,6 +265,17 @@ def test_grab_pool_first_claim_wins_then_falls_back_to_auto(
     assert sorted(map(str, outcomes)) == sorted([str(winners[0]), "offer_gone"])
     assert order_row(run_db, claimed_order).worker_id == winners[0]
     assert order_row(run_db, claimed_order).dispatch_status == "accepted"
+
+    async def claim_decisions(session: AsyncSession) -> list[DispatchDecision]:
+        rows = await session.scalars(
+            select(DispatchDecision).where(DispatchDecision.order_id == claimed_order)
+        )
+        return list(rows)
+
+    (decision,) = run_db(claim_decisions)  # the claim is stored with its cost line
+    assert (decision.mode, decision.reason, decision.worker_id) == ("grab", "claimed", winners[0])
+    assert decision.cost["worker_id"] == winners[0]
+    assert decision.cost["terms"]["travel"] >= 0
     again = client.post(f"/v1/worker/grab-pool/{offer_id}/claim", json={}, headers=a1.headers)
     assert again.status_code == 409
     # Nobody claims the other one: after the window it is auto-assigned.
