@@ -67,8 +67,6 @@ class Settings(BaseSettings):
     slot_lead_time_s: int = Field(default=2 * 3600, ge=0)
     booking_horizon_days: int = Field(default=14, ge=1)
     booking_max_distance_km: float = Field(default=20.0, gt=0)
-    #: Minutes kept free after a visit for the ride to the next one.
-    booking_buffer_min: int = Field(default=30, ge=0)
     unpaid_expiry_min: int = Field(default=15, ge=1)
     cancel_free_before_min: int = Field(default=120, ge=0)
     cancel_fee_pct: int = Field(default=20, ge=0, le=100)
@@ -128,7 +126,6 @@ class Settings(BaseSettings):
     fairness_earnings_days: int = Field(default=7, ge=1)
     #: Seconds an order stays in the grab pool before auto-assign (0: straight to auto).
     grab_window_s: int = Field(default=0, ge=0)
-    grab_radius_m: float = Field(default=5000.0, gt=0)
     ping_max_age_s: float = Field(default=300.0, gt=0)
     ping_max_future_s: float = Field(default=30.0, ge=0)
     #: Faster than this between two fixes is an impossible jump (m/s; 50 m/s = 180 km/h).
