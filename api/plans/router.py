@@ -11,6 +11,7 @@ from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
 from api.errors import ErrorResponse
 from api.geo_edge import CoordType
 from api.plans import service
+from api.plans import teams as team_service
 from api.plans.dependencies import NowDep, PlannerUser, ServiceTz
 from api.plans.schemas import DisruptionIn, PinIn, PlanIn, PlanOut, TeamIn, TeamOut
 
@@ -30,7 +31,7 @@ def _req(body: PlanIn) -> service.PlanRequest:
 
 @router.post("/teams", summary="Create a team", status_code=status.HTTP_201_CREATED)
 async def create_team(body: TeamIn, user: PlannerUser, session: SessionDep, now: NowDep) -> TeamOut:
-    team = await service.save_team(
+    team = await team_service.save_team(
         session, user, body.name, body.worker_ids, enterprise_id=body.enterprise_id, now=now
     )
     return TeamOut.of(team)
@@ -40,19 +41,19 @@ async def create_team(body: TeamIn, user: PlannerUser, session: SessionDep, now:
 async def teams(
     user: PlannerUser, session: SessionDep, enterprise_id: OptId = None
 ) -> list[TeamOut]:
-    return [TeamOut.of(t) for t in await service.list_teams(session, user, enterprise_id)]
+    return [TeamOut.of(t) for t in await team_service.list_teams(session, user, enterprise_id)]
 
 
 @router.get("/teams/{team_id}", summary="One team")
 async def team(team_id: IdPath, user: PlannerUser, session: SessionDep) -> TeamOut:
-    return TeamOut.of(await service.get_team(session, user, team_id))
+    return TeamOut.of(await team_service.get_team(session, user, team_id))
 
 
 @router.put("/teams/{team_id}", summary="Rename a team and replace its workers")
 async def update_team(
     team_id: IdPath, body: TeamIn, user: PlannerUser, session: SessionDep, now: NowDep
 ) -> TeamOut:
-    team = await service.save_team(
+    team = await team_service.save_team(
         session, user, body.name, body.worker_ids, team_id=team_id, now=now
     )
     return TeamOut.of(team)
@@ -60,7 +61,7 @@ async def update_team(
 
 @router.delete("/teams/{team_id}", summary="Delete a team", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_team(team_id: IdPath, user: PlannerUser, session: SessionDep) -> None:
-    await service.delete_team(session, user, team_id)
+    await team_service.delete_team(session, user, team_id)
 
 
 @router.get("/plans", summary="A team's newest plan for a day")

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from api.dispatch.schemas import DayOut
 from api.geo_edge import CoordType, from_wgs84
 from api.plans.models import DayPlanRecord
-from api.plans.service import DEFAULT_STOP_S, MAX_STOP_S, TeamRef
+from api.plans.service import DEFAULT_STOP_S, MAX_STOP_S
+from api.plans.teams import TeamRef
 
 Id = Field(ge=1, le=2**53 - 1)
 
