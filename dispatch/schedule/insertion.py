@@ -143,6 +143,38 @@ def flat_routes(p: Problem, seqs: list[list[int]]) -> FlatRoutes:
     return _concat_gaps([_route_gaps(p, k, seq) for k, seq in enumerate(seqs)])
 
 
+def plan_gaps(plan: DayPlan) -> tuple[Problem, list[list[int]], FlatRoutes]:
+    """The plan as a problem, its routes' free parts and every gap a new visit could take."""
+    if plan.travel is None or plan._space is None:
+        raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
+    p = build_problem(
+        plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
+    )
+    seqs = plan_sequences(plan, p)
+    return p, seqs, flat_routes(p, seqs)
+
+
+def gap_rides(p: Problem, flat: FlatRoutes, visit: Visit) -> tuple[IntArray, IntArray]:
+    """(G,) seconds from each gap's previous stop to ``visit`` and from it to the gap's next
+    stop, by the gap's worker's mode; a break row rides 0, like everywhere else."""
+    to_new = np.zeros(flat.route.size, dtype=np.int64)
+    from_new = np.zeros(flat.route.size, dtype=np.int64)
+    node = -1 if visit.node is None else visit.node
+    for m in p.space.modes:
+        sel = np.flatnonzero(flat.mode == m)
+        if sel.size == 0:
+            continue
+        rows = np.unique(np.concatenate([flat.prev_row[sel], flat.next_row[sel]]))
+        t_in, t_out = p.space.to_and_from(visit.lat, visit.lng, node, m, rows)
+        pos = np.searchsorted(rows, flat.prev_row[sel])
+        to_new[sel] = t_in[pos]
+        pos = np.searchsorted(rows, flat.next_row[sel])
+        from_new[sel] = t_out[pos]
+        to_new[sel] = np.where(flat.prev_row[sel] == p.break_row, 0, to_new[sel])
+        from_new[sel] = np.where(flat.next_row[sel] == p.break_row, 0, from_new[sel])
+    return to_new, from_new
+
+
 def _insert_one(
     p: Problem, flat: FlatRoutes, i: int, allowed: NDArray[np.bool_]
 ) -> tuple[IntArray, IntArray, IntArray, IntArray]:
@@ -198,27 +230,8 @@ def external_insertions(
     max_leg_s: int | None = None,
 ) -> tuple[Problem, list[list[int]], InsertionOptions]:
     """Best insertion per worker of a visit that is not in ``plan`` yet."""
-    if plan.travel is None or plan._space is None:
-        raise DispatchError("this plan has no travel model attached; re-plan it with plan_day")
-    p = build_problem(
-        plan.visits, plan.workers, plan.travel, None, None, space=plan._space, strict=False
-    )
-    seqs = plan_sequences(plan, p)
-    flat = flat_routes(p, seqs)
-    to_new = np.zeros(flat.route.size, dtype=np.int64)
-    from_new = np.zeros(flat.route.size, dtype=np.int64)
-    node = -1 if visit.node is None else visit.node
-    for m in p.space.modes:
-        sel = np.flatnonzero(flat.mode == m)
-        if sel.size == 0:
-            continue
-        rows = np.unique(np.concatenate([flat.prev_row[sel], flat.next_row[sel]]))
-        t_in, t_out = p.space.to_and_from(visit.lat, visit.lng, node, m, rows)
-        lookup_in = dict(zip(rows.tolist(), t_in.tolist(), strict=True))
-        lookup_out = dict(zip(rows.tolist(), t_out.tolist(), strict=True))
-        # Break row: zero travel, like everywhere else.
-        to_new[sel] = [0 if r == p.break_row else lookup_in[r] for r in flat.prev_row[sel]]
-        from_new[sel] = [0 if r == p.break_row else lookup_out[r] for r in flat.next_row[sel]]
+    p, seqs, flat = plan_gaps(plan)
+    to_new, from_new = gap_rides(p, flat, visit)
     ws = (visit.pinned_start if visit.pinned_start is not None else visit.window_start) - p.t0
     we = (visit.pinned_start if visit.pinned_start is not None else visit.window_end) - p.t0
     cand = _cheapest_by_travel(
