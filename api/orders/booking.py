@@ -1,7 +1,7 @@
 """Booking: a PENDING_PAYMENT order holding the worker the slot engine chooses.
 
 The API loads the state (customer, service, address, the nearest free workers' days),
-asks ``dispatch.slots.choose_worker`` — the very engine the slot list asks — and has
+asks ``dispatch.slots.choose_booked_worker`` — the very test the slot list makes — and has
 the store (``api.orders.store``) write the order and its hold. The store takes the
 engine's next choice when a concurrent booking won the first; it decides nothing.
 """
@@ -38,7 +38,7 @@ from api.orders.slots import (
 )
 from api.orders.store import BookedVisit, Hold
 from api.settings import Settings
-from dispatch.slots import BookingChoice, ServiceRequest, Slot, booked_plan, choose_worker
+from dispatch.slots import BookingChoice, ServiceRequest, Slot, booked_days, choose_booked_worker
 
 
 def new_order_no(now: datetime) -> str:
@@ -149,7 +149,6 @@ class _Ask:
     request: ServiceRequest
     location: tuple[float, float]
     slot: Slot
-    around: tuple[int, int]
     seed: int
     preferred: int | None
 
@@ -165,13 +164,10 @@ def _choose(
 ) -> BookingChoice:
     workers = worker_days(roster, free, day, service_tz(settings))
     working = {w.id for w in workers}
-    plan = booked_plan(
-        booked_visits([h for h in held if h.worker_id in working]), workers, travel=env.travel,
-        around=ask.around,
-    )  # fmt: skip
-    return choose_worker(
-        ask.request, ask.location, ask.slot, plan, seed=ask.seed, tie_cost=env.tie_cost,
-        preferred_worker=ask.preferred,
+    days = booked_days(workers, booked_visits([h for h in held if h.worker_id in working]))
+    return choose_booked_worker(
+        ask.request, ask.location, ask.slot, days, travel=env.travel, seed=ask.seed,
+        tie_cost=env.tie_cost, preferred_worker=ask.preferred,
     )  # fmt: skip
 
 
@@ -221,7 +217,7 @@ async def book(
 
     One read gathers the customer, service, address and cache fingerprints; candidates
     (skills, reach, a shift that day) come from the cached roster, nearest first; one
-    read per pass gets the nearest free ones' days, and ``dispatch.slots.choose_worker``
+    read per pass gets the nearest free ones' days, and ``dispatch.slots.choose_booked_worker``
     picks the worker and start (seeded by ``env.seed``, the request and ``now``). The
     store writes the order and the hold (``api.orders.store``), taking the engine's next
     choice on a lost race. No worker can take it: SlotTaken (409). ``idempotency``
@@ -248,7 +244,6 @@ async def book(
         request=ServiceRequest(duration_s=duration_s),
         location=(address.lat, address.lng),
         slot=Slot(slot_s, slot_s + settings.slot_granularity_s, 0),
-        around=(slot_s, slot_s + settings.slot_granularity_s + duration_s),
         seed=booking_seed(env.seed, user_id, req, now),
         preferred=req.preferred_worker_id,
     )

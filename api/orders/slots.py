@@ -28,8 +28,7 @@ from api.orders.roster import Roster, RosterCache
 from api.orders.store import BookedVisit, OrderStore
 from api.settings import Settings
 from dispatch.schedule import Break, Visit, VisitStatus, WorkerDay
-from dispatch.slots import DEFAULT_TIE_COST, ServiceRequest, booked_plan
-from dispatch.slots import available_slots as engine_slots
+from dispatch.slots import DEFAULT_TIE_COST, ServiceRequest, booked_days, booked_slots
 from geo.travel import HaversineTravelModel, TravelTimeModel
 
 #: Nearest eligible workers a slot list looks at (a booking looks at these first).
@@ -152,8 +151,8 @@ async def available_slots(
     """Start windows on local ``day`` that one of the nearest eligible workers can take.
 
     The workers' days (``worker_days`` + their live reservations) go to
-    ``dispatch.slots.available_slots`` (travel and duration fit); CPU work runs off
-    the event loop.
+    ``dispatch.slots.booked_slots`` (travel and duration fit), the very test
+    ``choose_booked_worker`` makes for a booking; CPU work runs off the event loop.
     """
     await area_for(session, env.lookup, svc, lat, lng)
     tz = service_tz(settings)
@@ -173,12 +172,12 @@ async def available_slots(
     request = ServiceRequest(duration_s=svc.duration_min * 60)
 
     def run() -> list[tuple[int, int, int]]:
-        plan = booked_plan(visits, workers, travel=env.travel)
-        found = engine_slots(
+        found = booked_slots(
             request,
             (lat, lng),
             (int(bounds[0].timestamp()), int(bounds[1].timestamp())),
-            plan,
+            booked_days(workers, visits),
+            travel=env.travel,
             granularity_s=settings.slot_granularity_s,
             lead_time_s=settings.slot_lead_time_s,
             now=int(now.timestamp()),
