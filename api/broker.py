@@ -244,13 +244,8 @@ class LocalSubscription:
         await self._fanout.attach(self)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closed = True
+    async def __aexit__(self, *exc: object) -> None:
+        self._closed = True  # unsubscribes whether or not the block raised
         await self._fanout.detach(self)
 
     def deliver(self, message: Message) -> None:
