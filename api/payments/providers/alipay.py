@@ -22,6 +22,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.payments.providers.base import (
+    Clocked,
     GatewayError,
     HttpReply,
     InvalidPaymentInput,
@@ -151,7 +152,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class AlipayProvider(MerchantIds):
+class AlipayProvider(Clocked, MerchantIds):
     """Alipay provider: RSA2-signed order strings, notify verification, refund and query.
 
     Gateway calls go through the injected `httpx.AsyncClient` to `config.gateway_url`.
@@ -178,11 +179,6 @@ class AlipayProvider(MerchantIds):
         return self._config.seller_id, self._config.app_id
 
     # -- signing -------------------------------------------------------------
-
-    def _now(self) -> datetime:
-        now = self._clock()
-        require_aware(now, "clock()")
-        return now
 
     def _signed_params(
         self, method: str, biz_content: Mapping[str, Any], **extra: str

@@ -8,7 +8,7 @@ provider-specific fields except through `PaymentNotification.raw` for audit.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -382,6 +382,17 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
             raise MalformedNotification(f"header {name} appears twice with different values")
         folded[key] = value
     return folded
+
+
+class Clocked:
+    """A provider's clock, read through ``_now()``: checked timezone-aware every time."""
+
+    _clock: Callable[[], datetime]
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        require_aware(now, "clock()")
+        return now
 
 
 class MerchantIds:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.payments.providers.base import (
     REPLAY_WINDOW,
+    Clocked,
     GatewayError,
     InvalidPaymentInput,
     PaymentIntent,
@@ -37,7 +38,6 @@ from api.payments.providers.base import (
     RefundResult,
     TradeNotFound,
     check_out_trade_no,
-    require_aware,
 )
 from api.payments.providers.keys import PUB_KEY_ID_PREFIX, PlatformKey, PlatformKeyring
 from api.payments.providers.wechatpay import (
@@ -77,7 +77,7 @@ class _Trade:
         return sum(amount for _, amount, _ in self.refunds.values())
 
 
-class SandboxProvider(V3Callbacks):
+class SandboxProvider(Clocked, V3Callbacks):
     """Local payments for the demo and tests, verified exactly like WeChat Pay v3."""
 
     def __init__(
@@ -126,11 +126,6 @@ class SandboxProvider(V3Callbacks):
     def merchant_ids(self) -> tuple[str, str]:
         """The sandbox mchid and appid."""
         return self._mchid, self._appid
-
-    def _now(self) -> datetime:
-        now = self._clock()
-        require_aware(now, "clock()")
-        return now
 
     # -- the provider protocol ----------------------------------------------
 

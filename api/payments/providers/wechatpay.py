@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from api.payments.providers.base import (
     REPLAY_WINDOW,
+    Clocked,
     DecryptionFailed,
     GatewayError,
     HttpReply,
@@ -536,7 +537,7 @@ class V3Callbacks(MerchantIds):
         return v3_failure_response(message, status_code=status_code)
 
 
-class WeChatPayProvider(V3Callbacks):
+class WeChatPayProvider(Clocked, V3Callbacks):
     """WeChat Pay v3 JSAPI provider: prepay → wx.requestPayment params, notify, refund, query.
 
     Outbound calls go through the injected `httpx.AsyncClient` to `base_url` (tests run a
@@ -640,11 +641,6 @@ class WeChatPayProvider(V3Callbacks):
             status=status,
             raw=answer,
         )
-
-    def _now(self) -> datetime:
-        now = self._clock()
-        require_aware(now, "clock()")
-        return now
 
     async def _call(
         self, method: str, url_path: str, body: Mapping[str, Any] | None
