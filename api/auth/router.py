@@ -48,14 +48,7 @@ async def _tokens(
 ) -> TokenOut:
     pair = await service.issue_tokens(session, config, user, utcnow())
     await session.commit()
-    return TokenOut(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        expires_in=pair.expires_in,
-        refresh_expires_in=pair.refresh_expires_in,
-        user=UserOut.of(user),
-        is_new_user=is_new,
-    )
+    return TokenOut.of(pair, user, is_new=is_new)
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register with phone")
@@ -148,13 +141,7 @@ async def wechat_bind(
 async def refresh(body: RefreshIn, session: SessionDep, config: TokenConfigDep) -> TokenOut:
     """A new token pair; reusing an old refresh token signs out every device of that login."""
     user, pair = await service.rotate_refresh_token(session, config, body.refresh_token, utcnow())
-    return TokenOut(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        expires_in=pair.expires_in,
-        refresh_expires_in=pair.refresh_expires_in,
-        user=UserOut.of(user),
-    )
+    return TokenOut.of(pair, user)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")

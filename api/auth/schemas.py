@@ -8,7 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from api.auth.models import Role, User
-from api.auth.service import PASSWORD_MAX, PASSWORD_MIN, normalize_phone, password_problem
+from api.auth.service import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    TokenPair,
+    normalize_phone,
+    password_problem,
+)
 
 
 def check_phone(value: str) -> str:
@@ -98,6 +104,18 @@ class TokenOut(BaseModel):
     refresh_expires_in: int = Field(description="refresh token lifetime, seconds")
     user: UserOut
     is_new_user: bool = False
+
+    @classmethod
+    def of(cls, pair: TokenPair, user: User, *, is_new: bool = False) -> TokenOut:
+        """The pair issued to ``user`` (``is_new``: the sign-in that created the account)."""
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_in=pair.expires_in,
+            refresh_expires_in=pair.refresh_expires_in,
+            user=UserOut.of(user),
+            is_new_user=is_new,
+        )
 
 
 class EnterpriseIn(_In):
