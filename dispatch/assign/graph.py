@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -355,21 +356,33 @@ def unassigned_reasons_of(
         w = index.ids_of(slots)
         t = pair_travel_s(travel, orders, fleet, o, w, now)
         in_range, skilled, ok = hard_constraints(orders, fleet, o, w, t, now, max_travel_s)
-        n_b = block.size
-        any_ok = np.bincount(origin[ok], minlength=n_b) > 0
-        any_skilled = np.bincount(origin[skilled], minlength=n_b) > 0
-        any_in_range = np.bincount(origin[in_range], minlength=n_b) > 0
-        reason[block] = np.where(
-            any_ok,
-            UnassignedReason.OUTBID.value,
-            np.where(
-                any_skilled,
-                UnassignedReason.NOT_ELIGIBLE.value,
-                np.where(
-                    any_in_range,
-                    UnassignedReason.NO_SKILLED_WORKER.value,
-                    UnassignedReason.NO_WORKER_IN_RANGE.value,
-                ),
-            ),
-        )
+        reason[block] = classify_unassigned(origin, in_range, skilled, ok, block.size)
     return [str(r) for r in reason.tolist()]
+
+
+def classify_unassigned(
+    origin: IntArray,
+    in_range: NDArray[np.bool_],
+    skilled: NDArray[np.bool_],
+    ok: NDArray[np.bool_],
+    n: int,
+) -> NDArray[np.str_]:
+    """Why each of ``n`` orders stayed unassigned, from its pairs (``origin`` = order row of
+    each pair, and which pairs are in range, skilled, eligible): outbid when it had an
+    eligible worker, else not eligible, no skilled worker, or no worker in range."""
+    any_ok = np.bincount(origin[ok], minlength=n) > 0
+    any_skilled = np.bincount(origin[skilled], minlength=n) > 0
+    any_in_range = np.bincount(origin[in_range], minlength=n) > 0
+    return np.where(
+        any_ok,
+        UnassignedReason.OUTBID.value,
+        np.where(
+            any_skilled,
+            UnassignedReason.NOT_ELIGIBLE.value,
+            np.where(
+                any_in_range,
+                UnassignedReason.NO_SKILLED_WORKER.value,
+                UnassignedReason.NO_WORKER_IN_RANGE.value,
+            ),
+        ),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -37,7 +37,22 @@ from geo.travel import TravelTimeModel
 
 
 @dataclass(frozen=True, eq=False)
-class Assignment:
+class SolveSummary:
+    """How a solve went: whether it is proven optimal, its timings (seconds), the
+    certification rounds, candidate pairs, which solver ran, and any warnings."""
+
+    certified: bool
+    candidates_s: float
+    solve_s: float
+    certify_s: float
+    rounds: int
+    n_candidate_pairs: int
+    solver: str
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Assignment(SolveSummary):
     """Result of ``match``: pairs, unassigned orders with reasons, timings and certificate.
 
     Costs are cost seconds (see cost.py); ``total_cost`` includes unassigned penalties and
@@ -52,14 +67,6 @@ class Assignment:
     unassigned_reasons: tuple[str, ...]
     total_cost: float
     objective: int
-    certified: bool
-    candidates_s: float
-    solve_s: float
-    certify_s: float
-    rounds: int
-    n_candidate_pairs: int
-    solver: str
-    warnings: tuple[str, ...]
     _context: Context = field(repr=False)
 
     def __post_init__(self) -> None:
@@ -220,14 +227,7 @@ class Run:
     pool_order: IntArray
     pool_worker: IntArray
     pool_travel: FloatArray
-    certified: bool
-    candidates_s: float
-    solve_s: float
-    certify_s: float
-    rounds: int
-    n_candidate_pairs: int
-    solver: str
-    warnings: tuple[str, ...]
+    summary: SolveSummary
 
 
 def assemble(
@@ -275,14 +275,10 @@ def assemble(
         unassigned_reasons=tuple(reasons),
         total_cost=float(a_costs.total.sum() + penalty_s[unassigned_rows].sum()),
         objective=int(a_costs.total_int.sum() + to_int(penalty_s)[unassigned_rows].sum()),
-        certified=run.certified,
-        candidates_s=run.candidates_s,
-        solve_s=run.solve_s,
-        certify_s=run.certify_s + time.perf_counter() - t,
-        rounds=run.rounds,
-        n_candidate_pairs=run.n_candidate_pairs,
-        solver=run.solver,
-        warnings=run.warnings,
+        **{
+            **{f.name: getattr(run.summary, f.name) for f in fields(SolveSummary)},
+            "certify_s": run.summary.certify_s + time.perf_counter() - t,
+        },
         _context=ctx,
     )
 

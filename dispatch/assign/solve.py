@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from dispatch._ragged import compact
 from dispatch.assign.graph import (
     Pool,
+    classify_unassigned,
     duals,
     needed_radius,
     preferred_pairs,
@@ -22,6 +23,7 @@ from dispatch.assign.graph import (
 from dispatch.assign.result import (
     Assignment,
     Run,
+    SolveSummary,
     assemble,
 )
 from dispatch.assign.types import (
@@ -33,7 +35,6 @@ from dispatch.assign.types import (
     WIDEN,
     FloatArray,
     IntArray,
-    UnassignedReason,
 )
 from dispatch.candidates import (
     DEFAULT_CANDIDATES,
@@ -156,14 +157,16 @@ def match(
         pool_order=pool_order,
         pool_worker=pool_worker,
         pool_travel=pool_travel,
-        certified=rounds.certified,
-        candidates_s=candidates_s,
-        solve_s=rounds.solve_s,
-        certify_s=rounds.certify_s,
-        rounds=rounds.rounds,
-        n_candidate_pairs=int(rounds.graph.size),
-        solver="flow" if use_flow else "lapjv",
-        warnings=tuple(warnings),
+        summary=SolveSummary(
+            certified=rounds.certified,
+            candidates_s=candidates_s,
+            solve_s=rounds.solve_s,
+            certify_s=rounds.certify_s,
+            rounds=rounds.rounds,
+            n_candidate_pairs=int(rounds.graph.size),
+            solver="flow" if use_flow else "lapjv",
+            warnings=tuple(warnings),
+        ),
     )
     return assemble(
         orders, fleet, weights, model, int(now), max_travel_s, chosen_w, reasons_of, run
@@ -304,22 +307,7 @@ def match_dense(
     solve_s = time.perf_counter() - t1
 
     def reasons_of(unassigned_rows: IntArray) -> list[str]:
-        any_ok = np.bincount(o[ok], minlength=n) > 0
-        any_skilled = np.bincount(o[skilled], minlength=n) > 0
-        any_in_range = np.bincount(o[in_range], minlength=n) > 0
-        reason_rows = np.where(
-            any_ok,
-            UnassignedReason.OUTBID.value,
-            np.where(
-                any_skilled,
-                UnassignedReason.NOT_ELIGIBLE.value,
-                np.where(
-                    any_in_range,
-                    UnassignedReason.NO_SKILLED_WORKER.value,
-                    UnassignedReason.NO_WORKER_IN_RANGE.value,
-                ),
-            ),
-        )
+        reason_rows = classify_unassigned(o, in_range, skilled, ok, n)
         return [str(r) for r in reason_rows[unassigned_rows].tolist()]
 
     speed = speed_bound_mps(model, fleet.mode[fleet.available])
@@ -329,13 +317,6 @@ def match_dense(
         pool_order=o_ok,
         pool_worker=w_ok,
         pool_travel=t_ok,
-        certified=True,
-        candidates_s=candidates_s,
-        solve_s=solve_s,
-        certify_s=0.0,
-        rounds=1,
-        n_candidate_pairs=int(o_ok.size),
-        solver="dense",
-        warnings=(),
+        summary=SolveSummary(True, candidates_s, solve_s, 0.0, 1, int(o_ok.size), "dense", ()),
     )
     return assemble(orders, fleet, weights, model, now, max_travel_s, chosen_w, reasons_of, run)
