@@ -35,7 +35,7 @@ from api.orders.state import OrderEventType
 from api.settings import Settings
 from api.tracking import service as tracking
 from dispatch.assign import match
-from dispatch.offers import AcceptRejected, Claimed, DeclineRejected, OfferDesk
+from dispatch.offers import Claimed, DeclineRejected, OfferAccepted, OfferDesk
 from dispatch.rounds import eligible_fleet, take_workers
 
 
@@ -81,38 +81,6 @@ async def _own_offer(
     if mode is OfferMode.AUTO and offer.worker_id != worker.id:
         raise OfferGone()
     return offer
-
-
-async def accept_offer(
-    session: AsyncSession,
-    live: LiveBackends,
-    worker: Worker,
-    actor: User,
-    offer_id: int,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> Order:
-    """Accept an auto offer; OfferGone when the desk rejects it (expired, answered, taken)."""
-    offer = await _own_offer(session, worker, offer_id, OfferMode.AUTO)
-    order = await lock_order(session, offer.order_id)
-    desk = await _desk(session, settings, [order], [worker.id], now)
-    if isinstance(desk.accept(order.id, worker.id, epoch(now)), AcceptRejected):
-        raise OfferGone()
-    await _take_offer(
-        session,
-        offer_id,
-        OfferState.ACCEPTED,
-        where=[DispatchOffer.state == OfferState.OFFERED.value],
-        values={"decided_at": now},
-    )
-    if not state.allowed(order, OrderEventType.ACCEPTED):
-        raise OfferGone()
-    await commit_worker(session, order, worker, actor, now)
-    await session.commit()
-    await live.state.set_worker_state(worker.id, WorkerState.BUSY)
-    await tracking.publish_status(live.broker, order)
-    return order
 
 
 async def decline_offer(
@@ -184,35 +152,43 @@ async def grab_pool(
     return out
 
 
-async def claim(
+async def take_offer(
     session: AsyncSession,
     live: LiveBackends,
     worker: Worker,
     actor: User,
     offer_id: int,
-    settings: Settings,
+    mode: OfferMode,
     *,
+    settings: Settings,
     now: datetime,
 ) -> Order:
-    """Claim a grab-pool order: the first valid claim wins; the decision is stored."""
-    offer = await _own_offer(session, worker, offer_id, OfferMode.GRAB)
+    """Accept an auto offer (``mode`` auto) or claim a grab-pool order (``mode`` grab).
+
+    The desk decides (the offer still outstanding and theirs, or the worker eligible and
+    the first valid claim); OfferGone (409) otherwise. A claim stores its decision.
+    """
+    offer = await _own_offer(session, worker, offer_id, mode)
     order = await lock_order(session, offer.order_id)
     if order.enterprise_id != worker.enterprise_id:
         raise OfferGone()
     desk = await _desk(session, settings, [order], [worker.id], now)
-    won = desk.claim(order.id, worker.id, epoch(now))
-    if not isinstance(won, Claimed):
+    moved: tuple[OfferState, OfferState, dict[str, Any]]
+    if mode is OfferMode.AUTO:
+        won = isinstance(desk.accept(order.id, worker.id, epoch(now)), OfferAccepted)
+        moved = (OfferState.OFFERED, OfferState.ACCEPTED, {"decided_at": now})
+    else:
+        won = isinstance(desk.claim(order.id, worker.id, epoch(now)), Claimed)
+        moved = (OfferState.OPEN, OfferState.CLAIMED, {"decided_at": now, "worker_id": worker.id})
+    if not won:
         raise OfferGone()
     await _take_offer(
-        session,
-        offer_id,
-        OfferState.CLAIMED,
-        where=[DispatchOffer.state == OfferState.OPEN.value],
-        values={"decided_at": now, "worker_id": worker.id},
+        session, offer_id, moved[1], where=[DispatchOffer.state == moved[0].value], values=moved[2]
     )
     if not state.allowed(order, OrderEventType.ACCEPTED):
         raise OfferGone()
-    session.add(await _claim_decision(session, live, settings, order, worker, offer, now))
+    if mode is OfferMode.GRAB:
+        session.add(await _claim_decision(session, live, settings, order, worker, offer, now))
     await commit_worker(session, order, worker, actor, now)
     await session.commit()
     await live.state.set_worker_state(worker.id, WorkerState.BUSY)

@@ -37,6 +37,7 @@ from api.dispatch.dependencies import (
     get_now,
     ping_context,
 )
+from api.dispatch.models import OfferMode
 from api.dispatch.schemas import (
     CompleteIn,
     DeclineIn,
@@ -333,8 +334,8 @@ async def accept(
     now: NowDep,
 ) -> OrderBrief:
     """409 ``offer_gone`` when expired, withdrawn or already answered."""
-    order = await offer_flow.accept_offer(
-        session, live, worker, user, offer_id, settings=settings, now=now
+    order = await offer_flow.take_offer(
+        session, live, worker, user, offer_id, OfferMode.AUTO, settings=settings, now=now
     )
     return brief(order)
 
@@ -375,7 +376,9 @@ async def claim(
     now: NowDep,
 ) -> OrderBrief:
     """The first valid claim wins; later ones get 409 ``offer_gone``."""
-    order = await offer_flow.claim(session, live, worker, user, offer_id, settings, now=now)
+    order = await offer_flow.take_offer(
+        session, live, worker, user, offer_id, OfferMode.GRAB, settings=settings, now=now
+    )
     return brief(order)
 
 

@@ -330,12 +330,13 @@ class Workers:
                         user = await session.get(User, worker.user_id)
                         assert user is not None
                         self.committed.add(worker.id)
-                        await offer_flow.accept_offer(
+                        await offer_flow.take_offer(
                             session,
                             self.live,
                             worker,
                             user,
                             offer.id,
+                            OfferMode.AUTO,
                             settings=self.settings,
                             now=utcnow(),
                         )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.dispatch import offer_flow
-from api.dispatch.models import DispatchDecision
+from api.dispatch.models import DispatchDecision, OfferMode
 from api.enterprise.models import Worker
 from api.errors import Conflict
 from api.notifications.models import OutboxMessage
@@ -246,9 +246,10 @@ def test_grab_pool_first_claim_wins_then_falls_back_to_auto(
                 worker = await session.get(Worker, worker_id)
                 user = await session.get(User, worker.user_id)
                 try:
-                    order = await offer_flow.claim(
-                        session, app.state.live, worker, user, offer_id, settings, now=clock.now
-                    )
+                    order = await offer_flow.take_offer(
+                        session, app.state.live, worker, user, offer_id, OfferMode.GRAB,
+                        settings=settings, now=clock.now,
+                    )  # fmt: skip
                     outcomes.append(order.worker_id)
                 except Conflict as exc:
                     outcomes.append(exc.code)
