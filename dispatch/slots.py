@@ -648,13 +648,16 @@ def _rides(
     points: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     at: IntArray,
 ) -> IntArray:
-    """Seconds of each ride departing at ``at``, as the plans count them (with the margin)."""
-    out = np.zeros(np.shape(at), dtype=np.int64)
-    for m in np.unique(mode).tolist():
-        sel = mode == m
-        a, b, c, d = (p[sel] for p in points)
-        secs = travel.seconds(a, b, c, d, at[sel], mode=MODE_NAMES[m])
-        out[sel] = np.ceil(np.asarray(secs, dtype=np.float64) * TRAVEL_MARGIN).astype(np.int64)
+    """Seconds of each ride departing at ``at``, as the plans count them (with the margin).
+
+    One call for every mode: the travel model broadcasts an array of mode codes.
+    """
+    if mode.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    secs = np.asarray(travel.seconds(*points, at, mode=mode), dtype=np.float64)
+    out: IntArray = np.ceil(secs * TRAVEL_MARGIN).astype(np.int64)
+    # A ride to the very same point takes no time, as in the plans.
+    out[(points[0] == points[2]) & (points[1] == points[3])] = 0
     return out
 
 
@@ -703,9 +706,21 @@ def booked_insertions(
     gp = _gaps(days)
     mode = days.mode[gp.worker]
     need = np.uint64(service.skills)
-    here = (np.full(gp.worker.size, lat), np.full(gp.worker.size, lng))
-    ride_in = _rides(travel, mode, (gp.prev_lat, gp.prev_lng, *here), gp.prev_end)
-    ride_in[(gp.prev_lat == lat) & (gp.prev_lng == lng)] = 0
+    n_g = gp.worker.size
+    here = (np.full(n_g, lat), np.full(n_g, lng))
+    # The ride in and the direct ride it replaces both leave the previous place at its end.
+    both = _rides(
+        travel,
+        np.tile(mode, 2),
+        (
+            np.tile(gp.prev_lat, 2),
+            np.tile(gp.prev_lng, 2),
+            np.concatenate([here[0], gp.next_lat]),
+            np.concatenate([here[1], gp.next_lng]),
+        ),
+        np.tile(gp.prev_end, 2),
+    )
+    ride_in, direct = both[:n_g], both[n_g:]
     static = (
         ((days.skills[gp.worker] & need) == need)
         & (days.visits_left[gp.worker] >= 1)
@@ -723,18 +738,11 @@ def booked_insertions(
         (here[0][g_idx], here[1][g_idx], gp.next_lat[g_idx], gp.next_lng[g_idx]),
         begin[s_idx, g_idx] + service.duration_s,
     )
-    ride_out[(gp.next_lat[g_idx] == lat) & (gp.next_lng[g_idx] == lng)] = 0
     fits = (ride_out <= max_leg_s) & (
         begin[s_idx, g_idx] + service.duration_s + ride_out <= gp.next_latest[g_idx]
     )
     s_idx, g_idx, ride_out = s_idx[fits], g_idx[fits], ride_out[fits]
-    direct = _rides(
-        travel,
-        mode[g_idx],
-        (gp.prev_lat[g_idx], gp.prev_lng[g_idx], gp.next_lat[g_idx], gp.next_lng[g_idx]),
-        gp.prev_end[g_idx],
-    )
-    added = ride_in[g_idx] + ride_out - direct
+    added = ride_in[g_idx] + ride_out - direct[g_idx]
     # Cheapest gap per (slot, worker), the earliest gap on ties.
     n_s, n_w = starts.size, days.size
     best = np.lexsort((g_idx, added, gp.worker[g_idx], s_idx))

@@ -31,14 +31,13 @@ from api.orders.slots import (
     BOOKING_CHUNK,
     BookingEnv,
     area_for,
-    booked_visits,
+    booked_days_of,
     day_bounds,
-    worker_days,
     working_rows,
 )
 from api.orders.store import BookedVisit, Hold
 from api.settings import Settings
-from dispatch.slots import BookingChoice, ServiceRequest, Slot, booked_days, choose_booked_worker
+from dispatch.slots import BookingChoice, ServiceRequest, Slot, choose_booked_worker
 
 
 def new_order_no(now: datetime) -> str:
@@ -162,9 +161,7 @@ def _choose(
     settings: Settings,
     day: Any,
 ) -> BookingChoice:
-    workers = worker_days(roster, free, day, service_tz(settings))
-    working = {w.id for w in workers}
-    days = booked_days(workers, booked_visits([h for h in held if h.worker_id in working]))
+    days = booked_days_of(roster, free, day, service_tz(settings), held)
     return choose_booked_worker(
         ask.request, ask.location, ask.slot, days, travel=env.travel, seed=ask.seed,
         tie_cost=env.tie_cost, preferred_worker=ask.preferred,

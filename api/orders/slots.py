@@ -27,8 +27,8 @@ from api.orders.quote import service_tz
 from api.orders.roster import Roster, RosterCache
 from api.orders.store import BookedVisit, OrderStore
 from api.settings import Settings
-from dispatch.schedule import Break, Visit, VisitStatus, WorkerDay
-from dispatch.slots import DEFAULT_TIE_COST, ServiceRequest, booked_days, booked_slots
+from dispatch.model import TRANSPORT_MODES
+from dispatch.slots import DEFAULT_TIE_COST, BookedDays, ServiceRequest, booked_slots
 from geo.travel import HaversineTravelModel, TravelTimeModel
 
 #: Nearest eligible workers a slot list looks at (a booking looks at these first).
@@ -85,47 +85,63 @@ def working_rows(roster: Roster, rows: NDArray[np.intp], day: date) -> NDArray[n
     return keep
 
 
-def worker_days(roster: Roster, ids: Sequence[int], day: date, tz: ZoneInfo) -> list[WorkerDay]:
-    """The engine's view of workers ``ids`` on local ``day``: shift, breaks, home, mode."""
-    row_of = {int(w): r for r, w in enumerate(roster.ids.tolist())}
-    out: list[WorkerDay] = []
-    for wid in ids:
-        row = row_of[int(wid)]
+def booked_days_of(
+    roster: Roster, ids: Sequence[int], day: date, tz: ZoneInfo, held: Sequence[BookedVisit]
+) -> BookedDays:
+    """The engine's view of workers ``ids`` on local ``day`` and their ``held`` visits.
+
+    Workers without a shift that day are left out (with their visits); each worker's
+    shift, breaks, home and transport mode come from the roster, each live reservation
+    is a visit at its worker's booked time and place.
+    """
+    sorter = np.argsort(roster.ids, kind="stable")
+    want = np.asarray(ids, dtype=np.int64)
+    rows = sorter[np.searchsorted(roster.ids, want, sorter=sorter)]
+    shifts: list[tuple[int, int, int]] = []
+    brk: list[list[tuple[int, int]]] = []
+    for row in rows.tolist():
         shift = roster.shift_window(row, day, tz)
-        if shift is None:
-            continue
-        out.append(
-            WorkerDay(
-                id=int(wid),
-                shift_start=int(shift[0].timestamp()),
-                shift_end=int(shift[1].timestamp()),
-                start_lat=float(roster.lat[row]),
-                start_lng=float(roster.lng[row]),
-                breaks=tuple(
-                    Break(int(a.timestamp()), int(b.timestamp()))
+        if shift is not None:
+            shifts.append((row, int(shift[0].timestamp()), int(shift[1].timestamp())))
+            brk.append(
+                sorted(
+                    (int(a.timestamp()), int(b.timestamp()))
                     for a, b in roster.breaks_on(row, day, tz)
-                ),
-                mode=roster.modes[row] if roster.modes else "ebike",
+                )
             )
-        )
-    return out
-
-
-def booked_visits(held: Sequence[BookedVisit]) -> list[Visit]:
-    """Live reservations as confirmed visits pinned to their worker and start."""
-    return [
-        Visit(
-            id=h.reservation_id,
-            lat=h.lat,
-            lng=h.lng,
-            duration_s=max(1, int((h.end - h.start).total_seconds())),
-            window_start=int(h.start.timestamp()),
-            window_end=int(h.start.timestamp()),
-            status=VisitStatus.CONFIRMED,
-            pinned_worker=h.worker_id,
-        )
-        for h in held
-    ]
+    kept = np.array([r for r, _, _ in shifts], dtype=np.int64)
+    index = {int(roster.ids[r]): k for k, r in enumerate(kept.tolist())}
+    mine = sorted(
+        ((index[h.worker_id], int(h.start.timestamp()), int(h.end.timestamp()), h.lat, h.lng)
+         for h in held if h.worker_id in index),
+        key=lambda v: (v[0], v[1]),
+    )  # fmt: skip
+    n = len(kept)
+    count = np.bincount(np.array([v[0] for v in mine], dtype=np.int64), minlength=n)
+    big = np.iinfo(np.int32).max
+    lat, lng = roster.lat[kept], roster.lng[kept]
+    modes = roster.modes or ("ebike",) * len(roster)
+    return BookedDays(
+        worker_id=roster.ids[kept],
+        shift_start=np.array([a for _, a, _ in shifts], dtype=np.int64),
+        shift_end=np.array([e for _, _, e in shifts], dtype=np.int64),
+        home_lat=lat,
+        home_lng=lng,
+        end_lat=lat,
+        end_lng=lng,
+        mode=np.array([TRANSPORT_MODES.index(modes[r]) for r in kept.tolist()], dtype=np.int64),
+        skills=np.zeros(n, dtype=np.uint64),
+        visits_left=np.full(n, big, dtype=np.int64) - count,
+        load_left=np.full(n, big, dtype=np.int64),
+        visit_offset=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
+        visit_start=np.array([v[1] for v in mine], dtype=np.int64),
+        visit_end=np.array([max(v[2], v[1] + 1) for v in mine], dtype=np.int64),
+        visit_lat=np.array([v[3] for v in mine], dtype=np.float64),
+        visit_lng=np.array([v[4] for v in mine], dtype=np.float64),
+        break_offset=np.concatenate([[0], np.cumsum([len(b) for b in brk])]).astype(np.int64),
+        break_start=np.array([a for b in brk for a, _ in b], dtype=np.int64),
+        break_end=np.array([e for b in brk for _, e in b], dtype=np.int64),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +166,7 @@ async def available_slots(
 ) -> list[SlotOut]:
     """Start windows on local ``day`` that one of the nearest eligible workers can take.
 
-    The workers' days (``worker_days`` + their live reservations) go to
+    The workers' days (``booked_days_of``: shifts and live reservations) go to
     ``dispatch.slots.booked_slots`` (travel and duration fit), the very test
     ``choose_booked_worker`` makes for a booking; CPU work runs off the event loop.
     """
@@ -167,8 +183,7 @@ async def available_slots(
         return []
     bounds = day_bounds(day, tz)
     _, held = await env.store.free_days(session, ids, None, bounds, len(ids))
-    workers = worker_days(roster, ids, day, tz)
-    visits = booked_visits(held)
+    days = booked_days_of(roster, ids, day, tz, held)
     request = ServiceRequest(duration_s=svc.duration_min * 60)
 
     def run() -> list[tuple[int, int, int]]:
@@ -176,7 +191,7 @@ async def available_slots(
             request,
             (lat, lng),
             (int(bounds[0].timestamp()), int(bounds[1].timestamp())),
-            booked_days(workers, visits),
+            days,
             travel=env.travel,
             granularity_s=settings.slot_granularity_s,
             lead_time_s=settings.slot_lead_time_s,

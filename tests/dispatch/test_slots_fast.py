@@ -49,7 +49,8 @@ def random_booked_day(seed: int, n_workers: int = 5) -> tuple[list[WorkerDay], l
         mode = MODES[int(rng.integers(0, 3))]
         # Walkers stay close: every booked ride fits in the gap it was given.
         spread = 0.006 if mode == "walk" else 0.02
-        while cursor + 5400 < hi:
+        # Every third day starts with an idle worker (only home and the shift).
+        while cursor + 5400 < hi and not (seed % 3 == 0 and k == 0):
             if not breaks and rng.random() < 0.3:
                 breaks.append(Break(cursor, cursor + 3600))
                 cursor += 3600 + int(rng.integers(1, 5)) * 900
@@ -168,7 +169,7 @@ def test_a_break_takes_no_visit_and_a_visit_after_it_leaves_when_it_ends() -> No
 
 
 def _days(**change: object) -> BookedDays:
-    workers, visits = random_booked_day(3, n_workers=2)
+    workers, visits = random_booked_day(4, n_workers=2)
     return replace(booked_days(workers, visits), **change)
 
 
