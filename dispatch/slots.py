@@ -598,22 +598,28 @@ def _gaps(days: BookedDays) -> _Gaps:
     n_w = days.size
     nv = np.diff(days.visit_offset)
     nb = np.diff(days.break_offset)
-    own = np.concatenate([np.repeat(np.arange(n_w), nv), np.repeat(np.arange(n_w), nb)])
-    start = np.concatenate([days.visit_start, days.break_start])
-    end = np.concatenate([days.visit_end, days.break_end])
-    is_visit = np.concatenate([np.ones(nv.sum(), bool), np.zeros(nb.sum(), bool)])
-    order = np.lexsort((~is_visit, end, start, own))
-    own, start, end, is_visit = own[order], start[order], end[order], is_visit[order]
-    lat = np.concatenate([days.visit_lat, np.zeros(nb.sum())])[order]
-    lng = np.concatenate([days.visit_lng, np.zeros(nb.sum())])[order]
+    own = np.repeat(np.arange(n_w), nv)
+    start, end = days.visit_start, days.visit_end
+    lat, lng = days.visit_lat, days.visit_lng
+    is_visit = np.ones(own.size, dtype=bool)
     n_items = nv + nb
-    item_off = np.concatenate([[0], np.cumsum(n_items)])
-    # A break's place is the last visit's before it, or home.
-    last = np.maximum.accumulate(np.where(is_visit, np.arange(own.size), -1)) if own.size else own
-    at_home = last < item_off[own]
-    src = np.maximum(last, 0)
-    lat = np.where(is_visit, lat, np.where(at_home, days.home_lat[own], lat[src]))
-    lng = np.where(is_visit, lng, np.where(at_home, days.home_lng[own], lng[src]))
+    item_off = days.visit_offset
+    if days.break_start.size:
+        own = np.concatenate([own, np.repeat(np.arange(n_w), nb)])
+        start = np.concatenate([start, days.break_start])
+        end = np.concatenate([end, days.break_end])
+        is_visit = np.concatenate([is_visit, np.zeros(nb.sum(), bool)])
+        order = np.lexsort((~is_visit, end, start, own))
+        own, start, end, is_visit = own[order], start[order], end[order], is_visit[order]
+        lat = np.concatenate([lat, np.zeros(nb.sum())])[order]
+        lng = np.concatenate([lng, np.zeros(nb.sum())])[order]
+        item_off = np.concatenate([[0], np.cumsum(n_items)])
+        # A break's place is the last visit's before it, or home.
+        last = np.maximum.accumulate(np.where(is_visit, np.arange(own.size), -1))
+        at_home = last < item_off[own]
+        src = np.maximum(last, 0)
+        lat = np.where(is_visit, lat, np.where(at_home, days.home_lat[own], lat[src]))
+        lng = np.where(is_visit, lng, np.where(at_home, days.home_lng[own], lng[src]))
     seen = np.concatenate([[0], np.cumsum(is_visit)])  # visits among the first j items
     offset = np.concatenate([[0], np.cumsum(n_items + 1)]).astype(np.int64)
     worker = np.repeat(np.arange(n_w), n_items + 1)
