@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.deps import IdPath, JsonBody, SessionDep
 from api.errors import ErrorResponse
 from api.geo_edge import CoordType
 from api.plans import service
 from api.plans import teams as team_service
-from api.plans.dependencies import NowDep, PlannerUser, ServiceTz
+from api.plans.dependencies import NowDep, PlannerUser, PlanningDep
 from api.plans.schemas import DisruptionIn, PinIn, PlanIn, PlanOut, TeamIn, TeamOut
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -82,35 +82,21 @@ async def plan(
 
 @router.post("/plans", summary="Re-plan a team's day", status_code=status.HTTP_201_CREATED)
 async def replan(
-    body: PlanIn,
-    user: PlannerUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    tz: ServiceTz,
-    now: NowDep,
-    coord_type: CoordQuery = CoordType.GCJ02,
+    body: PlanIn, ctx: PlanningDep, coord_type: CoordQuery = CoordType.GCJ02
 ) -> PlanOut:
     """``plan_day`` over the day's bookings (accepted and started visits pinned); the
     plan's worker choices are written and it is stored as the next version."""
     _, record = await service.replan(
-        session, user, _req(body), tz=tz, horizon_days=settings.booking_horizon_days, now=now
+        ctx.session, ctx.user, _req(body), tz=ctx.tz, horizon_days=ctx.horizon_days, now=ctx.now
     )
     return PlanOut.of(record, coord_type)
 
 
 @router.post("/plans/pins", summary="Pin a visit to a worker and/or time, then re-plan",
              status_code=status.HTTP_201_CREATED)  # fmt: skip
-async def pin(
-    body: PinIn,
-    user: PlannerUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    tz: ServiceTz,
-    now: NowDep,
-    coord_type: CoordQuery = CoordType.GCJ02,
-) -> PlanOut:
+async def pin(body: PinIn, ctx: PlanningDep, coord_type: CoordQuery = CoordType.GCJ02) -> PlanOut:
     _, record = await service.replan(
-        session, user, _req(body), tz=tz, horizon_days=settings.booking_horizon_days, now=now,
+        ctx.session, ctx.user, _req(body), tz=ctx.tz, horizon_days=ctx.horizon_days, now=ctx.now,
         pin=(body.order_id, body.worker_id, body.start),
     )  # fmt: skip
     return PlanOut.of(record, coord_type)
@@ -119,18 +105,12 @@ async def pin(
 @router.post("/plans/disruptions", summary="Repair the plan after a sick call, a late job or a "
              "cancellation", status_code=status.HTTP_201_CREATED)  # fmt: skip
 async def disruption(
-    body: DisruptionIn,
-    user: PlannerUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    tz: ServiceTz,
-    now: NowDep,
-    coord_type: CoordQuery = CoordType.GCJ02,
+    body: DisruptionIn, ctx: PlanningDep, coord_type: CoordQuery = CoordType.GCJ02
 ) -> PlanOut:
     """``dispatch.repair`` with the least disruption; ``changes`` lists what moved and why."""
     event = service.Disruption(body.kind, body.worker_id, body.order_id, body.at, body.extra_s)
     _, record = await service.repair_day(
-        session, user, _req(body), event, tz=tz,
-        horizon_days=settings.booking_horizon_days, now=now,
+        ctx.session, ctx.user, _req(body), event, tz=ctx.tz,
+        horizon_days=ctx.horizon_days, now=ctx.now,
     )  # fmt: skip
     return PlanOut.of(record, coord_type)
