@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
 from dispatch.errors import InvalidInput
-from dispatch.schedule import Break, TravelMatrix, Visit, VisitStatus, WorkerDay
+from dispatch.schedule import Break, Insertion, TravelMatrix, Visit, VisitStatus, WorkerDay
 from dispatch.slots import (
     BookedDays,
     ServiceRequest,
@@ -83,11 +84,11 @@ def random_booked_day(seed: int, n_workers: int = 5) -> tuple[list[WorkerDay], l
                 mode=mode,
             )
         )
-    rng.shuffle(visits)  # type: ignore[arg-type]
+    rng.shuffle(visits)  # type: ignore[arg-type,unused-ignore]
     return workers, visits
 
 
-def _key(options: tuple) -> list[tuple[int, int, int, int, int]]:
+def _key(options: tuple[Insertion, ...]) -> list[tuple[int, int, int, int, int]]:
     return [(o.worker_id, o.position, o.start, o.added_travel_s, o.added_cost) for o in options]
 
 
@@ -168,7 +169,7 @@ def test_a_break_takes_no_visit_and_a_visit_after_it_leaves_when_it_ends() -> No
     assert T0 + 3600 not in found
 
 
-def _days(**change: object) -> BookedDays:
+def _days(**change: Any) -> BookedDays:
     workers, visits = random_booked_day(4, n_workers=2)
     return replace(booked_days(workers, visits), **change)
 
@@ -209,10 +210,9 @@ def test_bad_request_names_the_argument() -> None:
     slot = Slot(T0, T0 + GRID, 0)
     with pytest.raises(InvalidInput, match="location"):
         choose_booked_worker(service, (91.0, 0.0), slot, days, travel=FLAT)
+    matrix: Any = TravelMatrix(np.zeros((1, 1), dtype=np.int64))
     with pytest.raises(InvalidInput, match="travel"):
-        choose_booked_worker(
-            service, CENTRE, slot, days, travel=TravelMatrix(np.zeros((1, 1), dtype=np.int64))
-        )  # type: ignore[arg-type]
+        choose_booked_worker(service, CENTRE, slot, days, travel=matrix)
     with pytest.raises(InvalidInput, match="slot end"):
         choose_booked_worker(service, CENTRE, Slot(T0, T0 - 1, 0), days, travel=FLAT)
     with pytest.raises(InvalidInput, match="max_leg_s"):
