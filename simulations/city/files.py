@@ -11,17 +11,8 @@ from typing import Any
 
 import yaml
 
-from simulations.city.scenario import (
-    Customers,
-    Demand,
-    Disruptions,
-    District,
-    Scenario,
-    ScenarioError,
-    ServiceType,
-    WorkerGroup,
-    finite,
-)
+from simulations.city import scenario as sc
+from simulations.city.scenario import Scenario, ScenarioError, finite
 
 
 def _parse_hhmm(text: Any, name: str) -> float:
@@ -91,12 +82,12 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
         if key not in data:
             raise ScenarioError("is required", key)
     districts = tuple(
-        _build(District, d, f"districts[{i}]") for i, d in enumerate(data["districts"] or [])
+        _build(sc.District, d, f"districts[{i}]") for i, d in enumerate(data["districts"] or [])
     )
     services = tuple(
-        _build(ServiceType, s, f"services[{i}]") for i, s in enumerate(data["services"] or [])
+        _build(sc.ServiceType, s, f"services[{i}]") for i, s in enumerate(data["services"] or [])
     )
-    groups: list[WorkerGroup] = []
+    groups: list[sc.WorkerGroup] = []
     for i, g in enumerate(data["workers"] or []):
         where = f"workers[{i}]"
         if not isinstance(g, Mapping):
@@ -111,7 +102,7 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
         rest = {k: v for k, v in g.items() if k not in ("shift", "skills")}
         groups.append(
             _build(
-                WorkerGroup,
+                sc.WorkerGroup,
                 rest,
                 where,
                 shift_start_h=_parse_hhmm(start_txt, f"{where}.shift"),
@@ -123,13 +114,13 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     if not isinstance(raw_demand, Mapping):
         raise ScenarioError("must be a mapping", "demand")
     demand = _build(
-        Demand,
+        sc.Demand,
         {k: v for k, v in raw_demand.items() if k != "hourly_profile"},
         "demand",
         hourly_profile=tuple(raw_demand.get("hourly_profile", ())),
     )
-    customers = _build(Customers, data.get("customers") or {}, "customers")
-    disruptions = _build(Disruptions, data.get("disruptions") or {}, "disruptions")
+    customers = _build(sc.Customers, data.get("customers") or {}, "customers")
+    disruptions = _build(sc.Disruptions, data.get("disruptions") or {}, "disruptions")
     raw_day = data.get("date", data.get("day", "2026-11-28"))
     try:
         day = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day))
@@ -208,8 +199,12 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "date": s.day.isoformat(),
         "seed": s.seed,
         "utc_offset_h": s.utc_offset_h,
-        "districts": [{f.name: getattr(d, f.name) for f in fields(District)} for d in s.districts],
-        "services": [{f.name: getattr(v, f.name) for f in fields(ServiceType)} for v in s.services],
+        "districts": [
+            {f.name: getattr(d, f.name) for f in fields(sc.District)} for d in s.districts
+        ],
+        "services": [
+            {f.name: getattr(v, f.name) for f in fields(sc.ServiceType)} for v in s.services
+        ],
         "workers": [
             {
                 "district": g.district,
@@ -228,9 +223,9 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
             "hourly_profile": list(s.demand.hourly_profile),
             "weekday_multiplier": dict(s.demand.weekday_multiplier),
         },
-        "customers": {f.name: getattr(s.customers, f.name) for f in fields(Customers)},
+        "customers": {f.name: getattr(s.customers, f.name) for f in fields(sc.Customers)},
         "dispatch": dict(s.dispatch),
-        "disruptions": {f.name: getattr(s.disruptions, f.name) for f in fields(Disruptions)},
+        "disruptions": {f.name: getattr(s.disruptions, f.name) for f in fields(sc.Disruptions)},
     }
 
 
