@@ -7,6 +7,12 @@ visit already in it still on time, the shift end respected, capacity left,
 and no ride longer than ``max_leg_s`` (a worker is not sent across the city
 for one job; a district without workers nearby gets no slots). Every gap of
 every route is evaluated for every slot at once with numpy.
+
+Bookings and the API's slot list work on days as booked (``BookedDays``: shifts,
+breaks, homes and pinned visits as arrays) through ``booked_insertions``: the same
+gaps and rules as a booked day plan (``booked_plan`` + ``choose_worker``), without
+building one, and with each ride timed at its real departure. ``choose_booked_worker``
+and ``booked_slots`` are that one test for one slot and for a day's grid.
 """
 
 from __future__ import annotations
