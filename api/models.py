@@ -6,12 +6,13 @@ from api.addresses.models import Address
 from api.auth.models import RefreshToken, SocialIdentity, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.db import Base
-from api.dispatch.models import DispatchDecision, DispatchOffer, OrderTrack
+from api.dispatch.models import DispatchDecision, DispatchOffer
 from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation
 from api.payments.models import Payment, PaymentEvent, Refund
 from api.plans.models import DayPlanRecord, Team, TeamMember
+from api.tracking.models import OrderTrack
 
 __all__ = [
     "Address",

@@ -115,10 +115,10 @@ async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int
     from api.auth.service import TokenConfig, encode_access_token
     from api.catalog.models import Service, ServiceCategory
     from api.db import make_engine, make_sessionmaker
-    from api.dispatch.models import OrderTrack
     from api.enterprise.models import Enterprise, Worker
     from api.geo_edge import point_cell
     from api.orders.models import Order
+    from api.tracking.models import OrderTrack
 
     engine = make_engine(url)
     maker = make_sessionmaker(engine)

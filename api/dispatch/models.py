@@ -1,4 +1,4 @@
-"""Dispatch tables: offers (auto and grab pool), decisions with cost breakdowns, order tracking.
+"""Dispatch tables: offers (auto and grab pool), decisions with cost breakdowns, fences.
 
 The database is the record: an offer or a grab claim is won by a conditional
 ``UPDATE ... WHERE state = 'offered'|'open'`` so two API processes can never both
@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, BigIntPK, utcnow
@@ -104,27 +104,4 @@ class RegionFence(Base):
 
     region: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     fencing_token: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class OrderTrack(Base):
-    """Per active order: the service code (核销码), the ETA tracker state, the last position.
-
-    The position is cleared when the order leaves the active states, so it is never
-    served after completion.
-    """
-
-    __tablename__ = "order_tracking"
-
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
-    )
-    service_code: Mapped[str] = mapped_column(String(8))
-    code_failures: Mapped[int] = mapped_column(Integer, default=0)
-    code_locked_until: Mapped[datetime | None] = mapped_column(default=None)
-    eta_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    last_lat: Mapped[float | None] = mapped_column(Float, default=None)
-    last_lng: Mapped[float | None] = mapped_column(Float, default=None)
-    last_ts: Mapped[float | None] = mapped_column(Float, default=None)
-    photos: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

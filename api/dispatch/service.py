@@ -26,7 +26,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
-from api.dispatch.models import DispatchOffer, OfferState, OrderTrack
+from api.dispatch.models import DispatchOffer, OfferState
 from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from api.geo_edge import CoordType, GeoError, to_wgs84
@@ -39,6 +39,7 @@ from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.plans.models import DayPlanRecord
 from api.settings import Settings
 from api.tracking import service as tracking
+from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
 from geo.coords import to_wgs84 as to_wgs84_many
 from geo.projection import haversine_m, haversine_one_m

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import pydantic_core
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
@@ -44,16 +43,6 @@ KEEPALIVE_S = 15.0
 RECHECK_EVERY = 4
 
 
-async def _still_active(maker: async_sessionmaker[AsyncSession], order_id: int) -> bool:
-    async with maker() as session:
-        row = (
-            await session.execute(
-                select(Order.status, Order.dispatch_status).where(Order.id == order_id)
-            )
-        ).first()
-        return row is not None and service.is_active_status(row[0], row[1])
-
-
 def _text(message: dict[str, Any], coord_type: CoordType) -> str:
     return pydantic_core.to_json(service.for_client(message, coord_type)).decode()
 
@@ -71,15 +60,14 @@ async def _events(
     publisher: WGS-84 watchers get those bytes as they are, only others re-encode.
     """
     async with live.broker.subscribe(service.channel(order.id)) as sub:
-        async with maker() as session:
-            # A change between authorize and subscribe would otherwise be missed; checked
-            # before the snapshot goes out, so a watcher never sees a stale snapshot of an
-            # order that has already ended, only its final status.
-            fresh = await session.get(Order, order.id)
-            if fresh is None or not service.is_active(fresh):
-                if fresh is not None:
-                    yield "status", _text(service.status_message(fresh), coord_type)
-                return
+        # A change between authorize and subscribe would otherwise be missed; checked
+        # before the snapshot goes out, so a watcher never sees a stale snapshot of an
+        # order that has already ended, only its final status.
+        fresh = await service.reread(maker, order.id)
+        if fresh is None or not service.is_active(fresh):
+            if fresh is not None:
+                yield "status", _text(service.status_message(fresh), coord_type)
+            return
         for msg in first:
             yield msg["type"], _text(msg, coord_type)
         silent = 0
@@ -87,7 +75,7 @@ async def _events(
             got = await sub.get(timeout_s=KEEPALIVE_S)
             if got is None:
                 silent += 1
-                if silent % RECHECK_EVERY == 0 and not await _still_active(maker, order.id):
+                if silent % RECHECK_EVERY == 0 and not await service.still_active(maker, order.id):
                     return
                 yield "keepalive", '{"type": "keepalive"}'
                 continue

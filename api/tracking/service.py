@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
 from api.broker import Broker
-from api.dispatch.models import OrderTrack
 from api.enterprise.models import Worker
 from api.errors import Forbidden, NotFound
 from api.geo_edge import CoordType, from_wgs84
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
 from api.tracking import trips
+from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
 from geo.eta import EtaState, EtaTracker
 from geo.travel import HaversineTravelModel
@@ -370,3 +370,20 @@ def navigation(order: Order, name: str) -> dict[str, Any]:
             "&mode=ride&coordinate=gaode&callnative=1"
         ),
     }
+
+
+async def still_active(maker: async_sessionmaker[AsyncSession], order_id: int) -> bool:
+    """Whether the order is still in a state that may be tracked (two columns, no ORM load)."""
+    async with maker() as session:
+        row = (
+            await session.execute(
+                select(Order.status, Order.dispatch_status).where(Order.id == order_id)
+            )
+        ).first()
+        return row is not None and is_active_status(row[0], row[1])
+
+
+async def reread(maker: async_sessionmaker[AsyncSession], order_id: int) -> Order | None:
+    """The order as stored now, in a session of its own."""
+    async with maker() as session:
+        return await session.get(Order, order_id)

@@ -39,10 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from api.auth.models import User
-from api.dispatch.models import OrderTrack
 from api.enterprise.models import Worker
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
+from api.tracking.models import OrderTrack
 
 _log = structlog.get_logger("api.tracking.trips")
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from api.dispatch.models import OrderTrack
+from api.tracking.models import OrderTrack
 from api.tracking.service import channel
 from geo.coords import from_wgs84
 from tests.api.conftest import Account

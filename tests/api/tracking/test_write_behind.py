@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.dispatch.models import OrderTrack
+from api.tracking.models import OrderTrack
 from api.tracking.service import TrackWriter
 from tests.api.dispatch.conftest import Clock, ping
 from tests.api.orders.world import World
