@@ -37,7 +37,8 @@ from api.orders.slots import (
 )
 from api.orders.store import BookedVisit, Hold
 from api.settings import Settings
-from dispatch.slots import BookingChoice, ServiceRequest, Slot, choose_booked_worker
+from dispatch.booked import choose_booked_worker
+from dispatch.slots import BookingChoice, ServiceRequest, Slot
 
 
 def new_order_no(now: datetime) -> str:

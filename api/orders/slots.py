@@ -27,8 +27,9 @@ from api.orders.quote import service_tz
 from api.orders.roster import Roster, RosterCache
 from api.orders.store import BookedVisit, OrderStore
 from api.settings import Settings
+from dispatch.booked import BookedDays, booked_slots
 from dispatch.model import TRANSPORT_MODES
-from dispatch.slots import DEFAULT_TIE_COST, BookedDays, ServiceRequest, booked_slots
+from dispatch.slots import DEFAULT_TIE_COST, ServiceRequest
 from geo.travel import HaversineTravelModel, TravelTimeModel
 
 #: Nearest eligible workers a slot list looks at (a booking looks at these first).

@@ -8,17 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dispatch.booked import BookedDays, booked_days, booked_slots, choose_booked_worker
 from dispatch.errors import InvalidInput
 from dispatch.schedule import Break, Insertion, TravelMatrix, Visit, VisitStatus, WorkerDay
 from dispatch.slots import (
-    BookedDays,
     ServiceRequest,
     Slot,
     available_slots,
-    booked_days,
     booked_plan,
-    booked_slots,
-    choose_booked_worker,
     choose_worker,
 )
 from geo.travel import HaversineTravelModel, TransportMode
