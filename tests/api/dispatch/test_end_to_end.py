@@ -29,9 +29,11 @@ from tests.api.orders.world import World, build_world
 
 STEPS = 10  # pings from start to door, 30 s apart (~5 m/s for ~1.5 km)
 STEP_S = 30.0
-# Slots tomorrow: four or five workers' worth at 8:00 and 11:00 (a 2 h visit + buffer fits
-# between), fewer at 14:00, so every order has a free worker besides the one that declines.
-HOURS = (8, 8, 8, 8, 11, 11, 11, 11, 14, 14)
+# Slots tomorrow: four or five workers' worth at 9:00 and 12:00 (a 2 h visit and the ride
+# fit between), fewer at 15:00, so every order has a free worker besides the one that
+# declines. Shifts start at 08:00 at home: an 08:00 visit would leave no time to ride
+# there (the slot engine prices real rides).
+HOURS = (9, 9, 9, 9, 12, 12, 12, 12, 15, 15)
 
 
 def _drive(
