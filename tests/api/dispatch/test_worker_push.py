@@ -278,6 +278,7 @@ def test_an_offline_worker_gets_a_wechat_subscribe_message_instead(
         assert (got["type"], got["offer_id"], got["order_id"]) == ("offer", offer.id, oid)
 
 
+@pytest.mark.postgres_only
 def test_the_offer_reaches_a_socket_held_by_another_app_instance_over_redis(
     client: TestClient,
     world: World,
@@ -287,8 +288,7 @@ def test_the_offer_reaches_a_socket_held_by_another_app_instance_over_redis(
     settings: Settings,
     backend: str,
 ) -> None:
-    if backend == "sqlite":
-        pytest.skip("SQLite runs one process on the in-process broker (the tests above)")
+    assert backend == "postgresql"  # SQLite runs one process on the in-process broker
     oid = paid_order(client, world, run_db, hour=10)
     worker_id, acc = world.workers_a[0]
     online(client, acc.headers, *NEAR)  # live state is in Redis: both instances see it
