@@ -85,18 +85,26 @@ def _store(client: TestClient, headers: dict[str, str], **values: Any) -> None:
     assert resp.status_code == 200, resp.text
 
 
-def test_fairness_sends_the_offer_to_the_worker_with_fewer_jobs_today(
-    client: TestClient, world: World, run_db: Any, clock: Clock
-) -> None:
+def _equidistant_city(
+    client: TestClient, world: World, run_db: Any, clock: Clock, fairness_per_order: float
+) -> tuple[int, int, int]:
+    """A paid order whose reserved worker went off duty, and two workers at the same
+    distance from it (north and south); the lower id has three jobs today. Returns
+    (order, loaded worker, free worker) after one dispatcher tick."""
     oid = paid_order(client, world, run_db, hour=10)
-    # The worker the booking reserved went off duty: the dispatcher chooses between two
-    # workers at the same distance from the order, north and south of it.
     (busy, busy_acc), (free, free_acc) = sorted(_others(world, _reserved(run_db, oid)))
     _jobs_today(run_db, busy, oid, clock, 3)
-    _store(client, world.staff_a.headers, weights={"fairness_per_order": 120.0})
+    _store(client, world.staff_a.headers, weights={"fairness_per_order": fairness_per_order})
     online(client, busy_acc.headers, ORDER_AT[0] + 0.01, ORDER_AT[1])
     online(client, free_acc.headers, ORDER_AT[0] - 0.01, ORDER_AT[1])
     assert tick(client, clock).offered == 1
+    return oid, busy, free
+
+
+def test_fairness_sends_the_offer_to_the_worker_with_fewer_jobs_today(
+    client: TestClient, world: World, run_db: Any, clock: Clock
+) -> None:
+    oid, busy, free = _equidistant_city(client, world, run_db, clock, 120.0)
     assert offers_of(run_db, oid)[0].worker_id == free
     decision = _decision(run_db, oid)
     assert decision.cost["worker_id"] == free
@@ -110,13 +118,7 @@ def test_without_fairness_the_tie_goes_the_other_way(
     client: TestClient, world: World, run_db: Any, clock: Clock
 ) -> None:
     """The control: the same city with fairness off offers the loaded worker (lower id)."""
-    oid = paid_order(client, world, run_db, hour=10)
-    (busy, busy_acc), (_free, free_acc) = sorted(_others(world, _reserved(run_db, oid)))
-    _jobs_today(run_db, busy, oid, clock, 3)
-    _store(client, world.staff_a.headers, weights={"fairness_per_order": 0.0})
-    online(client, busy_acc.headers, ORDER_AT[0] + 0.01, ORDER_AT[1])
-    online(client, free_acc.headers, ORDER_AT[0] - 0.01, ORDER_AT[1])
-    assert tick(client, clock).offered == 1
+    oid, busy, _free = _equidistant_city(client, world, run_db, clock, 0.0)
     assert offers_of(run_db, oid)[0].worker_id == busy
 
 
