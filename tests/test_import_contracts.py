@@ -53,7 +53,7 @@ def test_the_tree_keeps_every_contract(tree: Path) -> None:
     ("module", "forbidden", "contract"),
     [
         ("geo/cells.py", "import api", "geo is the bottom layer"),
-        ("dispatch/assign.py", "import simulations", "dispatch imports only geo"),
+        ("dispatch/assign/solve.py", "import simulations", "dispatch imports only geo"),
         ("api/errors.py", "import benchmarks", "api imports dispatch and geo"),
         ("simulations/kpi.py", "import api.settings", "simulations imports only dispatch and geo"),
     ],

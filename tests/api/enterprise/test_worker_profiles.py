@@ -106,7 +106,8 @@ def test_a_worker_added_by_staff_goes_online_and_is_offered_an_order(
     clock.advance(5)
     assert ping(client, member.headers, clock, *NEAR)["accepted"] == 1
     # Booking finds the new worker (the only one of enterprise A) and the order is paid.
-    order_id = paid_order(client, w, run_db, hour=10)
+    # 14:00, clear of the profile's Wednesday 12:00-13:00 break whatever day tomorrow is.
+    order_id = paid_order(client, w, run_db, hour=14)
     tick(client, clock)
 
     resp = client.get("/v1/worker/offers", headers=member.headers)
