@@ -62,8 +62,11 @@ def epoch(at: datetime) -> int:
     return int(at.timestamp())
 
 
-def instant(seconds: int) -> datetime:
-    """Epoch seconds as a UTC-aware datetime (the tables' clock)."""
+def instant(seconds: int, now: datetime | None = None) -> datetime:
+    """Epoch seconds as a UTC-aware datetime (the tables' clock); ``now`` itself when the
+    event happened within this second of it, so rows keep the writer's sub-second time."""
+    if now is not None and epoch(now) == seconds:
+        return now
     return datetime.fromtimestamp(seconds, UTC)
 
 
@@ -318,14 +321,13 @@ async def write_events(
         elif isinstance(ev, Escalated) and order is not None:
             await _escalate(session, ev, order, where)
         elif isinstance(ev, GrabOpened):
-            _grab_row(
-                session, ev.order_id, where, ev.opened_at, ev.closes_at, ev.eligible_worker_ids
-            )
+            _grab_row(session, ev, where, now)
         elif isinstance(ev, FallbackToAutoAssign):
             if ev.reason is FallbackReason.NO_ELIGIBLE_WORKERS:
                 # Nobody to show it to: it goes straight to auto-assign, and stays there.
-                row = _grab_row(session, ev.order_id, where, ev.at, ev.at, ())
-                row.state, row.decided_at = OfferState.LAPSED.value, instant(ev.at)
+                opened = GrabOpened(ev.order_id, (), ev.at, ev.at)
+                row = _grab_row(session, opened, where, now)
+                row.state, row.decided_at = OfferState.LAPSED.value, row.offered_at
             else:
                 await _set_state(
                     session, ev.order_id, OfferMode.GRAB, OfferState.OPEN, OfferState.LAPSED,
@@ -349,23 +351,19 @@ async def write_events(
 
 
 def _grab_row(
-    session: AsyncSession,
-    order_id: int,
-    where: Written,
-    opened_at: int,
-    closes_at: int,
-    eligible: Sequence[int],
+    session: AsyncSession, ev: GrabOpened, where: Written, now: datetime
 ) -> DispatchOffer:
+    opened = instant(ev.opened_at, now)
     row = DispatchOffer(
-        order_id=order_id,
+        order_id=ev.order_id,
         worker_id=None,
         mode=OfferMode.GRAB.value,
         state=OfferState.OPEN.value,
         region=where.region,
         fencing_token=where.fencing_token,
-        offered_at=instant(opened_at),
-        expires_at=instant(closes_at),
-        eligible_worker_ids=list(eligible),
+        offered_at=opened,
+        expires_at=opened + timedelta(seconds=ev.closes_at - ev.opened_at),
+        eligible_worker_ids=list(ev.eligible_worker_ids),
     )
     session.add(row)
     return row
@@ -382,8 +380,9 @@ async def _offer(
             state=OfferState.OFFERED.value,
             region=where.region,
             fencing_token=where.fencing_token,
-            offered_at=instant(ev.offered_at),
-            expires_at=instant(ev.expires_at),
+            offered_at=instant(ev.offered_at, now),
+            expires_at=instant(ev.offered_at, now)
+            + timedelta(seconds=ev.expires_at - ev.offered_at),
         )
     )
     chosen, alternatives = where.explanations.get(ev.order_id, (None, ()))
