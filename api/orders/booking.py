@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -30,12 +30,13 @@ from api.orders.roster import Roster, WorkerBrief
 from api.orders.slots import (
     BOOKING_CHUNK,
     BookingEnv,
+    Guess,
     area_for,
     booked_days_of,
     day_bounds,
     working_rows,
 )
-from api.orders.store import BookedVisit, Hold
+from api.orders.store import BookedVisit, DaysQuery, FreeDays, Hold
 from api.settings import Settings
 from dispatch.booked import choose_booked_worker
 from dispatch.slots import BookingChoice, ServiceRequest, Slot
@@ -93,6 +94,8 @@ class _Context:
     roster_key: tuple[Any, ...]
     #: PostgreSQL: the id the new order will have
     order_id: int | None
+    #: the workers' days read with the context (a guess; ``_first_pass`` checks it)
+    prefetched: FreeDays | None = None
 
 
 async def _own_address(session: AsyncSession, user: User, address_id: int) -> Address:
@@ -105,15 +108,20 @@ async def _own_address(session: AsyncSession, user: User, address_id: int) -> Ad
 
 
 async def _booking_context(
-    session: AsyncSession, env: BookingEnv, user_id: int, req: BookingRequest
+    session: AsyncSession,
+    env: BookingEnv,
+    user_id: int,
+    req: BookingRequest,
+    days: DaysQuery | None,
 ) -> _Context:
-    """The customer, service, own address and area/roster fingerprints in one round trip.
+    """The customer, service, own address, area/roster fingerprints and ``days`` in one
+    round trip.
 
     Anything missing is then told apart, in the order a customer would fix it: signed-in
     customer (401/403), service (404), address (404).
     """
     params = {"user_id": user_id, "service_id": req.service_id, "address_id": req.address_id}
-    row = await env.store.context(session, params)
+    row, prefetched = await env.store.context(session, params, days)
     if row is None or not row[0].is_active or not row[1].is_active or row[2].user_id != user_id:
         user = await session.get(User, user_id)
         if user is None or not user.is_active:
@@ -123,12 +131,12 @@ async def _booking_context(
         svc = await bookable_service(session, req.service_id)
         address = await _own_address(session, user, req.address_id)
         params = {"user_id": user_id, "service_id": svc.id, "address_id": address.id}
-        row = await env.store.context(session, params)
+        row, prefetched = await env.store.context(session, params)
     if row[0].role != Role.CUSTOMER.value:
         raise Forbidden()
     n = env.store.n_area
     rest = tuple(row[3 + n :])
-    return _Context(row[0], row[1], row[2], tuple(row[3 : 3 + n]), rest[:2], rest[2])
+    return _Context(row[0], row[1], row[2], tuple(row[3 : 3 + n]), rest[:2], rest[2], prefetched)
 
 
 def booking_seed(base: int, user_id: int, req: BookingRequest, now: datetime) -> int:
@@ -169,6 +177,34 @@ def _choose(
     )  # fmt: skip
 
 
+def _days_query(
+    ids: list[int], slot: Slot, duration_s: int, settings: Settings, limit: int = BOOKING_CHUNK
+) -> DaysQuery:
+    """A pass's question: the first free ``ids`` across the slot's core, and their day.
+
+    Whoever holds the part of the slot every start in it covers cannot take it.
+    """
+    tz = service_tz(settings)
+    start = datetime.fromtimestamp(slot.start, UTC)
+    core_lo = datetime.fromtimestamp(slot.end, UTC)
+    core_hi = start + timedelta(seconds=duration_s)
+    core = (core_lo, core_hi) if core_hi > core_lo else None
+    return DaysQuery(ids, core, day_bounds(start.astimezone(tz).date(), tz), limit)
+
+
+def _candidates(roster: Roster, ctx: _Context, start: datetime, settings: Settings) -> Guess:
+    """Skilled workers within reach with a shift on the slot's local day, nearest first."""
+    svc, address = ctx.service, ctx.address
+    rows, _ = roster.in_reach(
+        frozenset(svc.required_skills or ()),
+        address.lat,
+        address.lng,
+        settings.booking_max_distance_km * 1000.0,
+    )
+    rows = working_rows(roster, rows, start.astimezone(service_tz(settings)).date())
+    return Guess(svc.duration_min * 60, tuple(roster.ids[rows].tolist()))
+
+
 async def _engine_choice(
     session: AsyncSession,
     env: BookingEnv,
@@ -176,28 +212,38 @@ async def _engine_choice(
     ids: list[int],
     ask: _Ask,
     settings: Settings,
+    first: FreeDays | None = None,
 ) -> BookingChoice:
-    """Ask the engine pass by pass: the next free workers' days until someone can take it."""
-    tz = service_tz(settings)
-    start = datetime.fromtimestamp(ask.slot.start, UTC)
-    day = start.astimezone(tz).date()
-    bounds = day_bounds(day, tz)
-    # Whoever holds the part of the slot every start in it covers cannot take it.
-    core_lo = datetime.fromtimestamp(ask.slot.end, UTC)
-    core_hi = start + timedelta(seconds=ask.request.duration_s)
-    core = (core_lo, core_hi) if core_hi > core_lo else None
+    """Ask the engine pass by pass: the next free workers' days until someone can take it.
+
+    ``first``: the first pass's days, already read (``_days_query(ids, ...)``).
+    """
+    query = _days_query(ids, ask.slot, ask.request.duration_s, settings)
+    day = query.day[0].date()
     left = ids
     while left:
-        # Nearest first: every worker the slot list counted (free across ``core``, among
+        # Nearest first: every worker the slot list counted (free across the core, among
         # its ``LIST_CANDIDATES``) is in one of these passes.
-        free, held = await env.store.free_days(session, left, core, bounds, BOOKING_CHUNK)
-        if not free:
+        found = first if first is not None else await env.store.free_days(
+            session, DaysQuery(left, query.core, query.day, query.limit)
+        )  # fmt: skip
+        first = None
+        if not found.free:
             break
-        choice = _choose(env, roster, ask, free, held, settings, day)
+        choice = _choose(env, roster, ask, found.free, found.held, settings, day)
         if choice.options:
             return choice
-        left = left[left.index(free[-1]) + 1 :]
+        left = left[left.index(found.free[-1]) + 1 :]
     raise SlotTaken()
+
+
+def _with_preferred(ids: Sequence[int], preferred: int | None) -> list[int]:
+    """``ids`` with the preferred worker (when among them) first."""
+    out = list(ids)
+    if preferred in out:
+        out.remove(preferred)
+        out.insert(0, preferred)
+    return out
 
 
 async def book(
@@ -221,33 +267,33 @@ async def book(
     choice on a lost race. No worker can take it: SlotTaken (409). ``idempotency``
     (key, body hash) stores ``on_created(order)`` with the order.
     """
-    ctx = await _booking_context(session, env, user_id, req)
+    tz = service_tz(settings)
+    start = req.slot_start
+    slot_s = int(start.timestamp())
+    slot = Slot(slot_s, slot_s + settings.slot_granularity_s, 0)
+    memo_key = (req.service_id, req.address_id, start.astimezone(tz).weekday())
+    guess = env.candidates.get(memo_key)
+    prefetch = None
+    if guess is not None:
+        ids = _with_preferred(guess.ids, req.preferred_worker_id)
+        prefetch = _days_query(ids, slot, guess.duration_s, settings)
+    ctx = await _booking_context(session, env, user_id, req, prefetch)
     user, svc, address = ctx.user, ctx.service, ctx.address
     check_slot(req.slot_start, settings, now)
     area_id = await area_for(session, env.lookup, svc, address.lat, address.lng, ctx.area_key)
-    tz = service_tz(settings)
-    start = req.slot_start
     roster = await env.rosters.get(session, svc.enterprise_id, ctx.roster_key)
-    rows, _ = roster.in_reach(
-        frozenset(svc.required_skills or ()),
-        address.lat,
-        address.lng,
-        settings.booking_max_distance_km * 1000.0,
-    )
-    rows = working_rows(roster, rows, start.astimezone(tz).date())
-    ids = [int(i) for i in roster.ids[rows]]
-    slot_s = int(start.timestamp())
-    duration_s = svc.duration_min * 60
+    found = _candidates(roster, ctx, start, settings)
+    first = ctx.prefetched if guess is not None and guess == found else None
+    env.candidates.put(memo_key, found)
+    ids = _with_preferred(found.ids, req.preferred_worker_id)
     ask = _Ask(
-        request=ServiceRequest(duration_s=duration_s),
+        request=ServiceRequest(duration_s=found.duration_s),
         location=(address.lat, address.lng),
-        slot=Slot(slot_s, slot_s + settings.slot_granularity_s, 0),
+        slot=slot,
         seed=booking_seed(env.seed, user_id, req, now),
         preferred=req.preferred_worker_id,
     )
-    if req.preferred_worker_id in ids:
-        ids.remove(req.preferred_worker_id)
-        ids.insert(0, req.preferred_worker_id)
+    duration_s = found.duration_s
     q = quote(svc, start, settings)
     order = Order(
         id=ctx.order_id,
@@ -290,7 +336,8 @@ async def book(
         return state.creation_rows(written, actor_id=user_id, now=now, idempotency=record)
 
     for attempt in range(_ATTEMPTS):
-        choice = await _engine_choice(session, env, roster, ids, ask, settings)
+        choice = await _engine_choice(session, env, roster, ids, ask, settings, first)
+        first = None
         holds = [
             Hold(
                 o.worker_id,

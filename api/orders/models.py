@@ -10,13 +10,18 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, BigIntPK, TimestampMixin, utcnow
+
+#: SQL condition of a live (held or confirmed) reservation, as the partial indexes spell it.
+LIVE_HOLDS = "status IN ('held', 'confirmed')"
 
 
 class Order(TimestampMixin, Base):
@@ -94,6 +99,15 @@ class WorkerReservation(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ordered"),
         CheckConstraint("status IN ('held', 'confirmed', 'released')", name="status_valid"),
+        # A worker's live holds by start: what a booking probes per candidate. Released
+        # holds (finished, cancelled) stay out, so a probe does not grow with history.
+        Index(
+            "ix_worker_reservations_live",
+            "worker_id",
+            "starts_at",
+            postgresql_where=text(LIVE_HOLDS),
+            sqlite_where=text(LIVE_HOLDS),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

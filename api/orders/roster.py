@@ -15,6 +15,7 @@ forbids overlapping reservations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -75,6 +76,7 @@ class Roster:
     #: per worker, per weekday: breaks as (start, end) minutes from local midnight
     breaks: tuple[tuple[tuple[tuple[int, int], ...], ...], ...] = ()
     _skill_masks: dict[frozenset[str], NDArray[np.bool_]] = field(default_factory=dict)
+    _rows: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, rows: list[Any]) -> Roster:
@@ -103,7 +105,16 @@ class Roster:
 
     def row_of(self, worker_id: int) -> int:
         """The row of ``worker_id`` (IndexError when it is not in the roster)."""
-        return int(np.flatnonzero(self.ids == worker_id)[0])
+        if not self._rows:
+            self._rows.update((int(w), i) for i, w in enumerate(self.ids.tolist()))
+        try:
+            return self._rows[int(worker_id)]
+        except KeyError:
+            raise IndexError(f"worker {worker_id} is not in the roster") from None
+
+    def rows_of(self, worker_ids: Sequence[int]) -> NDArray[np.intp]:
+        """The rows of ``worker_ids``, in their order (IndexError for one not here)."""
+        return np.array([self.row_of(w) for w in worker_ids], dtype=np.intp)
 
     def breaks_on(self, row: int, day: date, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
         """The worker's breaks on local ``day`` as aware datetimes."""

@@ -9,7 +9,8 @@ read in ``settings.service_timezone``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,8 +25,8 @@ from api.catalog.models import Service
 from api.catalog.service import AreaLookup
 from api.orders.errors import OutsideArea, SlotTooFar
 from api.orders.quote import service_tz
-from api.orders.roster import Roster, RosterCache
-from api.orders.store import BookedVisit, OrderStore
+from api.orders.roster import NO_SHIFT, Roster, RosterCache
+from api.orders.store import BookedVisit, DaysQuery, OrderStore
 from api.settings import Settings
 from dispatch.booked import BookedDays, booked_slots
 from dispatch.model import TRANSPORT_MODES
@@ -36,6 +37,42 @@ from geo.travel import HaversineTravelModel, TravelTimeModel
 LIST_CANDIDATES = 40
 #: Free workers whose days one booking pass reads; the next pass takes the next ones.
 BOOKING_CHUNK = 12
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A booking's visit length and candidate workers (nearest first)."""
+
+    duration_s: int
+    ids: tuple[int, ...]
+
+
+class CandidateMemo:
+    """Per process: the candidates last found for a (service, address, weekday).
+
+    The next booking of the same kind reads their days in its first query, one round
+    trip fewer. A guess is never trusted: finding the candidates costs no query (the
+    roster is cached), so every booking finds them again and keeps what it read only
+    when they and the visit length are the same.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._guesses: OrderedDict[tuple[int, int, int], Guess] = OrderedDict()
+
+    def get(self, key: tuple[int, int, int]) -> Guess | None:
+        """The guess for ``key``, if any."""
+        guess = self._guesses.get(key)
+        if guess is not None:
+            self._guesses.move_to_end(key)
+        return guess
+
+    def put(self, key: tuple[int, int, int], guess: Guess) -> None:
+        """Remember ``guess`` (the least recently used one goes when full)."""
+        self._guesses[key] = guess
+        self._guesses.move_to_end(key)
+        while len(self._guesses) > self._size:
+            self._guesses.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -53,6 +90,7 @@ class BookingEnv:
     travel: TravelTimeModel = field(default_factory=HaversineTravelModel)
     seed: int = 0
     tie_cost: int = DEFAULT_TIE_COST
+    candidates: CandidateMemo = field(default_factory=CandidateMemo)
 
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -95,54 +133,59 @@ def booked_days_of(
     shift, breaks, home and transport mode come from the roster, each live reservation
     is a visit at its worker's booked time and place.
     """
-    sorter = np.argsort(roster.ids, kind="stable")
-    want = np.asarray(ids, dtype=np.int64)
-    rows = sorter[np.searchsorted(roster.ids, want, sorter=sorter)]
-    shifts: list[tuple[int, int, int]] = []
-    brk: list[list[tuple[int, int]]] = []
-    for row in rows.tolist():
-        shift = roster.shift_window(row, day, tz)
-        if shift is not None:
-            shifts.append((row, int(shift[0].timestamp()), int(shift[1].timestamp())))
-            brk.append(
-                sorted(
-                    (int(a.timestamp()), int(b.timestamp()))
-                    for a, b in roster.breaks_on(row, day, tz)
-                )
-            )
-    kept = np.array([r for r, _, _ in shifts], dtype=np.int64)
-    index = {int(roster.ids[r]): k for k, r in enumerate(kept.tolist())}
+    weekday = day.weekday()
+    rows = roster.rows_of(ids)
+    rows = rows[roster.shift_start[rows, weekday] != NO_SHIFT]
+    at = _local_clock(day, tz)
+    brk = [roster.breaks[r][weekday] if roster.breaks else () for r in rows.tolist()]
+    index = {w: k for k, w in enumerate(roster.ids[rows].tolist())}
     mine = sorted(
-        ((index[h.worker_id], int(h.start.timestamp()), int(h.end.timestamp()), h.lat, h.lng)
-         for h in held if h.worker_id in index),
-        key=lambda v: (v[0], v[1]),
-    )  # fmt: skip
-    n = len(kept)
+        (index[h.worker_id], h.start, max(h.end, h.start + 1), h.lat, h.lng)
+        for h in held
+        if h.worker_id in index
+    )
+    n = rows.size
     count = np.bincount(np.array([v[0] for v in mine], dtype=np.int64), minlength=n)
     big = np.iinfo(np.int32).max
-    lat, lng = roster.lat[kept], roster.lng[kept]
+    lat, lng = roster.lat[rows], roster.lng[rows]
     modes = roster.modes or ("ebike",) * len(roster)
     return BookedDays(
-        worker_id=roster.ids[kept],
-        shift_start=np.array([a for _, a, _ in shifts], dtype=np.int64),
-        shift_end=np.array([e for _, _, e in shifts], dtype=np.int64),
+        worker_id=roster.ids[rows],
+        shift_start=np.array([at(m) for m in roster.shift_start[rows, weekday].tolist()],
+                             dtype=np.int64),
+        shift_end=np.array([at(m) for m in roster.shift_end[rows, weekday].tolist()],
+                           dtype=np.int64),
         home_lat=lat,
         home_lng=lng,
         end_lat=lat,
         end_lng=lng,
-        mode=np.array([TRANSPORT_MODES.index(modes[r]) for r in kept.tolist()], dtype=np.int64),
+        mode=np.array([TRANSPORT_MODES.index(modes[r]) for r in rows.tolist()], dtype=np.int64),
         skills=np.zeros(n, dtype=np.uint64),
         visits_left=np.full(n, big, dtype=np.int64) - count,
         load_left=np.full(n, big, dtype=np.int64),
         visit_offset=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
         visit_start=np.array([v[1] for v in mine], dtype=np.int64),
-        visit_end=np.array([max(v[2], v[1] + 1) for v in mine], dtype=np.int64),
+        visit_end=np.array([v[2] for v in mine], dtype=np.int64),
         visit_lat=np.array([v[3] for v in mine], dtype=np.float64),
         visit_lng=np.array([v[4] for v in mine], dtype=np.float64),
         break_offset=np.concatenate([[0], np.cumsum([len(b) for b in brk])]).astype(np.int64),
-        break_start=np.array([a for b in brk for a, _ in b], dtype=np.int64),
-        break_end=np.array([e for b in brk for _, e in b], dtype=np.int64),
-    )
+        break_start=np.array([at(a) for b in brk for a, _ in b], dtype=np.int64),
+        break_end=np.array([at(e) for b in brk for _, e in b], dtype=np.int64),
+    )  # fmt: skip
+
+
+def _local_clock(day: date, tz: ZoneInfo) -> Callable[[int], int]:
+    """Minutes from local midnight of ``day`` (wall clock) to epoch seconds, memoised."""
+    midnight = datetime.combine(day, time(0), tzinfo=tz)
+    seen: dict[int, int] = {}
+
+    def at(minutes: int) -> int:
+        out = seen.get(minutes)
+        if out is None:
+            out = seen[minutes] = int((midnight + timedelta(minutes=minutes)).timestamp())
+        return out
+
+    return at
 
 
 @dataclass(frozen=True)
@@ -183,8 +226,8 @@ async def available_slots(
     if not ids:
         return []
     bounds = day_bounds(day, tz)
-    _, held = await env.store.free_days(session, ids, None, bounds, len(ids))
-    days = booked_days_of(roster, ids, day, tz, held)
+    found = await env.store.free_days(session, DaysQuery(ids, None, bounds, len(ids)))
+    days = booked_days_of(roster, ids, day, tz, found.held)
     request = ServiceRequest(duration_s=svc.duration_min * 60)
 
     def run() -> list[tuple[int, int, int]]:

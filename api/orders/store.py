@@ -26,16 +26,17 @@ import anyio
 from sqlalchemy import (
     ARRAY,
     BigInteger,
-    and_,
     exists,
     func,
     insert,
     literal,
+    literal_column,
     select,
     text,
     true,
 )
 from sqlalchemy import bindparam as bp
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -87,14 +88,33 @@ class Hold:
 
 @dataclass(frozen=True)
 class BookedVisit:
-    """A live reservation as a visit of its worker's day: when and where (WGS-84)."""
+    """A live reservation as a visit of its worker's day: when (epoch s) and where (WGS-84)."""
 
     worker_id: int
     reservation_id: int
-    start: datetime
-    end: datetime
+    start: int
+    end: int
     lat: float
     lng: float
+
+
+@dataclass(frozen=True)
+class DaysQuery:
+    """Which workers' days to read: the first ``limit`` of ``ids`` (in order) with no live
+    hold overlapping ``core`` (None: no such filter), and their holds within ``day``."""
+
+    ids: Sequence[int]
+    core: tuple[datetime, datetime] | None
+    day: tuple[datetime, datetime]
+    limit: int
+
+
+@dataclass(frozen=True)
+class FreeDays:
+    """What a ``DaysQuery`` found: the free workers (in the asked order) and their visits."""
+
+    free: list[int]
+    held: list[BookedVisit]
 
 
 #: What the store needs from the booking to finish the rows once the order id is known.
@@ -110,18 +130,14 @@ class OrderStore(Protocol):
     def booking_session(self, request_session: AsyncSession) -> Any:
         """Async context: the session a booking runs in."""
 
-    async def context(self, session: AsyncSession, params: dict[str, int]) -> Any:
-        """(user, service, address, *area and roster fingerprints, next order id | None)."""
+    async def context(
+        self, session: AsyncSession, params: dict[str, int], days: DaysQuery | None = None
+    ) -> tuple[Any, FreeDays | None]:
+        """(user, service, address, *area and roster fingerprints, next order id | None),
+        and the answer to ``days`` read with it (None when not asked)."""
 
-    async def free_days(
-        self,
-        session: AsyncSession,
-        ids: Sequence[int],
-        core: tuple[datetime, datetime] | None,
-        day: tuple[datetime, datetime],
-        limit: int,
-    ) -> tuple[list[int], list[BookedVisit]]:
-        """The first ``limit`` of ``ids`` with no live hold overlapping ``core``, and their day."""
+    async def free_days(self, session: AsyncSession, query: DaysQuery) -> FreeDays:
+        """The first ``query.limit`` free workers of ``query.ids`` and their day's visits."""
 
     async def create(
         self, session: AsyncSession, order: Order, holds: Sequence[Hold], rows_for: RowsFor
@@ -169,11 +185,16 @@ def _day_rows_statement(among: Any) -> Any:
 
 
 def _visits(rows: Sequence[Any]) -> list[BookedVisit]:
+    """(worker, reservation, starts_at, ends_at, lat, lng) rows as visits (no-hold rows skipped)."""
     return [
-        BookedVisit(int(w), int(rid), s, e, float(la), float(ln))
+        BookedVisit(int(w), int(rid), _epoch(s), _epoch(e), float(la), float(ln))
         for w, rid, s, e, la, ln in rows
         if rid is not None
     ]
+
+
+def _epoch(value: datetime | float | int) -> int:
+    return int(value.timestamp()) if isinstance(value, datetime) else int(value)
 
 
 # ------------------------------------------------------------------ SQLite
@@ -200,33 +221,33 @@ class SqliteOrderStore:
         """The request's own session (and transaction)."""
         yield request_session
 
-    async def context(self, session: AsyncSession, params: dict[str, int]) -> Any:
-        """The booking's context row (no order id: SQLite assigns it on insert)."""
-        row = (await session.execute(self._context, params)).first()
-        return None if row is None else (*row, None)
+    async def context(
+        self, session: AsyncSession, params: dict[str, int], days: DaysQuery | None = None
+    ) -> tuple[Any, FreeDays | None]:
+        """The booking's context row (no order id: SQLite assigns it on insert), then ``days``.
 
-    async def free_days(
-        self,
-        session: AsyncSession,
-        ids: Sequence[int],
-        core: tuple[datetime, datetime] | None,
-        day: tuple[datetime, datetime],
-        limit: int,
-    ) -> tuple[list[int], list[BookedVisit]]:
-        """Two plain reads: who is busy across ``core``, then the free ones' day."""
-        free = list(ids)
-        if core is not None and free:
-            busy = set(
-                await session.scalars(self._busy, {"ids": free, "start": core[0], "end": core[1]})
-            )
+        In-process, a second statement costs no round trip.
+        """
+        row = (await session.execute(self._context, params)).first()
+        if row is None:
+            return None, None
+        return (*row, None), None if days is None else await self.free_days(session, days)
+
+    async def free_days(self, session: AsyncSession, query: DaysQuery) -> FreeDays:
+        """Two plain reads: who is busy across ``query.core``, then the free ones' day."""
+        free = list(query.ids)
+        if query.core is not None and free:
+            lo, hi = query.core
+            busy = set(await session.scalars(self._busy, {"ids": free, "start": lo, "end": hi}))
             free = [w for w in free if w not in busy]
-        free = free[:limit]
+        free = free[: query.limit]
         if not free:
-            return [], []
+            return FreeDays([], [])
+        day_start, day_end = query.day
         rows = await session.execute(
-            self._days, {"ids": free, "day_start": day[0], "day_end": day[1]}
+            self._days, {"ids": free, "day_start": day_start, "day_end": day_end}
         )
-        return free, _visits(rows.all())
+        return FreeDays(free, _visits(rows.all()))
 
     async def create(
         self, session: AsyncSession, order: Order, holds: Sequence[Hold], rows_for: RowsFor
@@ -296,7 +317,9 @@ class PostgresOrderStore:
         self._autocommit: async_sessionmaker[AsyncSession] = make_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        self._free_days = _pg_free_days_statement()
+        days = _pg_days_cte()
+        self._free_days = select(days).order_by(days.c.n, days.c.s)
+        self._context_days = _pg_context_days_statement(days)
 
     @asynccontextmanager
     async def booking_session(self, request_session: AsyncSession) -> AsyncIterator[AsyncSession]:
@@ -304,27 +327,36 @@ class PostgresOrderStore:
         async with self._autocommit() as session:
             yield session
 
-    async def context(self, session: AsyncSession, params: dict[str, int]) -> Any:
-        """The booking's context row, with the id the new order will have."""
-        return (await session.execute(self._context, params)).first()
+    async def context(
+        self, session: AsyncSession, params: dict[str, int], days: DaysQuery | None = None
+    ) -> tuple[Any, FreeDays | None]:
+        """The booking's context row, with the id the new order will have, and ``days``
+        read in the same statement (one round trip for both)."""
+        if days is None or not days.ids:
+            row = (await session.execute(self._context, params)).first()
+            return row, None if days is None else FreeDays([], [])
+        found = (
+            await session.execute(self._context_days, params | self._days_params(days))
+        ).first()
+        if found is None:
+            return None, None
+        free, *columns = (v or () for v in found[-7:])
+        held = [BookedVisit(*v) for v in zip(*columns, strict=True)]
+        return tuple(found[:-7]), FreeDays(list(free), held)
 
-    async def free_days(
-        self,
-        session: AsyncSession,
-        ids: Sequence[int],
-        core: tuple[datetime, datetime] | None,
-        day: tuple[datetime, datetime],
-        limit: int,
-    ) -> tuple[list[int], list[BookedVisit]]:
-        """One statement: the first free candidates (in order) and their day's holds."""
-        if not ids:
-            return [], []
-        lo, hi = core if core is not None else (_NEVER, _NEVER)
-        params = {"ids": list(ids), "lo": lo, "hi": hi, "k": limit,
-                  "day_start": day[0], "day_end": day[1]}  # fmt: skip
-        rows = (await session.execute(self._free_days, params)).all()
+    async def free_days(self, session: AsyncSession, query: DaysQuery) -> FreeDays:
+        """One statement: the first free candidates (in order) and their day's visits."""
+        if not query.ids:
+            return FreeDays([], [])
+        rows = (await session.execute(self._free_days, self._days_params(query))).all()
         free = list(dict.fromkeys(int(row[0]) for row in rows))
-        return free, _visits(rows)
+        return FreeDays(free, _visits([row[:6] for row in rows]))
+
+    @staticmethod
+    def _days_params(query: DaysQuery) -> dict[str, Any]:
+        lo, hi = query.core if query.core is not None else (_NEVER, _NEVER)
+        return {"ids": list(query.ids), "lo": lo, "hi": hi, "k": query.limit,
+                "day_start": query.day[0], "day_end": query.day[1]}  # fmt: skip
 
     async def create(
         self, session: AsyncSession, order: Order, holds: Sequence[Hold], rows_for: RowsFor
@@ -390,35 +422,96 @@ def _column_value(order: Order, name: str) -> Any:
     return value
 
 
-def _pg_free_days_statement() -> Any:
+def _live_literal(r: Any) -> Any:
+    """Live holds, spelled with literals so the planner matches the partial indexes on them."""
+    return r.status.in_([literal_column(f"'{v}'") for v in _LIVE])
+
+
+def _overlaps(r: Any, lo: Any, hi: Any) -> Any:
+    """``r``'s hold overlaps ``[lo, hi)``, spelled as the exclusion constraint's GiST index
+    (worker, range) is, so a per-worker probe is one index descent."""
+    return func.tstzrange(r.starts_at, r.ends_at, literal_column("'[)'")).op("&&")(
+        func.tstzrange(lo, hi, literal_column("'[)'"))
+    )
+
+
+def _pg_days_cte() -> Any:
+    """CTE ``days``: the first ``k`` of ``ids`` with no live hold across ``[lo, hi)``, each
+    with its live holds within ``[day_start, day_end)`` (worker, reservation, start and
+    end in epoch seconds, lat, lng; NULL reservation when none) and its rank ``n``.
+
+    Each candidate is probed on its own (``OFFSET 0`` keeps the probe a per-row subplan:
+    as a join the planner would scan every hold before the slot), nearest first, until
+    ``k`` are free. Whether a worker is still active is the write's to check
+    (``_pg_create_statement``); the roster these ids come from is one context read old.
+    """
     r, o = WorkerReservation.__table__, Order.__table__
+    ts = r.c.starts_at.type
     cand = (
         func.unnest(bp("ids", type_=ARRAY(BigInteger)))
         .table_valued("w", with_ordinality="n")
         .render_derived(name="cand")
     )
-    busy = exists().where(
-        r.c.worker_id == cand.c.w, _live(r.c), r.c.starts_at < bp("hi"), r.c.ends_at > bp("lo")
+    busy = (
+        select(literal(1))
+        .where(
+            r.c.worker_id == cand.c.w,
+            _live_literal(r.c),
+            _overlaps(r.c, bp("lo", type_=ts), bp("hi", type_=ts)),
+        )
+        .offset(0)
+        .exists()
     )
-    free = (
-        select(cand.c.w, cand.c.n)
-        .where(~busy, still_active(cand.c.w))
-        .order_by(cand.c.n)
-        .limit(bp("k"))
-        .cte("free")
+    free = select(cand.c.w, cand.c.n).where(~busy).order_by(cand.c.n).limit(bp("k")).cte("free")
+
+    def epoch(col: Any) -> Any:
+        return func.extract("epoch", col).cast(BigInteger)
+
+    held = (
+        select(
+            r.c.id.label("rid"),
+            epoch(r.c.starts_at).label("s"),
+            epoch(r.c.ends_at).label("e"),
+            o.c.lat,
+            o.c.lng,
+        )
+        .join_from(r, o, o.c.id == r.c.order_id)
+        .where(
+            r.c.worker_id == free.c.w,
+            _live_literal(r.c),
+            _overlaps(r.c, bp("day_start", type_=ts), bp("day_end", type_=ts)),
+        )
+        .offset(0)
+        .lateral("held")
     )
-    day = and_(
-        r.c.worker_id == free.c.w,
-        _live(r.c),
-        r.c.starts_at < bp("day_end"),
-        r.c.ends_at > bp("day_start"),
-    )
-    held = r.join(o, o.c.id == r.c.order_id)
     return (
-        select(free.c.w, r.c.id, r.c.starts_at, r.c.ends_at, o.c.lat, o.c.lng)
-        .select_from(free.outerjoin(held, day))
-        .order_by(free.c.n, r.c.starts_at)
+        select(free.c.w, held.c.rid, held.c.s, held.c.e, held.c.lat, held.c.lng, free.c.n)
+        .select_from(free.outerjoin(held, true()))
+        .cte("days")
     )
+
+
+def _pg_context_days_statement(days: Any) -> Any:
+    """The context row plus ``days`` as arrays: free workers (by rank), then one array per
+    visit column (by worker rank and start)."""
+    visit = (days.c.n, days.c.s)
+
+    def agg(col: Any, *order: Any, where: Any = None) -> Any:
+        q = select(func.array_agg(aggregate_order_by(col, *order))).select_from(days)
+        return (q if where is None else q.where(where)).scalar_subquery()
+
+    has = days.c.rid.is_not(None)
+    first = select(days.c.w, func.min(days.c.n).label("n")).group_by(days.c.w).subquery()
+    free = (
+        select(func.array_agg(aggregate_order_by(first.c.w, first.c.n)))
+        .select_from(first)
+        .scalar_subquery()
+    )
+    return _context_statement(next_id=True).add_columns(
+        free,
+        *(agg(c, *visit, where=has) for c in (days.c.w, days.c.rid, days.c.s, days.c.e,
+                                             days.c.lat, days.c.lng)),
+    )  # fmt: skip
 
 
 @functools.cache
@@ -445,8 +538,11 @@ def _pg_create_statement(
         .table_valued("w", "s", "e", with_ordinality="n")
         .render_derived(name="cand")
     )
-    taken = exists().where(
-        r.c.worker_id == cand.c.w, _live(r.c), r.c.starts_at < cand.c.e, r.c.ends_at > cand.c.s
+    taken = (
+        select(literal(1))
+        .where(r.c.worker_id == cand.c.w, _live_literal(r.c), _overlaps(r.c, cand.c.s, cand.c.e))
+        .offset(0)
+        .exists()
     )
     pick = (
         select(cand.c.w, cand.c.s, cand.c.e)
@@ -504,6 +600,8 @@ def order_store(engine: AsyncEngine) -> OrderStore:
 
 __all__ = [
     "BookedVisit",
+    "DaysQuery",
+    "FreeDays",
     "Hold",
     "OrderStore",
     "PostgresOrderStore",

@@ -160,3 +160,30 @@ def test_a_finished_job_frees_its_worker_and_staff_hear_it_addressed_to_them(
     moved = client.post(assign, json=body, headers=world.staff_a.headers)
     assert moved.status_code == 200, moved.text
     assert moved.json()["worker_id"] == busy_worker
+
+
+def test_a_booking_reads_its_first_workers_with_its_context_only_while_the_guess_holds(
+    client: TestClient, world: World, run_db: Any
+) -> None:
+    """The candidates a booking found are read with the next one's context (one round trip
+    fewer); once the roster changes (here: a skill lost) that guess is not used."""
+    _deactivate(run_db, [world.workers_a[1][0]])
+    first = book(client, world, hour=10)
+    assert first.status_code == 201, first.text
+    took = first.json()["worker"]["id"]
+    other = next(w for w, _ in world.workers_a if w not in (took, world.workers_a[1][0]))
+    # The same kind of booking later that day: the guess holds, and the worker already at
+    # the customer's address adds the least travel.
+    again = book(client, world, hour=14)
+    assert again.status_code == 201, again.text
+    assert again.json()["worker"]["id"] == took
+
+    async def drop_skill(session: Any) -> None:
+        await session.execute(update(Worker).where(Worker.id == took).values(skills=["repair"]))
+
+    run_db(drop_skill)
+    # The guessed candidates still name ``took``, nearest and cheapest: reading them would
+    # book a worker without the service's skill.
+    third = book(client, world, hour=17)
+    assert third.status_code == 201, third.text
+    assert third.json()["worker"]["id"] == other
