@@ -36,6 +36,7 @@ from api.errors import (
     RateLimited,
     Unauthorized,
     UpstreamUnavailable,
+    register_texts,
 )
 
 log = structlog.get_logger("api.auth")
@@ -103,17 +104,22 @@ class SocialRateLimited(RateLimited):
 
 
 class SocialUserBlocked(Forbidden):
-    """WeChat flagged the user as high risk (40226)."""
+    """The platform flagged the user as high risk (40226); ``provider`` names it."""
 
     code = "social_user_blocked"
-    message = "This WeChat account cannot sign in right now."
+    message = "This {provider} account cannot sign in right now."
 
 
 class SocialUnavailable(UpstreamUnavailable):
-    """WeChat/QQ busy (-1 twice), unreachable or answered nonsense."""
+    """WeChat/QQ busy (-1 twice), unreachable or answered nonsense; ``provider`` names it."""
 
     code = "social_unavailable"
-    message = "WeChat login is busy; please try again later."
+    message = "{provider} login is busy; please try again later."
+
+
+#: The name a user knows each login platform by (a msgid: the catalogs translate it).
+PROVIDER_NAMES = {SocialProvider.WECHAT: "WeChat", SocialProvider.QQ: "QQ"}
+register_texts(*PROVIDER_NAMES.values())
 
 
 class SocialAlreadyBound(Conflict):
@@ -477,15 +483,16 @@ async def code2session(client: httpx.AsyncClient, app: SocialApp, code: str) -> 
         "grant_type": "authorization_code",
     }
     url = app.base_url.rstrip("/") + "/sns/jscode2session"
+    name = PROVIDER_NAMES[app.provider]
     for attempt in (1, 2):
         try:
             resp = await client.get(url, params=params, timeout=app.timeout_s)
             payload = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("code2session_failed", provider=app.provider, error=type(exc).__name__)
-            raise SocialUnavailable() from exc
+            raise SocialUnavailable(provider=name) from exc
         if not isinstance(payload, dict):
-            raise SocialUnavailable()
+            raise SocialUnavailable(provider=name)
         errcode = int(payload.get("errcode") or 0)
         if errcode == 0 and resp.status_code == 200 and payload.get("openid"):
             unionid = payload.get("unionid") or None
@@ -498,9 +505,9 @@ async def code2session(client: httpx.AsyncClient, app: SocialApp, code: str) -> 
         if errcode == _RATE_LIMITED:
             raise SocialRateLimited(headers={"Retry-After": "60"})
         if errcode == _BLOCKED:
-            raise SocialUserBlocked()
-        raise SocialUnavailable()
-    raise SocialUnavailable()  # pragma: no cover - the loop always returns or raises
+            raise SocialUserBlocked(provider=name)
+        raise SocialUnavailable(provider=name)
+    raise SocialUnavailable(provider=name)  # pragma: no cover - the loop returns or raises
 
 
 async def _identity_of(

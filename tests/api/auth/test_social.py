@@ -119,3 +119,33 @@ def test_empty_code_is_422(client: TestClient) -> None:
     resp = _wx(client, "")
     assert resp.status_code == 422
     assert resp.json()["details"][0]["message"] == "至少需要 1 个字符。"
+
+
+def test_a_failed_login_names_the_platform_the_user_chose_in_every_language(
+    client: TestClient, wechat: FakeCode2Session, qq: FakeCode2Session
+) -> None:
+    want = {
+        "zh-CN": ("QQ登录繁忙，请稍后再试。", "微信登录繁忙，请稍后再试。"),
+        "en": ("QQ login is busy; please try again later.",
+               "WeChat login is busy; please try again later."),
+        "ja": ("QQ ログインが混み合っています。しばらくしてから再度お試しください。",
+               "WeChat ログインが混み合っています。しばらくしてから再度お試しください。"),
+        "ko": ("QQ 로그인이 혼잡합니다. 잠시 후 다시 시도해 주세요.",
+               "위챗 로그인이 혼잡합니다. 잠시 후 다시 시도해 주세요."),
+    }  # fmt: skip
+    for locale, (on_qq, on_wechat) in want.items():
+        headers = {"Accept-Language": locale}
+        qq.issue("q", "qq-openid")
+        qq.fail_next(-1, -1)
+        resp = client.post("/v1/auth/qq/login", json={"code": "q"}, headers=headers)
+        assert resp.status_code == 503
+        assert resp.json()["message"] == on_qq
+        wechat.issue("w", "wx-openid")
+        wechat.fail_next(-1, -1)
+        assert _wx(client, "w", headers=headers).json()["message"] == on_wechat
+    qq.issue("b", "qq-blocked")
+    qq.fail_next(40226)
+    blocked = client.post(
+        "/v1/auth/qq/login", json={"code": "b"}, headers={"Accept-Language": "zh-CN"}
+    )
+    assert blocked.json()["message"] == "该QQ账号暂时无法登录。"
