@@ -128,8 +128,9 @@ class Settings(BaseSettings):
     grab_window_s: int = Field(default=0, ge=0)
     ping_max_age_s: float = Field(default=300.0, gt=0)
     ping_max_future_s: float = Field(default=30.0, ge=0)
-    #: Faster than this between two fixes is an impossible jump (m/s; 50 m/s = 180 km/h).
-    ping_max_speed_mps: float = Field(default=50.0, gt=0)
+    #: A worker's last position older than this is shown as stale, and does not count for
+    #: arrival (s). Whether a fix can follow the track is ``geo.plausibility``'s, by mode.
+    position_stale_s: float = Field(default=120.0, gt=0)
     arrive_radius_m: float = Field(default=200.0, gt=0)
     service_code_max_failures: int = Field(default=5, ge=1)
     service_code_lockout_s: int = Field(default=15 * 60, ge=1)

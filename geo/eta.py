@@ -40,13 +40,20 @@ from numpy.typing import ArrayLike
 
 from geo._arrays import FloatArray, as_float_array
 from geo.errors import InvalidCoordinate, InvalidParameter
+from geo.plausibility import (
+    DEFAULT_ACCURACY_M,
+    MAX_ACCURACY_M,
+    REANCHOR_AFTER,
+    Fix,
+    Judgement,
+    judge,
+)
 from geo.projection import haversine_m, haversine_one_m
 from geo.travel import (
     HaversineTravelModel,
     ModeLike,
     TransportMode,
     TravelTimeModel,
-    max_speed_mps,
 )
 
 
@@ -68,17 +75,15 @@ class EtaConfig:
 
     arrive_radius_m: float = 50.0
     arrive_dwell_s: float = 60.0
-    default_accuracy_m: float = 15.0
-    max_accuracy_m: float = 200.0
+    default_accuracy_m: float = DEFAULT_ACCURACY_M
+    max_accuracy_m: float = MAX_ACCURACY_M
     ping_noise_s: float = 5.0
     drift_s_per_sqrt_s: float = 1.0
     raise_threshold_s: float = 30.0
     raise_fraction: float = 0.05
     #: Consecutive mutually consistent "jumps" after which the old fix is
-    #: deemed wrong and the tracker re-anchors on the new position.
-    reanchor_after: int = 3
-    #: Jump limit; None means ``geo.travel.max_speed_mps(mode)``.
-    max_speed_mps: float | None = None
+    #: deemed wrong and the tracker re-anchors on the new position (``geo.plausibility``).
+    reanchor_after: int = REANCHOR_AFTER
 
     def __post_init__(self) -> None:
         positive = ("arrive_radius_m", "default_accuracy_m", "max_accuracy_m", "ping_noise_s")
@@ -92,12 +97,6 @@ class EtaConfig:
                 raise InvalidParameter(f"{name} must be >= 0 and finite, got {value}")
         if self.reanchor_after < 1:
             raise InvalidParameter(f"reanchor_after must be >= 1, got {self.reanchor_after}")
-        if self.max_speed_mps is not None and not (
-            math.isfinite(self.max_speed_mps) and self.max_speed_mps > 0
-        ):
-            raise InvalidParameter(
-                f"max_speed_mps must be positive and finite, got {self.max_speed_mps}"
-            )
 
 
 #: Shared default configuration (frozen), so trackers built per ping skip re-validating it.
@@ -185,11 +184,6 @@ class EtaTracker:
         self.dest_lat = float(dest_lat)
         self.dest_lng = float(dest_lng)
         self.config = config if config is not None else _DEFAULT_CONFIG
-        self._max_speed = (
-            self.config.max_speed_mps
-            if self.config.max_speed_mps is not None
-            else max_speed_mps(self.mode)
-        )
         self._state = state
 
     @classmethod
@@ -236,12 +230,21 @@ class EtaTracker:
         return self._result(self._state)
 
     def update(
-        self, lat: float, lng: float, t: float, accuracy_m: float | None = None
+        self,
+        lat: float,
+        lng: float,
+        t: float,
+        accuracy_m: float | None = None,
+        *,
+        judged: Judgement | None = None,
     ) -> EtaUpdate:
         """Feed one ping (degrees, epoch seconds, accuracy radius in metres); never raises.
 
-        Once arrived, the trip is over: later pings are ignored and the
-        arrived result is returned again.
+        Whether the fix can follow the track is ``geo.plausibility.judge``'s to say, by
+        the tracker's mode: a caller that already judged the fix against the same track
+        (the API's ingest) passes its ``judged`` verdict, so the two cannot disagree.
+        Once arrived, the trip is over: later pings are ignored and the arrived result
+        is returned again.
         """
         s = self._state
         if s.arrived:
@@ -270,42 +273,24 @@ class EtaTracker:
             return self._result(s, PingRejection.OUT_OF_ORDER)
         if t_f == s.t:
             return self._result(s, PingRejection.STALE)
-        if self._is_jump(s.lat, s.lng, s.t, s.accuracy_m, lat_f, lng_f, t_f, acc):
-            return self._on_jump(lat_f, lng_f, t_f, acc)
+        fix = Fix(lat_f, lng_f, t_f, acc)
+        if judged is None:
+            pending = tuple(Fix(*p) for p in s.pending_jumps)
+            judged = judge(
+                Fix(s.lat, s.lng, s.t, s.accuracy_m), pending, fix, self.mode,
+                reanchor_after=self.config.reanchor_after,
+            )  # fmt: skip
+        if judged.reanchored:
+            # Fixes agreeing with each other and not with the old one: the old one was wrong.
+            self._state = self._fresh_state(lat_f, lng_f, t_f, acc, initial=False)
+            return self._result(self._state, reanchored=True)
+        if not judged.accepted:
+            chain = tuple((p.lat, p.lng, p.t, p.accuracy_m) for p in judged.pending)
+            # Like dataclasses.replace(s, pending_jumps=chain), without its introspection.
+            self._state = EtaState(**{**vars(s), "pending_jumps": chain})
+            return self._result(s, PingRejection.IMPOSSIBLE_JUMP)
         self._state = self._accept(lat_f, lng_f, t_f, acc)
         return self._result(self._state)
-
-    def _is_jump(
-        self,
-        lat0: float,
-        lng0: float,
-        t0: float,
-        acc0: float,
-        lat1: float,
-        lng1: float,
-        t1: float,
-        acc1: float,
-    ) -> bool:
-        moved_m = haversine_one_m(lat0, lng0, lat1, lng1)
-        # Both fixes may be off by their accuracy radius; only movement beyond that counts.
-        return max(0.0, moved_m - acc0 - acc1) > self._max_speed * (t1 - t0)
-
-    def _on_jump(self, lat: float, lng: float, t: float, acc: float) -> EtaUpdate:
-        s = self._state
-        chain = s.pending_jumps
-        if chain:
-            plat, plng, pt, pacc = chain[-1]
-            if t <= pt or self._is_jump(plat, plng, pt, pacc, lat, lng, t, acc):
-                chain = ()
-        chain = (*chain, (lat, lng, t, acc))
-        if len(chain) >= self.config.reanchor_after:
-            # Several pings agree with each other and not with the old fix: the old fix was wrong.
-            fresh = self._fresh_state(lat, lng, t, acc, initial=False)
-            self._state = fresh
-            return self._result(fresh, reanchored=True)
-        # Like dataclasses.replace(s, pending_jumps=chain), without its per-field introspection.
-        self._state = EtaState(**{**vars(s), "pending_jumps": chain})
-        return self._result(s, PingRejection.IMPOSSIBLE_JUMP)
 
     def _measure(self, lat: float, lng: float, t: float, acc: float) -> tuple[float, float, float]:
         """Raw ETA, distance to go and measurement variance of the arrival time for one fix."""

@@ -31,10 +31,15 @@ async def get_live(request: Request) -> LiveBackends:
 LiveDep = Annotated[LiveBackends, Depends(get_live)]
 
 
+def app_clock(app: Any) -> Callable[[], datetime]:
+    """The app's clock (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
+    clock: Callable[[], datetime] = getattr(app.state, "dispatch_clock", utcnow)
+    return clock
+
+
 async def get_now(connection: HTTPConnection) -> datetime:
-    """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
-    clock: Callable[[], datetime] = getattr(connection.app.state, "dispatch_clock", utcnow)
-    return clock()
+    """Now (UTC) by ``app_clock``."""
+    return app_clock(connection.app)()
 
 
 NowDep = Annotated[datetime, Depends(get_now)]

@@ -30,7 +30,7 @@ from api.dispatch.models import DispatchOffer, OfferState
 from api.enterprise.models import Worker
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from api.geo_edge import CoordType, GeoError, to_wgs84
-from api.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
+from api.live import KEEP_STATE, HeldFix, LiveBackends, PingBatch, WorkerState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
@@ -42,7 +42,15 @@ from api.tracking import service as tracking
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
 from geo.coords import to_wgs84 as to_wgs84_many
-from geo.projection import haversine_m, haversine_one_m
+from geo.plausibility import (
+    DEFAULT_ACCURACY_M,
+    MAX_ACCURACY_M,
+    Fix,
+    judge,
+    reachable_steps,
+)
+from geo.projection import haversine_one_m
+from geo.travel import max_speed_mps
 
 # ------------------------------------------------------------------ errors
 
@@ -206,6 +214,7 @@ class PingReason:
     IMPOSSIBLE_JUMP = "impossible_jump"
     OUT_OF_ORDER = "out_of_order"
     BAD_ACCURACY = "bad_accuracy"
+    INACCURATE = "inaccurate"
 
 
 async def set_presence(
@@ -232,62 +241,62 @@ async def set_presence(
     return wanted
 
 
-#: Batches up to this many fixes are checked one by one (cheaper than numpy's set-up).
-_WALK_BELOW = 8
+@dataclass(frozen=True)
+class _Walk:
+    """What ``geo.plausibility.judge`` made of a batch's usable fixes (in time order)."""
+
+    #: per fix: "" when kept, else out_of_order / impossible_jump
+    reasons: NDArray[np.object_]
+    #: whether the track re-anchored on one of the kept fixes
+    reanchored: bool
+    #: fixes held back after the batch (None: unchanged, nothing was held back or read)
+    held: list[HeldFix] | None
 
 
-def _plausible_track(
-    last: tuple[float, float, float] | None,
+async def _walk_track(
+    live: LiveBackends,
+    worker_id: int,
+    mode: str,
+    kept: Fix | None,
     lat: NDArray[np.float64],
     lng: NDArray[np.float64],
     ts: NDArray[np.float64],
-    max_speed_mps: float,
-) -> NDArray[np.object_]:
-    """Per fix in time order: "" if kept, else out_of_order / impossible_jump.
+    acc: NDArray[np.float64],
+) -> _Walk:
+    """Judge each fix against the track (``geo.plausibility.judge``, by the worker's mode).
 
-    Each fix is judged against the previous *kept* one (``last`` before the batch).
-    Vectorised for the usual large batch where every fix follows from the one before;
-    the sequential walk runs when something has to be dropped, and for a few fixes
-    (the live socket's usual one), where numpy's per-call overhead would dominate.
+    The usual batch follows from the worker's position fix by fix: one vectorised check.
+    Otherwise the fixes are judged one by one, with the fixes held back earlier (read
+    from the live state only then); the caller stores what is held back after.
     """
     out = np.full(ts.size, "", dtype=object)
-    if ts.size == 0 or (
-        ts.size > _WALK_BELOW and _all_plausible(last, lat, lng, ts, max_speed_mps)
+    if ts.size == 0:
+        return _Walk(out, False, None)
+    if kept is not None:
+        steps = reachable_steps(
+            np.concatenate(([kept.lat], lat)), np.concatenate(([kept.lng], lng)),
+            np.concatenate(([kept.t], ts)), np.concatenate(([kept.accuracy_m], acc)),
+            max_speed_mps(mode),
+        )  # fmt: skip
+        if bool(steps.all()):
+            return _Walk(out, False, None)
+    held = tuple(Fix(*f) for f in await live.state.held_fixes(worker_id))
+    reanchored = False
+    for i, (a, b, t, r) in enumerate(
+        zip(lat.tolist(), lng.tolist(), ts.tolist(), acc.tolist(), strict=True)
     ):
-        return out
-    prev = last
-    for i, (a, b, t) in enumerate(zip(lat.tolist(), lng.tolist(), ts.tolist(), strict=True)):
-        if prev is not None:
-            if t <= prev[2]:
-                out[i] = PingReason.OUT_OF_ORDER
-                continue
-            if distance_m(prev[0], prev[1], a, b) / (t - prev[2]) > max_speed_mps:
-                out[i] = PingReason.IMPOSSIBLE_JUMP
-                continue
-        prev = (a, b, t)
-    return out
-
-
-def _all_plausible(
-    last: tuple[float, float, float] | None,
-    lat: NDArray[np.float64],
-    lng: NDArray[np.float64],
-    ts: NDArray[np.float64],
-    max_speed_mps: float,
-) -> bool:
-    """Whether every fix follows from the one before (so none is dropped), vectorised."""
-    if last is None:
-        plat, plng, pts = lat[:-1], lng[:-1], ts[:-1]
-        lat1, lng1, ts1 = lat[1:], lng[1:], ts[1:]
-    else:
-        plat = np.concatenate(([last[0]], lat[:-1]))
-        plng = np.concatenate(([last[1]], lng[:-1]))
-        pts = np.concatenate(([last[2]], ts[:-1]))
-        lat1, lng1, ts1 = lat, lng, ts
-    dt = ts1 - pts
-    with np.errstate(divide="ignore", invalid="ignore"):
-        speed = haversine_m(plat, plng, lat1, lng1) / dt
-    return bool(np.all(dt > 0) and not np.any(speed > max_speed_mps))
+        fix = Fix(a, b, t, r)
+        if kept is not None and t <= kept.t:
+            out[i] = PingReason.OUT_OF_ORDER
+            continue
+        verdict = judge(kept, held, fix, mode)
+        held = verdict.pending
+        if verdict.accepted:
+            kept = fix
+            reanchored = reanchored or verdict.reanchored
+        else:
+            out[i] = PingReason.IMPOSSIBLE_JUMP
+    return _Walk(out, reanchored, [(f.lat, f.lng, f.t, f.accuracy_m) for f in held])
 
 
 async def ingest_pings(
@@ -322,6 +331,7 @@ async def ingest_pings(
     reason[~((np.abs(lat_in) <= 90.0) & (np.abs(lng_in) <= 180.0))] = PingReason.OUT_OF_RANGE
     reason[ts < now_s - settings.ping_max_age_s] = PingReason.STALE
     reason[~np.isfinite(ts) | (ts > now_s + settings.ping_max_future_s)] = PingReason.FUTURE
+    reason[has_acc & (acc > MAX_ACCURACY_M)] = PingReason.INACCURATE
     reason[has_acc & ~(np.isfinite(acc) & (acc >= 0))] = PingReason.BAD_ACCURACY
     lat, lng = lat_in.copy(), lng_in.copy()
     rows = np.flatnonzero(reason == "")
@@ -339,15 +349,19 @@ async def ingest_pings(
     rows = rows[np.lexsort((rows, ts[rows]))]
     worker_id = ctx.worker_id
     prev = await live.positions.get_positions([worker_id])
-    kept = _plausible_track(
-        (float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0])) if prev.found[0] else None,
-        lat[rows],
-        lng[rows],
-        ts[rows],
-        settings.ping_max_speed_mps,
+    judged_acc = np.where(np.isnan(acc), DEFAULT_ACCURACY_M, acc)
+    kept = None
+    if prev.found[0]:
+        prev_acc = float(prev.accuracy_m[0])
+        kept = Fix(float(prev.lat[0]), float(prev.lng[0]), float(prev.ts[0]),
+                   DEFAULT_ACCURACY_M if math.isnan(prev_acc) else prev_acc)  # fmt: skip
+    walk = await _walk_track(
+        live, worker_id, ctx.mode, kept, lat[rows], lng[rows], ts[rows], judged_acc[rows]
     )
-    reason[rows] = kept
-    good_rows = rows[kept == ""]
+    if walk.held is not None:
+        await live.state.hold_fixes(worker_id, walk.held)
+    reason[rows] = walk.reasons
+    good_rows = rows[walk.reasons == ""]
     verdicts = {i: PingVerdict(i, False, str(r)) for i, r in enumerate(reason.tolist()) if r != ""}
     if good_rows.size:
         batch = PingBatch.of(
@@ -379,6 +393,8 @@ async def ingest_pings(
                 None if math.isnan(newest_acc) else newest_acc,
                 now=now,
                 writer=writer,
+                reanchored=walk.reanchored,
+                stale_after_s=settings.position_stale_s,
             )
     return [verdicts[i] for i in range(len(pings))]
 
@@ -494,7 +510,9 @@ async def arrive(
     """Arrived (en_route -> arrived), only inside the geofence of the address."""
     order = await my_job(session, worker, order_id)
     pos = await live.state.get_positions([worker.id])
-    if not pos.found[0] or float(pos.ts[0]) < now.timestamp() - settings.ping_max_age_s:
+    # The very position the customer's stream shows (ingest and the tracker keep the same
+    # fixes, ``geo.plausibility``); a stale one says nothing about where the worker is.
+    if not pos.found[0] or float(pos.ts[0]) < now.timestamp() - settings.position_stale_s:
         raise NoRecentLocation()
     d = distance_m(float(pos.lat[0]), float(pos.lng[0]), order.lat, order.lng)
     if d > settings.arrive_radius_m:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -244,6 +245,10 @@ class CellMembers:
     cells: CellArray
 
 
+#: A fix held back as a suspected jump: (lat, lng, epoch seconds, accuracy metres).
+HeldFix = tuple[float, float, float, float]
+
+
 @runtime_checkable
 class LiveState(Protocol):
     """Worker positions and states; per-cell membership for candidate search."""
@@ -265,6 +270,14 @@ class LiveState(Protocol):
 
     async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
         """Set a known worker's state; False if the worker has no position."""
+        ...
+
+    async def held_fixes(self, worker_id: int) -> list[HeldFix]:
+        """Fixes held back as suspected jumps (``geo.plausibility``), oldest first."""
+        ...
+
+    async def hold_fixes(self, worker_id: int, fixes: Sequence[HeldFix]) -> None:
+        """Replace the worker's held fixes (empty clears; they expire after ``stale_after_s``)."""
         ...
 
     async def evict_stale(self, now: float) -> int:

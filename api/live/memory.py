@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -11,6 +13,7 @@ from api.live.batch import (
     OFFLINE_CODE,
     ONLINE_CODE,
     CellMembers,
+    HeldFix,
     PingBatch,
     Positions,
     UpdateResult,
@@ -40,6 +43,8 @@ class MemoryLiveState:
         # directory, so a late ping of an evicted worker cannot bring back an old position.
         self._last: dict[int, tuple[float, int]] = {}
         self._members: dict[int, set[int]] = {}
+        # worker id -> fixes held back as suspected jumps (geo.plausibility)
+        self._held: dict[int, list[HeldFix]] = {}
 
     def _leave(self, worker_id: int, cell: int) -> None:
         members = self._members.get(cell)
@@ -125,6 +130,17 @@ class MemoryLiveState:
         self._last[wid] = (self._last[wid][0], code)
         return True
 
+    async def held_fixes(self, worker_id: int) -> list[HeldFix]:
+        """Fixes held back as suspected jumps, oldest first."""
+        return list(self._held.get(int(worker_id), ()))
+
+    async def hold_fixes(self, worker_id: int, fixes: Sequence[HeldFix]) -> None:
+        """Replace the worker's held fixes (empty clears; eviction drops them too)."""
+        if fixes:
+            self._held[int(worker_id)] = list(fixes)
+        else:
+            self._held.pop(int(worker_id), None)
+
     async def evict_stale(self, now: float) -> int:
         """Drop workers whose last ping is older than ``now - stale_after_s``; returns how many."""
         cutoff = now - self.stale_after_s
@@ -132,6 +148,7 @@ class MemoryLiveState:
         for wid in gone:
             rec = self._records.pop(wid)
             self._leave(wid, rec[5])
+            self._held.pop(wid, None)
         return len(gone)
 
     async def snapshot(self) -> PingBatch:

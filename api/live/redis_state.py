@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from api.live.batch import (
     TOMBSTONE_CELL,
     CellArray,
     CellMembers,
+    HeldFix,
     IntArray,
     PingBatch,
     Positions,
@@ -475,6 +477,25 @@ class RedisLiveState:
         if cur is not None:
             await self.client.hset(shard_key, key, cur[:24] + code)
         return True
+
+    def _held_key(self, worker_id: int) -> str:
+        return f"{self.prefix}held:{int(worker_id)}"
+
+    async def held_fixes(self, worker_id: int) -> list[HeldFix]:
+        """Fixes held back as suspected jumps, oldest first (one GET)."""
+        raw: Any = await self.client.get(self._held_key(worker_id))
+        if not raw:
+            return []
+        return [(float(a), float(b), float(t), float(c)) for a, b, t, c in json.loads(raw)]
+
+    async def hold_fixes(self, worker_id: int, fixes: Sequence[HeldFix]) -> None:
+        """Replace the worker's held fixes; they expire with the position (``stale_after_s``)."""
+        key = self._held_key(worker_id)
+        if not fixes:
+            await self.client.delete(key)
+            return
+        ttl_ms = max(1, int(self.stale_after_s * 1000))
+        await self.client.set(key, json.dumps([list(f) for f in fixes]), px=ttl_ms)
 
     async def _regions(self) -> list[str]:
         members: Any = await self.client.smembers(self._regions_key())

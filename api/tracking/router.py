@@ -6,15 +6,19 @@ either ``?token=<access token>`` or the subprotocol header
 ``bearer`` subprotocol). The SSE endpoint takes the usual ``Authorization: Bearer``.
 
 Messages are JSON objects: ``{"type": "status", "status", "dispatch_status", "final"}``,
-``{"type": "position", "lat", "lng", "coord_type", "ts", "eta_s", "distance_m",
-"arrived"}`` and ``{"type": "keepalive"}``. Positions are WGS-84 unless
-``coord_type=gcj02|bd09`` is asked for. After a ``final`` status the stream closes.
+``{"type": "position", "lat", "lng", "coord_type", "ts", "age_s", "stale", "eta_s",
+"distance_m", "arrived"}`` (``"reanchored": true`` when the track gave up its old position
+for this one: ``geo.plausibility``), ``{"type": "stale", "ts", "age_s"}`` when the position
+shown grows older than ``position_stale_s`` with nothing new, and ``{"type": "keepalive"}``.
+Positions are WGS-84 unless ``coord_type=gcj02|bd09`` is asked for. After a ``final``
+status the stream closes.
 WebSocket close codes: 4401 bad token, 4403 not allowed, 4410 order not active.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import pydantic_core
@@ -23,8 +27,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
-from api.deps import CurrentUser, IdPath, SessionDep, websocket_token
-from api.dispatch.dependencies import LiveDep
+from api.deps import CurrentUser, IdPath, SessionDep, SettingsDep, websocket_token
+from api.dispatch.dependencies import LiveDep, app_clock
 from api.dispatch.router import ERRORS
 from api.errors import DomainError, Unauthorized
 from api.geo_edge import CoordType
@@ -53,12 +57,17 @@ async def _events(
     order: Order,
     first: list[dict[str, Any]],
     coord_type: CoordType,
+    stale_after_s: float,
+    clock: Callable[[], datetime],
 ) -> AsyncIterator[tuple[str, str]]:
     """(type, JSON text): snapshot, then live messages until a final status or inactivity.
 
     Published messages are already JSON in the WGS-84 client form, encoded once by the
-    publisher: WGS-84 watchers get those bytes as they are, only others re-encode.
+    publisher: WGS-84 watchers get those bytes as they are, only others re-encode. When
+    the position shown grows older than ``stale_after_s`` with nothing new, a ``stale``
+    message says so (once, until the next position).
     """
+    shown: float | None = None  # ts of the live position the watcher sees
     async with live.broker.subscribe(service.channel(order.id)) as sub:
         # A change between authorize and subscribe would otherwise be missed; checked
         # before the snapshot goes out, so a watcher never sees a stale snapshot of an
@@ -69,6 +78,8 @@ async def _events(
                 yield "status", _text(service.status_message(fresh), coord_type)
             return
         for msg in first:
+            if msg["type"] == "position" and not msg["stale"]:
+                shown = msg["ts"]
             yield msg["type"], _text(msg, coord_type)
         silent = 0
         while True:
@@ -77,9 +88,15 @@ async def _events(
                 silent += 1
                 if silent % RECHECK_EVERY == 0 and not await service.still_active(maker, order.id):
                     return
+                now = clock().timestamp()
+                if shown is not None and now - shown > stale_after_s:
+                    yield "stale", _text(service.stale_message(order.id, shown, now), coord_type)
+                    shown = None
                 yield "keepalive", '{"type": "keepalive"}'
                 continue
             msg = got.json()
+            if msg.get("type") == "position":
+                shown = msg.get("ts")
             if coord_type is CoordType.WGS84 and "coord_type" in msg:
                 yield msg["type"], got.data.decode()
             else:
@@ -98,6 +115,8 @@ async def track_ws(
     """Live position, smoothed ETA and status of an active order (see module docstring)."""
     app = websocket.app
     maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    stale_after_s = app.state.settings.position_stale_s
+    clock = app_clock(app)
     live: LiveBackends = app.state.live
     raw, subprotocol = websocket_token(websocket, token)
     try:
@@ -106,7 +125,10 @@ async def track_ws(
                 raise Unauthorized()
             user = await auth_service.user_from_access_token(session, app.state.token_config, raw)
             order = await service.authorize(session, user, order_id)
-            first = await service.snapshot(session, order, getattr(app.state, "track_writer", None))
+            first = await service.snapshot(
+                session, order, getattr(app.state, "track_writer", None),
+                now=clock().timestamp(), stale_after_s=stale_after_s,
+            )  # fmt: skip
     except TrackingNotAllowed:
         await websocket.close(code=4403)
         return
@@ -118,7 +140,8 @@ async def track_ws(
         return
     await websocket.accept(subprotocol=subprotocol)
     try:
-        async for _type, text in _events(live, maker, order, first, coord_type):
+        events = _events(live, maker, order, first, coord_type, stale_after_s, clock)
+        async for _type, text in events:
             await websocket.send_text(text)
     except WebSocketDisconnect:
         return  # the client left: nothing to close
@@ -138,15 +161,21 @@ async def track_sse(
     session: SessionDep,
     live: LiveDep,
     writer: TrackWriterDep,
+    settings: SettingsDep,
     coord_type: Annotated[CoordType, Query()] = CoordType.WGS84,
 ) -> StreamingResponse:
     """Same messages as the WebSocket, one ``data:`` line each; ends after a final status."""
     order = await service.authorize(session, user, order_id)
-    first = await service.snapshot(session, order, writer)
+    stale_after_s = settings.position_stale_s
+    clock = app_clock(request.app)
+    first = await service.snapshot(
+        session, order, writer, now=clock().timestamp(), stale_after_s=stale_after_s
+    )
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
 
     async def body() -> AsyncIterator[bytes]:
-        async for kind, text in _events(live, maker, order, first, coord_type):
+        events = _events(live, maker, order, first, coord_type, stale_after_s, clock)
+        async for kind, text in events:
             yield f"event: {kind}\ndata: {text}\n\n".encode()
 
     return StreamingResponse(

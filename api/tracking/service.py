@@ -32,6 +32,7 @@ from api.tracking import trips
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
 from geo.eta import EtaState, EtaTracker
+from geo.plausibility import Judgement
 from geo.travel import HaversineTravelModel
 
 _log = structlog.get_logger("api.tracking")
@@ -220,15 +221,24 @@ async def authorize(session: AsyncSession, user: User, order_id: int) -> Order:
 
 
 def _position(
-    order_id: int, lat: float, lng: float, ts: float | None, eta: dict[str, Any] | None
+    order_id: int,
+    lat: float,
+    lng: float,
+    ts: float | None,
+    eta: dict[str, Any] | None,
+    now: float,
+    stale_after_s: float,
 ) -> dict[str, Any]:
     eta = eta or {}
+    age = None if ts is None else max(0.0, round(now - ts, 1))
     return {
         "type": "position",
         "order_id": order_id,
         "lat": lat,
         "lng": lng,
         "ts": ts,
+        "age_s": age,
+        "stale": age is None or age > stale_after_s,
         "eta_s": eta.get("shown_eta_s"),
         "distance_m": eta.get("distance_m"),
         "arrived": bool(eta.get("arrived", False)),
@@ -236,11 +246,21 @@ def _position(
     }
 
 
-def position_message(order: Order, track: OrderTrack) -> dict[str, Any] | None:
+def stale_message(order_id: int, ts: float, now: float) -> dict[str, Any]:
+    """The last position shown is older than the stale limit: no longer live."""
+    return {"type": "stale", "order_id": order_id, "ts": ts, "age_s": round(now - ts, 1)}
+
+
+def position_message(
+    order: Order, track: OrderTrack, now: float, stale_after_s: float
+) -> dict[str, Any] | None:
     """The last known position + ETA of an active order (None when nothing to show)."""
     if not is_active(order) or track.last_lat is None or track.last_lng is None:
         return None
-    return _position(order.id, track.last_lat, track.last_lng, track.last_ts, track.eta_state)
+    return _position(
+        order.id, track.last_lat, track.last_lng, track.last_ts, track.eta_state, now,
+        stale_after_s,
+    )  # fmt: skip
 
 
 def status_message(order: Order) -> dict[str, Any]:
@@ -287,8 +307,14 @@ async def on_worker_position(
     *,
     now: datetime,
     writer: TrackWriter,
+    reanchored: bool = False,
+    stale_after_s: float = 120.0,
 ) -> int:
     """Update the ETA of every order the worker is travelling to and publish it; returns how many.
+
+    The fix was judged by ingest against the worker's track (``geo.plausibility``): the
+    tracker takes it as judged (``reanchored``: the track gave up its old position for
+    it), so the position watchers see is the one arrival checks.
 
     ``ctx`` (api.tracking.trips) says which orders those are and holds the tracker's newest
     state in this process. ``lat``/``lng`` WGS-84 degrees, ``ts`` epoch seconds of the
@@ -302,16 +328,27 @@ async def on_worker_position(
         eta_state = ctx.eta.get(order_id)
         if eta_state is None:
             tracker = EtaTracker.start(
-                model, lat, lng, trip.dest_lat, trip.dest_lng, ts, accuracy_m=accuracy_m
-            )
+                model, lat, lng, trip.dest_lat, trip.dest_lng, ts, accuracy_m=accuracy_m,
+                mode=ctx.mode,
+            )  # fmt: skip
+            update = tracker.current()
         else:
-            tracker = EtaTracker(model, trip.dest_lat, trip.dest_lng, _state_from_json(eta_state))
-            tracker.update(lat, lng, ts, accuracy_m)
+            tracker = EtaTracker(
+                model, trip.dest_lat, trip.dest_lng, _state_from_json(eta_state), mode=ctx.mode
+            )
+            update = tracker.update(
+                lat, lng, ts, accuracy_m, judged=Judgement(True, reanchored, ())
+            )
         s = tracker.state
         state_json = _state_to_json(s)
         ctx.eta[order_id] = state_json
         # Encoded once here, in the WGS-84 client form: watchers forward it as it is.
-        await broker.publish(channel(order_id), _position(order_id, s.lat, s.lng, s.t, state_json))
+        message = _position(
+            order_id, s.lat, s.lng, s.t, state_json, now.timestamp(), stale_after_s
+        )
+        if update.reanchored:
+            message["reanchored"] = True
+        await broker.publish(channel(order_id), message)
         writer.put(
             {
                 "order_id": order_id,
@@ -326,28 +363,31 @@ async def on_worker_position(
 
 
 async def snapshot(
-    session: AsyncSession, order: Order, writer: TrackWriter | None = None
+    session: AsyncSession,
+    order: Order,
+    writer: TrackWriter | None = None,
+    *,
+    now: float,
+    stale_after_s: float,
 ) -> list[dict[str, Any]]:
-    """What a new subscriber sees first: the status and, if shared, the last position.
+    """What a new subscriber sees first: the status and, if shared, the last position
+    with its age (``stale`` beyond ``stale_after_s``).
 
     A position still queued in this process's ``writer`` is newer than the database's.
     """
     out = [status_message(order)]
     queued = writer.pending(order.id) if writer is not None else None
     if queued is not None and is_sharing(order):
-        out.append(
-            _position(
-                order.id,
-                queued["last_lat"],
-                queued["last_lng"],
-                queued["last_ts"],
-                queued["eta_state"],
-            )
-        )
+        row = queued
+        position = _position(
+            order.id, row["last_lat"], row["last_lng"], row["last_ts"], row["eta_state"],
+            now, stale_after_s,
+        )  # fmt: skip
+        out.append(position)
         return out
     track = await session.get(OrderTrack, order.id)
     if track is not None:
-        msg = position_message(order, track)
+        msg = position_message(order, track, now, stale_after_s)
         if msg is not None:
             out.append(msg)
     return out

@@ -75,6 +75,8 @@ class PingContext:
     #: order id -> the tracker's newest ``EtaState`` (JSON) known to this process.
     eta: dict[int, dict[str, Any] | None] = field(default_factory=dict)
     expires: float = 0.0
+    #: the worker's transport mode: what ``geo.plausibility`` judges the fixes by
+    mode: str = "ebike"
 
 
 class TripCache:
@@ -201,7 +203,7 @@ class TripCache:
 _trip = join(Order, OrderTrack, OrderTrack.order_id == Order.id)
 _LOAD = (
     select(User.is_active, Worker.id, Worker.is_active, Order.id, Order.lat, Order.lng)
-    .add_columns(OrderTrack.eta_state)
+    .add_columns(OrderTrack.eta_state, Worker.transport_mode)
     .select_from(User)
     .outerjoin(Worker, Worker.user_id == User.id)
     .outerjoin(
@@ -235,7 +237,8 @@ async def load(session: AsyncSession, user_id: int) -> Loaded:
         return Loaded(True, False, None)
     trips = tuple(Trip(int(r[3]), float(r[4]), float(r[5])) for r in rows if r[3] is not None)
     eta = {int(r[3]): r[6] for r in rows if r[3] is not None}
-    return Loaded(True, True, PingContext(user_id, int(worker_id), trips, eta))
+    mode = str(rows[0][7] or "ebike")
+    return Loaded(True, True, PingContext(user_id, int(worker_id), trips, eta, mode=mode))
 
 
 # ------------------------------------------------------------------ in-process hooks
@@ -277,7 +280,7 @@ def _collect(session: Session, flush_context: UOWTransaction) -> None:
                 if w is not None:
                     dirty.add(("w", int(w)))
         elif isinstance(obj, Worker):
-            if obj in session.new or _changed(obj, ("is_active", "user_id")):
+            if obj in session.new or _changed(obj, ("is_active", "user_id", "transport_mode")):
                 dirty.add(("w", int(obj.id)))
         elif isinstance(obj, User) and obj in session.dirty and _changed(obj, ("is_active",)):
             dirty.add(("u", int(obj.id)))
