@@ -47,6 +47,7 @@ from geo.plausibility import (
     MAX_ACCURACY_M,
     Fix,
     judge,
+    reachable,
     reachable_steps,
 )
 from geo.projection import haversine_one_m
@@ -253,6 +254,34 @@ class _Walk:
     held: list[HeldFix] | None
 
 
+#: Batches up to this many fixes are checked one by one (cheaper than numpy's set-up).
+_WALK_BELOW = 8
+
+
+def _follows(
+    kept: Fix,
+    lat: NDArray[np.float64],
+    lng: NDArray[np.float64],
+    ts: NDArray[np.float64],
+    acc: NDArray[np.float64],
+    speed_mps: float,
+) -> bool:
+    """Whether every fix is reachable from the one before it (the first from ``kept``)."""
+    if ts.size <= _WALK_BELOW:
+        prev = kept
+        for a, b, t, r in zip(lat.tolist(), lng.tolist(), ts.tolist(), acc.tolist(), strict=True):
+            fix = Fix(a, b, t, r)
+            if not reachable(prev, fix, speed_mps):
+                return False
+            prev = fix
+        return True
+    steps = reachable_steps(
+        np.concatenate(([kept.lat], lat)), np.concatenate(([kept.lng], lng)),
+        np.concatenate(([kept.t], ts)), np.concatenate(([kept.accuracy_m], acc)), speed_mps,
+    )  # fmt: skip
+    return bool(steps.all())
+
+
 async def _walk_track(
     live: LiveBackends,
     worker_id: int,
@@ -272,14 +301,8 @@ async def _walk_track(
     out = np.full(ts.size, "", dtype=object)
     if ts.size == 0:
         return _Walk(out, False, None)
-    if kept is not None:
-        steps = reachable_steps(
-            np.concatenate(([kept.lat], lat)), np.concatenate(([kept.lng], lng)),
-            np.concatenate(([kept.t], ts)), np.concatenate(([kept.accuracy_m], acc)),
-            max_speed_mps(mode),
-        )  # fmt: skip
-        if bool(steps.all()):
-            return _Walk(out, False, None)
+    if kept is not None and _follows(kept, lat, lng, ts, acc, max_speed_mps(mode)):
+        return _Walk(out, False, None)
     held = tuple(Fix(*f) for f in await live.state.held_fixes(worker_id))
     reanchored = False
     for i, (a, b, t, r) in enumerate(
