@@ -9,7 +9,7 @@ from typing import cast
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from dispatch._ragged import compact
+from dispatch._ragged import compact, member
 from dispatch.assign.graph import (
     Pool,
     classify_unassigned,
@@ -17,6 +17,7 @@ from dispatch.assign.graph import (
     needed_radius,
     preferred_pairs,
     resolve,
+    sparsified,
     tie_broken,
     unassigned_reasons_of,
 )
@@ -26,12 +27,17 @@ from dispatch.assign.result import (
     SolveSummary,
     assemble,
 )
+from dispatch.assign.supply import Reserve, SupplyReach, supply_reach
 from dispatch.assign.types import (
     CROWD_FREE,
     CROWD_GAIN,
     CROWD_MAX,
     DENSE_PAIRS,
     MAX_ROUNDS,
+    PRICED_SHARE,
+    STRIDE_NEAR,
+    SURGE_K_SHARE,
+    SURGE_SAMPLE,
     WIDEN,
     FloatArray,
     IntArray,
@@ -123,6 +129,18 @@ def match(
     pool0 = search.initial(k_per_order)
     pool = Pool(orders, fleet, weights, now)
     pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
+    # Where demand outruns the supply near it, reach the capacity that covers it up front:
+    # the short orders' pairs out to that radius wait, uncosted, in a reserve; the first
+    # graph samples them, and the certificate costs the ones that could matter.
+    reach = supply_reach(orders, fleet, capacity, search.max_radius_m)
+    short = np.flatnonzero(reach.radius_m > search.radius_m)
+    reserve = reserve_of(search, reach, short)
+    if reserve.size:
+        want = np.ceil(SURGE_K_SHARE * reach.competitors).astype(np.int64)
+        stride = np.maximum(np.ceil((want - STRIDE_NEAR) / (SURGE_SAMPLE - STRIDE_NEAR)), 1)
+        sampled = reserve.sample(want, STRIDE_NEAR, stride.astype(np.int64))
+        pool.add(*cost_pairs(search, *reserve.take(sampled)))
+        k_per_order[short] += SURGE_SAMPLE  # the sample is the short orders' graph
     pool.add(*preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
     penalty = to_int(unassigned_seconds(weights, orders, now, max_travel_s))
     graph = pool.cheapest_per_order(k_per_order, penalty)
@@ -135,7 +153,7 @@ def match(
     method = "flow" if use_flow else ("auto" if solver == "auto" else "lapjv")
 
     rounds = certify_rounds(
-        pool, search, graph, penalty, capacity, method, certify, h, g_floor, travel_w, n
+        pool, search, graph, penalty, capacity, method, certify, h, g_floor, travel_w, n, reserve
     )
     _, pool_w, _, _ = pool.arrays()
     chosen_w = np.full(n, -1, dtype=np.int64)
@@ -173,6 +191,38 @@ def match(
     )
 
 
+def reserve_of(search: CandidateSearch, reach: SupplyReach, rows: IntArray) -> Reserve:
+    """The pairs out to ``reach.radius_m[rows]`` that the first search did not find.
+
+    The search records the new radii and pairs, so that later widening stays incremental
+    (its completeness: every eligible worker within radius_m[o] is pooled or reserved).
+    """
+    if reach.grid is None or rows.size == 0:
+        return Reserve(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0))
+    o, w, d_lb = reach.grid.gather(rows, reach.radius_m[rows])
+    n_w = len(search.fleet)
+    mine = np.zeros(len(search.orders), dtype=np.bool_)
+    mine[rows] = True
+    old_o, old_w = search._o, search._w
+    pooled = mine[old_o]
+    known = member(o * n_w + w, old_o[pooled] * n_w + old_w[pooled])
+    o, w, d_lb = o[~known], w[~known], d_lb[~known]
+    search.radius_m[rows] = np.maximum(search.radius_m[rows], reach.radius_m[rows])
+    search._o = np.concatenate([old_o, o])
+    search._w = np.concatenate([old_w, w])
+    search._t = np.concatenate([search._t, np.full(o.size, np.nan)])
+    return Reserve(o, w, d_lb)
+
+
+def cost_pairs(
+    search: CandidateSearch, o: IntArray, w: IntArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """The eligible ones of pairs (order row, fleet row), with their travel seconds."""
+    t = pair_travel_s(search.travel, search.orders, search.fleet, o, w, search.now)
+    *_, ok = hard_constraints(search.orders, search.fleet, o, w, t, search.now, search.max_travel_s)
+    return o[ok], w[ok], t[ok]
+
+
 @dataclass(frozen=True, eq=False)
 class Rounds:
     """What the solve-and-certify rounds of ``match`` ended with."""
@@ -198,6 +248,7 @@ def certify_rounds(
     g_floor: float,
     travel_w: float,
     n: int,
+    reserve: Reserve | None = None,
 ) -> Rounds:
     """Solve on the candidate graph, then prove the solution optimal against every pair
     by dual prices, adding the violating pairs (and widening radii) until none is left."""
@@ -237,11 +288,34 @@ def certify_rounds(
         v = np.zeros(len(fleet), dtype=np.int64)
         v[workers_in_graph] = v_local
         violators = pool.violations(graph, u, v, penalty)
+        while reserve is not None and reserve.size:
+            # Reserved pairs whose cost bound does not clear them are costed and checked,
+            # a bounded batch at a time, until one violates or none is left unchecked.
+            maybe = reserve.could_violate(u, v, h, g_floor, travel_w, search.speed_mps)
+            if maybe.size == 0:
+                break
+            first_new = pool.size
+            pool.add(*pool.drop_known(*cost_pairs(search, *reserve.take(maybe))))
+            found = pool.violations_from(first_new, u, v, penalty)
+            violators = np.concatenate([violators, found])
+            if found.size:
+                break
         # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
         # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
         # within the radius where that bound stays below u_o.
         need_r = needed_radius(u, h, g_floor, travel_w, search.speed_mps, search.max_radius_m)
         grow = np.flatnonzero(need_r > search.radius_m)
+        # Assigned orders' prices are real: widen them now, beside any violators, rather
+        # than one round later (each round is a re-solve). Unassigned orders (u_o = the
+        # penalty) wait until nothing else violates, as their radius is the travel bound.
+        priced = grow[(chosen_pool[grow] >= 0) & (u[grow] <= PRICED_SHARE * penalty[grow])]
+        if violators.size and priced.size:
+            new_r = np.minimum(need_r[priced], np.maximum(WIDEN * search.radius_m[priced], 1.0))
+            o_new, w_new, t_new = search.widen(priced, new_r)
+            first_new = pool.size
+            pool.add(*pool.drop_known(o_new, w_new, t_new))
+            violators = np.concatenate([violators, pool.violations_from(first_new, u, v, penalty)])
+            grow = np.flatnonzero(need_r > search.radius_m)
         while grow.size and violators.size == 0:
             # Grow at most WIDEN x per pass: the re-solve usually lowers u_o first.
             new_r = np.minimum(need_r[grow], np.maximum(WIDEN * search.radius_m[grow], 1.0))
@@ -257,8 +331,10 @@ def certify_rounds(
         if rounds >= MAX_ROUNDS:
             warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
             break
-        new_arcs = violators
-        graph = np.sort(np.concatenate([graph, violators]))  # violators are never in graph
+        graph = sparsified(pool, graph, violators, u, v, chosen_pool)
+        in_graph = np.zeros(pool.size, dtype=np.bool_)
+        in_graph[graph] = True
+        new_arcs = violators[in_graph[violators]]
     return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings))
 
 

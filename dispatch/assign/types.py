@@ -27,6 +27,35 @@ CROWD_MAX = 4
 LOCAL_HOPS = 8
 LOCAL_MAX = 4000
 LOCAL_PER_SEED = 50
+# Supply/demand sizing (supply.py): square cells of this side (m), at most this many a
+# side, capacity >= (1 + margin) x demand in the square; a short order's graph keeps its
+# SURGE_K_SHARE x (competing orders) cheapest pairs.
+SUPPLY_CELL_M = 500.0
+SUPPLY_MAX_CELLS = 1024
+SUPPLY_MARGIN = 0.2
+# Above this relative error of local-plane distances (areas spanning many degrees) the
+# supply grid is not used.
+SUPPLY_MAX_EPS = 0.02
+SURGE_K_SHARE = 1.0
+# A short order's first graph samples those pairs: its STRIDE_NEAR cheapest, then evenly
+# down the cost ranking, about SURGE_SAMPLE in all.
+STRIDE_NEAR = 16
+SURGE_SAMPLE = 128
+# Reserved pairs costed per order and round, at most (supply.Reserve.could_violate).
+RESERVE_PER_ORDER = 64
+# Assigned orders priced at most this share of their penalty are widened in the same
+# round as violators are added; the others (prices still echoing an unassigned order's
+# penalty, so radii near the travel bound) wait until nothing else violates.
+PRICED_SHARE = 0.5
+# A part with at least this many arcs per order goes to min-cost flow under "auto".
+DENSE_ARCS_PER_ORDER = 32
+# Re-solve rounds (graph.sparsified): orders with more than TIGHT_MIN_ARCS arcs keep those
+# within TIGHT_SHARE x their price of tight (at least TIGHT_KEEP); violators enter at most
+# VIOLATORS_PER_ORDER per order and round.
+TIGHT_MIN_ARCS = 24
+TIGHT_SHARE = 0.03
+TIGHT_KEEP = 4
+VIOLATORS_PER_ORDER = 32
 # Largest radius growth per certification pass.
 WIDEN = 4.0
 #: Instances with at most this many (order, available worker) pairs are solved densely.
