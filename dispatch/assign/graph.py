@@ -416,9 +416,16 @@ def sparsified(
     """
     o, w, _, c = pool.arrays()
     n = u.shape[0]
-    # Violators: the most negative reduced costs of each order first.
-    vr = c[violators] - u[o[violators]] + v[w[violators]]
-    by = violators[order_cost_sort(o[violators], vr)]
+    # Orders with violators take their pooled arcs within TIGHT_SHARE x u_o of tight, not
+    # only the violating ones: the re-solve moves prices, and the arcs just short of
+    # tight are the next round's violators. Lowest reduced cost first, a bounded number.
+    hit = np.zeros(n, dtype=np.bool_)
+    hit[o[violators]] = True
+    near = np.flatnonzero(hit[o])
+    r_near = c[near] - u[o[near]] + v[w[near]]
+    near_ok = r_near <= TIGHT_SHARE * np.maximum(u[o[near]], 0)
+    near, r_near = near[near_ok], r_near[near_ok]
+    by = near[order_cost_sort(o[near], r_near)]
     vo = o[by]
     rank = np.arange(by.size) - np.searchsorted(vo, vo, side="left")
     new = by[rank < VIOLATORS_PER_ORDER]

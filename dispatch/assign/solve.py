@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import cast
@@ -38,6 +39,7 @@ from dispatch.assign.types import (
     STRIDE_NEAR,
     SURGE_K_SHARE,
     SURGE_SAMPLE,
+    TIGHT_SHARE,
     WIDEN,
     FloatArray,
     IntArray,
@@ -81,6 +83,7 @@ def match(
     solver: str = "auto",
     certify: bool = True,
     dense_pairs: int = DENSE_PAIRS,
+    budget_s: float | None = None,
 ) -> Assignment:
     """Optimal batch assignment of ``orders`` to ``fleet`` (see module docstring).
 
@@ -93,6 +96,12 @@ def match(
     (the simulator's batch windows; 0 turns this off), every pair is costed and solved by
     one dense assignment: exact over all eligible pairs, so certified without dual prices,
     and without the index or candidate machinery (``solver`` is then "dense").
+
+    ``budget_s`` (seconds of wall time from the call, None: no limit) stops the
+    certification rounds early: no new round starts that the last one's duration says
+    would end past it (the first always runs). The result is then the best assignment
+    found, feasible, ``certified`` False, a warning says so, and ``gap_bound`` bounds its
+    distance from the optimum by LP duality (see ``certify_rounds``).
     """
     del seed  # deterministic; kept so every randomised-or-not entry point looks alike
     weights = weights or CostWeights()
@@ -106,6 +115,13 @@ def match(
     if solver == "lapjv" and capacity != 1:
         raise InvalidInput("solver 'lapjv' needs capacity == 1")
     use_flow = solver == "flow" or capacity > 1
+    if budget_s is not None and (
+        isinstance(budget_s, bool)
+        or not isinstance(budget_s, int | float)
+        or not math.isfinite(budget_s)
+        or budget_s <= 0
+    ):
+        raise InvalidInput(f"budget_s must be a finite number > 0 or None, got {budget_s!r}")
     k = int(candidates_per_order)
     if k < 1:
         raise InvalidInput(f"candidates_per_order must be >= 1, got {candidates_per_order}")
@@ -152,8 +168,21 @@ def match(
     h = order_terms(weights, orders, np.arange(n, dtype=np.int64)) * COST_SCALE
     method = "flow" if use_flow else ("auto" if solver == "auto" else "lapjv")
 
+    deadline = None if budget_s is None else t0 + float(budget_s)
     rounds = certify_rounds(
-        pool, search, graph, penalty, capacity, method, certify, h, g_floor, travel_w, n, reserve
+        pool,
+        search,
+        graph,
+        penalty,
+        capacity,
+        method,
+        certify,
+        h,
+        g_floor,
+        travel_w,
+        n,
+        reserve,
+        deadline,
     )
     _, pool_w, _, _ = pool.arrays()
     chosen_w = np.full(n, -1, dtype=np.int64)
@@ -184,6 +213,7 @@ def match(
             n_candidate_pairs=int(rounds.graph.size),
             solver="flow" if use_flow else "lapjv",
             warnings=tuple(warnings),
+            gap_bound=rounds.gap_bound,
         ),
     )
     return assemble(
@@ -234,6 +264,7 @@ class Rounds:
     solve_s: float
     certify_s: float
     warnings: tuple[str, ...]
+    gap_bound: float
 
 
 def certify_rounds(
@@ -249,9 +280,14 @@ def certify_rounds(
     travel_w: float,
     n: int,
     reserve: Reserve | None = None,
+    deadline: float | None = None,
 ) -> Rounds:
     """Solve on the candidate graph, then prove the solution optimal against every pair
-    by dual prices, adding the violating pairs (and widening radii) until none is left."""
+    by dual prices, adding the violating pairs (and widening radii) until none is left.
+
+    ``deadline`` (``time.perf_counter()`` seconds) stops the rounds early (see ``match``);
+    an uncertified end still carries a gap bound from the last prices (``gap_bound``).
+    """
     fleet = pool.fleet
     warnings: list[str] = []
     solve_s = certify_s = 0.0
@@ -259,6 +295,7 @@ def certify_rounds(
     rounds = 0
     chosen_pool = np.full(n, -1, dtype=np.int64)
     new_arcs = graph
+    v = np.zeros(len(fleet), dtype=np.int64)
     while True:
         rounds += 1
         t1 = time.perf_counter()
@@ -281,24 +318,26 @@ def certify_rounds(
             solve_s += time.perf_counter() - t1
             t2 = time.perf_counter()
             u, v_local, ok = duals(*dual_args, chosen_pool)
+        v = np.zeros(len(fleet), dtype=np.int64)
+        v[workers_in_graph] = np.maximum(v_local, 0)
         if not ok:
             warnings.append("dual prices inconsistent: solution not proven optimal")
             certify_s += time.perf_counter() - t2
             break
-        v = np.zeros(len(fleet), dtype=np.int64)
-        v[workers_in_graph] = v_local
         violators = pool.violations(graph, u, v, penalty)
         while reserve is not None and reserve.size:
             # Reserved pairs whose cost bound does not clear them are costed and checked,
             # a bounded batch at a time, until one violates or none is left unchecked.
-            maybe = reserve.could_violate(u, v, h, g_floor, travel_w, search.speed_mps)
+            maybe, cut = reserve.could_violate(
+                u, v, h, g_floor, travel_w, search.speed_mps, TIGHT_SHARE
+            )
             if maybe.size == 0:
                 break
             first_new = pool.size
             pool.add(*pool.drop_known(*cost_pairs(search, *reserve.take(maybe))))
             found = pool.violations_from(first_new, u, v, penalty)
             violators = np.concatenate([violators, found])
-            if found.size:
+            if not cut:
                 break
         # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
         # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
@@ -331,11 +370,69 @@ def certify_rounds(
         if rounds >= MAX_ROUNDS:
             warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
             break
+        now_s = time.perf_counter()
+        if deadline is not None and now_s + (now_s - t1) > deadline:
+            warnings.append(
+                f"time budget reached after {rounds} rounds: not proven optimal, see gap_bound"
+            )
+            break
         graph = sparsified(pool, graph, violators, u, v, chosen_pool)
         in_graph = np.zeros(pool.size, dtype=np.bool_)
         in_graph[graph] = True
         new_arcs = violators[in_graph[violators]]
-    return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings))
+    if certified:
+        gap = 0.0
+    elif not certify:
+        gap = math.inf
+    else:
+        t2 = time.perf_counter()
+        gap = gap_bound_of(
+            pool, reserve, search, chosen_pool, v, penalty, h, g_floor, travel_w, capacity
+        )
+        certify_s += time.perf_counter() - t2
+    return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings), gap)
+
+
+def gap_bound_of(
+    pool: Pool,
+    reserve: Reserve | None,
+    search: CandidateSearch,
+    chosen_pool: IntArray,
+    v: IntArray,
+    penalty: IntArray,
+    h: FloatArray,
+    g_floor: float,
+    travel_w: float,
+    capacity: int = 1,
+) -> float:
+    """A proven bound on (objective - optimum) / optimum of ``chosen_pool``, by LP duality.
+
+    The LP of "assign or pay the penalty" has the dual: maximise sum_o u_o - capacity x
+    sum_w v_w subject to u_o <= penalty_o, u_o <= c_ow + v_w for every eligible pair,
+    v >= 0; any feasible (u, v) bounds the optimum from below. Given the last worker
+    prices v >= 0, the best u_o is the least of: the penalty, c_ow + v_w over pooled pairs,
+    the distance bound + v_w over reserved pairs, and for workers beyond the order's
+    radius the cost bound of ``needed_radius`` at that radius (v_w >= 0 only adds). The
+    bound is exact arithmetic on integer solver costs, so it never undercuts the true gap.
+    """
+    o, w, _, c = pool.arrays()
+    u = penalty.astype(np.float64)
+    radius = search.radius_m
+    beyond = travel_w * radius / search.speed_mps + h - g_floor - 0.5
+    beyond = np.where(radius >= search.max_radius_m, np.inf, beyond)
+    np.minimum(u, beyond, out=u)
+    np.minimum.at(u, o, (c + v[w]).astype(np.float64))
+    if reserve is not None and reserve.size:
+        idx = np.flatnonzero(reserve.open)
+        ro, rw = reserve.o[idx], reserve.w[idx]
+        lb = travel_w * reserve.d_lb[idx] / search.speed_mps + h[ro] - g_floor - 0.5
+        np.minimum.at(u, ro, lb + v[rw])
+    lower = float(u.sum()) - capacity * float(v.sum())
+    got = chosen_pool >= 0
+    objective = float(c[chosen_pool[got]].sum() + penalty[~got].sum())
+    if objective <= lower:
+        return 0.0
+    return (objective - lower) / lower if lower > 0 else math.inf
 
 
 def match_dense(
@@ -393,6 +490,6 @@ def match_dense(
         pool_order=o_ok,
         pool_worker=w_ok,
         pool_travel=t_ok,
-        summary=SolveSummary(True, candidates_s, solve_s, 0.0, 1, int(o_ok.size), "dense", ()),
+        summary=SolveSummary(True, candidates_s, solve_s, 0.0, 1, int(o_ok.size), "dense", (), 0.0),
     )
     return assemble(orders, fleet, weights, model, now, max_travel_s, chosen_w, reasons_of, run)

@@ -228,9 +228,12 @@ class Reserve:
     """
 
     def __init__(self, o: IntArray, w: IntArray, d_lb: FloatArray) -> None:
-        order = np.lexsort((d_lb, o))
+        # By order, then distance (whole metres are fine for ranking): one int64 key.
+        d_key = np.minimum(d_lb, 2.0**30).astype(np.int64)
+        order = np.argsort(o * (1 << 31) + d_key, kind="stable")
         self.o, self.w, self.d_lb = o[order], w[order], d_lb[order]
         self.open = np.ones(self.o.size, dtype=np.bool_)
+        self._base: FloatArray | None = None
 
     @property
     def size(self) -> int:
@@ -251,23 +254,36 @@ class Reserve:
         slack: float,
         travel_w: float,
         speed: float,
-    ) -> IntArray:
+        share: float = 0.0,
+    ) -> tuple[IntArray, bool]:
         """Open pairs whose cost lower bound, travel_w·d/speed + order terms - slack (the
-        bound of ``needed_radius``), plus the worker's price stays below the order's price."""
-        idx = np.flatnonzero(self.open)
-        o = self.o[idx]
-        lb = travel_w * self.d_lb[idx] / speed + h[o] - slack - 0.5
-        gap = lb + v[self.w[idx]] - u[o]
-        hit = gap < 0
-        idx, o, gap = idx[hit], o[hit], gap[hit]
+        bound of ``needed_radius``), plus the worker's price stays below the order's price
+        (by ``share`` x that price, with ``share`` > 0: pairs close to violating too)."""
+        if self._base is None:
+            self._base = travel_w * self.d_lb / speed + h[self.o] - slack - 0.5
+        if self.open.sum() < self.o.size // 2:
+            self._compact()
+        u_o = u[self.o]
+        gap = self._base + v[self.w] - u_o
+        hit = (gap < share * np.maximum(u_o, 0)) & self.open
+        idx = np.flatnonzero(hit)
         if idx.size == 0:
-            return idx
-        # Most promising first, at most RESERVE_PER_ORDER per order and round: while an
-        # order is unassigned its price is the penalty and nearly every pair qualifies.
-        by = np.lexsort((gap, o))
-        o_sorted = o[by]
-        rank = np.arange(by.size) - np.searchsorted(o_sorted, o_sorted, side="left")
-        return np.sort(idx[by[rank < RESERVE_PER_ORDER]])
+            return idx, False
+        # Nearest first (the reserve is sorted so), at most RESERVE_PER_ORDER per order and
+        # call: while an order is unassigned its price is the penalty and nearly every pair
+        # qualifies. ``cut`` says some order had more: the caller asks again.
+        o = self.o[idx]
+        rank = np.arange(idx.size) - np.searchsorted(o, o, side="left")
+        keep = rank < RESERVE_PER_ORDER
+        return idx[keep], not bool(keep.all())
+
+    def _compact(self) -> None:
+        """Forget the taken pairs (indices handed out before this are void)."""
+        keep = self.open
+        self.o, self.w, self.d_lb = self.o[keep], self.w[keep], self.d_lb[keep]
+        if self._base is not None:
+            self._base = self._base[keep]
+        self.open = np.ones(self.o.size, dtype=np.bool_)
 
     def take(self, idx: IntArray) -> tuple[IntArray, IntArray]:
         """The (order, worker) rows of pairs ``idx``; they leave the reserve."""
