@@ -77,7 +77,7 @@ class RoundParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be an integer >= 1, got {value!r}")
-        names = ("max_travel_s", "grab_max_travel_s")
+        names: tuple[str, ...] = ("max_travel_s", "grab_max_travel_s")
         if self.match_budget_s is not None:
             names += ("match_budget_s",)
         for name in names:
