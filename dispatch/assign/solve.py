@@ -10,7 +10,7 @@ from typing import cast
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from dispatch._ragged import compact, member
+from dispatch._ragged import compact
 from dispatch.assign.graph import (
     Pool,
     classify_unassigned,
@@ -144,19 +144,24 @@ def match(
     )
     pool0 = search.initial(k_per_order)
     pool = Pool(orders, fleet, weights, now)
-    pool.add(pool0.order_idx, pool0.worker_idx, pool0.travel_s)
     # Where demand outruns the supply near it, reach the capacity that covers it up front:
-    # the short orders' pairs out to that radius wait, uncosted, in a reserve; the first
-    # graph samples them, and the certificate costs the ones that could matter.
+    # the short orders' pairs out to that radius wait, uncosted, in a reserve (their first
+    # search's pairs are dropped: the reserve holds them too); the first graph samples
+    # the reserve, and the certificate costs the pairs that could matter.
     reach = supply_reach(orders, fleet, capacity, search.max_radius_m)
     short = np.flatnonzero(reach.radius_m > search.radius_m)
     reserve = reserve_of(search, reach, short)
+    first = np.ones(pool0.n_pairs, dtype=np.bool_)
+    if short.size:
+        is_short = np.zeros(n, dtype=np.bool_)
+        is_short[short] = True
+        first = ~is_short[pool0.order_idx]
+    pool.add(pool0.order_idx[first], pool0.worker_idx[first], pool0.travel_s[first])
     if reserve.size:
         want = np.ceil(SURGE_K_SHARE * reach.competitors).astype(np.int64)
-        stride = np.maximum(np.ceil((want - STRIDE_NEAR) / (SURGE_SAMPLE - STRIDE_NEAR)), 1)
-        sampled = reserve.sample(want, STRIDE_NEAR, stride.astype(np.int64))
+        sampled = reserve.sample(np.maximum(want, k_per_order), STRIDE_NEAR, SURGE_SAMPLE)
         pool.add(*cost_pairs(search, *reserve.take(sampled)))
-        k_per_order[short] += SURGE_SAMPLE  # the sample is the short orders' graph
+        k_per_order[short] = 2 * (SURGE_SAMPLE + STRIDE_NEAR)  # the sample is their graph
     pool.add(*preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
     penalty = to_int(unassigned_seconds(weights, orders, now, max_travel_s))
     graph = pool.cheapest_per_order(k_per_order, penalty)
@@ -222,26 +227,23 @@ def match(
 
 
 def reserve_of(search: CandidateSearch, reach: SupplyReach, rows: IntArray) -> Reserve:
-    """The pairs out to ``reach.radius_m[rows]`` that the first search did not find.
+    """Every eligible-or-not pair out to ``reach.radius_m[rows]``, uncosted, for ``rows``.
 
-    The search records the new radii and pairs, so that later widening stays incremental
-    (its completeness: every eligible worker within radius_m[o] is pooled or reserved).
+    The search forgets what it found for ``rows`` (the reserve holds all of it) and records
+    the new radii and pairs, so that later widening stays incremental (its completeness:
+    every eligible worker within radius_m[o] is pooled or reserved).
     """
     if reach.grid is None or rows.size == 0:
-        return Reserve(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0))
+        return Reserve(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0), np.zeros(0))
     o, w, d_lb = reach.grid.gather(rows, reach.radius_m[rows])
-    n_w = len(search.fleet)
     mine = np.zeros(len(search.orders), dtype=np.bool_)
     mine[rows] = True
-    old_o, old_w = search._o, search._w
-    pooled = mine[old_o]
-    known = member(o * n_w + w, old_o[pooled] * n_w + old_w[pooled])
-    o, w, d_lb = o[~known], w[~known], d_lb[~known]
+    keep = ~mine[search._o]
     search.radius_m[rows] = np.maximum(search.radius_m[rows], reach.radius_m[rows])
-    search._o = np.concatenate([old_o, o])
-    search._w = np.concatenate([old_w, w])
-    search._t = np.concatenate([search._t, np.full(o.size, np.nan)])
-    return Reserve(o, w, d_lb)
+    search._o = np.concatenate([search._o[keep], o])
+    search._w = np.concatenate([search._w[keep], w])
+    search._t = np.concatenate([search._t[keep], np.full(o.size, np.nan)])
+    return Reserve(o, w, d_lb, search.radius_m)
 
 
 def cost_pairs(

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from dispatch._ragged import expand_ranges
 from dispatch.assign.types import (
-    RESERVE_PER_ORDER,
+    RESERVE_TAKE,
     SUPPLY_CELL_M,
     SUPPLY_MARGIN,
     SUPPLY_MAX_CELLS,
@@ -83,14 +83,15 @@ class SupplyGrid:
             slots, owner = expand_ranges(lo, hi - lo)
             o = take[owner]
             r = radius_m[o] * grow + 5.0
-            d = np.hypot(
-                self.worker_x[slots] - self.order_x[rows[o]],
-                self.worker_y[slots] - self.order_y[rows[o]],
-            )
-            near = d <= r
+            dx2 = self.worker_x[slots] - self.order_x[rows[o]]
+            dx2 *= dx2
+            dy2 = self.worker_y[slots] - self.order_y[rows[o]]
+            dy2 *= dy2
+            dx2 += dy2
+            near = dx2 <= r * r
             out_o.append(rows[o[near]])
             out_w.append(self.worker_rows[slots[near]])
-            out_d.append(np.maximum(d[near] / grow - 5.0, 0.0))
+            out_d.append(np.maximum(np.sqrt(dx2[near]) / grow - 5.0, 0.0))
         return np.concatenate(out_o), np.concatenate(out_w), np.concatenate(out_d)
 
 
@@ -227,11 +228,9 @@ class Reserve:
     the first graph. Taken pairs leave the reserve.
     """
 
-    def __init__(self, o: IntArray, w: IntArray, d_lb: FloatArray) -> None:
-        # By order, then distance (whole metres are fine for ranking): one int64 key.
-        d_key = np.minimum(d_lb, 2.0**30).astype(np.int64)
-        order = np.argsort(o * (1 << 31) + d_key, kind="stable")
-        self.o, self.w, self.d_lb = o[order], w[order], d_lb[order]
+    def __init__(self, o: IntArray, w: IntArray, d_lb: FloatArray, radius_m: FloatArray) -> None:
+        self.o, self.w, self.d_lb = o, w, d_lb
+        self.radius_m = radius_m  # per order row: the reserve holds every pair within it
         self.open = np.ones(self.o.size, dtype=np.bool_)
         self._base: FloatArray | None = None
 
@@ -239,11 +238,24 @@ class Reserve:
     def size(self) -> int:
         return int(self.open.sum())
 
-    def sample(self, k: IntArray, near: int, stride: IntArray) -> IntArray:
-        """Per order: its ``near`` nearest, then every stride[o]-th of its k[o] nearest."""
-        start = np.searchsorted(self.o, self.o, side="left")
-        rank = np.arange(self.o.size) - start
-        keep = (rank < k[self.o]) & ((rank < near) | (rank % stride[self.o] == 0))
+    def sample(self, k: IntArray, near: int, size: int) -> IntArray:
+        """Per order, about ``near`` + ``size`` pairs: those within the radius that holds
+        its ``near`` nearest workers, and a spread of the ones within the radius holding
+        its k[o] nearest (the workers it competes for), picked by a hash of the pair.
+
+        Radii come from the order's pair count over its disk (even density), so no sort:
+        a first graph needs a good spread, not exact ranks.
+        """
+        count = np.bincount(self.o, minlength=self.radius_m.size).astype(np.float64)
+        c = np.maximum(count[self.o], 1.0)
+        r = self.radius_m[self.o]
+        r_near = r * np.sqrt(np.minimum(near / c, 1.0))
+        reach = np.minimum(k[self.o] / c, 1.0)
+        r_want = r * np.sqrt(reach)
+        share = np.minimum(size / np.maximum(reach * c, 1.0), 1.0)
+        # A fixed-seed draw: the sample is the same for the same batch, run after run.
+        draw = np.random.default_rng(0x5EED).random(self.o.size)
+        keep = (self.d_lb <= r_near) | ((self.d_lb <= r_want) & (draw < share))
         return np.flatnonzero(keep & self.open)
 
     def could_violate(
@@ -269,13 +281,9 @@ class Reserve:
         idx = np.flatnonzero(hit)
         if idx.size == 0:
             return idx, False
-        # Nearest first (the reserve is sorted so), at most RESERVE_PER_ORDER per order and
-        # call: while an order is unassigned its price is the penalty and nearly every pair
-        # qualifies. ``cut`` says some order had more: the caller asks again.
-        o = self.o[idx]
-        rank = np.arange(idx.size) - np.searchsorted(o, o, side="left")
-        keep = rank < RESERVE_PER_ORDER
-        return idx[keep], not bool(keep.all())
+        # At most RESERVE_TAKE per call: while orders are unassigned their prices are the
+        # penalty and nearly every pair qualifies. ``cut`` says there was more: ask again.
+        return idx[:RESERVE_TAKE], idx.size > RESERVE_TAKE
 
     def _compact(self) -> None:
         """Forget the taken pairs (indices handed out before this are void)."""

@@ -41,8 +41,8 @@ SURGE_K_SHARE = 1.0
 # down the cost ranking, about SURGE_SAMPLE in all.
 STRIDE_NEAR = 16
 SURGE_SAMPLE = 128
-# Reserved pairs costed per order and round, at most (supply.Reserve.could_violate).
-RESERVE_PER_ORDER = 512
+# Reserved pairs costed per call, at most (supply.Reserve.could_violate).
+RESERVE_TAKE = 1_000_000
 # Assigned orders priced at most this share of their penalty are widened in the same
 # round as violators are added; the others (prices still echoing an unassigned order's
 # penalty, so radii near the travel bound) wait until nothing else violates.
