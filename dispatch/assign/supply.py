@@ -131,9 +131,10 @@ def supply_reach(
     lat0 = float(np.mean(orders.lat))
     # Equirectangular distances at lat0 err by about tan(lat)·Δlat (radians) relative to
     # great-circle ones; bound that over the area, and give up where it is not small.
-    span = np.radians(float(np.ptp(orders.lat)) + 2.0 * max_radius_m / _M_PER_DEG)
+    # Every point of interest lies within ptp + radius of lat0 (the orders' mean).
+    span = np.radians(float(np.ptp(orders.lat)) + max_radius_m / _M_PER_DEG)
     top = np.radians(min(89.0, float(np.abs(orders.lat).max()) + np.degrees(span)))
-    eps = 2.0 * float(np.tan(top)) * float(span) + 2e-3
+    eps = float(np.tan(top)) * float(span) + 2e-3
     if eps > SUPPLY_MAX_EPS:
         return zero
     lng0 = float(np.mean(orders.lng))
@@ -162,7 +163,7 @@ def supply_reach(
         table[1:, 1:] = grid.cumsum(0).cumsum(1)
         return table, flat
 
-    w_table, _ = counts(wx, wy)
+    w_table, w_flat = counts(wx, wy)
     o_table, o_flat = counts(ox, oy)
     cells, o_cell = np.unique(o_flat, return_inverse=True)
     o_cell = o_cell.reshape(-1)
@@ -193,10 +194,9 @@ def supply_reach(
     short = ring > 1
     radius = np.where(short, np.minimum((ring + 1) * cell, max_radius_m), 0.0)
     competitors = np.where(short, demand, 0)
+    if not short.any():
+        return SupplyReach(radius[o_cell].astype(np.float64), competitors[o_cell], None)
     inside = (wx >= x_lo) & (wx <= x_hi) & (wy >= y_lo) & (wy <= y_hi)
-    w_flat = (((wx - x_lo) // cell).astype(np.int64).clip(0, nx - 1) * ny) + (
-        ((wy - y_lo) // cell).astype(np.int64).clip(0, ny - 1)
-    )
     keep = np.flatnonzero(inside)
     by_cell = keep[np.argsort(w_flat[keep], kind="stable")]
     start = np.searchsorted(w_flat[by_cell], np.arange(nx * ny + 1)).astype(np.int64)

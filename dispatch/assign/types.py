@@ -35,7 +35,7 @@ SUPPLY_MAX_CELLS = 1024
 SUPPLY_MARGIN = 0.2
 # Above this relative error of local-plane distances (areas spanning many degrees) the
 # supply grid is not used.
-SUPPLY_MAX_EPS = 0.02
+SUPPLY_MAX_EPS = 0.05
 SURGE_K_SHARE = 1.0
 # A short order's first graph samples those pairs: its STRIDE_NEAR cheapest, then evenly
 # down the cost ranking, about SURGE_SAMPLE in all.
