@@ -39,7 +39,7 @@ SUPPLY_MAX_EPS = 0.05
 SURGE_K_SHARE = 1.0
 # A short order's first graph samples those pairs: its STRIDE_NEAR cheapest, then evenly
 # down the cost ranking, about SURGE_SAMPLE in all.
-STRIDE_NEAR = 16
+STRIDE_NEAR = 32
 SURGE_SAMPLE = 128
 # Reserved pairs costed per call, at most (supply.Reserve.could_violate).
 RESERVE_TAKE = 1_000_000
