@@ -418,18 +418,24 @@ def gap_bound_of(
     bound is exact arithmetic on integer solver costs, so it never undercuts the true gap.
     """
     o, w, _, c = pool.arrays()
-    u = penalty.astype(np.float64)
     radius = search.radius_m
     beyond = travel_w * radius / search.speed_mps + h - g_floor - 0.5
     beyond = np.where(radius >= search.max_radius_m, np.inf, beyond)
-    np.minimum(u, beyond, out=u)
-    np.minimum.at(u, o, (c + v[w]).astype(np.float64))
     if reserve is not None and reserve.size:
         idx = np.flatnonzero(reserve.open)
         ro, rw = reserve.o[idx], reserve.w[idx]
-        lb = travel_w * reserve.d_lb[idx] / search.speed_mps + h[ro] - g_floor - 0.5
-        np.minimum.at(u, ro, lb + v[rw])
-    lower = float(u.sum()) - capacity * float(v.sum())
+        r_lb = travel_w * reserve.d_lb[idx] / search.speed_mps + h[ro] - g_floor - 0.5
+    else:
+        ro = rw = np.zeros(0, dtype=np.int64)
+        r_lb = np.zeros(0)
+    lower = -math.inf
+    # The last prices, and no prices at all (v = 0 is feasible too, and wins when the
+    # prices still carry unassigned orders' penalties): the better bound counts.
+    for prices in (v, np.zeros_like(v)):
+        u = np.minimum(penalty.astype(np.float64), beyond)
+        np.minimum.at(u, o, (c + prices[w]).astype(np.float64))
+        np.minimum.at(u, ro, r_lb + prices[rw])
+        lower = max(lower, float(u.sum()) - capacity * float(prices.sum()))
     got = chosen_pool >= 0
     objective = float(c[chosen_pool[got]].sum() + penalty[~got].sum())
     if objective <= lower:

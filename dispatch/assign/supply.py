@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from dispatch._ragged import expand_ranges
 from dispatch.assign.types import (
+    RESERVE_MAX_PAIRS,
     RESERVE_TAKE,
     SUPPLY_CELL_M,
     SUPPLY_MARGIN,
@@ -194,6 +195,20 @@ def supply_reach(
     short = ring > 1
     radius = np.where(short, np.minimum((ring + 1) * cell, max_radius_m), 0.0)
     competitors = np.where(short, demand, 0)
+    # Memory guard: the reserve holds orders x workers within the radius; beyond
+    # RESERVE_MAX_PAIRS (an extreme surge) shrink every radius alike, and leave the rest
+    # to the certificate's own widening.
+    hot = np.flatnonzero(short)
+    if hot.size:
+        here = box(o_table, 0, hot)
+        reach_k = np.ceil(radius[hot] / cell).astype(np.int64)
+        around = np.zeros(hot.size, dtype=np.int64)
+        for r in np.unique(reach_k).tolist():
+            at = reach_k == r
+            around[at] = box(w_table, int(r), hot[at])
+        pairs = float((here * around).sum()) * np.pi / 4.0
+        if pairs > RESERVE_MAX_PAIRS:
+            radius[hot] *= np.sqrt(RESERVE_MAX_PAIRS / pairs)
     if not short.any():
         return SupplyReach(radius[o_cell].astype(np.float64), competitors[o_cell], None)
     inside = (wx >= x_lo) & (wx <= x_hi) & (wy >= y_lo) & (wy <= y_hi)

@@ -43,6 +43,8 @@ STRIDE_NEAR = 32
 SURGE_SAMPLE = 128
 # Reserved pairs costed per call, at most (supply.Reserve.could_violate).
 RESERVE_TAKE = 1_000_000
+# Largest reserve (pairs) the supply sizing gathers up front (~0.8 GB with temporaries).
+RESERVE_MAX_PAIRS = 20_000_000
 # Assigned orders priced at most this share of their penalty are widened in the same
 # round as violators are added; the others (prices still echoing an unassigned order's
 # penalty, so radii near the travel bound) wait until nothing else violates.
