@@ -40,7 +40,7 @@ SURGE_K_SHARE = 1.0
 # A short order's first graph samples those pairs: its STRIDE_NEAR cheapest, then evenly
 # down the cost ranking, about SURGE_SAMPLE in all.
 STRIDE_NEAR = 32
-SURGE_SAMPLE = 128
+SURGE_SAMPLE = 192
 # Reserved pairs costed per call, at most (supply.Reserve.could_violate).
 RESERVE_TAKE = 1_000_000
 # Largest reserve (pairs) the supply sizing gathers up front (~0.8 GB with temporaries).
