@@ -340,6 +340,8 @@ def main(argv: list[str]) -> int:
     if args.no_dense or dense_bytes > DENSE_MAX_BYTES:
         out.update(
             dense_s=None,
+            dense_cpu_s=None,
+            speedup_cpu=None,
             dense_matrix_s=None,
             dense_lsa_s=None,
             dense_cost=None,
@@ -354,10 +356,12 @@ def main(argv: list[str]) -> int:
         )
     else:
         gc.collect()
+        cpu0 = time.process_time()
         dense_timing, (dense_worker, dense_obj, matrix_s, lsa_s) = timed(
             lambda: dense_baseline(orders, fleet, travel, weights, args.max_travel_s),
             args.dense_repeat,
         )
+        dense_cpu_s = (time.process_time() - cpu0) / args.dense_repeat
         ours_assigned = np.zeros(len(orders), dtype=np.bool_)
         ours_assigned[np.searchsorted(orders.ids, result.order_ids)] = True
         dense_assigned = dense_worker >= 0
@@ -370,6 +374,10 @@ def main(argv: list[str]) -> int:
             dense_matrix_s=matrix_s,
             dense_lsa_s=lsa_s,
             speedup=dense_timing.median / timing.median,
+            # CPU seconds per run on both sides: steadier than wall time when the
+            # machine's other tenants are busy (BENCHMARKS.md 10).
+            dense_cpu_s=dense_cpu_s,
+            speedup_cpu=dense_cpu_s / max(ours_cpu_s, 1e-9),
             # The matrix dominates the baseline with a time-of-day travel model; this is
             # the ratio against the solve alone, for readers who want it.
             speedup_vs_lsa_only=lsa_s / timing.median,
