@@ -64,8 +64,8 @@ from dispatch.cost import (
 )
 from dispatch.errors import InvalidInput
 from dispatch.index import WorkerIndex
-from dispatch.model import Fleet, OrderBatch
-from geo.travel import HaversineTravelModel, TravelTimeModel
+from dispatch.model import TRANSPORT_MODES, Fleet, OrderBatch
+from geo.travel import HaversineTravelModel, TransportMode, TravelTimeModel
 
 
 def match(
@@ -234,8 +234,9 @@ def reserve_of(search: CandidateSearch, reach: SupplyReach, rows: IntArray) -> R
     the new radii and pairs, so that later widening stays incremental (its completeness:
     every eligible worker within radius_m[o] is pooled or reserved).
     """
+    speed = window_speed_mps(search)
     if reach.grid is None or rows.size == 0:
-        return Reserve(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0), np.zeros(0))
+        return Reserve(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0), np.zeros(0), speed)
     o, w, d_lb = reach.grid.gather(rows, reach.radius_m[rows])
     mine = np.zeros(len(search.orders), dtype=np.bool_)
     mine[rows] = True
@@ -244,7 +245,36 @@ def reserve_of(search: CandidateSearch, reach: SupplyReach, rows: IntArray) -> R
     search._o = np.concatenate([search._o[keep], o])
     search._w = np.concatenate([search._w[keep], w])
     search._t = np.concatenate([search._t[keep], np.full(o.size, np.nan)])
-    return Reserve(o, w, d_lb, search.radius_m)
+    return Reserve(o, w, d_lb, search.radius_m, speed)
+
+
+def window_speed_mps(search: CandidateSearch) -> float:
+    """A straight-line speed bound (m/s) for the trips of this batch, tighter than the
+    search's all-day one where the travel model says how speed varies by hour.
+
+    For ``HaversineTravelModel`` an eligible trip leaves at ``now`` and lasts at most the
+    travel bound, so its average road speed is at most the fastest hourly speed of the
+    local hours it can touch; divided by the detour, a bound on distance / seconds. Other
+    models keep ``search.speed_mps``. Used only where a tighter bound pays: the reserve's
+    cost bounds and the gap bound.
+    """
+    model = search.travel
+    if not isinstance(model, HaversineTravelModel):
+        return float(search.speed_mps)
+    fleet = search.fleet
+    codes = np.unique(fleet.mode[fleet.available])
+    if codes.size == 0:
+        return float(search.speed_mps)
+    tod = (search.now + model.utc_offset_s) % 86_400
+    first = tod // 3600
+    last = (tod + math.ceil(search.max_travel_s)) // 3600
+    hours = np.arange(first, last + 1) % 24
+    best = 0.0
+    for code in codes.tolist():
+        mode = TransportMode(TRANSPORT_MODES[int(code)])
+        profile = model.speed_profile(mode)
+        best = max(best, float(np.max(profile[hours])) / model.detour(mode))
+    return min(best, float(search.speed_mps))
 
 
 def cost_pairs(
@@ -335,7 +365,7 @@ def certify_rounds(
             # Reserved pairs whose cost bound does not clear them are costed and checked,
             # a bounded batch at a time, until one violates or none is left unchecked.
             maybe, cut = reserve.could_violate(
-                u, v, h, g_floor, travel_w, search.speed_mps, TIGHT_SHARE
+                u, v, h, g_floor, travel_w, reserve.speed_mps, TIGHT_SHARE
             )
             if maybe.size == 0:
                 break
@@ -427,12 +457,13 @@ def gap_bound_of(
     """
     o, w, _, c = pool.arrays()
     radius = search.radius_m
-    beyond = travel_w * radius / search.speed_mps + h - g_floor - 0.5
+    speed = search.speed_mps if reserve is None else reserve.speed_mps
+    beyond = travel_w * radius / speed + h - g_floor - 0.5
     beyond = np.where(radius >= search.max_radius_m, np.inf, beyond)
     if reserve is not None and reserve.size:
         idx = np.flatnonzero(reserve.open)
         ro, rw = reserve.o[idx], reserve.w[idx]
-        r_lb = travel_w * reserve.d_lb[idx] / search.speed_mps + h[ro] - g_floor - 0.5
+        r_lb = travel_w * reserve.d_lb[idx] / speed + h[ro] - g_floor - 0.5
     else:
         ro = rw = np.zeros(0, dtype=np.int64)
         r_lb = np.zeros(0)

@@ -243,9 +243,12 @@ class Reserve:
     the first graph. Taken pairs leave the reserve.
     """
 
-    def __init__(self, o: IntArray, w: IntArray, d_lb: FloatArray, radius_m: FloatArray) -> None:
+    def __init__(
+        self, o: IntArray, w: IntArray, d_lb: FloatArray, radius_m: FloatArray, speed_mps: float
+    ) -> None:
         self.o, self.w, self.d_lb = o, w, d_lb
         self.radius_m = radius_m  # per order row: the reserve holds every pair within it
+        self.speed_mps = speed_mps  # straight-line speed bound of this batch's trips
         self.open = np.ones(self.o.size, dtype=np.bool_)
         self._base: NDArray[np.float32] | None = None
 

@@ -216,3 +216,32 @@ def test_bad_budget(budget: object) -> None:
     orders, fleet = random_batch(0, 3, 3)
     with pytest.raises(InvalidInput, match="budget_s"):
         match(orders, fleet, travel=TRAVEL, now=NOW, budget_s=budget)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    at=st.integers(NOW - 86_400, NOW + 86_400),
+    max_travel_s=st.sampled_from([600.0, 1800.0, 3600.0, 7200.0]),
+)
+def test_window_speed_bounds_every_eligible_trip(seed: int, at: int, max_travel_s: float) -> None:
+    # The reserve's cost bounds and the gap bound divide distance by this speed: no trip
+    # within the travel bound, leaving at ``at``, may be faster (straight-line).
+    from dispatch.assign.solve import window_speed_mps
+    from dispatch.candidates import CandidateSearch, fleet_index, pair_travel_s
+    from geo.projection import haversine_m
+
+    orders, fleet = random_batch(seed, 30, 40, spread=0.3)
+    search = CandidateSearch(
+        orders, fleet, TRAVEL, at, index=fleet_index(fleet), max_travel_s=max_travel_s
+    )
+    speed = window_speed_mps(search)
+    assert 0 < speed <= search.speed_mps
+    o = np.repeat(np.arange(30, dtype=np.int64), 40)
+    w = np.tile(np.arange(40, dtype=np.int64), 30)
+    ok = fleet.available[w]
+    o, w = o[ok], w[ok]
+    t = pair_travel_s(TRAVEL, orders, fleet, o, w, at)
+    d = haversine_m(orders.lat[o], orders.lng[o], fleet.lat[w], fleet.lng[w])
+    within = t <= max_travel_s
+    assert (d[within] <= speed * t[within] * (1 + 1e-9) + 1e-6).all()
