@@ -378,7 +378,8 @@ def certify_rounds(
         # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
         # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
         # within the radius where that bound stays below u_o.
-        need_r = needed_radius(u, h, g_floor, travel_w, search.speed_mps, search.max_radius_m)
+        speed = search.speed_mps if reserve is None else reserve.speed_mps
+        need_r = needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
         grow = np.flatnonzero(need_r > search.radius_m)
         # Assigned orders' prices are real: widen them now, beside any violators, rather
         # than one round later (each round is a re-solve). Unassigned orders (u_o = the
