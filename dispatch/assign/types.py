@@ -28,17 +28,17 @@ LOCAL_HOPS = 8
 LOCAL_MAX = 4000
 LOCAL_PER_SEED = 50
 # Supply/demand sizing (supply.py): square cells of this side (m), at most this many a
-# side, capacity >= (1 + margin) x demand in the square; a short order's graph keeps its
-# SURGE_K_SHARE x (competing orders) cheapest pairs.
+# side, capacity >= (1 + margin) x demand in the square.
 SUPPLY_CELL_M = 500.0
 SUPPLY_MAX_CELLS = 1024
 SUPPLY_MARGIN = 0.2
 # Above this relative error of local-plane distances (areas spanning many degrees) the
 # supply grid is not used.
 SUPPLY_MAX_EPS = 0.05
+# A short order's first graph (supply.Reserve.sample): its pairs within the radius that
+# holds its STRIDE_NEAR nearest workers, and about SURGE_SAMPLE drawn from those within
+# the radius holding SURGE_K_SHARE x its competing orders' worth of workers.
 SURGE_K_SHARE = 1.0
-# A short order's first graph samples those pairs: its STRIDE_NEAR cheapest, then evenly
-# down the cost ranking, about SURGE_SAMPLE in all.
 STRIDE_NEAR = 32
 SURGE_SAMPLE = 192
 # Reserved pairs costed per call, at most (supply.Reserve.could_violate).
