@@ -59,19 +59,28 @@ class RoundParams:
     ``candidates_per_order`` workers considered per order by ``match`` and
     ``max_travel_s`` its hard travel bound (seconds); a grab-pool order is shown to the
     ``grab_candidates`` nearest eligible workers within ``grab_max_travel_s``.
+    ``match_budget_s`` (seconds, None: none) is ``match``'s time budget: a dispatcher sets
+    it below its batch window so that a surging district cannot stall the tick; the
+    round's ``assignment.gap_bound`` then says how far from optimal the answer may be
+    (0 when certified), for the caller to log. None keeps rounds deterministic (the
+    simulator's default).
     """
 
     candidates_per_order: int = DEFAULT_CANDIDATES
     max_travel_s: float = DEFAULT_MAX_TRAVEL_S
     grab_candidates: int = 20
     grab_max_travel_s: float = 1800.0
+    match_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("candidates_per_order", "grab_candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_travel_s", "grab_max_travel_s"):
+        names: tuple[str, ...] = ("max_travel_s", "grab_max_travel_s")
+        if self.match_budget_s is not None:
+            names += ("match_budget_s",)
+        for name in names:
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -242,6 +251,7 @@ def offer_round(
         now=now,
         candidates_per_order=p.candidates_per_order,
         max_travel_s=p.max_travel_s,
+        **({} if p.match_budget_s is None else {"budget_s": p.match_budget_s}),
     )
     if result.assigned == 0:
         return RoundResult((), result)

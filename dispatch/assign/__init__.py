@@ -25,6 +25,24 @@
    widened to it through the index (never a dense scan). Violators join the graph, the
    touched components are re-solved, and this repeats until none is left; then the
    sparse optimum is the optimum over all eligible pairs and ``certified`` is True.
+5. Surge (supply.py): where demand outruns the supply near it (a hotspot with five orders
+   per worker), per-order K cannot see how far the orders must reach, and step 4 used to
+   widen and re-solve for a dozen rounds over millions of pairs. Per 500 m grid cell with
+   orders, the square around it grows until capacity covers demand with a margin (a
+   local Hall condition); a "short" order's pairs out to that radius go, uncosted, into a
+   reserve with a distance bound on their cost; its first graph is its nearest pairs and
+   a random spread of the rest. The certificate costs a reserved pair only when the bound
+   does not clear it against the prices.
+6. Warm rounds (graph.sparsified): a re-solve keeps the prices' information by keeping
+   only near-tight arcs (reduced cost within a few % of the order's price) plus the
+   violators and the near-tight pairs of the orders that have them; dropped arcs stay in
+   the pool, which every round checks again, so this changes the rounds, not the proof.
+   Dense components go to cost-scaling flow.
+7. Budget: ``budget_s`` stops starting rounds that would end past it. Any worker prices
+   v >= 0 give a dual-feasible (u, v) of the LP with u_o = min(penalty, c_ow + v_w over
+   all eligible pairs, bounded as in step 4 beyond the pool), so sum u - capacity x sum v
+   is a lower bound on the optimum and ``Assignment.gap_bound`` = (objective - bound) /
+   bound bounds the answer's distance from it (0 when certified).
 """
 
 from __future__ import annotations

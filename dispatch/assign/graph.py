@@ -12,11 +12,16 @@ from scipy.sparse.csgraph import connected_components
 from dispatch._ragged import compact, member
 from dispatch._solvers import dual_prices, solve
 from dispatch.assign.types import (
+    DENSE_ARCS_PER_ORDER,
     LOCAL_HOPS,
     LOCAL_MAX,
     LOCAL_PER_SEED,
     REASON_BLOCK,
     TIE_SCALE,
+    TIGHT_KEEP,
+    TIGHT_MIN_ARCS,
+    TIGHT_SHARE,
+    VIOLATORS_PER_ORDER,
     FloatArray,
     IntArray,
     UnassignedReason,
@@ -87,6 +92,10 @@ def resolve(
     if sub.size == 0:
         return
     cost_sub, pen_sub = tie_broken(g_cost[sub], penalty[o_sub], o_sub, n)
+    if method == "auto" and sub.size >= DENSE_ARCS_PER_ORDER * o_sub.size:
+        # Surge components are dense and geometric: cost-scaling flow was ~2x faster than
+        # LAPJV there (1000 x 1300, 100-1300 arcs per order: 0.04-0.88 s against 0.08-1.27 s).
+        method = "flow"
     picked = solve(
         o_sub.size,
         w_sub.size,
@@ -386,3 +395,55 @@ def classify_unassigned(
             ),
         ),
     )
+
+
+def sparsified(
+    pool: Pool,
+    graph: IntArray,
+    violators: IntArray,
+    u: IntArray,
+    v: IntArray,
+    chosen_pool: IntArray,
+) -> IntArray:
+    """The next round's graph: near-tight arcs under the current prices, plus violators.
+
+    Prices carry what the last solve learnt, so the next optimum almost always lies on
+    arcs whose reduced cost c - u_o + v_w is small: an order with many arcs keeps those
+    within TIGHT_SHARE x u_o of tight (at least its TIGHT_KEEP lowest) and its chosen
+    arc; an order's violators enter cheapest-reduced-cost first, at most VIOLATORS_PER_ORDER
+    per round. Dropped arcs stay in the pool, where every round checks them again, so
+    this changes how many rounds the certificate takes, never what it proves.
+    """
+    o, w, _, c = pool.arrays()
+    n = u.shape[0]
+    # Orders with violators take their pooled arcs within TIGHT_SHARE x u_o of tight, not
+    # only the violating ones: the re-solve moves prices, and the arcs just short of
+    # tight are the next round's violators. Lowest reduced cost first, a bounded number.
+    hit = np.zeros(n, dtype=np.bool_)
+    hit[o[violators]] = True
+    near = np.flatnonzero(hit[o])
+    r_near = c[near] - u[o[near]] + v[w[near]]
+    near_ok = r_near <= TIGHT_SHARE * np.maximum(u[o[near]], 0)
+    near, r_near = near[near_ok], r_near[near_ok]
+    by = near[order_cost_sort(o[near], r_near)]
+    vo = o[by]
+    rank = np.arange(by.size) - np.searchsorted(vo, vo, side="left")
+    new = by[rank < VIOLATORS_PER_ORDER]
+    per_order = np.bincount(o[graph], minlength=n)
+    heavy = per_order[o[graph]] > TIGHT_MIN_ARCS
+    if heavy.any():
+        g = graph[heavy]
+        r = c[g] - u[o[g]] + v[w[g]]
+        by_r = order_cost_sort(o[g], r)
+        g_sorted, r_sorted = g[by_r], r[by_r]
+        go = o[g_sorted]
+        g_rank = np.arange(g_sorted.size) - np.searchsorted(go, go, side="left")
+        keep = (g_rank < TIGHT_KEEP) | (r_sorted <= TIGHT_SHARE * np.maximum(u[go], 0))
+        drop = np.zeros(pool.size, dtype=np.bool_)
+        drop[g_sorted[~keep]] = True
+        drop[chosen_pool[chosen_pool >= 0]] = False
+        graph = graph[~drop[graph]]
+    in_graph = np.zeros(pool.size, dtype=np.bool_)
+    in_graph[graph] = True
+    in_graph[new] = True
+    return np.flatnonzero(in_graph).astype(np.int64)

@@ -39,7 +39,9 @@ from geo.travel import TravelTimeModel
 @dataclass(frozen=True, eq=False)
 class SolveSummary:
     """How a solve went: whether it is proven optimal, its timings (seconds), the
-    certification rounds, candidate pairs, which solver ran, and any warnings."""
+    certification rounds, candidate pairs, which solver ran, any warnings, and
+    ``gap_bound``: a proven bound on (objective - optimum) / optimum, from dual prices
+    (0 when certified; inf when no bound was computed, e.g. certification skipped)."""
 
     certified: bool
     candidates_s: float
@@ -49,6 +51,7 @@ class SolveSummary:
     n_candidate_pairs: int
     solver: str
     warnings: tuple[str, ...]
+    gap_bound: float
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,37 @@ CROWD_MAX = 4
 LOCAL_HOPS = 8
 LOCAL_MAX = 4000
 LOCAL_PER_SEED = 50
+# Supply/demand sizing (supply.py): square cells of this side (m), at most this many a
+# side, capacity >= (1 + margin) x demand in the square.
+SUPPLY_CELL_M = 500.0
+SUPPLY_MAX_CELLS = 1024
+SUPPLY_MARGIN = 0.2
+# Above this relative error of local-plane distances (areas spanning many degrees) the
+# supply grid is not used.
+SUPPLY_MAX_EPS = 0.05
+# A short order's first graph (supply.Reserve.sample): its pairs within the radius that
+# holds its STRIDE_NEAR nearest workers, and about SURGE_SAMPLE drawn from those within
+# the radius holding SURGE_K_SHARE x its competing orders' worth of workers.
+SURGE_K_SHARE = 1.0
+STRIDE_NEAR = 32
+SURGE_SAMPLE = 192
+# Reserved pairs costed per call, at most (supply.Reserve.could_violate).
+RESERVE_TAKE = 1_000_000
+# Largest reserve (pairs) the supply sizing gathers up front (~0.8 GB with temporaries).
+RESERVE_MAX_PAIRS = 20_000_000
+# Assigned orders priced at most this share of their penalty are widened in the same
+# round as violators are added; the others (prices still echoing an unassigned order's
+# penalty, so radii near the travel bound) wait until nothing else violates.
+PRICED_SHARE = 0.5
+# A part with at least this many arcs per order goes to min-cost flow under "auto".
+DENSE_ARCS_PER_ORDER = 32
+# Re-solve rounds (graph.sparsified): orders with more than TIGHT_MIN_ARCS arcs keep those
+# within TIGHT_SHARE x their price of tight (at least TIGHT_KEEP); violators enter at most
+# VIOLATORS_PER_ORDER per order and round.
+TIGHT_MIN_ARCS = 24
+TIGHT_SHARE = 0.03
+TIGHT_KEEP = 4
+VIOLATORS_PER_ORDER = 32
 # Largest radius growth per certification pass.
 WIDEN = 4.0
 #: Instances with at most this many (order, available worker) pairs are solved densely.

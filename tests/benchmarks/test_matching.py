@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import matching
@@ -84,3 +85,45 @@ def test_no_dense_skips_baseline(capsys: pytest.CaptureFixture[str]) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["dense_s"] is None
     assert out["speedup"] is None
+
+
+@pytest.mark.parametrize("city", ["surge", "hotspots"])
+def test_surge_cities_report_rounds_pairs_and_gap_bound(
+    city: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--orders", "90", "--workers", "300", "--city", city, "--repeat", "1", "--json"]
+    assert matching.main([*argv, "--surge-ratio", "6", "--hotspots", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= KEYS | {"rounds", "pairs", "gap_bound", "surge_ratio", "hotspots"}
+    assert out["hotspots"] == 2
+    assert out["certified"] is True
+    assert out["gap_bound"] == 0.0
+    assert out["gap_pct"] == pytest.approx(0.0)
+    assert out["unassigned_that_dense_assigns"] == 0
+
+
+def test_budget_option_reaches_match(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--orders", "60", "--workers", "200", "--city", "surge", "--repeat", "1"]
+    assert matching.main([*argv, "--budget-s", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["budget_s"] == 5.0
+    assert out["gap_bound"] >= 0.0
+
+
+def test_surge_city_holds_the_asked_ratio_in_its_hotspot() -> None:
+    a_orders, a_fleet = matching.surge_city(600, 2000, 3, surge_ratio=4.0)
+    b_orders, b_fleet = matching.surge_city(600, 2000, 3, surge_ratio=4.0)
+    assert (a_orders.lat == b_orders.lat).all()
+    assert (a_fleet.lng == b_fleet.lng).all()
+    kx = matching._M_PER_DEG_LAT * np.cos(np.radians(matching.CENTRE_LAT))
+
+    def from_centre_m(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
+        dy = (lat - matching.CENTRE_LAT) * matching._M_PER_DEG_LAT
+        return np.asarray(np.hypot((lng - matching.CENTRE_LNG) * kx, dy))
+
+    # One hotspot sits at the centre: a third of the orders (and a few even ones) in 1 km,
+    # with a quarter as many workers as the hotspot's orders.
+    orders_in = int((from_centre_m(a_orders.lat, a_orders.lng) <= 1000.0).sum())
+    workers_in = int((from_centre_m(a_fleet.lat, a_fleet.lng) <= 1000.0).sum())
+    assert 200 <= orders_in <= 215
+    assert workers_in == 50
