@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     dispatch_horizon_s: int = Field(default=2 * 3600, ge=0)
     dispatch_batch_max: int = Field(default=200, ge=1)
     dispatch_max_travel_s: float = Field(default=3600.0, gt=0)
+    #: Time budget of one match (s; 0: none), below the batch window: past it the best
+    #: assignment found so far goes out, with its proven gap bound logged.
+    dispatch_match_budget_s: float = Field(default=1.0, ge=0)
     offer_timeout_s: int = Field(default=30, ge=1)
     #: A job may start this long after its booked window's latest start; past that the
     #: dispatcher hands it to staff (dispatch.rounds.escalate_late).

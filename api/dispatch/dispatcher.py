@@ -33,6 +33,7 @@ The database guards the rest: one live offer per order (a partial unique index).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -372,6 +373,8 @@ class Dispatcher:
             workers=len(inputs.fleet),
             offered=len(where.offered_orders),
             solve_s=None if result is None else round(result.solve_s, 4),
+            # 0 when certified optimal; the proven worst case when the budget cut it short.
+            gap_bound=None if result is None else _gap(result.gap_bound),
             unassigned=None
             if result is None
             else dict(
@@ -393,6 +396,7 @@ class Dispatcher:
         return RoundParams(
             max_travel_s=s.dispatch_max_travel_s,
             grab_max_travel_s=s.dispatch_max_travel_s,
+            match_budget_s=s.dispatch_match_budget_s or None,
         )
 
     def _due(
@@ -428,6 +432,11 @@ class Dispatcher:
         """Workers holding a live offer or a committed job (no new offer for them)."""
         async with self.maker() as session:
             return await busy_workers(session)
+
+
+def _gap(bound: float) -> float | str:
+    """A gap bound for the JSON log (no infinity in JSON)."""
+    return round(bound, 6) if math.isfinite(bound) else "unbounded"
 
 
 def _explanations(result: Assignment | None) -> dict[int, tuple[Any, Any]]:
