@@ -19,15 +19,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from api import migrate
 from api.addresses.router import router as addresses_router
 from api.auth.router import router as auth_router
 from api.auth.router import tenants as tenants_router
 from api.auth.service import TokenConfig, make_password_hasher
 from api.catalog.router import router as catalog_router
 from api.catalog.service import AreaLookup
-from api.db import make_engine, make_sessionmaker, utcnow
-from api.deps import add_json_model_schemas
+from api.core import migrate
+from api.core.db import make_engine, make_sessionmaker, utcnow
+from api.core.deps import add_json_model_schemas
+from api.core.errors import install_error_handlers
+from api.core.heap import HeapKeeper
+from api.core.live import make_live
+from api.core.observability import EdgeMiddleware, Metrics, configure_logging
+from api.core.settings import Environment, Settings
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.push import attach as attach_push
 from api.dispatch.router import customer_router as service_code_router
@@ -35,20 +40,15 @@ from api.dispatch.router import router as worker_router
 from api.dispatch.router import socket_router as worker_socket_router
 from api.enterprise.profile_router import router as profiles_router
 from api.enterprise.router import router as enterprise_router
-from api.errors import install_error_handlers
-from api.heap import HeapKeeper
-from api.live import make_live
 from api.notifications.relay import run_relay
 from api.notifications.router import router as notifications_router
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
-from api.observability import EdgeMiddleware, Metrics, configure_logging
 from api.orders.roster import RosterCache
 from api.orders.router import router as orders_router
 from api.orders.service import BookingEnv, expire_unpaid, order_store
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.plans.router import router as plans_router
-from api.settings import Environment, Settings
 from api.tracking.router import router as tracking_router
 from api.tracking.service import TrackWriter
 from api.tracking.trips import TripCache, TripListener, asyncpg_dsn

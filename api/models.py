@@ -5,7 +5,7 @@ from __future__ import annotations
 from api.addresses.models import Address
 from api.auth.models import RefreshToken, SocialIdentity, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
-from api.db import Base
+from api.core.db import Base
 from api.dispatch.models import DispatchDecision, DispatchOffer
 from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import InboxMessage, OutboxMessage

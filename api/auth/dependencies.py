@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from api.auth.models import SocialProvider
 from api.auth.service import SocialApp
-from api.deps import SettingsDep
+from api.core.deps import SettingsDep
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:

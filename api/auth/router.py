@@ -18,8 +18,8 @@ from api.auth.schemas import (
     TokenOut,
     UserOut,
 )
-from api.db import utcnow
-from api.deps import (
+from api.core.db import utcnow
+from api.core.deps import (
     AdminUser,
     CurrentUser,
     HttpClientDep,
@@ -31,7 +31,7 @@ from api.deps import (
     SettingsDep,
     TokenConfigDep,
 )
-from api.errors import ErrorResponse
+from api.core.errors import ErrorResponse
 
 _errors: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse}

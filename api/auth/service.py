@@ -26,8 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import TENANT_ROLES, RefreshToken, Role, SocialIdentity, SocialProvider, User
-from api.enterprise.models import Enterprise
-from api.errors import (
+from api.core.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
@@ -37,6 +36,7 @@ from api.errors import (
     Unauthorized,
     UpstreamUnavailable,
 )
+from api.enterprise.models import Enterprise
 
 log = structlog.get_logger("api.auth")
 

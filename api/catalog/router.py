@@ -24,10 +24,10 @@ from api.catalog.schemas import (
     ServicePatch,
     localized,
 )
-from api.db import utcnow
-from api.deps import AdminUser, IdPath, JsonBody, LocaleDep, ManagerUser, SessionDep
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
+from api.core.db import utcnow
+from api.core.deps import AdminUser, IdPath, JsonBody, LocaleDep, ManagerUser, SessionDep
+from api.core.errors import ErrorResponse
+from api.core.geo_edge import CoordType
 
 _errors: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)

@@ -19,9 +19,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from api.auth.models import Role, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.core.geo_edge import CoordType
 from api.enterprise.models import Enterprise
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.geo_edge import CoordType
 from geo.areas import AreaSet as GeoAreaSet
 from geo.areas import Geometry
 from geo.areas import ServiceArea as GeoServiceArea

@@ -16,9 +16,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.core.errors import InvalidInput
+from api.core.settings import Settings
 from api.enterprise.models import Enterprise
-from api.errors import InvalidInput
-from api.settings import Settings
 from dispatch.cost import CostWeights
 from dispatch.errors import InvalidInput as DispatchInvalid
 from dispatch.offers import DispatchMode, OfferPolicy

@@ -12,11 +12,11 @@ from starlette.requests import HTTPConnection
 
 from api.auth.models import User
 from api.auth.service import InvalidToken
-from api.db import utcnow
-from api.deps import AccessClaims, CurrentUser, SessionDep
+from api.core.db import utcnow
+from api.core.deps import AccessClaims, CurrentUser, SessionDep
+from api.core.live import LiveBackends
 from api.dispatch import service
 from api.enterprise.models import Worker
-from api.live import LiveBackends
 from api.tracking import trips
 from api.tracking.service import TrackWriter
 from api.tracking.trips import PingContext, TripCache

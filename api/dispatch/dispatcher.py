@@ -46,7 +46,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.catalog.models import Service
-from api.db import utcnow
+from api.core.db import utcnow
+from api.core.leases import StaleFencingToken
+from api.core.live import LiveBackends, PingBatch, WorkerState
+from api.core.settings import Settings
 from api.dispatch.board import DispatchSettings, offer_policy, stored_settings
 from api.dispatch.desk_store import Written, epoch, load_desk, write_events
 from api.dispatch.fencing import fence
@@ -54,12 +57,9 @@ from api.dispatch.inputs import busy_workers, fleet_inputs, order_inputs
 from api.dispatch.models import LIVE_STATES, DispatchOffer
 from api.dispatch.service import regions_of
 from api.enterprise.models import Enterprise
-from api.leases import StaleFencingToken
-from api.live import LiveBackends, PingBatch, WorkerState
 from api.orders.models import Order
 from api.orders.service import lock_order
 from api.orders.state import DispatchStatus, OrderStatus
-from api.settings import Settings
 from dispatch.assign import Assignment
 from dispatch.cost import CostWeights
 from dispatch.offers import Event, OfferDesk, OfferPolicy

@@ -24,12 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
+from api.core.settings import Settings
 from api.dispatch.desk_store import epoch
 from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.enterprise.models import Worker
 from api.orders.models import Order, OrderEvent
 from api.orders.state import OrderEventType
-from api.settings import Settings
 
 #: Order events a replay log needs (when the job was taken, started, done; cancellations).
 _EVENTS = (

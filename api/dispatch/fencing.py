@@ -1,6 +1,6 @@
 """The database half of region leases: reject writes carrying a stale fencing token.
 
-A dispatcher that holds a region's lease (api/leases.py) writes offers and decisions for
+A dispatcher that holds a region's lease (api/core/leases.py) writes offers and decisions for
 that region only inside a transaction that first runs ``fence(session, region, token)``::
 
     UPDATE region_fences SET fencing_token = :t WHERE region = :r AND fencing_token <= :t
@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import utcnow
+from api.core.db import utcnow
+from api.core.leases import StaleFencingToken
 from api.dispatch.models import RegionFence
-from api.leases import StaleFencingToken
 
 
 async def _raise_to(session: AsyncSession, region: int, token: int, now: datetime) -> bool:

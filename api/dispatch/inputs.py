@@ -26,14 +26,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
+from api.core.live import LiveBackends, PingBatch, WorkerState
+from api.core.settings import Settings
 from api.dispatch.desk_store import epoch
 from api.dispatch.models import DispatchOffer, OfferState
 from api.dispatch.service import COMMITTED
 from api.enterprise.models import Worker
-from api.live import LiveBackends, PingBatch, WorkerState
 from api.orders.models import Order, WorkerReservation
 from api.orders.state import OrderStatus
-from api.settings import Settings
 from dispatch.model import MAX_RATING, NO_LIMIT_S, TRANSPORT_MODES, Fleet, OrderBatch, SkillCatalog
 from dispatch.rounds import waiting_priority
 

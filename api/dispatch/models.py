@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, utcnow
+from api.core.db import Base, BigIntPK, utcnow
 
 
 class OfferMode(StrEnum):

@@ -21,18 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.catalog.models import Service
+from api.core.live import LiveBackends, WorkerState
+from api.core.settings import Settings
 from api.dispatch.board import offer_policy, stored_settings
 from api.dispatch.desk_store import Written, cost_line, epoch, load_desk, write_events
 from api.dispatch.inputs import fleet_inputs, order_inputs
 from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.dispatch.service import OfferGone, OfferView, commit_worker, distance_m, worker_position
 from api.enterprise.models import Worker
-from api.live import LiveBackends, WorkerState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import lock_order
 from api.orders.state import OrderEventType
-from api.settings import Settings
 from api.tracking import service as tracking
 from dispatch.assign import match
 from dispatch.offers import Claimed, DeclineRejected, OfferAccepted, OfferDesk

@@ -14,7 +14,7 @@ In the same transaction a WeChat subscribe message for the worker goes into the 
 (``api.notifications.outbox.worker_row``) for an offer, an assignment made by someone else
 and the withdrawal of a committed job (not for an unanswered offer going away: one
 authorisation is one message). After the commit the frames are published on the
-worker's channel (``api.broker.worker_channel``) through the ``Broker``, in commit order:
+worker's channel (``api.core.broker.worker_channel``) through the ``Broker``, in commit order:
 in process, or over Redis pub/sub to whichever API process holds the worker's socket
 (the dispatcher may run elsewhere, ``daojia dispatcher``). The socket subscribes that
 channel, so "the worker has a live socket somewhere" is "the channel has a subscriber":
@@ -39,12 +39,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from api.broker import Broker, Subscription, encode_message, worker_channel
-from api.db import utcnow
+from api.core.broker import Broker, Subscription, encode_message, worker_channel
+from api.core.db import utcnow
+from api.core.live import LiveBackends
 from api.dispatch.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState
 from api.dispatch.service import COMMITTED, current_offers
 from api.enterprise.models import Worker
-from api.live import LiveBackends
 from api.notifications.models import OutboxMessage
 from api.notifications.outbox import WorkerTopic, worker_row
 from api.orders.models import Order, OrderEvent

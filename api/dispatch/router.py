@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import service as auth_service
-from api.broker import worker_channel
-from api.deps import (
+from api.core.broker import worker_channel
+from api.core.deps import (
     CurrentUser,
     IdPath,
     JsonBody,
@@ -28,6 +28,18 @@ from api.deps import (
     json_model_openapi,
     websocket_token,
 )
+from api.core.errors import (
+    VALIDATION_SUMMARY,
+    DomainError,
+    ErrorResponse,
+    Unauthorized,
+    UpstreamUnavailable,
+    field_errors,
+)
+from api.core.geo_edge import GeoError, to_wgs84
+from api.core.i18n import negotiate_locale, translate
+from api.core.live import LiveBackends
+from api.core.settings import Settings
 from api.dispatch import offer_flow, push, service
 from api.dispatch.dependencies import (
     LiveDep,
@@ -51,20 +63,8 @@ from api.dispatch.schemas import (
     SocketPingsIn,
     StartIn,
 )
-from api.errors import (
-    VALIDATION_SUMMARY,
-    DomainError,
-    ErrorResponse,
-    Unauthorized,
-    UpstreamUnavailable,
-    field_errors,
-)
-from api.geo_edge import GeoError, to_wgs84
-from api.i18n import negotiate_locale, translate
-from api.live import LiveBackends
 from api.orders.models import Order
 from api.plans.schemas import PlannedDayOut
-from api.settings import Settings
 from api.tracking.service import TrackWriter, navigation
 from api.tracking.trips import PingContext
 

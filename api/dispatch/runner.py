@@ -34,12 +34,12 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db import utcnow
+from api.core.db import utcnow
+from api.core.leases import Lease, StaleFencingToken
+from api.core.live import LiveBackends
+from api.core.settings import Settings
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.fencing import fence, newest_token
-from api.leases import Lease, StaleFencingToken
-from api.live import LiveBackends
-from api.settings import Settings
 
 log = structlog.get_logger("api.dispatch.runner")
 
@@ -263,9 +263,9 @@ async def run_dispatcher(
 
     import redis.asyncio as redis_asyncio
 
-    from api.db import make_engine, make_sessionmaker
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.live import make_live
     from api.dispatch.push import attach as attach_push
-    from api.live import make_live
 
     if not settings.redis_url:
         raise ValueError("daojia dispatcher needs DAOJIA_REDIS_URL (leases live in Redis)")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from api.geo_edge import CoordType
+from api.core.geo_edge import CoordType
 
 
 class PresenceIn(BaseModel):

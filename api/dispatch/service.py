@@ -26,18 +26,18 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from api.core.geo_edge import CoordType, GeoError, to_wgs84
+from api.core.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
+from api.core.settings import Settings
 from api.dispatch.models import DispatchOffer, OfferState
 from api.enterprise.models import Worker
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
-from api.geo_edge import CoordType, GeoError, to_wgs84
-from api.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
 from api.orders.service import assign_worker, lock_order, release_reservation
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.plans.models import DayPlanRecord
-from api.settings import Settings
 from api.tracking import service as tracking
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
@@ -149,7 +149,7 @@ async def worker_of(session: AsyncSession, user: User) -> Worker:
 
 def region_of(lat: float, lng: float) -> int:
     """The H3 res-5 region of a WGS-84 point (what a dispatcher owns)."""
-    from api.broker import REGION_RES
+    from api.core.broker import REGION_RES
     from geo.cells import latlng_to_cells
 
     return int(latlng_to_cells(lat, lng, REGION_RES))
@@ -157,7 +157,7 @@ def region_of(lat: float, lng: float) -> int:
 
 def regions_of(lats: Sequence[float], lngs: Sequence[float]) -> list[int]:
     """``region_of`` for many points at once (vectorised)."""
-    from api.broker import REGION_RES
+    from api.core.broker import REGION_RES
     from geo.cells import latlng_to_cells
 
     if not len(lats):

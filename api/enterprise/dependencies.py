@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends
 
 from api.auth.models import User
-from api.deps import ManagerUser, SettingsDep
+from api.core.deps import ManagerUser, SettingsDep
 from api.dispatch.dependencies import LiveDep, NowDep
 
 

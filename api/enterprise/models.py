@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin
+from api.core.db import Base, BigIntPK, TimestampMixin
 
 
 class Enterprise(TimestampMixin, Base):

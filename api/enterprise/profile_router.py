@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import IdPath, JsonBody, ManagerUser, SessionDep
+from api.core.deps import IdPath, JsonBody, ManagerUser, SessionDep
+from api.core.errors import ErrorResponse
+from api.core.geo_edge import CoordType
 from api.dispatch.dependencies import NowDep, WorkerDep
 from api.enterprise import profiles
 from api.enterprise.profile_schemas import (
@@ -19,8 +21,6 @@ from api.enterprise.profile_schemas import (
     ScheduleIn,
     ScheduleRequestOut,
 )
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)

@@ -12,9 +12,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.core.geo_edge import CoordType, from_wgs84
 from api.enterprise.models import Worker, WorkerScheduleRequest
 from api.enterprise.profiles import Home, ProfileChange, Slot
-from api.geo_edge import CoordType, from_wgs84
 from dispatch.model import TRANSPORT_MODES
 
 MAX_SHIFTS = 28

@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.addresses.service import InvalidCoordinates
 from api.auth.models import Role, User
 from api.catalog.models import Service
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.core.geo_edge import CoordType, GeoError, point_cell, to_wgs84
 from api.enterprise.models import Enterprise, Worker, WorkerScheduleRequest
 from api.enterprise.service import NoEnterprise, WorkerNotFound, _scope
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.geo_edge import CoordType, GeoError, point_cell, to_wgs84
 
 # ------------------------------------------------------------------ errors
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.core.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.core.errors import ErrorResponse
 from api.enterprise import service
 from api.enterprise.dependencies import BoardUser, LiveDep, NowDep, ServiceTz
 from api.enterprise.schemas import (
@@ -21,7 +22,6 @@ from api.enterprise.schemas import (
     SettlementOut,
     SettlementRowOut,
 )
-from api.errors import ErrorResponse
 from api.orders.state import DispatchStatus, OrderStatus
 
 ERRORS: dict[int | str, dict[str, object]] = {

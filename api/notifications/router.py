@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.db import utcnow
-from api.deps import CurrentUser, IdPath, JsonBody, LocaleDep, SessionDep
-from api.errors import ErrorResponse
-from api.i18n import translate
+from api.core.db import utcnow
+from api.core.deps import CurrentUser, IdPath, JsonBody, LocaleDep, SessionDep
+from api.core.errors import ErrorResponse
+from api.core.i18n import translate
 from api.notifications import service
 from api.notifications.schemas import InboxItemOut, InboxOut, MarkedOut
 from api.notifications.texts import topic_title

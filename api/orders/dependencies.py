@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import CurrentUser, IdPath, SessionDep
+from api.core.deps import CurrentUser, IdPath, SessionDep
 from api.orders import service
 from api.orders.models import Order
 from api.orders.service import BookingEnv

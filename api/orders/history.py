@@ -18,8 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
+from api.core.errors import Conflict, Forbidden
+from api.core.settings import Settings
 from api.enterprise.models import Worker
-from api.errors import Conflict, Forbidden
 from api.orders import state
 from api.orders.errors import OrderNotFound, RefundWindowClosed, ShareLinkInvalid, WorkerBusy
 from api.orders.models import Order, WorkerReservation
@@ -27,7 +28,6 @@ from api.orders.quote import service_tz
 from api.orders.slots import day_bounds
 from api.orders.state import AfterSalesStatus, OrderEventType, OrderStatus
 from api.orders.store import is_slot_conflict
-from api.settings import Settings
 
 
 async def visible_order(session: AsyncSession, user: User, order_id: int) -> Order:

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin, utcnow
+from api.core.db import Base, BigIntPK, TimestampMixin, utcnow
 
 
 class Order(TimestampMixin, Base):

@@ -15,8 +15,8 @@ from api.auth.models import Role
 from api.catalog.dependencies import InvalidPoint
 from api.catalog.models import Service
 from api.catalog.schemas import localized
-from api.db import utcnow
-from api.deps import (
+from api.core.db import utcnow
+from api.core.deps import (
     AccessClaims,
     CurrentUser,
     IdPath,
@@ -27,10 +27,10 @@ from api.deps import (
     SettingsDep,
     TokenConfigDep,
 )
+from api.core.errors import ErrorResponse, Forbidden
+from api.core.geo_edge import CoordType, GeoError, to_wgs84
+from api.core.i18n import translate
 from api.enterprise.models import Worker
-from api.errors import ErrorResponse, Forbidden
-from api.geo_edge import CoordType, GeoError, to_wgs84
-from api.i18n import translate
 from api.orders import service
 from api.orders.dependencies import (
     BookingEnvDep,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import Conflict
+from api.core.errors import Conflict
 from api.notifications.outbox import enqueue, outbox_rows
 from api.orders.models import Order, OrderEvent
 

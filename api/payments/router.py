@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.catalog.models import Service
 from api.catalog.schemas import localized
-from api.db import utcnow
-from api.deps import CurrentUser, JsonBody, LocaleDep, SessionDep, SettingsDep
-from api.errors import ErrorResponse, Forbidden, InvalidInput
-from api.i18n import translate
+from api.core.db import utcnow
+from api.core.deps import CurrentUser, JsonBody, LocaleDep, SessionDep, SettingsDep
+from api.core.errors import ErrorResponse, Forbidden, InvalidInput
+from api.core.i18n import translate
 from api.orders import service as orders
 from api.orders.dependencies import IdempotencyKeyHeader, VisibleOrder
 from api.orders.models import Order

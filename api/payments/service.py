@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import SocialIdentity, SocialProvider
-from api.errors import Conflict, InvalidInput, UpstreamUnavailable
+from api.core.errors import Conflict, InvalidInput, UpstreamUnavailable
+from api.core.settings import Settings
 from api.orders import service as orders
 from api.orders import state
 from api.orders.models import Order
@@ -39,7 +40,6 @@ from api.payments.providers import (
     RefundRequest,
     order_mismatch,
 )
-from api.settings import Settings
 
 log = structlog.get_logger("api.payments")
 

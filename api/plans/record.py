@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
+from api.core.errors import Conflict
 from api.dispatch.service import commit_worker
 from api.enterprise.models import Worker
-from api.errors import Conflict
 from api.orders.service import WorkerBusy, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType
 from api.plans.day import DayState

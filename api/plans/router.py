@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import IdPath, JsonBody, SessionDep
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
+from api.core.deps import IdPath, JsonBody, SessionDep
+from api.core.errors import ErrorResponse
+from api.core.geo_edge import CoordType
 from api.plans import service
 from api.plans import teams as team_service
 from api.plans.dependencies import NowDep, PlannerUser, PlanningDep

@@ -20,7 +20,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.errors import InvalidInput
+from api.core.errors import InvalidInput
 from api.plans.day import DayState, check_day, epoch_s, load_day
 from api.plans.errors import (
     BadDisruption,

@@ -23,12 +23,12 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
-from api.deps import CurrentUser, IdPath, SessionDep, websocket_token
+from api.core.deps import CurrentUser, IdPath, SessionDep, websocket_token
+from api.core.errors import DomainError, Unauthorized
+from api.core.geo_edge import CoordType
+from api.core.live import LiveBackends
 from api.dispatch.dependencies import LiveDep
 from api.dispatch.router import ERRORS
-from api.errors import DomainError, Unauthorized
-from api.geo_edge import CoordType
-from api.live import LiveBackends
 from api.orders.models import Order
 from api.tracking import service
 from api.tracking.dependencies import TrackWriterDep

@@ -22,10 +22,10 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
-from api.broker import Broker
+from api.core.broker import Broker
+from api.core.errors import Forbidden, NotFound
+from api.core.geo_edge import CoordType, from_wgs84
 from api.enterprise.models import Worker
-from api.errors import Forbidden, NotFound
-from api.geo_edge import CoordType, from_wgs84
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
 from api.tracking import trips

@@ -22,13 +22,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import migrate
 from api.app import create_app
 from api.auth.models import Role, User
 from api.auth.service import hash_password
-from api.deps import get_http_client
+from api.core import migrate
+from api.core.deps import get_http_client
+from api.core.settings import Environment, Settings
 from api.models import Base
-from api.settings import Environment, Settings
 from tests.services import require
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")

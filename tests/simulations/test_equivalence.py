@@ -35,15 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role
 from api.catalog.models import Service, ServiceCategory
+from api.core.geo_edge import point_cell
+from api.core.live import PingBatch, WorkerState
+from api.core.settings import Environment, Settings
 from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.dispatch.service import regions_of
 from api.enterprise.models import Worker
-from api.geo_edge import point_cell
-from api.live import PingBatch, WorkerState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
-from api.settings import Environment, Settings
 from dispatch.model import TRANSPORT_MODES
 from dispatch.offers import OfferPolicy
 from geo.projection import EARTH_RADIUS_M

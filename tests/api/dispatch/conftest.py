@@ -18,13 +18,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.core.settings import Environment, Settings
 from api.dispatch.dispatcher import TickReport
 from api.dispatch.models import DispatchOffer
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import confirm_reservation, lock_order
 from api.orders.state import OrderEventType
-from api.settings import Environment, Settings
 from tests.api.orders.world import World, book, world
 from tests.api.realtime.conftest import REDIS_URL, delete_prefix, redis_reachable
 from tests.services import require

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.core.settings import Settings
 from api.dispatch.models import DispatchDecision
-from api.settings import Settings
 from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, tick
 from tests.api.orders.world import World
 

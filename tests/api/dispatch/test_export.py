@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
+from api.core.settings import Settings
 from api.dispatch.export import RecordedDay, recorded_day
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import OrderEventType
-from api.settings import Settings
 from daojia.cli import app as cli
 from simulations import replay
 from simulations.engine import OrderOutcome, policy_with

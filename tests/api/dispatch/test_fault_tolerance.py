@@ -39,18 +39,18 @@ import redis.asyncio as redis_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api import migrate
 from api.auth.models import Role, User
 from api.catalog.models import Service, ServiceCategory
-from api.db import make_engine, make_sessionmaker, utcnow
+from api.core import migrate
+from api.core.db import make_engine, make_sessionmaker, utcnow
+from api.core.leases import RedisLeases
+from api.core.live import LiveBackends, PingBatch, WorkerState, make_live
+from api.core.settings import Settings
 from api.dispatch import offer_flow, service
 from api.dispatch.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferMode
 from api.dispatch.service import region_of
 from api.enterprise.models import Enterprise, Worker
-from api.leases import RedisLeases
-from api.live import LiveBackends, PingBatch, WorkerState, make_live
 from api.orders.models import Order, OrderEvent
-from api.settings import Settings
 from tests.api.e2e.server import REPO, free_port, fresh_database
 from tests.services import require
 

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import make_engine, make_sessionmaker
+from api.core.db import make_engine, make_sessionmaker
+from api.core.leases import MemoryLeases, StaleFencingToken
 from api.dispatch.fencing import fence, newest_token
 from api.dispatch.models import DispatchOffer, OfferMode, OfferState
 from api.dispatch.service import region_of
-from api.leases import MemoryLeases, StaleFencingToken
 from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, tick
 from tests.api.orders.world import World
 

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import utcnow
+from api.core.db import utcnow
+from api.core.settings import Settings
 from api.dispatch.models import DispatchOffer
 from api.dispatch.runner import Held, RegionRunner
 from api.dispatch.service import region_of
 from api.orders.models import Order
-from api.settings import Settings
 from tests.api.dispatch.conftest import online, paid_order
 from tests.api.orders.world import World
 
@@ -101,10 +101,10 @@ def test_without_redis_a_step_drops_every_lease_and_the_process_stays_up(db: str
 
     import redis.asyncio as redis_asyncio
 
-    from api.db import make_engine, make_sessionmaker
-    from api.leases import Lease
-    from api.live import make_live
-    from api.settings import Environment
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.leases import Lease
+    from api.core.live import make_live
+    from api.core.settings import Environment
     from tests.api.e2e.server import free_port
 
     async def scenario() -> tuple[float, bool, dict[int, Any]]:

@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
+from api.core.errors import Conflict
+from api.core.settings import Settings
 from api.dispatch import offer_flow
 from api.dispatch.models import DispatchDecision, OfferMode
 from api.enterprise.models import Worker
-from api.errors import Conflict
 from api.notifications.models import OutboxMessage
 from api.orders.models import OrderEvent
-from api.settings import Settings
 from dispatch.cost import TERMS
 from geo.coords import from_wgs84
 from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, ping, tick

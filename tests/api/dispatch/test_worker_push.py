@@ -24,12 +24,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from api.app import create_app
 from api.auth.models import SocialIdentity
-from api.broker import worker_channel
-from api.i18n import translate
+from api.core.broker import worker_channel
+from api.core.i18n import translate
+from api.core.settings import Settings
 from api.notifications.models import OutboxMessage
 from api.notifications.relay import relay_once
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
-from api.settings import Settings
 from tests.api.conftest import Account
 from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, tick
 from tests.api.e2e.server import free_port

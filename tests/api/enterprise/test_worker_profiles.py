@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.core.geo_edge import CoordType, from_wgs84
 from api.enterprise.models import Worker, WorkerScheduleRequest
-from api.geo_edge import CoordType, from_wgs84
 from tests.api.conftest import Account
 from tests.api.dispatch.conftest import Clock, online, paid_order, ping, tick
 from tests.api.orders.world import HOME_A, World

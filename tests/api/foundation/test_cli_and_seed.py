@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from api.auth.service import make_password_hasher
-from api.db import make_engine, make_sessionmaker
+from api.core.db import make_engine, make_sessionmaker
 from api.enterprise.models import Worker
 from api.models import Base
 from api.seed import ENTERPRISES, SeedReport, seed_demo

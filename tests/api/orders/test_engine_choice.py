@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from api.db import utcnow
+from api.core.db import utcnow
 from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order, WorkerReservation

@@ -43,7 +43,7 @@ ping path's concurrent calls merged), ``factory`` (``make_live``, ``LiveBackends
 
 from __future__ import annotations
 
-from api.live.batch import (
+from api.core.live.batch import (
     DEFAULT_CELL_RES,
     DEFAULT_STALE_AFTER_S,
     KEEP_STATE,
@@ -64,10 +64,10 @@ from api.live.batch import (
     WrongResolution,
     latest_per_worker,
 )
-from api.live.coalesce import Coalescer
-from api.live.factory import HasRedisUrl, LiveBackends, make_live
-from api.live.memory import MemoryLiveState
-from api.live.redis_state import (
+from api.core.live.coalesce import Coalescer
+from api.core.live.factory import HasRedisUrl, LiveBackends, make_live
+from api.core.live.memory import MemoryLiveState
+from api.core.live.redis_state import (
     RedisLiveState,
     cells_to_hex,
     group_rows,

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import service as auth_service
 from api.auth.models import Role, User
-from api.db import get_session
-from api.errors import Forbidden, Unauthorized, UnsupportedMediaType, locale_of
-from api.settings import Settings
+from api.core.db import get_session
+from api.core.errors import Forbidden, Unauthorized, UnsupportedMediaType, locale_of
+from api.core.settings import Settings
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 

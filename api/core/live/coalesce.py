@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from api.live.batch import (
+from api.core.live.batch import (
     LiveState,
     PingBatch,
     Positions,

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-_log = structlog.get_logger("api.heap")
+_log = structlog.get_logger("api.core.heap")
 
 
 class HeapKeeper:

@@ -13,8 +13,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PayloadTooLarge
-from api.i18n import negotiate_locale
+from api.core.errors import PayloadTooLarge
+from api.core.i18n import negotiate_locale
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -236,7 +236,7 @@ class EdgeMiddleware:
     async def _reject_too_large(self, scope: Scope, send: Send) -> None:
         from starlette.requests import Request
 
-        from api.errors import domain_error_handler
+        from api.core.errors import domain_error_handler
 
         request = Request(scope)
         response = await domain_error_handler(request, PayloadTooLarge(limit=self.max_body_bytes))

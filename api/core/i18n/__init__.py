@@ -12,7 +12,7 @@ from typing import Any
 
 from babel.messages.pofile import read_po
 
-from api.settings import SUPPORTED_LOCALES
+from api.core.settings import SUPPORTED_LOCALES
 
 CATALOG_DIR = Path(__file__).parent
 DEFAULT_LOCALE = SUPPORTED_LOCALES[0]

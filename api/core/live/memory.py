@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from api.live.batch import (
+from api.core.live.batch import (
     DEFAULT_CELL_RES,
     DEFAULT_STALE_AFTER_S,
     OFFLINE_CODE,

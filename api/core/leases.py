@@ -37,7 +37,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import redis.asyncio as redis_asyncio
 from redis.exceptions import NoScriptError
 
-from api.broker import DEFAULT_PREFIX, check_prefix, region_tag
+from api.core.broker import DEFAULT_PREFIX, check_prefix, region_tag
 
 
 class LeaseError(Exception):

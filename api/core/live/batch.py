@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from api.broker import (
+from api.core.broker import (
     REGION_RES,
 )
 from geo.cells import get_resolution

@@ -38,7 +38,7 @@ import redis.asyncio as redis_asyncio
 import structlog
 from redis.exceptions import ResponseError
 
-_log = structlog.get_logger("api.broker")
+_log = structlog.get_logger("api.core.broker")
 
 #: H3 resolution of a region: the unit a dispatcher owns and Redis keys are tagged by.
 REGION_RES = 5

@@ -11,12 +11,12 @@ import redis.asyncio as redis_asyncio
 from numpy.typing import ArrayLike, NDArray
 from redis.exceptions import NoScriptError
 
-from api.broker import (
+from api.core.broker import (
     DEFAULT_PREFIX,
     REGION_RES,
     check_prefix,
 )
-from api.live.batch import (
+from api.core.live.batch import (
     DEFAULT_CELL_RES,
     DEFAULT_STALE_AFTER_S,
     MAX_WORKER_ID,

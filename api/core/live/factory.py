@@ -7,21 +7,21 @@ from typing import Protocol, Self
 
 import redis.asyncio as redis_asyncio
 
-from api.broker import (
+from api.core.broker import (
     DEFAULT_PREFIX,
     Broker,
     MemoryBroker,
     RedisBroker,
 )
-from api.leases import LeaseStore, MemoryLeases, RedisLeases
-from api.live.batch import DEFAULT_CELL_RES, DEFAULT_STALE_AFTER_S, LiveState
-from api.live.coalesce import Coalescer
-from api.live.memory import MemoryLiveState
-from api.live.redis_state import RedisLiveState
+from api.core.leases import LeaseStore, MemoryLeases, RedisLeases
+from api.core.live.batch import DEFAULT_CELL_RES, DEFAULT_STALE_AFTER_S, LiveState
+from api.core.live.coalesce import Coalescer
+from api.core.live.memory import MemoryLiveState
+from api.core.live.redis_state import RedisLiveState
 
 
 class HasRedisUrl(Protocol):
-    """Anything with a ``redis_url`` (``api.settings.Settings`` qualifies)."""
+    """Anything with a ``redis_url`` (``api.core.settings.Settings`` qualifies)."""
 
     redis_url: str | None
 

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     share_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     #: Seconds between runs of the embedded relay/expiry loop (0 disables it).
     relay_interval_s: float = Field(default=2.0, ge=0)
-    #: Seconds between freezes of the collector's survivors (api/heap.py; 0 disables;
+    #: Seconds between freezes of the collector's survivors (api/core/heap.py; 0 disables;
     #: never under tests). Keeps full collections short with thousands of live sockets;
     #: each tick's pause grows with the interval (~10 ms per 0.25 s at 1,000 pings/s).
     gc_freeze_interval_s: float = Field(default=0.25, ge=0)

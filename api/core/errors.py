@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.i18n import translate
+from api.core.i18n import translate
 
-log = structlog.get_logger("api.errors")
+log = structlog.get_logger("api.core.errors")
 
 
 class DomainError(Exception):
