@@ -10,8 +10,9 @@ from api.addresses import service
 from api.addresses.dependencies import OwnAddress
 from api.addresses.models import Address
 from api.addresses.schemas import AddressIn, AddressOut, AddressPatch, mask_phone
+from api.auth.dependencies import CurrentUser
 from api.catalog.dependencies import AreaLookupDep
-from api.core.deps import CurrentUser, IdPath, JsonBody, SessionDep
+from api.core.deps import IdPath, JsonBody, SessionDep
 from api.core.errors import ErrorResponse
 from api.core.geo_edge import CoordType, from_wgs84
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.auth import service
-from api.auth.dependencies import PasswordHasherDep, QQAppDep, WechatAppDep
+from api.auth.dependencies import (
+    AdminUser,
+    CurrentUser,
+    ManagerUser,
+    PasswordHasherDep,
+    QQAppDep,
+    TokenConfigDep,
+    WechatAppDep,
+)
 from api.auth.models import Role, User
 from api.auth.schemas import (
     EnterpriseIn,
@@ -19,18 +27,7 @@ from api.auth.schemas import (
     UserOut,
 )
 from api.core.db import utcnow
-from api.core.deps import (
-    AdminUser,
-    CurrentUser,
-    HttpClientDep,
-    IdPath,
-    JsonBody,
-    LocaleDep,
-    ManagerUser,
-    SessionDep,
-    SettingsDep,
-    TokenConfigDep,
-)
+from api.core.deps import HttpClientDep, IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
 from api.core.errors import ErrorResponse
 
 _errors: dict[int | str, dict[str, object]] = {

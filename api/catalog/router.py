@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.auth.dependencies import AdminUser, ManagerUser
 from api.catalog import service
 from api.catalog.dependencies import AreaLookupDep, OptionalPoint
 from api.catalog.models import Service, ServiceArea, ServiceCategory
@@ -25,7 +26,7 @@ from api.catalog.schemas import (
     localized,
 )
 from api.core.db import utcnow
-from api.core.deps import AdminUser, IdPath, JsonBody, LocaleDep, ManagerUser, SessionDep
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep
 from api.core.errors import ErrorResponse
 from api.core.geo_edge import CoordType
 

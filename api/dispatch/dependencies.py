@@ -10,10 +10,11 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from api.auth.dependencies import AccessClaims, CurrentUser
 from api.auth.models import User
 from api.auth.service import InvalidToken
 from api.core.db import utcnow
-from api.core.deps import AccessClaims, CurrentUser, SessionDep
+from api.core.deps import SessionDep
 from api.core.live import LiveBackends
 from api.dispatch import service
 from api.enterprise.models import Worker

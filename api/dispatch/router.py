@@ -17,9 +17,9 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import service as auth_service
+from api.auth.dependencies import CurrentUser
 from api.core.broker import worker_channel
 from api.core.deps import (
-    CurrentUser,
     IdPath,
     JsonBody,
     SessionDep,

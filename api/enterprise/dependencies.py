@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends
 
+from api.auth.dependencies import ManagerUser
 from api.auth.models import User
-from api.core.deps import ManagerUser, SettingsDep
+from api.core.deps import SettingsDep
 from api.dispatch.dependencies import LiveDep, NowDep
 
 

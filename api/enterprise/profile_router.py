@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.core.deps import IdPath, JsonBody, ManagerUser, SessionDep
+from api.auth.dependencies import ManagerUser
+from api.core.deps import IdPath, JsonBody, SessionDep
 from api.core.errors import ErrorResponse
 from api.core.geo_edge import CoordType
 from api.dispatch.dependencies import NowDep, WorkerDep

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth.dependencies import CurrentUser
 from api.core.db import utcnow
-from api.core.deps import CurrentUser, IdPath, JsonBody, LocaleDep, SessionDep
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep
 from api.core.errors import ErrorResponse
 from api.core.i18n import translate
 from api.notifications import service

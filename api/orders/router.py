@@ -11,22 +11,13 @@ from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from api.addresses.service import get_own
+from api.auth.dependencies import AccessClaims, CurrentUser, ManagerUser, TokenConfigDep
 from api.auth.models import Role
 from api.catalog.dependencies import InvalidPoint
 from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.core.db import utcnow
-from api.core.deps import (
-    AccessClaims,
-    CurrentUser,
-    IdPath,
-    JsonBody,
-    LocaleDep,
-    ManagerUser,
-    SessionDep,
-    SettingsDep,
-    TokenConfigDep,
-)
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
 from api.core.errors import ErrorResponse, Forbidden
 from api.core.geo_edge import CoordType, GeoError, to_wgs84
 from api.core.i18n import translate

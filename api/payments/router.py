@@ -14,10 +14,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from api.auth.dependencies import CurrentUser
 from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.core.db import utcnow
-from api.core.deps import CurrentUser, JsonBody, LocaleDep, SessionDep, SettingsDep
+from api.core.deps import JsonBody, LocaleDep, SessionDep, SettingsDep
 from api.core.errors import ErrorResponse, Forbidden, InvalidInput
 from api.core.i18n import translate
 from api.orders import service as orders

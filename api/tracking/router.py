@@ -23,7 +23,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
-from api.core.deps import CurrentUser, IdPath, SessionDep, websocket_token
+from api.auth.dependencies import CurrentUser
+from api.core.deps import IdPath, SessionDep, websocket_token
 from api.core.errors import DomainError, Unauthorized
 from api.core.geo_edge import CoordType
 from api.core.live import LiveBackends
