@@ -33,11 +33,8 @@ from api.core.heap import HeapKeeper
 from api.core.live import make_live
 from api.core.observability import EdgeMiddleware, Metrics, configure_logging
 from api.core.settings import Environment, Settings
-from api.dispatch.dispatcher import Dispatcher
-from api.dispatch.push import attach as attach_push
-from api.dispatch.router import customer_router as service_code_router
-from api.dispatch.router import router as worker_router
-from api.dispatch.router import socket_router as worker_socket_router
+from api.dispatcher.loop import Dispatcher
+from api.dispatcher.push import attach as attach_push
 from api.enterprise.profile_router import router as profiles_router
 from api.enterprise.router import router as enterprise_router
 from api.notifications.relay import run_relay
@@ -49,10 +46,14 @@ from api.orders.service import BookingEnv, expire_unpaid, order_store
 from api.payments.dependencies import build_providers
 from api.payments.router import router as payments_router
 from api.plans.router import router as plans_router
+from api.plans.router import worker_router as worker_day_router
 from api.tracking.router import router as tracking_router
 from api.tracking.service import TrackWriter
 from api.tracking.trips import TripCache, TripListener, asyncpg_dsn
 from api.tracking.trips import attach as attach_trips
+from api.workers.router import customer_router as service_code_router
+from api.workers.router import router as worker_router
+from api.workers.router import socket_router as worker_socket_router
 
 log = structlog.get_logger("api.app")
 
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         postgres = engine.dialect.name == "postgresql"
         app.state.trips = TripCache(enabled=not postgres)
         attach_trips(engine, app.state.trips)
-        app.state.worker_push = attach_push(engine, app.state.live.broker)  # api/dispatch/push.py
+        app.state.worker_push = attach_push(engine, app.state.live.broker)  # api/dispatcher/push.py
         app.state.trip_listener = (
             TripListener(asyncpg_dsn(engine.url), app.state.trips) if postgres else None
         )
@@ -293,6 +294,7 @@ def _routers() -> list[APIRouter]:
         payments_router,
         notifications_router,
         worker_router,
+        worker_day_router,
         worker_socket_router,
         service_code_router,
         tracking_router,

@@ -6,7 +6,7 @@ from api.addresses.models import Address
 from api.auth.models import RefreshToken, SocialIdentity, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.core.db import Base
-from api.dispatch.models import DispatchDecision, DispatchOffer
+from api.dispatcher.models import DispatchDecision, DispatchOffer
 from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation

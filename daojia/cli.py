@@ -128,7 +128,7 @@ def dispatcher(
 
     from api.core.observability import configure_logging
     from api.core.settings import Settings
-    from api.dispatch.runner import run_dispatcher
+    from api.dispatcher.runner import run_dispatcher
 
     settings = Settings()
     configure_logging(json_logs=settings.log_json, level=settings.log_level)
@@ -237,7 +237,7 @@ def export_day(
 
     from api.core.db import make_engine, make_sessionmaker
     from api.core.settings import Settings
-    from api.dispatch.export import RecordedDay, recorded_day
+    from api.dispatcher.export import RecordedDay, recorded_day
     from simulations.export import write_log
 
     console = _console()

@@ -13,12 +13,10 @@ from api.addresses.schemas import AddressIn, AddressOut, AddressPatch, mask_phon
 from api.auth.dependencies import CurrentUser
 from api.catalog.dependencies import AreaLookupDep
 from api.core.deps import IdPath, JsonBody, SessionDep
-from api.core.errors import ErrorResponse
+from api.core.errors import error_responses
 from api.core.geo_edge import CoordType, from_wgs84
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/addresses", tags=["addresses"], dependencies=[JsonBody], responses=_errors
 )

@@ -28,12 +28,9 @@ from api.auth.schemas import (
 )
 from api.core.db import utcnow
 from api.core.deps import HttpClientDep, IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
-from api.core.errors import ErrorResponse
+from api.core.errors import error_responses
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse}
-    for code in (400, 401, 403, 404, 409, 413, 415, 422, 423, 429, 503)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 423, 429, 503)
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[JsonBody], responses=_errors)
 tenants = APIRouter(
     prefix="/v1/enterprises", tags=["enterprises"], dependencies=[JsonBody], responses=_errors

@@ -27,12 +27,10 @@ from api.catalog.schemas import (
 )
 from api.core.db import utcnow
 from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep
-from api.core.errors import ErrorResponse
+from api.core.errors import error_responses
 from api.core.geo_edge import CoordType
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/catalog", tags=["catalog"], dependencies=[JsonBody], responses=_errors
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -14,9 +15,11 @@ from fastapi import Depends, Path, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
-from api.core.db import get_session
+from api.core.db import get_session, utcnow
 from api.core.errors import UnsupportedMediaType, locale_of
+from api.core.live import LiveBackends
 from api.core.settings import Settings
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
@@ -139,3 +142,21 @@ def websocket_token(websocket: WebSocket, token: str | None) -> tuple[str | None
     if len(offered) >= 2 and offered[0].lower() == "bearer" and offered[1]:
         return offered[1], offered[0]
     return None, None
+
+
+async def get_live(request: Request) -> LiveBackends:
+    """The app's live layer (broker, LiveState, leases), made in the lifespan."""
+    live: LiveBackends = request.app.state.live
+    return live
+
+
+LiveDep = Annotated[LiveBackends, Depends(get_live)]
+
+
+async def get_now(connection: HTTPConnection) -> datetime:
+    """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
+    clock: Callable[[], datetime] = getattr(connection.app.state, "dispatch_clock", utcnow)
+    return clock()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]

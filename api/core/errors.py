@@ -149,6 +149,11 @@ class ErrorResponse(BaseModel):
     details: Any = None
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """A router's ``responses=``: each HTTP status in ``codes`` answers an ``ErrorResponse``."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
 #: Messages for request-validation error types (pydantic's ``type``), as msgids.
 VALIDATION_MESSAGES: dict[str, str] = {
     "missing": "This field is required.",

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     wechat_subscribe_template_id: str = ""
     wechat_access_token: str = ""
 
-    # Live dispatch and tracking (api/dispatch, api/tracking).
+    # Live dispatch and tracking (api/dispatcher, api/workers, api/tracking).
     #: Key prefix of this app's Redis keys and channels (tests use unique ones).
     redis_prefix: str = "dj:"
     #: Seconds between ticks of the embedded dispatcher (0 disables it; off in tests).

@@ -9,8 +9,7 @@ from fastapi import Depends
 
 from api.auth.dependencies import ManagerUser
 from api.auth.models import User
-from api.core.deps import SettingsDep
-from api.dispatch.dependencies import LiveDep, NowDep
+from api.core.deps import LiveDep, NowDep, SettingsDep
 
 
 async def board_user(user: ManagerUser) -> User:

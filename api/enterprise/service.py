@@ -22,16 +22,16 @@ from api.catalog.models import Service
 from api.core.errors import Conflict, InvalidInput, NotFound
 from api.core.live import LiveBackends, WorkerState
 from api.core.settings import Settings
-from api.dispatch.board import DispatchSettings, parse_dispatch_settings
-from api.dispatch.models import DispatchDecision
-from api.dispatch.offer_flow import withdraw_offers
-from api.dispatch.service import ensure_track
+from api.dispatcher.board import DispatchSettings, parse_dispatch_settings
+from api.dispatcher.models import DispatchDecision
+from api.dispatcher.offer_flow import withdraw_offers
 from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import OutboxMessage
 from api.orders.models import Order, OrderEvent
 from api.orders.service import OrderNotFound, WorkerBookedThen, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.tracking import service as tracking
+from api.tracking.service import ensure_track
 
 #: Sub-states in which a worker is committed to the order (it can only be reassigned).
 COMMITTED = (DispatchStatus.ACCEPTED.value,)

@@ -18,7 +18,7 @@ from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.core.db import utcnow
 from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
-from api.core.errors import ErrorResponse, Forbidden
+from api.core.errors import Forbidden, error_responses
 from api.core.geo_edge import CoordType, GeoError, to_wgs84
 from api.core.i18n import translate
 from api.enterprise.models import Worker
@@ -53,9 +53,7 @@ from api.orders.texts import STATUS_LABELS
 from api.payments import service as payments
 from api.payments.dependencies import ProvidersDep
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[JsonBody], responses=_errors)
 
 Limit = Annotated[int, Query(ge=1, le=100)]

@@ -44,6 +44,14 @@ class DispatchStatus(StrEnum):
     ESCALATED = "escalated"
 
 
+#: Sub-states with a worker committed to the order.
+COMMITTED = (
+    DispatchStatus.ACCEPTED.value,
+    DispatchStatus.EN_ROUTE.value,
+    DispatchStatus.ARRIVED.value,
+)
+
+
 class AfterSalesStatus(StrEnum):
     """After-sales sub-state of a completed order."""
 

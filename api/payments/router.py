@@ -19,7 +19,7 @@ from api.catalog.models import Service
 from api.catalog.schemas import localized
 from api.core.db import utcnow
 from api.core.deps import JsonBody, LocaleDep, SessionDep, SettingsDep
-from api.core.errors import ErrorResponse, Forbidden, InvalidInput
+from api.core.errors import Forbidden, InvalidInput, error_responses
 from api.core.i18n import translate
 from api.orders import service as orders
 from api.orders.dependencies import IdempotencyKeyHeader, VisibleOrder
@@ -30,9 +30,7 @@ from api.payments.providers import HttpReply, ProviderName, SandboxProvider
 from api.payments.schemas import PayIn, PaymentOut, ReconcileOut
 from api.payments.texts import PAGE_TEXTS
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(prefix="/v1", tags=["payments"], responses=_errors)
 
 

@@ -24,17 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
 from api.auth.dependencies import CurrentUser
-from api.core.deps import IdPath, SessionDep, websocket_token
-from api.core.errors import DomainError, Unauthorized
+from api.core.deps import IdPath, LiveDep, SessionDep, websocket_token
+from api.core.errors import DomainError, Unauthorized, error_responses
 from api.core.geo_edge import CoordType
 from api.core.live import LiveBackends
-from api.dispatch.dependencies import LiveDep
-from api.dispatch.router import ERRORS
 from api.orders.models import Order
 from api.tracking import service
 from api.tracking.dependencies import TrackWriterDep
 from api.tracking.service import TrackingEnded, TrackingNotAllowed
 
+ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 429)
 router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
 
 #: Seconds without a message after which a keepalive is sent.

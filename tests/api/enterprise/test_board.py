@@ -17,7 +17,7 @@ from api.orders import state
 from api.orders.models import WorkerReservation
 from api.orders.service import lock_order
 from api.orders.state import OrderEventType
-from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, tick
+from tests.api.dispatcher.conftest import Clock, offers_of, online, order_row, paid_order, tick
 from tests.api.orders.world import World
 
 NEAR = (31.225, 121.475)

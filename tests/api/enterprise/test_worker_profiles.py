@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.core.geo_edge import CoordType, from_wgs84
 from api.enterprise.models import Worker, WorkerScheduleRequest
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import Clock, online, paid_order, ping, tick
+from tests.api.dispatcher.conftest import Clock, online, paid_order, ping, tick
 from tests.api.orders.world import HOME_A, World
 
 NEAR = (31.225, 121.475)  # ~1 km from Alice's address (31.23, 121.48)

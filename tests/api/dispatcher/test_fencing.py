@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.db import make_engine, make_sessionmaker
 from api.core.leases import MemoryLeases, StaleFencingToken
-from api.dispatch.fencing import fence, newest_token
-from api.dispatch.models import DispatchOffer, OfferMode, OfferState
-from api.dispatch.service import region_of
-from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, tick
+from api.dispatcher.fencing import fence, newest_token
+from api.dispatcher.models import DispatchOffer, OfferMode, OfferState
+from api.dispatcher.positions import region_of
+from tests.api.dispatcher.conftest import Clock, offers_of, online, paid_order, tick
 from tests.api.orders.world import World
 
 REGION = region_of(31.2304, 121.4737)

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.settings import Environment, Settings
-from api.dispatch.dispatcher import TickReport
-from api.dispatch.models import DispatchOffer
+from api.dispatcher.loop import TickReport
+from api.dispatcher.models import DispatchOffer
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import confirm_reservation, lock_order

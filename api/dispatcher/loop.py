@@ -7,7 +7,7 @@ offer may have lapsed) and whose slot starts within the horizon are grouped by r
 workers, so each group is one exact, independent problem with that enterprise's own
 offer policy and cost weights. For each group the dispatcher
 
-1. loads the group's offer desk from the tables (``api.dispatch.desk_store``),
+1. loads the group's offer desk from the tables (``api.dispatcher.desk_store``),
 2. calls the core — ``OfferDesk.tick`` (timeouts, re-queues, escalations, grab windows),
    ``dispatch.rounds.admit`` (new orders by mode, 派单 or 抢单), ``escalate_late``, and,
    when the enterprise's batch window allows, ``dispatch.rounds.offer_round`` over the
@@ -23,9 +23,9 @@ cancelled in the desk, which withdraws the offer. No offer rule is written here.
 
 Embedded (``fences=None``, one process, the app's lifespan task): every region, rows carry
 ``fencing_token`` 0 and no fence is checked. Production (``daojia dispatcher``,
-api/dispatch/runner.py): ``fences`` maps each region this process leases to its token;
+api/dispatcher/runner.py): ``fences`` maps each region this process leases to its token;
 only those regions are touched, every write transaction first passes
-``api.dispatch.fencing.fence`` and rows carry the token. A region whose token turns out
+``api.dispatcher.fencing.fence`` and rows carry the token. A region whose token turns out
 stale is skipped for the rest of the tick and reported in ``TickReport.stale_regions``.
 The database guards the rest: one live offer per order (a partial unique index).
 """
@@ -50,12 +50,12 @@ from api.core.db import utcnow
 from api.core.leases import StaleFencingToken
 from api.core.live import LiveBackends, PingBatch, WorkerState
 from api.core.settings import Settings
-from api.dispatch.board import DispatchSettings, offer_policy, stored_settings
-from api.dispatch.desk_store import Written, epoch, load_desk, write_events
-from api.dispatch.fencing import fence
-from api.dispatch.inputs import busy_workers, fleet_inputs, order_inputs
-from api.dispatch.models import LIVE_STATES, DispatchOffer
-from api.dispatch.service import regions_of
+from api.dispatcher.board import DispatchSettings, offer_policy, stored_settings
+from api.dispatcher.desk_store import Written, epoch, load_desk, write_events
+from api.dispatcher.fencing import fence
+from api.dispatcher.inputs import busy_workers, fleet_inputs, order_inputs
+from api.dispatcher.models import LIVE_STATES, DispatchOffer
+from api.dispatcher.positions import regions_of
 from api.enterprise.models import Enterprise
 from api.orders.models import Order
 from api.orders.service import lock_order
@@ -65,7 +65,7 @@ from dispatch.cost import CostWeights
 from dispatch.offers import Event, OfferDesk, OfferPolicy
 from dispatch.rounds import RoundParams, admit, escalate_late, offer_round, take_orders
 
-log = structlog.get_logger("api.dispatch")
+log = structlog.get_logger("api.dispatcher")
 
 _DISPATCHABLE = (DispatchStatus.AWAITING_DISPATCH.value, DispatchStatus.OFFERED.value)
 

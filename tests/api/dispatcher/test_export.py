@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from api.core.settings import Settings
-from api.dispatch.export import RecordedDay, recorded_day
+from api.dispatcher.export import RecordedDay, recorded_day
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import OrderEventType
@@ -21,7 +21,7 @@ from daojia.cli import app as cli
 from simulations import replay
 from simulations.engine import OrderOutcome, policy_with
 from simulations.export import write_log
-from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, tick
+from tests.api.dispatcher.conftest import Clock, offers_of, online, paid_order, tick
 from tests.api.orders.world import World, local_slot
 
 ORDER_AT = (31.23, 121.48)

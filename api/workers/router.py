@@ -1,4 +1,7 @@
-"""Worker flow over HTTP: presence, pings, offers, grab pool, the visit, the day view."""
+"""Worker flow over HTTP: presence, pings, offers, grab pool, the visit, the service code.
+
+The worker's planned day is a plans route (``api.plans.router.worker_router``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import pydantic_core
 import structlog
@@ -22,8 +24,11 @@ from api.core.broker import worker_channel
 from api.core.deps import (
     IdPath,
     JsonBody,
+    LiveDep,
+    NowDep,
     SessionDep,
     SettingsDep,
+    get_now,
     json_model,
     json_model_openapi,
     websocket_token,
@@ -31,26 +36,22 @@ from api.core.deps import (
 from api.core.errors import (
     VALIDATION_SUMMARY,
     DomainError,
-    ErrorResponse,
     Unauthorized,
     UpstreamUnavailable,
+    error_responses,
     field_errors,
 )
 from api.core.geo_edge import GeoError, to_wgs84
 from api.core.i18n import negotiate_locale, translate
 from api.core.live import LiveBackends
 from api.core.settings import Settings
-from api.dispatch import offer_flow, push, service
-from api.dispatch.dependencies import (
-    LiveDep,
-    NowDep,
-    PingingWorkerDep,
-    WorkerDep,
-    get_now,
-    ping_context,
-)
-from api.dispatch.models import OfferMode
-from api.dispatch.schemas import (
+from api.dispatcher import offer_flow, push
+from api.dispatcher.models import OfferMode
+from api.tracking.service import TrackWriter
+from api.tracking.trips import PingContext
+from api.workers import service
+from api.workers.dependencies import PingingWorkerDep, WorkerDep, ping_context
+from api.workers.schemas import (
     CompleteIn,
     DeclineIn,
     OfferOut,
@@ -63,45 +64,19 @@ from api.dispatch.schemas import (
     SocketPingsIn,
     StartIn,
 )
-from api.orders.models import Order
-from api.plans.schemas import PlannedDayOut
-from api.tracking.service import TrackWriter, navigation
-from api.tracking.trips import PingContext
+from api.workers.views import brief
 
-_log = structlog.get_logger("api.dispatch")
+_log = structlog.get_logger("api.workers")
 
 #: Every error is an ErrorResponse (documented so clients and the schema checks know them).
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 410, 413, 415, 422, 429)
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 429)
 router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[JsonBody], responses=ERRORS)
 customer_router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
 #: The worker's location socket (no JSON-body check: that is for HTTP requests).
 socket_router = APIRouter(prefix="/v1/worker", tags=["worker"])
 
 
-def brief(order: Order) -> OrderBrief:
-    """A worker's view of an order: masked phone, GCJ-02 navigation."""
-    snap = order.address_snapshot or {}
-    address = str(snap.get("detail", ""))
-    return OrderBrief(
-        id=order.id,
-        order_no=order.order_no,
-        service_id=order.service_id,
-        status=order.status,
-        dispatch_status=order.dispatch_status,
-        slot_start=order.slot_start,
-        duration_min=order.duration_min,
-        lat=order.lat,
-        lng=order.lng,
-        address=address,
-        contact_name=snap.get("contact_name"),
-        contact_phone_masked=service.mask_phone(snap.get("contact_phone")),
-        navigation=navigation(order, address or order.order_no),
-    )
-
-
-def _offer(view: service.OfferView) -> OfferOut:
+def _offer(view: offer_flow.OfferView) -> OfferOut:
     return OfferOut(
         offer_id=view.offer.id,
         mode=view.offer.mode,
@@ -156,7 +131,7 @@ async def live_socket(websocket: WebSocket, token: Annotated[str | None, Query()
     ``"id"`` to echo; each gets ``{"type": "ack", "id", "accepted", "results"}``, or
     ``{"type": "error", "code", "message", "details"}`` (translated; the socket stays
     open) for a text that is not a valid batch. Pushed to the worker as they are
-    committed (api/dispatch/push.py): ``{"type": "offer", "offer_id", "expires_at", ...}``
+    committed (api/dispatcher/push.py): ``{"type": "offer", "offer_id", "expires_at", ...}``
     (first the worker's open offers, then each new one), ``{"type": "assigned", ...}``
     and ``{"type": "withdrawn", "reason": "cancelled"|"reassigned"|"expired", ...}``,
     each with the order's ``order_id``, ``order_no``, ``service_id``, ``slot_start``,
@@ -320,7 +295,7 @@ async def offers(
     worker: WorkerDep, session: SessionDep, live: LiveDep, now: NowDep
 ) -> list[OfferOut]:
     """Auto offers waiting for my answer, soonest to expire first."""
-    return [_offer(v) for v in await service.current_offers(session, live, worker, now=now)]
+    return [_offer(v) for v in await offer_flow.current_offers(session, live, worker, now=now)]
 
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer")
@@ -442,25 +417,6 @@ async def complete(
         session, live, worker, user, order_id, body.photos, settings, now=now
     )
     return brief(order)
-
-
-@router.get("/day", summary="My day")
-async def day(
-    worker: WorkerDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    now: NowDep,
-    on: Annotated[date | None, Query(description="local date; today by default")] = None,
-) -> PlannedDayOut:
-    """My jobs of one local day: the planned route when staff planned the day, else by slot."""
-    the_day = on or now.astimezone(ZoneInfo(settings.service_timezone)).date()
-    orders, stops = await service.day_view(session, worker, the_day, settings)
-    return PlannedDayOut(
-        day=the_day,
-        orders=[brief(o) for o in orders],
-        planned=stops is not None,
-        route=PlannedDayOut.stops(stops or []),
-    )
 
 
 @customer_router.get("/{order_id}/service-code", summary="My service code (核销码)")

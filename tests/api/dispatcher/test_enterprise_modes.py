@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.settings import Settings
-from api.dispatch.models import DispatchDecision
-from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, tick
+from api.dispatcher.models import DispatchDecision
+from tests.api.dispatcher.conftest import Clock, offers_of, online, paid_order, tick
 from tests.api.orders.world import World
 
 NEAR = (31.225, 121.475)

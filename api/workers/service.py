@@ -1,9 +1,9 @@
-"""Worker flow: presence, location pings, offers, grab pool, arrive / start / complete, day view.
+"""Worker flow: presence, location pings, depart / arrive / start / complete, the service code.
 
-No FastAPI here. Order state changes go through ``api.orders.state`` only. Offers
-and grab claims are decided by conditional UPDATEs (``... WHERE state = 'offered'``
-/ ``'open'``): the database is the record, so the first valid answer wins even when
-two API processes race. Times are UTC-aware datetimes; ping times are epoch seconds.
+No FastAPI here. Order state changes go through ``api.orders.state`` only. Answers to
+offers and the grab pool are ``api.dispatcher.offer_flow``'s; the worker's planned day is
+``api.plans.service.worker_day``'s. Times are UTC-aware datetimes; ping times are epoch
+seconds.
 """
 
 from __future__ import annotations
@@ -15,34 +15,32 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
-from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from api.core.errors import Forbidden, InvalidInput, NotFound, RateLimited
 from api.core.geo_edge import CoordType, GeoError, to_wgs84
 from api.core.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
 from api.core.settings import Settings
-from api.dispatch.models import DispatchOffer, OfferState
+from api.dispatcher.positions import distance_m
 from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
-from api.orders.service import assign_worker, lock_order, release_reservation
+from api.orders.service import lock_order, release_reservation
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
-from api.plans.models import DayPlanRecord
 from api.tracking import service as tracking
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
 from geo.coords import to_wgs84 as to_wgs84_many
-from geo.projection import haversine_m, haversine_one_m
+from geo.projection import haversine_m
 
 # ------------------------------------------------------------------ errors
 
@@ -60,13 +58,6 @@ class LocationRequired(InvalidInput):
     status_code = 422
     code = "location_required"
     message = "Send your location before going online."
-
-
-class OfferGone(Conflict):
-    """The offer was already answered, expired, withdrawn or claimed by someone else."""
-
-    code = "offer_gone"
-    message = "This offer is no longer available."
 
 
 class JobNotFound(NotFound):
@@ -119,14 +110,6 @@ class BadPhoto(InvalidInput):
 
 #: Dispatch sub-states in which the worker travels to the customer (positions are shared).
 TRAVELLING = (DispatchStatus.ACCEPTED.value, DispatchStatus.EN_ROUTE.value)
-#: Sub-states with a worker committed to the order.
-COMMITTED = (
-    DispatchStatus.ACCEPTED.value,
-    DispatchStatus.EN_ROUTE.value,
-    DispatchStatus.ARRIVED.value,
-)
-
-
 def mask_phone(phone: str | None) -> str | None:
     """``13812345678`` -> ``138****5678``; short or missing numbers are hidden entirely."""
     if not phone:
@@ -145,30 +128,6 @@ async def worker_of(session: AsyncSession, user: User) -> Worker:
     if worker is None or not worker.is_active:
         raise NotAWorker()
     return worker
-
-
-def region_of(lat: float, lng: float) -> int:
-    """The H3 res-5 region of a WGS-84 point (what a dispatcher owns)."""
-    from api.core.broker import REGION_RES
-    from geo.cells import latlng_to_cells
-
-    return int(latlng_to_cells(lat, lng, REGION_RES))
-
-
-def regions_of(lats: Sequence[float], lngs: Sequence[float]) -> list[int]:
-    """``region_of`` for many points at once (vectorised)."""
-    from api.core.broker import REGION_RES
-    from geo.cells import latlng_to_cells
-
-    if not len(lats):
-        return []
-    cells = latlng_to_cells(np.asarray(lats, dtype=np.float64), np.asarray(lngs), REGION_RES)
-    return [int(c) for c in np.asarray(cells).tolist()]
-
-
-def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres."""
-    return haversine_one_m(lat1, lng1, lat2, lng2)
 
 
 # ------------------------------------------------------------------ presence and pings
@@ -383,76 +342,6 @@ async def ingest_pings(
     return [verdicts[i] for i in range(len(pings))]
 
 
-# ------------------------------------------------------------------ offers
-
-
-@dataclass(frozen=True)
-class OfferView:
-    """An offer with its order summary and countdown (seconds left)."""
-
-    offer: DispatchOffer
-    order: Order
-    seconds_left: int
-    distance_m: float | None
-
-
-async def worker_position(live: LiveBackends, worker_id: int) -> tuple[float, float] | None:
-    pos = await live.state.get_positions([worker_id])
-    if not pos.found[0]:
-        return None
-    return float(pos.lat[0]), float(pos.lng[0])
-
-
-async def current_offers(
-    session: AsyncSession, live: LiveBackends, worker: Worker, *, now: datetime
-) -> list[OfferView]:
-    """The worker's open auto offers, soonest to expire first."""
-    rows = (
-        await session.execute(
-            select(DispatchOffer, Order)
-            .join(Order, Order.id == DispatchOffer.order_id)
-            .where(
-                DispatchOffer.worker_id == worker.id,
-                DispatchOffer.state == OfferState.OFFERED.value,
-                DispatchOffer.expires_at > now,
-            )
-            .order_by(DispatchOffer.expires_at, DispatchOffer.id)
-        )
-    ).all()
-    here = await worker_position(live, worker.id)
-    return [
-        OfferView(
-            offer,
-            order,
-            max(0, math.ceil((offer.expires_at - now).total_seconds())),
-            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
-        )
-        for offer, order in rows
-    ]
-
-
-async def commit_worker(
-    session: AsyncSession, order: Order, worker: Worker, actor: User, now: datetime
-) -> None:
-    """Make ``worker`` the order's worker (orders.assign_worker), plus its tracking row."""
-    await assign_worker(session, order, worker.id, actor_id=actor.id, now=now)
-    await ensure_track(session, order.id, now)
-
-
-async def ensure_track(session: AsyncSession, order_id: int, now: datetime) -> None:
-    """Give an order that just got its worker a tracking row with a fresh service code."""
-    if await session.get(OrderTrack, order_id) is None:
-        session.add(
-            OrderTrack(
-                order_id=order_id,
-                service_code=f"{secrets.randbelow(10**6):06d}",
-                code_failures=0,
-                photos=[],
-                updated_at=now,
-            )
-        )
-
-
 # ------------------------------------------------------------------ the visit
 
 
@@ -594,46 +483,7 @@ async def complete(
     return order
 
 
-# ------------------------------------------------------------------ day view and customer code
-
-
-async def day_view(
-    session: AsyncSession, worker: Worker, day: date, settings: Settings
-) -> tuple[list[Order], list[dict[str, Any]] | None]:
-    """The worker's orders whose slot starts on ``day`` (local), and their planned stops.
-
-    When a stored day plan (api/plans) of the worker's enterprise covers the worker, the
-    orders come in its route order (unplanned ones after, by slot) with the newest such
-    plan's stops (epoch seconds); otherwise in slot order and None.
-    """
-    tz = ZoneInfo(settings.service_timezone)
-    start_at = datetime.combine(day, time(0), tzinfo=tz)
-    rows = await session.scalars(
-        select(Order)
-        .where(
-            and_(
-                Order.worker_id == worker.id,
-                Order.slot_start >= start_at,
-                Order.slot_start < start_at + timedelta(days=1),
-                Order.status != OrderStatus.CANCELLED.value,
-            )
-        )
-        .order_by(Order.slot_start, Order.id)
-    )
-    orders = list(rows)
-    records = await session.scalars(
-        select(DayPlanRecord)
-        .where(DayPlanRecord.enterprise_id == worker.enterprise_id, DayPlanRecord.day == day)
-        .order_by(DayPlanRecord.created_at.desc(), DayPlanRecord.id.desc())
-    )
-    for record in records:
-        if any(w["id"] == worker.id for w in record.plan.get("workers", [])):
-            route = next((r for r in record.plan["routes"] if r["worker_id"] == worker.id), None)
-            stops = [] if route is None else list(route["stops"])
-            rank = {s["visit_id"]: i for i, s in enumerate(stops)}
-            orders.sort(key=lambda o: rank.get(o.id, len(rank)))  # stable: slot order after
-            return orders, [s for s in stops if s["visit_id"] in {o.id for o in orders}]
-    return orders, None
+# ------------------------------------------------------------------ customer code
 
 
 async def service_code_for(session: AsyncSession, user: User, order_id: int) -> str:

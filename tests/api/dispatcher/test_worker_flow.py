@@ -15,14 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.models import User
 from api.core.errors import Conflict
 from api.core.settings import Settings
-from api.dispatch import offer_flow
-from api.dispatch.models import DispatchDecision, OfferMode
+from api.dispatcher import offer_flow
+from api.dispatcher.models import DispatchDecision, OfferMode
 from api.enterprise.models import Worker
 from api.notifications.models import OutboxMessage
 from api.orders.models import OrderEvent
 from dispatch.cost import TERMS
 from geo.coords import from_wgs84
-from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, ping, tick
+from tests.api.dispatcher.conftest import (
+    Clock,
+    offers_of,
+    online,
+    order_row,
+    paid_order,
+    ping,
+    tick,
+)
 from tests.api.orders.world import World
 
 NEAR = (31.225, 121.475)  # ~1 km from Alice's address (31.23, 121.48)

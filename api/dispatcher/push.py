@@ -42,15 +42,15 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from api.core.broker import Broker, Subscription, encode_message, worker_channel
 from api.core.db import utcnow
 from api.core.live import LiveBackends
-from api.dispatch.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState
-from api.dispatch.service import COMMITTED, current_offers
+from api.dispatcher.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState
+from api.dispatcher.offer_flow import current_offers
 from api.enterprise.models import Worker
 from api.notifications.models import OutboxMessage
 from api.notifications.outbox import WorkerTopic, worker_row
 from api.orders.models import Order, OrderEvent
-from api.orders.state import OrderEventType, OrderStatus
+from api.orders.state import COMMITTED, OrderEventType, OrderStatus
 
-_log = structlog.get_logger("api.dispatch.push")
+_log = structlog.get_logger("api.dispatcher.push")
 _OUTBOX = cast(Table, OutboxMessage.__table__)  # Core inserts: no ORM events inside a flush
 
 _PENDING = "daojia_push_pending"  # session.info: [(change, order summary)] to publish at commit

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role
-from api.dispatch.models import DispatchDecision
+from api.dispatcher.models import DispatchDecision
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import (
+from tests.api.dispatcher.conftest import (
     Clock,
     offers_of,
     online,

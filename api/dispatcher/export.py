@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
 from api.core.settings import Settings
-from api.dispatch.desk_store import epoch
-from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
+from api.dispatcher.desk_store import epoch
+from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.enterprise.models import Worker
 from api.orders.models import Order, OrderEvent
 from api.orders.state import OrderEventType

@@ -46,9 +46,9 @@ from api.core.db import make_engine, make_sessionmaker, utcnow
 from api.core.leases import RedisLeases
 from api.core.live import LiveBackends, PingBatch, WorkerState, make_live
 from api.core.settings import Settings
-from api.dispatch import offer_flow, service
-from api.dispatch.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferMode
-from api.dispatch.service import region_of
+from api.dispatcher import offer_flow
+from api.dispatcher.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferMode
+from api.dispatcher.positions import region_of
 from api.enterprise.models import Enterprise, Worker
 from api.orders.models import Order, OrderEvent
 from tests.api.e2e.server import REPO, free_port, fresh_database
@@ -340,7 +340,7 @@ class Workers:
                             settings=self.settings,
                             now=utcnow(),
                         )
-                except service.OfferGone:
+                except offer_flow.OfferGone:
                     self.committed.discard(worker.id)
                 except Exception as exc:  # Redis may be down after the commit
                     self.errors.append(f"offer {offer.id}: {type(exc).__name__}")

@@ -31,7 +31,7 @@ from api.notifications.models import OutboxMessage
 from api.notifications.relay import relay_once
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, tick
+from tests.api.dispatcher.conftest import Clock, offers_of, online, order_row, paid_order, tick
 from tests.api.e2e.server import free_port
 from tests.api.orders.world import World
 

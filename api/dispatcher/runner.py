@@ -9,7 +9,7 @@ another process takes them on its next tick (< 10 s in all).
 
 Every tick runs ``Dispatcher.run_once(now, fences={region: token})``: the database
 rejects a write with a token older than the newest it has seen for the region
-(api/dispatch/fencing.py), so a paused or partitioned holder cannot overwrite the new
+(api/dispatcher/fencing.py), so a paused or partitioned holder cannot overwrite the new
 owner's work. A new lease's token starts above the database's newest (``min_token``:
 Redis forgets its counters on a restart) and is written to the fence at once.
 
@@ -38,10 +38,10 @@ from api.core.db import utcnow
 from api.core.leases import Lease, StaleFencingToken
 from api.core.live import LiveBackends
 from api.core.settings import Settings
-from api.dispatch.dispatcher import Dispatcher
-from api.dispatch.fencing import fence, newest_token
+from api.dispatcher.fencing import fence, newest_token
+from api.dispatcher.loop import Dispatcher
 
-log = structlog.get_logger("api.dispatch.runner")
+log = structlog.get_logger("api.dispatcher.runner")
 
 #: Lease TTL: a dead process's regions are free again after at most this long.
 LEASE_TTL_MS = 6_000
@@ -265,7 +265,7 @@ async def run_dispatcher(
 
     from api.core.db import make_engine, make_sessionmaker
     from api.core.live import make_live
-    from api.dispatch.push import attach as attach_push
+    from api.dispatcher.push import attach as attach_push
 
     if not settings.redis_url:
         raise ValueError("daojia dispatcher needs DAOJIA_REDIS_URL (leases live in Redis)")

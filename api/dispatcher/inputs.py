@@ -28,12 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.catalog.models import Service
 from api.core.live import LiveBackends, PingBatch, WorkerState
 from api.core.settings import Settings
-from api.dispatch.desk_store import epoch
-from api.dispatch.models import DispatchOffer, OfferState
-from api.dispatch.service import COMMITTED
+from api.dispatcher.desk_store import epoch
+from api.dispatcher.models import DispatchOffer, OfferState
 from api.enterprise.models import Worker
 from api.orders.models import Order, WorkerReservation
-from api.orders.state import OrderStatus
+from api.orders.state import COMMITTED, OrderStatus
 from dispatch.model import MAX_RATING, NO_LIMIT_S, TRANSPORT_MODES, Fleet, OrderBatch, SkillCatalog
 from dispatch.rounds import waiting_priority
 

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
+from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderEventType

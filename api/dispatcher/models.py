@@ -4,7 +4,7 @@ The database is the record: an offer or a grab claim is won by a conditional
 ``UPDATE ... WHERE state = 'offered'|'open'`` so two API processes can never both
 win it. Rows written by a dispatcher carry its region lease's ``fencing_token``
 (0 in the embedded single-process mode); ``region_fences`` keeps the newest token per
-region, and a dispatcher's write transaction first raises it (``api.dispatch.fencing``)
+region, and a dispatcher's write transaction first raises it (``api.dispatcher.fencing``)
 so a stale lease holder's write is rejected. At most one live offer per order: a
 partial unique index on ``dispatch_offers(order_id)`` over the live states.
 """

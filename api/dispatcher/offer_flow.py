@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,22 +22,76 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
 from api.catalog.models import Service
+from api.core.errors import Conflict
 from api.core.live import LiveBackends, WorkerState
 from api.core.settings import Settings
-from api.dispatch.board import offer_policy, stored_settings
-from api.dispatch.desk_store import Written, cost_line, epoch, load_desk, write_events
-from api.dispatch.inputs import fleet_inputs, order_inputs
-from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
-from api.dispatch.service import OfferGone, OfferView, commit_worker, distance_m, worker_position
+from api.dispatcher.board import offer_policy, stored_settings
+from api.dispatcher.desk_store import Written, cost_line, epoch, load_desk, write_events
+from api.dispatcher.inputs import fleet_inputs, order_inputs
+from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
+from api.dispatcher.positions import distance_m, worker_position
 from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order
-from api.orders.service import lock_order
+from api.orders.service import assign_worker, lock_order
 from api.orders.state import OrderEventType
 from api.tracking import service as tracking
 from dispatch.assign import match
 from dispatch.offers import Claimed, DeclineRejected, OfferAccepted, OfferDesk
 from dispatch.rounds import eligible_fleet, take_workers
+
+
+class OfferGone(Conflict):
+    """The offer was already answered, expired, withdrawn or claimed by someone else."""
+
+    code = "offer_gone"
+    message = "This offer is no longer available."
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """An offer with its order summary and countdown (seconds left)."""
+
+    offer: DispatchOffer
+    order: Order
+    seconds_left: int
+    distance_m: float | None
+
+
+async def current_offers(
+    session: AsyncSession, live: LiveBackends, worker: Worker, *, now: datetime
+) -> list[OfferView]:
+    """The worker's open auto offers, soonest to expire first."""
+    rows = (
+        await session.execute(
+            select(DispatchOffer, Order)
+            .join(Order, Order.id == DispatchOffer.order_id)
+            .where(
+                DispatchOffer.worker_id == worker.id,
+                DispatchOffer.state == OfferState.OFFERED.value,
+                DispatchOffer.expires_at > now,
+            )
+            .order_by(DispatchOffer.expires_at, DispatchOffer.id)
+        )
+    ).all()
+    here = await worker_position(live, worker.id)
+    return [
+        OfferView(
+            offer,
+            order,
+            max(0, math.ceil((offer.expires_at - now).total_seconds())),
+            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
+        )
+        for offer, order in rows
+    ]
+
+
+async def commit_worker(
+    session: AsyncSession, order: Order, worker: Worker, actor: User, now: datetime
+) -> None:
+    """Make ``worker`` the order's worker (orders.assign_worker), plus its tracking row."""
+    await assign_worker(session, order, worker.id, actor_id=actor.id, now=now)
+    await tracking.ensure_track(session, order.id, now)
 
 
 async def _desk(

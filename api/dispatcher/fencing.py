@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.db import utcnow
 from api.core.leases import StaleFencingToken
-from api.dispatch.models import RegionFence
+from api.dispatcher.models import RegionFence
 
 
 async def _raise_to(session: AsyncSession, region: int, token: int, now: datetime) -> bool:

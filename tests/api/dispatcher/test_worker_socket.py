@@ -14,7 +14,7 @@ from starlette.websockets import WebSocketDisconnect
 from api.enterprise.models import Worker
 from api.orders.models import Order
 from api.tracking.trips import TripCache
-from tests.api.dispatch.conftest import Clock, ping
+from tests.api.dispatcher.conftest import Clock, ping
 from tests.api.orders.world import World
 from tests.api.tracking.test_privacy import _en_route, _finish, _token
 

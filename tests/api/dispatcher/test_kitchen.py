@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role
-from api.dispatch.models import DispatchDecision
-from api.dispatch.service import region_of
+from api.dispatcher.models import DispatchDecision
+from api.dispatcher.positions import region_of
 from api.enterprise.models import Worker
 from api.orders.models import Order, WorkerReservation
 from api.orders.state import OrderStatus
-from tests.api.dispatch.conftest import Clock, mark_paid, offers_of, online, paid_order, tick
+from tests.api.dispatcher.conftest import Clock, mark_paid, offers_of, online, paid_order, tick
 from tests.api.orders.world import BOX_A, SHANGHAI, World, _area
 
 ORDER_AT = (31.23, 121.48)  # Alice's address

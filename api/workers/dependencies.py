@@ -1,44 +1,24 @@
-"""Dependencies of the worker flow: the live layer, the clock, the caller's worker profile."""
+"""Dependencies of the worker flow: the caller's worker profile, the pinging worker.
+
+The live layer and the clock (``LiveDep``, ``NowDep``) are ``api.core.deps``'.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import HTTPConnection
 
 from api.auth.dependencies import AccessClaims, CurrentUser
 from api.auth.models import User
 from api.auth.service import InvalidToken
-from api.core.db import utcnow
 from api.core.deps import SessionDep
-from api.core.live import LiveBackends
-from api.dispatch import service
 from api.enterprise.models import Worker
 from api.tracking import trips
 from api.tracking.service import TrackWriter
 from api.tracking.trips import PingContext, TripCache
-
-
-async def get_live(request: Request) -> LiveBackends:
-    """The app's live layer (broker, LiveState, leases), made in the lifespan."""
-    live: LiveBackends = request.app.state.live
-    return live
-
-
-LiveDep = Annotated[LiveBackends, Depends(get_live)]
-
-
-async def get_now(connection: HTTPConnection) -> datetime:
-    """Now (UTC); tests set ``app.state.dispatch_clock`` to drive time."""
-    clock: Callable[[], datetime] = getattr(connection.app.state, "dispatch_clock", utcnow)
-    return clock()
-
-
-NowDep = Annotated[datetime, Depends(get_now)]
+from api.workers import service
 
 
 async def current_worker(session: SessionDep, user: CurrentUser) -> Worker:
@@ -89,8 +69,6 @@ async def pinging_worker(request: Request, claims: AccessClaims) -> PingContext:
 PingingWorkerDep = Annotated[PingContext, Depends(pinging_worker)]
 __all__ = [
     "CurrentUser",
-    "LiveDep",
-    "NowDep",
     "PingingWorkerDep",
     "SessionDep",
     "User",

@@ -23,7 +23,7 @@ from dispatch.cost import CostWeights
 from dispatch.errors import InvalidInput as DispatchInvalid
 from dispatch.offers import DispatchMode, OfferPolicy
 
-log = structlog.get_logger("api.dispatch")
+log = structlog.get_logger("api.dispatcher")
 
 
 class BadDispatchSettings(InvalidInput):

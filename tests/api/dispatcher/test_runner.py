@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.db import utcnow
 from api.core.settings import Settings
-from api.dispatch.models import DispatchOffer
-from api.dispatch.runner import Held, RegionRunner
-from api.dispatch.service import region_of
+from api.dispatcher.models import DispatchOffer
+from api.dispatcher.positions import region_of
+from api.dispatcher.runner import Held, RegionRunner
 from api.orders.models import Order
-from tests.api.dispatch.conftest import online, paid_order
+from tests.api.dispatcher.conftest import online, paid_order
 from tests.api.orders.world import World
 
 #: Two points in different H3 res-5 regions (the orders are moved there after booking).
