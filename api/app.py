@@ -44,6 +44,7 @@ from api.orders.roster import RosterCache
 from api.orders.router import router as orders_router
 from api.orders.service import BookingEnv, expire_unpaid, order_store
 from api.payments.dependencies import build_providers
+from api.payments.router import order_router as order_payments_router
 from api.payments.router import router as payments_router
 from api.plans.router import router as plans_router
 from api.plans.router import worker_router as worker_day_router
@@ -291,6 +292,7 @@ def _routers() -> list[APIRouter]:
         catalog_router,
         addresses_router,
         orders_router,
+        order_payments_router,
         payments_router,
         notifications_router,
         worker_router,

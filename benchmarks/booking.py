@@ -85,7 +85,7 @@ async def _seed(url: str, n_workers: int, n_customers: int, seed: int) -> dict[s
     from api.catalog.models import Service, ServiceArea, ServiceCategory
     from api.core.db import make_engine, make_sessionmaker
     from api.core.geo_edge import point_cell
-    from api.enterprise.models import Enterprise, Worker
+    from api.tenants.models import Enterprise, Worker
 
     rng = np.random.default_rng(seed)
     engine = make_engine(url)

@@ -116,8 +116,8 @@ async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int
     from api.catalog.models import Service, ServiceCategory
     from api.core.db import make_engine, make_sessionmaker
     from api.core.geo_edge import point_cell
-    from api.enterprise.models import Enterprise, Worker
     from api.orders.models import Order
+    from api.tenants.models import Enterprise, Worker
     from api.tracking.models import OrderTrack
 
     engine = make_engine(url)

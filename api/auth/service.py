@@ -36,7 +36,7 @@ from api.core.errors import (
     Unauthorized,
     UpstreamUnavailable,
 )
-from api.enterprise.models import Enterprise
+from api.tenants.models import Enterprise
 
 log = structlog.get_logger("api.auth")
 

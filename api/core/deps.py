@@ -51,8 +51,6 @@ async def get_http_client(request: Request) -> httpx.AsyncClient:
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 
 
-
-
 async def require_json_body(request: Request) -> None:
     """415 unless a request that carries a body declares it as JSON."""
     if request.method not in ("POST", "PUT", "PATCH"):

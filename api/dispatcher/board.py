@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.errors import InvalidInput
 from api.core.settings import Settings
-from api.enterprise.models import Enterprise
+from api.tenants.models import Enterprise
 from dispatch.cost import CostWeights
 from dispatch.errors import InvalidInput as DispatchInvalid
 from dispatch.offers import DispatchMode, OfferPolicy

@@ -27,9 +27,9 @@ from api.catalog.models import Service
 from api.core.settings import Settings
 from api.dispatcher.desk_store import epoch
 from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
-from api.enterprise.models import Worker
 from api.orders.models import Order, OrderEvent
 from api.orders.state import OrderEventType
+from api.tenants.models import Worker
 
 #: Order events a replay log needs (when the job was taken, started, done; cancellations).
 _EVENTS = (

@@ -30,9 +30,9 @@ from api.core.live import LiveBackends, PingBatch, WorkerState
 from api.core.settings import Settings
 from api.dispatcher.desk_store import epoch
 from api.dispatcher.models import DispatchOffer, OfferState
-from api.enterprise.models import Worker
 from api.orders.models import Order, WorkerReservation
 from api.orders.state import COMMITTED, OrderStatus
+from api.tenants.models import Worker
 from dispatch.model import MAX_RATING, NO_LIMIT_S, TRANSPORT_MODES, Fleet, OrderBatch, SkillCatalog
 from dispatch.rounds import waiting_priority
 

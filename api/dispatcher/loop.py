@@ -56,10 +56,10 @@ from api.dispatcher.fencing import fence
 from api.dispatcher.inputs import busy_workers, fleet_inputs, order_inputs
 from api.dispatcher.models import LIVE_STATES, DispatchOffer
 from api.dispatcher.positions import regions_of
-from api.enterprise.models import Enterprise
 from api.orders.models import Order
 from api.orders.service import lock_order
 from api.orders.state import DispatchStatus, OrderStatus
+from api.tenants.models import Enterprise
 from dispatch.assign import Assignment
 from dispatch.cost import CostWeights
 from dispatch.offers import Event, OfferDesk, OfferPolicy

@@ -30,11 +30,11 @@ from api.dispatcher.desk_store import Written, cost_line, epoch, load_desk, writ
 from api.dispatcher.inputs import fleet_inputs, order_inputs
 from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.dispatcher.positions import distance_m, worker_position
-from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import assign_worker, lock_order
 from api.orders.state import OrderEventType
+from api.tenants.models import Worker
 from api.tracking import service as tracking
 from dispatch.assign import match
 from dispatch.offers import Claimed, DeclineRejected, OfferAccepted, OfferDesk

@@ -44,11 +44,11 @@ from api.core.db import utcnow
 from api.core.live import LiveBackends
 from api.dispatcher.models import LIVE_STATES, DispatchOffer, OfferMode, OfferState
 from api.dispatcher.offer_flow import current_offers
-from api.enterprise.models import Worker
 from api.notifications.models import OutboxMessage
 from api.notifications.outbox import WorkerTopic, worker_row
 from api.orders.models import Order, OrderEvent
 from api.orders.state import COMMITTED, OrderEventType, OrderStatus
+from api.tenants.models import Worker
 
 _log = structlog.get_logger("api.dispatcher.push")
 _OUTBOX = cast(Table, OutboxMessage.__table__)  # Core inserts: no ORM events inside a flush

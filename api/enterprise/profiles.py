@@ -29,8 +29,9 @@ from api.auth.models import Role, User
 from api.catalog.models import Service
 from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from api.core.geo_edge import CoordType, GeoError, point_cell, to_wgs84
-from api.enterprise.models import Enterprise, Worker, WorkerScheduleRequest
+from api.enterprise.models import WorkerScheduleRequest
 from api.enterprise.service import NoEnterprise, WorkerNotFound, _scope
+from api.tenants.models import Enterprise, Worker
 
 # ------------------------------------------------------------------ errors
 

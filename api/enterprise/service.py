@@ -25,11 +25,11 @@ from api.core.settings import Settings
 from api.dispatcher.board import DispatchSettings, parse_dispatch_settings
 from api.dispatcher.models import DispatchDecision
 from api.dispatcher.offer_flow import withdraw_offers
-from api.enterprise.models import Enterprise, Worker
 from api.notifications.models import OutboxMessage
 from api.orders.models import Order, OrderEvent
 from api.orders.service import OrderNotFound, WorkerBookedThen, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.tenants.models import Enterprise, Worker
 from api.tracking import service as tracking
 from api.tracking.service import ensure_track
 

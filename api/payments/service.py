@@ -412,3 +412,14 @@ async def reconcile(
             if result in ("paid", "duplicate", "paid_after_cancel"):
                 outcome = result
     return outcome
+
+
+async def fresh_status(session: AsyncSession, order: Order) -> str:
+    """The order's status as the database has it now (after a reconcile applied a payment)."""
+    fresh = await session.get(Order, order.id, populate_existing=True)
+    return fresh.status if fresh else order.status
+
+
+async def payment_by_trade_no(session: AsyncSession, out_trade_no: str) -> Payment | None:
+    """The payment with merchant trade number ``out_trade_no``, or None."""
+    return await session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))

@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.models import User
 from api.core.errors import Conflict
 from api.dispatcher.offer_flow import commit_worker
-from api.enterprise.models import Worker
 from api.orders.service import WorkerBusy, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType
 from api.plans.day import DayState
 from api.plans.errors import PlanNotApplicable
 from api.plans.models import DayPlanRecord
+from api.tenants.models import Worker
 from dispatch.schedule import (
     Break,
     DayPlan,

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.models import User
 from api.core.errors import InvalidInput
 from api.core.settings import Settings
-from api.enterprise.models import Worker
 from api.orders.models import Order
 from api.orders.state import OrderStatus
 from api.plans.day import DayState, check_day, epoch_s, load_day
@@ -40,6 +39,7 @@ from api.plans.errors import (
 from api.plans.models import DayPlanRecord
 from api.plans.record import latest_record, persist, pins_of, plan_from_json
 from api.plans.teams import TeamRef, resolve_team
+from api.tenants.models import Worker
 from dispatch.errors import DispatchError
 from dispatch.errors import InvalidInput as CoreInvalid
 from dispatch.repair import RepairResult, VisitCancelled, VisitOverran, WorkerAbsent, repair

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.enterprise.models import Enterprise, Worker
 from api.enterprise.service import NoEnterprise, _scope
 from api.plans.errors import EnterpriseRequired, TeamNameTaken, TeamNotFound, UnknownTeamWorker
 from api.plans.models import Team, TeamMember
+from api.tenants.models import Enterprise, Worker
 
 
 @dataclass(frozen=True)

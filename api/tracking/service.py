@@ -26,9 +26,9 @@ from api.auth.models import Role, User
 from api.core.broker import Broker
 from api.core.errors import Forbidden, NotFound
 from api.core.geo_edge import CoordType, from_wgs84
-from api.enterprise.models import Worker
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
+from api.tenants.models import Worker
 from api.tracking import trips
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext

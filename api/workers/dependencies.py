@@ -14,7 +14,7 @@ from api.auth.dependencies import AccessClaims, CurrentUser
 from api.auth.models import User
 from api.auth.service import InvalidToken
 from api.core.deps import SessionDep
-from api.enterprise.models import Worker
+from api.tenants.models import Worker
 from api.tracking import trips
 from api.tracking.service import TrackWriter
 from api.tracking.trips import PingContext, TripCache

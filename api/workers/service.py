@@ -30,12 +30,12 @@ from api.core.geo_edge import CoordType, GeoError, to_wgs84
 from api.core.live import KEEP_STATE, LiveBackends, PingBatch, WorkerState
 from api.core.settings import Settings
 from api.dispatcher.positions import distance_m
-from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order
 from api.orders.service import WorkerBusy as WorkerBusy  # re-exported: the worker API's error
 from api.orders.service import lock_order, release_reservation
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.tenants.models import Worker
 from api.tracking import service as tracking
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext

@@ -243,7 +243,7 @@ def make_user(client: TestClient, run_db: Any) -> Callable[..., Account]:
 @pytest.fixture
 def make_enterprise(run_db: Any) -> Callable[[str], int]:
     """Create an enterprise directly in the DB; returns its id."""
-    from api.enterprise.models import Enterprise
+    from api.tenants.models import Enterprise
 
     def make(code: str) -> int:
         async def create(session: AsyncSession) -> int:

@@ -40,10 +40,10 @@ from api.core.live import PingBatch, WorkerState
 from api.core.settings import Environment, Settings
 from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
 from api.dispatcher.positions import regions_of
-from api.enterprise.models import Worker
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
+from api.tenants.models import Worker
 from dispatch.model import TRANSPORT_MODES
 from dispatch.offers import OfferPolicy
 from geo.projection import EARTH_RADIUS_M

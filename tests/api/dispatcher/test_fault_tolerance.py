@@ -49,8 +49,8 @@ from api.core.settings import Settings
 from api.dispatcher import offer_flow
 from api.dispatcher.models import LIVE_STATES, DispatchDecision, DispatchOffer, OfferMode
 from api.dispatcher.positions import region_of
-from api.enterprise.models import Enterprise, Worker
 from api.orders.models import Order, OrderEvent
+from api.tenants.models import Enterprise, Worker
 from tests.api.e2e.server import REPO, free_port, fresh_database
 from tests.services import require
 

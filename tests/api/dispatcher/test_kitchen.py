@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.models import Role
 from api.dispatcher.models import DispatchDecision
 from api.dispatcher.positions import region_of
-from api.enterprise.models import Worker
 from api.orders.models import Order, WorkerReservation
 from api.orders.state import OrderStatus
+from api.tenants.models import Worker
 from tests.api.dispatcher.conftest import Clock, mark_paid, offers_of, online, paid_order, tick
 from tests.api.orders.world import BOX_A, SHANGHAI, World, _area
 

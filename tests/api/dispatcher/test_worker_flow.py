@@ -17,9 +17,9 @@ from api.core.errors import Conflict
 from api.core.settings import Settings
 from api.dispatcher import offer_flow
 from api.dispatcher.models import DispatchDecision, OfferMode
-from api.enterprise.models import Worker
 from api.notifications.models import OutboxMessage
 from api.orders.models import OrderEvent
+from api.tenants.models import Worker
 from dispatch.cost import TERMS
 from geo.coords import from_wgs84
 from tests.api.dispatcher.conftest import (

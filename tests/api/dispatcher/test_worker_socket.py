@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from api.enterprise.models import Worker
 from api.orders.models import Order
+from api.tenants.models import Worker
 from api.tracking.trips import TripCache
 from tests.api.dispatcher.conftest import Clock, ping
 from tests.api.orders.world import World

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.geo_edge import CoordType, from_wgs84
-from api.enterprise.models import Worker, WorkerScheduleRequest
+from api.enterprise.models import WorkerScheduleRequest
+from api.tenants.models import Worker
 from tests.api.conftest import Account
 from tests.api.dispatcher.conftest import Clock, online, paid_order, ping, tick
 from tests.api.orders.world import HOME_A, World

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from api.auth.service import make_password_hasher
 from api.core.db import make_engine, make_sessionmaker
-from api.enterprise.models import Worker
 from api.models import Base
 from api.seed import ENTERPRISES, SeedReport, seed_demo
+from api.tenants.models import Worker
 from daojia.cli import app as cli
 
 

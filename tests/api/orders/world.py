@@ -24,7 +24,7 @@ from api.addresses.models import Address
 from api.auth.models import Role
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.core.geo_edge import point_cell
-from api.enterprise.models import Worker
+from api.tenants.models import Worker
 from tests.api.conftest import Account
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

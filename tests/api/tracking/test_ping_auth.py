@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.auth.models import Role, User
-from api.enterprise.models import Worker
+from api.tenants.models import Worker
 from tests.api.dispatcher.conftest import Clock
 from tests.api.orders.world import World
 
