@@ -58,6 +58,25 @@ class OfferView:
     distance_m: float | None
 
 
+async def _views(
+    live: LiveBackends,
+    worker: Worker,
+    rows: Sequence[tuple[DispatchOffer, Order]],
+    now: datetime,
+) -> list[OfferView]:
+    """``rows`` as the worker sees them: seconds left, distance from its live position."""
+    here = await worker_position(live, worker.id)
+    return [
+        OfferView(
+            offer,
+            order,
+            max(0, math.ceil((offer.expires_at - now).total_seconds())),
+            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
+        )
+        for offer, order in rows
+    ]
+
+
 async def current_offers(
     session: AsyncSession, live: LiveBackends, worker: Worker, *, now: datetime
 ) -> list[OfferView]:
@@ -74,16 +93,7 @@ async def current_offers(
             .order_by(DispatchOffer.expires_at, DispatchOffer.id)
         )
     ).all()
-    here = await worker_position(live, worker.id)
-    return [
-        OfferView(
-            offer,
-            order,
-            max(0, math.ceil((offer.expires_at - now).total_seconds())),
-            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
-        )
-        for offer, order in rows
-    ]
+    return await _views(live, worker, rows, now)
 
 
 async def commit_worker(
@@ -192,17 +202,7 @@ async def grab_pool(
         return []
     desk = await _desk(session, settings, [order for _, order in rows], [], now)
     visible = set(desk.pool.visible_order_ids(worker.id, epoch(now)).tolist())
-    here = await worker_position(live, worker.id)
-    out = [
-        OfferView(
-            offer,
-            order,
-            max(0, math.ceil((offer.expires_at - now).total_seconds())),
-            distance_m(here[0], here[1], order.lat, order.lng) if here else None,
-        )
-        for offer, order in rows
-        if order.id in visible
-    ]
+    out = await _views(live, worker, [(o, order) for o, order in rows if order.id in visible], now)
     out.sort(key=lambda v: (v.distance_m or 0.0, v.offer.id))
     return out
 

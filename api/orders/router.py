@@ -11,12 +11,12 @@ from pydantic import AwareDatetime
 
 from api.addresses.service import get_own
 from api.auth.dependencies import AccessClaims, CurrentUser, TokenConfigDep
-from api.catalog.dependencies import InvalidPoint
+from api.catalog.dependencies import InvalidPoint, optional_point
 from api.catalog.schemas import localized
 from api.core.db import utcnow
 from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
 from api.core.errors import error_responses
-from api.core.geo_edge import CoordType, GeoError, to_wgs84
+from api.core.geo_edge import CoordType
 from api.core.i18n import translate
 from api.orders import service
 from api.orders.dependencies import (
@@ -95,12 +95,10 @@ async def get_slots(
         address = await get_own(session, user, address_id)
         wlat, wlng = address.lat, address.lng
     else:
-        if lat is None or lng is None:
+        point = await optional_point(lat, lng, coord_type)
+        if point is None:
             raise InvalidPoint()
-        try:
-            wlat, wlng = to_wgs84(lat, lng, coord_type)
-        except (GeoError, ValueError) as exc:
-            raise InvalidPoint() from exc
+        wlat, wlng = point.lat, point.lng
     now = utcnow()
     found = await service.available_slots(session, env, svc, wlat, wlng, day, settings, now=now)
     return SlotList(
