@@ -86,7 +86,7 @@ class NoEnterprise(NotFound):
     message = "No such enterprise."
 
 
-def _scope(user: User) -> int | None:
+def enterprise_scope(user: User) -> int | None:
     """The enterprise the caller may see; None = every enterprise (admin)."""
     if Role(user.role) is Role.ADMIN:
         return None
@@ -96,7 +96,7 @@ def _scope(user: User) -> int | None:
 async def scoped_order(session: AsyncSession, user: User, order_id: int) -> Order:
     """The order if it belongs to the caller's enterprise (OrderNotFound otherwise)."""
     order = await session.get(Order, order_id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if order is None or (scope is not None and order.enterprise_id != scope):
         raise OrderNotFound()
     return order
@@ -105,7 +105,7 @@ async def scoped_order(session: AsyncSession, user: User, order_id: int) -> Orde
 async def scoped_worker(session: AsyncSession, user: User, worker_id: int) -> Worker:
     """The worker if it belongs to the caller's enterprise (WorkerNotFound otherwise)."""
     worker = await session.get(Worker, worker_id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if worker is None or (scope is not None and worker.enterprise_id != scope):
         raise WorkerNotFound()
     return worker
@@ -134,7 +134,7 @@ async def list_orders(
 ) -> tuple[list[Order], int]:
     """One page of the caller's enterprise orders by slot start, and the total count."""
     where: list[Any] = []
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         where.append(Order.enterprise_id == scope)
     if flt.status is not None:
@@ -174,7 +174,7 @@ async def board_workers(
 ) -> list[WorkerBoardRow]:
     """The enterprise's active workers with LiveState positions/states and current orders."""
     stmt = select(Worker).where(Worker.is_active.is_(True)).order_by(Worker.id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         stmt = stmt.where(Worker.enterprise_id == scope)
     workers = list(await session.scalars(stmt))
@@ -369,7 +369,7 @@ async def settlement(
         .group_by(Worker.id, Worker.display_name)
         .order_by(Worker.id)
     )
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         stmt = stmt.where(Order.enterprise_id == scope)
     return [
@@ -379,7 +379,7 @@ async def settlement(
 
 
 async def _enterprise(session: AsyncSession, user: User, enterprise_id: int | None) -> Enterprise:
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     wanted = enterprise_id if scope is None else scope
     if enterprise_id is not None and scope is not None and enterprise_id != scope:
         raise NoEnterprise()
