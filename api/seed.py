@@ -24,8 +24,8 @@ from api.auth.models import Role, User
 from api.auth.service import hash_password
 from api.catalog.models import Service, ServiceArea, ServiceCategory
 from api.catalog.service import search_text_of
-from api.enterprise.models import Enterprise, Worker
-from api.geo_edge import point_cell
+from api.core.geo_edge import point_cell
+from api.tenants.models import Enterprise, Worker
 
 #: Demo passwords (printed by the CLI); the environment check in the CLI keeps them out
 #: of production.

@@ -83,9 +83,9 @@ async def _seed(url: str, n_workers: int, n_customers: int, seed: int) -> dict[s
     from api.auth.models import Role, User
     from api.auth.service import hash_password, make_password_hasher
     from api.catalog.models import Service, ServiceArea, ServiceCategory
-    from api.db import make_engine, make_sessionmaker
-    from api.enterprise.models import Enterprise, Worker
-    from api.geo_edge import point_cell
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.geo_edge import point_cell
+    from api.tenants.models import Enterprise, Worker
 
     rng = np.random.default_rng(seed)
     engine = make_engine(url)
@@ -280,7 +280,7 @@ def _login(base: str, customers: list[tuple[str, int]]) -> list[tuple[str, int]]
 def main(argv: list[str]) -> int:
     """Run the benchmark; prints a table or one JSON object."""
     args = _parser().parse_args(argv)
-    from api import migrate
+    from api.core import migrate
 
     backend = args.backend
     if backend == "auto":

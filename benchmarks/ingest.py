@@ -53,7 +53,7 @@ import numpy as np
 import redis.asyncio as redis_asyncio
 from numpy.typing import NDArray
 
-from api.live import LiveState, MemoryLiveState, PingBatch, RedisLiveState
+from api.core.live import LiveState, MemoryLiveState, PingBatch, RedisLiveState
 from benchmarks._common import Timing, add_common_args, emit, machine, peak_rss_mb
 from benchmarks.stream import HttpConn, database_of, serve
 from geo.cells import latlng_to_cells

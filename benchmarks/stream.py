@@ -114,10 +114,10 @@ async def _seed(url: str, n: int, *, with_orders: bool = True) -> list[tuple[int
     from api.auth.models import Role, User
     from api.auth.service import TokenConfig, encode_access_token
     from api.catalog.models import Service, ServiceCategory
-    from api.db import make_engine, make_sessionmaker
-    from api.enterprise.models import Enterprise, Worker
-    from api.geo_edge import point_cell
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.geo_edge import point_cell
     from api.orders.models import Order
+    from api.tenants.models import Enterprise, Worker
     from api.tracking.models import OrderTrack
 
     engine = make_engine(url)
@@ -511,7 +511,7 @@ def serve(
 
     Live layer in-process unless ``redis`` (a unique key prefix, deleted afterwards).
     """
-    from api import migrate
+    from api.core import migrate
 
     tmp = Path(tempfile.mkdtemp(prefix="daojia-bench-serve-"))
     db_name = f"daojia_bench_serve_{os.getpid()}"

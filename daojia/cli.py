@@ -126,9 +126,9 @@ def dispatcher(
 
     import anyio
 
-    from api.dispatch.runner import run_dispatcher
-    from api.observability import configure_logging
-    from api.settings import Settings
+    from api.core.observability import configure_logging
+    from api.core.settings import Settings
+    from api.dispatcher.runner import run_dispatcher
 
     settings = Settings()
     configure_logging(json_logs=settings.log_json, level=settings.log_level)
@@ -154,8 +154,8 @@ def db_upgrade(
     database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
 ) -> None:
     """Apply the Alembic migrations (default: to the newest)."""
-    from api import migrate
-    from api.settings import Settings
+    from api.core import migrate
+    from api.core.settings import Settings
 
     url = database_url or Settings().effective_database_url
     if url.startswith("sqlite"):
@@ -172,8 +172,8 @@ def db_downgrade(
     database_url: str = typer.Option("", help="override DAOJIA_DATABASE_URL"),
 ) -> None:
     """Revert the Alembic migrations down to REVISION."""
-    from api import migrate
-    from api.settings import Settings
+    from api.core import migrate
+    from api.core.settings import Settings
 
     migrate.downgrade(database_url or Settings().effective_database_url, revision)
     _console().print(f"database at [bold]{revision}[/bold]")
@@ -187,12 +187,12 @@ def seed_demo(
     """Migrate, then load the demo city (idempotent; refuses to run in production)."""
     import asyncio
 
-    from api import migrate
     from api.auth.service import make_password_hasher
-    from api.db import make_engine, make_sessionmaker
+    from api.core import migrate
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.settings import Environment, Settings
     from api.seed import SeedReport
     from api.seed import seed_demo as run_seed
-    from api.settings import Environment, Settings
 
     console = _console()
     settings = Settings()
@@ -235,9 +235,9 @@ def export_day(
     import dataclasses
     from datetime import date
 
-    from api.db import make_engine, make_sessionmaker
-    from api.dispatch.export import RecordedDay, recorded_day
-    from api.settings import Settings
+    from api.core.db import make_engine, make_sessionmaker
+    from api.core.settings import Settings
+    from api.dispatcher.export import RecordedDay, recorded_day
     from simulations.export import write_log
 
     console = _console()

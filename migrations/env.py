@@ -8,7 +8,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from api.db import make_engine
+from api.core.db import make_engine
 from api.models import Base
 
 config = context.config
@@ -22,7 +22,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from api.settings import Settings
+    from api.core.settings import Settings
 
     return Settings().effective_database_url
 

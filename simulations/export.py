@@ -1,6 +1,6 @@
 """A recorded production day as a replay log (``daojia export day``).
 
-Input: the plain data ``api.dispatch.export.recorded_day`` reads from the tables (as a
+Input: the plain data ``api.dispatcher.export.recorded_day`` reads from the tables (as a
 mapping: ``dataclasses.asdict`` of its ``RecordedDay``; this package does not import
 ``api``). Output: the JSON-lines log :mod:`simulations.replay` reads — a header with the
 day as a :class:`~simulations.city.CityDay` and the policy production ran under, then

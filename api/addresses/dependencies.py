@@ -8,7 +8,8 @@ from fastapi import Depends
 
 from api.addresses import service
 from api.addresses.models import Address
-from api.deps import CurrentUser, IdPath, SessionDep
+from api.auth.dependencies import CurrentUser
+from api.core.deps import IdPath, SessionDep
 
 
 async def own_address(address_id: IdPath, user: CurrentUser, session: SessionDep) -> Address:

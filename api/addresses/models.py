@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin
+from api.core.db import Base, BigIntPK, TimestampMixin
 
 
 class Address(TimestampMixin, Base):

@@ -10,14 +10,13 @@ from api.addresses import service
 from api.addresses.dependencies import OwnAddress
 from api.addresses.models import Address
 from api.addresses.schemas import AddressIn, AddressOut, AddressPatch, mask_phone
+from api.auth.dependencies import CurrentUser
 from api.catalog.dependencies import AreaLookupDep
-from api.deps import CurrentUser, IdPath, JsonBody, SessionDep
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType, from_wgs84
+from api.core.deps import IdPath, JsonBody, SessionDep
+from api.core.errors import error_responses
+from api.core.geo_edge import CoordType, from_wgs84
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/addresses", tags=["addresses"], dependencies=[JsonBody], responses=_errors
 )

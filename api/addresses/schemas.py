@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from api.auth.schemas import check_phone
-from api.geo_edge import CoordType
+from api.core.geo_edge import CoordType
 
 
 def _lat(value: float) -> float:

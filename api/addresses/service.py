@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.addresses.models import Address
 from api.auth.models import User
 from api.catalog.service import AreaLookup
-from api.errors import Conflict, InvalidInput, NotFound
-from api.geo_edge import CoordType, point_cell, to_wgs84
+from api.core.errors import Conflict, InvalidInput, NotFound
+from api.core.geo_edge import CoordType, point_cell, to_wgs84
 from geo.errors import GeoError
 
 #: A generous cap that stops scripted abuse without bothering anyone real.

@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin, utcnow
+from api.core.db import Base, BigIntPK, TimestampMixin, utcnow
 
 
 class Role(StrEnum):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.auth import service
-from api.auth.dependencies import PasswordHasherDep, QQAppDep, WechatAppDep
+from api.auth.dependencies import (
+    AdminUser,
+    CurrentUser,
+    ManagerUser,
+    PasswordHasherDep,
+    QQAppDep,
+    TokenConfigDep,
+    WechatAppDep,
+)
 from api.auth.models import Role, User
 from api.auth.schemas import (
     EnterpriseIn,
@@ -18,25 +26,11 @@ from api.auth.schemas import (
     TokenOut,
     UserOut,
 )
-from api.db import utcnow
-from api.deps import (
-    AdminUser,
-    CurrentUser,
-    HttpClientDep,
-    IdPath,
-    JsonBody,
-    LocaleDep,
-    ManagerUser,
-    SessionDep,
-    SettingsDep,
-    TokenConfigDep,
-)
-from api.errors import ErrorResponse
+from api.core.db import utcnow
+from api.core.deps import HttpClientDep, IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
+from api.core.errors import error_responses
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse}
-    for code in (400, 401, 403, 404, 409, 413, 415, 422, 423, 429, 503)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 423, 429, 503)
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[JsonBody], responses=_errors)
 tenants = APIRouter(
     prefix="/v1/enterprises", tags=["enterprises"], dependencies=[JsonBody], responses=_errors

@@ -26,8 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import TENANT_ROLES, RefreshToken, Role, SocialIdentity, SocialProvider, User
-from api.enterprise.models import Enterprise
-from api.errors import (
+from api.core.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
@@ -38,6 +37,7 @@ from api.errors import (
     UpstreamUnavailable,
     register_texts,
 )
+from api.tenants.models import Enterprise
 
 log = structlog.get_logger("api.auth")
 

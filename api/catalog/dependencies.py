@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from api.catalog.service import AreaLookup
-from api.errors import InvalidInput
-from api.geo_edge import CoordType, to_wgs84
+from api.core.errors import InvalidInput
+from api.core.geo_edge import CoordType, to_wgs84
 from geo.errors import GeoError
 
 

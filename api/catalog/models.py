@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin
+from api.core.db import Base, BigIntPK, TimestampMixin
 
 
 class ServiceCategory(TimestampMixin, Base):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.auth.dependencies import AdminUser, ManagerUser
 from api.catalog import service
 from api.catalog.dependencies import AreaLookupDep, OptionalPoint
 from api.catalog.models import Service, ServiceArea, ServiceCategory
@@ -24,14 +25,12 @@ from api.catalog.schemas import (
     ServicePatch,
     localized,
 )
-from api.db import utcnow
-from api.deps import AdminUser, IdPath, JsonBody, LocaleDep, ManagerUser, SessionDep
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
+from api.core.db import utcnow
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep
+from api.core.errors import error_responses
+from api.core.geo_edge import CoordType
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/catalog", tags=["catalog"], dependencies=[JsonBody], responses=_errors
 )

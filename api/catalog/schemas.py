@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.geo_edge import CoordType
-from api.settings import SUPPORTED_LOCALES
+from api.core.geo_edge import CoordType
+from api.core.settings import SUPPORTED_LOCALES
 
 
 def check_i18n(value: dict[str, str], *, max_length: int, required: bool = True) -> dict[str, str]:

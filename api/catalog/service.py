@@ -13,15 +13,16 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import shapely
-from sqlalchemy import and_, column, func, inspect, select, table
+from sqlalchemy import BigInteger, and_, column, func, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from api.auth.models import Role, User
 from api.catalog.models import Service, ServiceArea, ServiceCategory
-from api.enterprise.models import Enterprise
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.geo_edge import CoordType
+from api.core.db import UTCDateTime
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.core.geo_edge import CoordType
+from api.tenants.models import Enterprise
 from geo.areas import AreaSet as GeoAreaSet
 from geo.areas import Geometry
 from geo.areas import ServiceArea as GeoServiceArea
@@ -266,6 +267,17 @@ async def _has_table(session: AsyncSession, name: str) -> bool:
     return bool(await conn.run_sync(lambda c: inspect(c).has_table(name)))
 
 
+#: The columns of ``orders`` the ranking counts. The catalog sits below orders (orders
+#: import the catalog), so it names the table rather than importing its model, as
+#: ``review_stats`` does for ``reviews``.
+_PAID_ORDERS = table(
+    "orders",
+    column("service_id", BigInteger()),
+    column("service_area_id", BigInteger()),
+    column("paid_at", UTCDateTime()),
+)
+
+
 async def hot_services(
     session: AsyncSession,
     *,
@@ -282,20 +294,19 @@ async def hot_services(
     / the seed), reported as ``ranking_basis = "popularity"`` so clients can
     tell the two apart.
     """
-    from api.orders.models import Order  # catalog reads orders only for this ranking
-
+    orders = _PAID_ORDERS.c
     base = [Service.is_active.is_(True)]
     if enterprise_ids is not None:
         if not enterprise_ids:
             return [], "popularity"
         base.append(Service.enterprise_id.in_(enterprise_ids))
-    order_filter = [Order.paid_at.is_not(None), Order.paid_at >= now - HOT_WINDOW]
+    order_filter = [orders.paid_at.is_not(None), orders.paid_at >= now - HOT_WINDOW]
     if area_ids:
-        order_filter.append(Order.service_area_id.in_(area_ids))
+        order_filter.append(orders.service_area_id.in_(area_ids))
     counts = (
-        select(Order.service_id.label("service_id"), func.count().label("n"))
+        select(orders.service_id.label("service_id"), func.count().label("n"))
         .where(and_(*order_filter))
-        .group_by(Order.service_id)
+        .group_by(orders.service_id)
         .subquery()
     )
     score = func.coalesce(counts.c.n, 0)

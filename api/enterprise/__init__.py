@@ -1,1 +1,2 @@
-"""Enterprises (tenants of workers, staff, services and areas) and their workers."""
+"""The enterprise console: dispatch board, manual assignment, worker profiles and schedule
+requests (the enterprise and worker tables are ``api.tenants``)."""

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends
 
+from api.auth.dependencies import ManagerUser
 from api.auth.models import User
-from api.deps import ManagerUser, SettingsDep
-from api.dispatch.dependencies import LiveDep, NowDep
+from api.core.deps import LiveDep, NowDep, SettingsDep
 
 
 async def board_user(user: ManagerUser) -> User:

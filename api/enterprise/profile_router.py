@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import IdPath, JsonBody, ManagerUser, SessionDep
-from api.dispatch.dependencies import NowDep, WorkerDep
+from api.auth.dependencies import ManagerUser
+from api.core.deps import IdPath, JsonBody, NowDep, SessionDep
+from api.core.errors import error_responses
+from api.core.geo_edge import CoordType
 from api.enterprise import profiles
 from api.enterprise.profile_schemas import (
     DecisionIn,
@@ -19,12 +21,9 @@ from api.enterprise.profile_schemas import (
     ScheduleIn,
     ScheduleRequestOut,
 )
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
+from api.workers.dependencies import WorkerDep
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(tags=["worker profiles"], dependencies=[JsonBody], responses=ERRORS)
 
 STAFF = "/v1/enterprises/{enterprise_id:int}/workers"

@@ -12,9 +12,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.enterprise.models import Worker, WorkerScheduleRequest
+from api.core.geo_edge import CoordType, from_wgs84
+from api.enterprise.models import WorkerScheduleRequest
 from api.enterprise.profiles import Home, ProfileChange, Slot
-from api.geo_edge import CoordType, from_wgs84
+from api.tenants.models import Worker
 from dispatch.model import TRANSPORT_MODES
 
 MAX_SHIFTS = 28

@@ -27,10 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.addresses.service import InvalidCoordinates
 from api.auth.models import Role, User
 from api.catalog.models import Service
-from api.enterprise.models import Enterprise, Worker, WorkerScheduleRequest
-from api.enterprise.service import NoEnterprise, WorkerNotFound, _scope
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.geo_edge import CoordType, GeoError, point_cell, to_wgs84
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.core.geo_edge import CoordType, GeoError, point_cell, to_wgs84
+from api.enterprise.models import WorkerScheduleRequest
+from api.enterprise.service import NoEnterprise, WorkerNotFound, enterprise_scope
+from api.tenants.models import Enterprise, Worker
 
 # ------------------------------------------------------------------ errors
 
@@ -221,7 +222,7 @@ class ProfileChange:
 
 async def _own_enterprise(session: AsyncSession, actor: User, enterprise_id: int) -> None:
     """Staff only in their own enterprise (Forbidden); the enterprise must exist."""
-    scope = _scope(actor)
+    scope = enterprise_scope(actor)
     if scope is not None and scope != enterprise_id:
         raise Forbidden()
     if await session.get(Enterprise, enterprise_id) is None:

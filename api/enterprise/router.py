@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.core.deps import IdPath, JsonBody, SessionDep, SettingsDep
+from api.core.errors import error_responses
 from api.enterprise import service
 from api.enterprise.dependencies import BoardUser, LiveDep, NowDep, ServiceTz
 from api.enterprise.schemas import (
@@ -21,12 +22,9 @@ from api.enterprise.schemas import (
     SettlementOut,
     SettlementRowOut,
 )
-from api.errors import ErrorResponse
 from api.orders.state import DispatchStatus, OrderStatus
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/enterprise", tags=["enterprise"], dependencies=[JsonBody], responses=ERRORS
 )

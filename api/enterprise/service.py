@@ -19,19 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role, User
 from api.catalog.models import Service
-from api.dispatch.board import DispatchSettings, parse_dispatch_settings
-from api.dispatch.models import DispatchDecision
-from api.dispatch.offer_flow import withdraw_offers
-from api.dispatch.service import ensure_track
-from api.enterprise.models import Enterprise, Worker
-from api.errors import Conflict, InvalidInput, NotFound
-from api.live import LiveBackends, WorkerState
+from api.core.errors import Conflict, InvalidInput, NotFound
+from api.core.live import LiveBackends, WorkerState
+from api.core.settings import Settings
+from api.dispatcher.board import DispatchSettings, parse_dispatch_settings
+from api.dispatcher.models import DispatchDecision
+from api.dispatcher.offer_flow import withdraw_offers
 from api.notifications.models import OutboxMessage
 from api.orders.models import Order, OrderEvent
 from api.orders.service import OrderNotFound, WorkerBookedThen, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
-from api.settings import Settings
+from api.tenants.models import Enterprise, Worker
 from api.tracking import service as tracking
+from api.tracking.service import ensure_track
 
 #: Sub-states in which a worker is committed to the order (it can only be reassigned).
 COMMITTED = (DispatchStatus.ACCEPTED.value,)
@@ -86,7 +86,7 @@ class NoEnterprise(NotFound):
     message = "No such enterprise."
 
 
-def _scope(user: User) -> int | None:
+def enterprise_scope(user: User) -> int | None:
     """The enterprise the caller may see; None = every enterprise (admin)."""
     if Role(user.role) is Role.ADMIN:
         return None
@@ -96,7 +96,7 @@ def _scope(user: User) -> int | None:
 async def scoped_order(session: AsyncSession, user: User, order_id: int) -> Order:
     """The order if it belongs to the caller's enterprise (OrderNotFound otherwise)."""
     order = await session.get(Order, order_id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if order is None or (scope is not None and order.enterprise_id != scope):
         raise OrderNotFound()
     return order
@@ -105,7 +105,7 @@ async def scoped_order(session: AsyncSession, user: User, order_id: int) -> Orde
 async def scoped_worker(session: AsyncSession, user: User, worker_id: int) -> Worker:
     """The worker if it belongs to the caller's enterprise (WorkerNotFound otherwise)."""
     worker = await session.get(Worker, worker_id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if worker is None or (scope is not None and worker.enterprise_id != scope):
         raise WorkerNotFound()
     return worker
@@ -134,7 +134,7 @@ async def list_orders(
 ) -> tuple[list[Order], int]:
     """One page of the caller's enterprise orders by slot start, and the total count."""
     where: list[Any] = []
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         where.append(Order.enterprise_id == scope)
     if flt.status is not None:
@@ -174,7 +174,7 @@ async def board_workers(
 ) -> list[WorkerBoardRow]:
     """The enterprise's active workers with LiveState positions/states and current orders."""
     stmt = select(Worker).where(Worker.is_active.is_(True)).order_by(Worker.id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         stmt = stmt.where(Worker.enterprise_id == scope)
     workers = list(await session.scalars(stmt))
@@ -369,7 +369,7 @@ async def settlement(
         .group_by(Worker.id, Worker.display_name)
         .order_by(Worker.id)
     )
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         stmt = stmt.where(Order.enterprise_id == scope)
     return [
@@ -379,7 +379,7 @@ async def settlement(
 
 
 async def _enterprise(session: AsyncSession, user: User, enterprise_id: int | None) -> Enterprise:
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     wanted = enterprise_id if scope is None else scope
     if enterprise_id is not None and scope is not None and enterprise_id != scope:
         raise NoEnterprise()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, utcnow
+from api.core.db import Base, BigIntPK, utcnow
 
 
 class OutboxMessage(Base):

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.notifications.models import OutboxMessage
 
-if TYPE_CHECKING:
-    from api.orders.models import Order
+
+class Order(Protocol):
+    """What a customer's message tells of an order (``api.orders.models.Order`` has it all).
+
+    Notifications sit below orders: orders write their messages in the transition's
+    transaction, so this module names the fields it reads instead of importing the model.
+    """
+
+    id: int
+    order_no: str
+    customer_id: int
+    service_id: int
+    status: str
+    dispatch_status: str | None
+    aftersales_status: str | None
+    slot_start: datetime
+    amount_fen: int
 
 
 class Channel(StrEnum):

@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import SocialIdentity, SocialProvider, User
-from api.broker import worker_channel
-from api.db import utcnow
-from api.i18n import translate
+from api.core.broker import worker_channel
+from api.core.db import utcnow
+from api.core.i18n import translate
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.notifications.outbox import WORKER, Channel, OutboxStatus
 from api.notifications.texts import topic_title

@@ -6,17 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.db import utcnow
-from api.deps import CurrentUser, IdPath, JsonBody, LocaleDep, SessionDep
-from api.errors import ErrorResponse
-from api.i18n import translate
+from api.auth.dependencies import CurrentUser
+from api.core.db import utcnow
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep
+from api.core.errors import error_responses
+from api.core.i18n import translate
 from api.notifications import service
 from api.notifications.schemas import InboxItemOut, InboxOut, MarkedOut
 from api.notifications.texts import topic_title
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 404, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/notifications", tags=["notifications"], dependencies=[JsonBody], responses=_errors
 )

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.errors import NotFound
+from api.core.errors import NotFound
 from api.notifications.models import InboxMessage
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import register_texts
+from api.core.errors import register_texts
 
 #: Title of the message per order event (topic).
 TITLES: dict[str, str] = {

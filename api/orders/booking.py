@@ -21,7 +21,8 @@ from api.addresses.models import Address
 from api.auth.models import Role, User
 from api.auth.service import InvalidToken
 from api.catalog.models import Service
-from api.errors import Forbidden
+from api.core.errors import Forbidden
+from api.core.settings import Settings
 from api.orders import state
 from api.orders.errors import SlotInPast, SlotNotOnGrid, SlotTaken, SlotTooFar
 from api.orders.models import Order
@@ -37,7 +38,6 @@ from api.orders.slots import (
     working_rows,
 )
 from api.orders.store import BookedVisit, DaysQuery, FreeDays, Hold
-from api.settings import Settings
 from dispatch.booked import choose_booked_worker
 from dispatch.slots import BookingChoice, ServiceRequest, Slot
 

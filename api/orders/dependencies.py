@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import CurrentUser, IdPath, SessionDep
+from api.auth.dependencies import CurrentUser
+from api.core.deps import IdPath, SessionDep
 from api.orders import service
 from api.orders.models import Order
 from api.orders.service import BookingEnv

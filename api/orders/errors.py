@@ -1,8 +1,8 @@
-"""Order errors (translated by the one handler in ``api.errors``)."""
+"""Order errors (translated by the one handler in ``api.core.errors``)."""
 
 from __future__ import annotations
 
-from api.errors import Conflict, InvalidInput, NotFound
+from api.core.errors import Conflict, InvalidInput, NotFound
 
 
 class OrderNotFound(NotFound):

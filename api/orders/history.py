@@ -18,16 +18,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
-from api.enterprise.models import Worker
-from api.errors import Conflict, Forbidden
+from api.catalog.models import Service
+from api.core.errors import Conflict, Forbidden
+from api.core.settings import Settings
 from api.orders import state
 from api.orders.errors import OrderNotFound, RefundWindowClosed, ShareLinkInvalid, WorkerBusy
-from api.orders.models import Order, WorkerReservation
+from api.orders.models import Order, OrderEvent, WorkerReservation
 from api.orders.quote import service_tz
 from api.orders.slots import day_bounds
 from api.orders.state import AfterSalesStatus, OrderEventType, OrderStatus
 from api.orders.store import is_slot_conflict
-from api.settings import Settings
+from api.tenants.models import Worker
 
 
 async def visible_order(session: AsyncSession, user: User, order_id: int) -> Order:
@@ -36,6 +37,28 @@ async def visible_order(session: AsyncSession, user: User, order_id: int) -> Ord
     if order is None or not await may_see(session, user, order):
         raise OrderNotFound()
     return order
+
+
+async def get_order(session: AsyncSession, order_id: int) -> Order | None:
+    """The order with ``order_id``, or None (no visibility check: see ``visible_order``)."""
+    return await session.get(Order, order_id)
+
+
+async def service_and_worker(
+    session: AsyncSession, order: Order
+) -> tuple[Service | None, Worker | None]:
+    """The order's service and, once it has one, its worker."""
+    svc = await session.get(Service, order.service_id)
+    worker = await session.get(Worker, order.worker_id) if order.worker_id else None
+    return svc, worker
+
+
+async def order_events(session: AsyncSession, order_id: int) -> list[OrderEvent]:
+    """The order's audit log, oldest first."""
+    rows = await session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+    )
+    return list(rows)
 
 
 async def worker_id_of(session: AsyncSession, user: User) -> int | None:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin, utcnow
+from api.core.db import Base, BigIntPK, TimestampMixin, utcnow
 
 #: SQL condition of a live (held or confirmed) reservation, as the partial indexes spell it.
 LIVE_HOLDS = "status IN ('held', 'confirmed')"

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
+from api.core.settings import Settings
 from api.orders.errors import UnknownService
-from api.settings import Settings
 
 
 def service_tz(settings: Settings) -> ZoneInfo:

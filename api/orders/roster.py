@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.enterprise.models import Worker
+from api.tenants.models import Worker
 from geo.projection import haversine_m
 
 #: minutes from local midnight; NO_SHIFT marks a weekday without a shift.

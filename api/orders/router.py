@@ -8,29 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
-from sqlalchemy import select
 
 from api.addresses.service import get_own
-from api.auth.models import Role
-from api.catalog.dependencies import InvalidPoint
-from api.catalog.models import Service
+from api.auth.dependencies import AccessClaims, CurrentUser, TokenConfigDep
+from api.catalog.dependencies import InvalidPoint, optional_point
 from api.catalog.schemas import localized
-from api.db import utcnow
-from api.deps import (
-    AccessClaims,
-    CurrentUser,
-    IdPath,
-    JsonBody,
-    LocaleDep,
-    ManagerUser,
-    SessionDep,
-    SettingsDep,
-    TokenConfigDep,
-)
-from api.enterprise.models import Worker
-from api.errors import ErrorResponse, Forbidden
-from api.geo_edge import CoordType, GeoError, to_wgs84
-from api.i18n import translate
+from api.core.db import utcnow
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
+from api.core.errors import error_responses
+from api.core.geo_edge import CoordType
+from api.core.i18n import translate
 from api.orders import service
 from api.orders.dependencies import (
     BookingEnvDep,
@@ -38,11 +25,9 @@ from api.orders.dependencies import (
     IdempotencyKeyHeader,
     VisibleOrder,
 )
-from api.orders.models import Order, OrderEvent
-from api.orders.roster import WorkerBrief
+from api.orders.models import Order
 from api.orders.schemas import (
     BookingIn,
-    CancelIn,
     OrderEventOut,
     OrderList,
     OrderOut,
@@ -50,7 +35,6 @@ from api.orders.schemas import (
     QuoteLineOut,
     QuoteOut,
     RebookIn,
-    RefundDecisionIn,
     RefundRequestIn,
     SharedOrderOut,
     ShareOut,
@@ -59,71 +43,13 @@ from api.orders.schemas import (
 )
 from api.orders.state import OrderStatus
 from api.orders.texts import STATUS_LABELS
-from api.payments import service as payments
-from api.payments.dependencies import ProvidersDep
+from api.orders.views import render
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[JsonBody], responses=_errors)
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
-
-
-async def render(
-    session: Any,
-    order: Order,
-    locale: str,
-    worker: WorkerBrief | Worker | None = None,
-    svc: Service | None = None,
-) -> OrderOut:
-    """The API view of ``order`` (service name in ``locale``; service and worker if known)."""
-    if svc is None:
-        svc = await session.get(Service, order.service_id)
-    if worker is None and order.worker_id:
-        worker = await session.get(Worker, order.worker_id)
-    return OrderOut(
-        id=order.id,
-        order_no=order.order_no,
-        status=order.status,
-        status_label=translate(STATUS_LABELS[order.status], locale),
-        dispatch_status=order.dispatch_status,
-        aftersales_status=order.aftersales_status,
-        service_id=order.service_id,
-        service_name=localized(svc.names, locale) if svc else "",
-        enterprise_id=order.enterprise_id,
-        customer_id=order.customer_id,
-        worker=(
-            {"id": worker.id, "display_name": worker.display_name, "rating": worker.rating}
-            if worker
-            else None
-        ),
-        slot_start=order.slot_start,
-        slot_end=order.slot_end,
-        duration_min=order.duration_min,
-        price_fen=order.price_fen,
-        surcharge_fen=order.surcharge_fen,
-        amount_fen=order.amount_fen,
-        refunded_fen=order.refunded_fen,
-        cancel_fee_fen=order.cancel_fee_fen,
-        quote_lines=[
-            QuoteLineOut(
-                code=line["code"],
-                label=translate(line["label"], locale),
-                amount_fen=line["amount_fen"],
-            )
-            for line in order.quote_lines
-        ],
-        address={k: str(v) for k, v in order.address_snapshot.items()},
-        note=order.note,
-        payment_provider=order.payment_provider,
-        created_at=order.created_at,
-        expires_at=order.expires_at,
-        paid_at=order.paid_at,
-        cancelled_at=order.cancelled_at,
-        completed_at=order.completed_at,
-    )
 
 
 @router.get("/quote", summary="Price of a service at a start time")
@@ -169,12 +95,10 @@ async def get_slots(
         address = await get_own(session, user, address_id)
         wlat, wlng = address.lat, address.lng
     else:
-        if lat is None or lng is None:
+        point = await optional_point(lat, lng, coord_type)
+        if point is None:
             raise InvalidPoint()
-        try:
-            wlat, wlng = to_wgs84(lat, lng, coord_type)
-        except (GeoError, ValueError) as exc:
-            raise InvalidPoint() from exc
+        wlat, wlng = point.lat, point.lng
     now = utcnow()
     found = await service.available_slots(session, env, svc, wlat, wlng, day, settings, now=now)
     return SlotList(
@@ -186,7 +110,9 @@ async def get_slots(
 
 
 async def _replay(session: Any, stored: dict[str, Any], code: int, locale: str) -> JSONResponse:
-    order = await session.get(Order, int(stored["order_id"]))
+    order = await service.get_order(session, int(stored["order_id"]))
+    if order is None:  # the key's order is gone: nothing to replay
+        raise service.OrderNotFound()
     body = (await render(session, order, locale)).model_dump(mode="json")
     return JSONResponse(body, status_code=code, headers={"Idempotent-Replayed": "true"})
 
@@ -287,11 +213,10 @@ async def shared_order(
     if len(token) > 200:
         raise service.ShareLinkInvalid()
     order_id = service.read_share_token(config.secret, token, now=utcnow())
-    order = await session.get(Order, order_id)
+    order = await service.get_order(session, order_id)
     if order is None:
         raise service.ShareLinkInvalid()
-    svc = await session.get(Service, order.service_id)
-    worker = await session.get(Worker, order.worker_id) if order.worker_id else None
+    svc, worker = await service.service_and_worker(session, order)
     return SharedOrderOut(
         order_no_tail=order.order_no[-4:],
         service_name=localized(svc.names, locale) if svc else "",
@@ -312,9 +237,7 @@ async def get_order(order: VisibleOrder, session: SessionDep, locale: LocaleDep)
 @router.get("/{order_id}/events", summary="The order's audit log")
 async def order_events(order: VisibleOrder, session: SessionDep) -> list[OrderEventOut]:
     """Every transition, oldest first."""
-    rows = await session.scalars(
-        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id)
-    )
+    rows = await service.order_events(session, order.id)
     return [
         OrderEventOut(
             event=e.event,
@@ -326,25 +249,6 @@ async def order_events(order: VisibleOrder, session: SessionDep) -> list[OrderEv
         )
         for e in rows
     ]
-
-
-@router.post("/{order_id}/cancel", summary="Cancel (refund when paid, fee after the cut-off)")
-async def cancel_order(
-    order: VisibleOrder,
-    body: CancelIn,
-    session: SessionDep,
-    settings: SettingsDep,
-    providers: ProvidersDep,
-    user: CurrentUser,
-    locale: LocaleDep,
-) -> OrderOut:
-    """Customer (own) or staff (own enterprise) cancel a pending order."""
-    if user.role == Role.WORKER.value:
-        raise Forbidden()
-    done = await payments.cancel_order(
-        session, providers, order.id, user.id, settings, reason=body.reason, now=utcnow()
-    )
-    return await render(session, done, locale)
 
 
 @router.post(
@@ -372,23 +276,6 @@ async def refund_request(
 ) -> OrderOut:
     """The customer asks for a refund of a completed order."""
     order = await service.request_refund(session, user, order_id, body.reason, now=utcnow())
-    return await render(session, order, locale)
-
-
-@router.post("/{order_id}/refund-decision", summary="Staff approve or reject a refund request")
-async def refund_decision(
-    order_id: IdPath,
-    body: RefundDecisionIn,
-    session: SessionDep,
-    providers: ProvidersDep,
-    user: ManagerUser,
-    locale: LocaleDep,
-) -> OrderOut:
-    """Approval refunds what was paid and not yet refunded."""
-    await service.visible_order(session, user, order_id)
-    order = await payments.approve_refund(
-        session, providers, order_id, user.id, approve=body.approve, now=utcnow()
-    )
     return await render(session, order, locale)
 
 

@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
 from api.catalog.service import AreaLookup
+from api.core.settings import Settings
 from api.orders.errors import OutsideArea, SlotTooFar
 from api.orders.quote import service_tz
 from api.orders.roster import NO_SHIFT, Roster, RosterCache
 from api.orders.store import BookedVisit, DaysQuery, OrderStore
-from api.settings import Settings
 from dispatch.booked import BookedDays, booked_slots
 from dispatch.model import TRANSPORT_MODES
 from dispatch.slots import DEFAULT_TIE_COST, ServiceRequest

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import Conflict
+from api.core.errors import Conflict
 from api.notifications.outbox import enqueue, outbox_rows
 from api.orders.models import Order, OrderEvent
 
@@ -42,6 +42,14 @@ class DispatchStatus(StrEnum):
     #: The dispatcher gave up (too many declined or lapsed offers, or the latest start
     #: passed): the order waits on the enterprise board for staff to assign it.
     ESCALATED = "escalated"
+
+
+#: Sub-states with a worker committed to the order.
+COMMITTED = (
+    DispatchStatus.ACCEPTED.value,
+    DispatchStatus.EN_ROUTE.value,
+    DispatchStatus.ARRIVED.value,
+)
 
 
 class AfterSalesStatus(StrEnum):

@@ -45,8 +45,8 @@ from api.addresses.models import Address
 from api.auth.models import User
 from api.catalog.models import Service
 from api.catalog.service import AreaLookup
-from api.db import make_sessionmaker
-from api.errors import Conflict
+from api.core.db import make_sessionmaker
+from api.core.errors import Conflict
 from api.notifications.models import OutboxMessage
 from api.orders.errors import SlotTaken
 from api.orders.models import IdempotencyKey, Order, OrderEvent, WorkerReservation

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import DomainError
+from api.core.errors import DomainError
 from api.orders.service import QUOTE_LABELS
 from api.orders.state import OrderStatus
 
@@ -16,7 +16,7 @@ STATUS_LABELS: dict[str, str] = {
 
 
 class _Texts(DomainError):
-    """Registers these msgids with ``api.errors.all_messages`` (never raised)."""
+    """Registers these msgids with ``api.core.errors.all_messages`` (never raised)."""
 
 
 for _i, _text in enumerate((*STATUS_LABELS.values(), *QUOTE_LABELS.values())):

@@ -8,6 +8,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from api.core.settings import Environment, Settings
 from api.payments.providers import (
     AlipayConfig,
     AlipayProvider,
@@ -18,7 +19,6 @@ from api.payments.providers import (
     WeChatPayConfig,
     WeChatPayProvider,
 )
-from api.settings import Environment, Settings
 
 
 def build_providers(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin, utcnow
+from api.core.db import Base, BigIntPK, TimestampMixin, utcnow
 
 
 class Payment(TimestampMixin, Base):

@@ -1,4 +1,5 @@
-"""HTTP endpoints of payments: pay an order, provider notifications, sandbox pay page, reconcile.
+"""HTTP endpoints of payments: pay an order, provider notifications, sandbox pay page, reconcile;
+cancel an order and decide a refund request (the refunds are payments').
 
 Notification endpoints read the raw body (verification is over the exact bytes)
 and answer exactly as each provider wants (WeChat/sandbox: 204 or 4xx JSON;
@@ -14,25 +15,30 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from api.catalog.models import Service
+from api.auth.dependencies import CurrentUser, ManagerUser
+from api.auth.models import Role
 from api.catalog.schemas import localized
-from api.db import utcnow
-from api.deps import CurrentUser, JsonBody, LocaleDep, SessionDep, SettingsDep
-from api.errors import ErrorResponse, Forbidden, InvalidInput
-from api.i18n import translate
+from api.core.db import utcnow
+from api.core.deps import IdPath, JsonBody, LocaleDep, SessionDep, SettingsDep
+from api.core.errors import Forbidden, InvalidInput, error_responses
+from api.core.i18n import translate
 from api.orders import service as orders
 from api.orders.dependencies import IdempotencyKeyHeader, VisibleOrder
-from api.orders.models import Order
+from api.orders.schemas import CancelIn, OrderOut, RefundDecisionIn
+from api.orders.views import render
 from api.payments import service
 from api.payments.dependencies import ProvidersDep
 from api.payments.providers import HttpReply, ProviderName, SandboxProvider
 from api.payments.schemas import PayIn, PaymentOut, ReconcileOut
 from api.payments.texts import PAGE_TEXTS
 
-_errors: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+_errors = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(prefix="/v1", tags=["payments"], responses=_errors)
+#: Order routes whose use case is a payment's (a refund on cancel or after-sales): they sit
+#: here, above orders, and are documented with the orders (api/orders/router.py).
+order_router = APIRouter(
+    prefix="/v1/orders", tags=["orders"], dependencies=[JsonBody], responses=_errors
+)
 
 
 def _intent_out(intent: Any) -> PaymentOut:
@@ -69,7 +75,7 @@ async def pay_order(
         stored = await orders.stored_response(session, user.id, "pay", idempotency_key, body_hash)
         if stored is not None:
             return JSONResponse(stored[1], status_code=stored[0])
-    svc = await session.get(Service, order.service_id)
+    svc, _ = await orders.service_and_worker(session, order)
     description = (localized(svc.names, locale) if svc else order.order_no)[:40]
     payer = await service.payer_openid(session, provider.name, user.id)
     intent = await service.start_payment(
@@ -97,8 +103,45 @@ async def reconcile(
     if user.role == "worker":
         raise Forbidden()
     outcome = await service.reconcile(session, providers, order, settings, now=utcnow())
-    fresh = await session.get(Order, order.id, populate_existing=True)
-    return ReconcileOut(outcome=outcome, status=fresh.status if fresh else order.status)
+    return ReconcileOut(outcome=outcome, status=await service.fresh_status(session, order))
+
+
+@order_router.post("/{order_id}/cancel", summary="Cancel (refund when paid, fee after the cut-off)")
+async def cancel_order(
+    order: VisibleOrder,
+    body: CancelIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    user: CurrentUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """Customer (own) or staff (own enterprise) cancel a pending order."""
+    if user.role == Role.WORKER.value:
+        raise Forbidden()
+    done = await service.cancel_order(
+        session, providers, order.id, user.id, settings, reason=body.reason, now=utcnow()
+    )
+    return await render(session, done, locale)
+
+
+@order_router.post(
+    "/{order_id}/refund-decision", summary="Staff approve or reject a refund request"
+)
+async def refund_decision(
+    order_id: IdPath,
+    body: RefundDecisionIn,
+    session: SessionDep,
+    providers: ProvidersDep,
+    user: ManagerUser,
+    locale: LocaleDep,
+) -> OrderOut:
+    """Approval refunds what was paid and not yet refunded."""
+    await orders.visible_order(session, user, order_id)
+    order = await service.approve_refund(
+        session, providers, order_id, user.id, approve=body.approve, now=utcnow()
+    )
+    return await render(session, order, locale)
 
 
 def _reply(reply: HttpReply) -> Response:
@@ -175,11 +218,7 @@ async def sandbox_page(
 ) -> HTMLResponse:
     """A local page with one button that "pays" (the sandbox then sends a signed callback)."""
     _sandbox(providers)
-    from sqlalchemy import select
-
-    from api.payments.models import Payment
-
-    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
+    payment = await service.payment_by_trade_no(session, out_trade_no)
     if payment is None:
         raise InvalidInput(code="unknown_trade")
     t = {k: translate(v, locale) for k, v in PAGE_TEXTS.items()}

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import SocialIdentity, SocialProvider
-from api.errors import Conflict, InvalidInput, UpstreamUnavailable
+from api.core.errors import Conflict, InvalidInput, UpstreamUnavailable
+from api.core.settings import Settings
 from api.orders import service as orders
 from api.orders import state
 from api.orders.models import Order
@@ -39,7 +40,6 @@ from api.payments.providers import (
     RefundRequest,
     order_mismatch,
 )
-from api.settings import Settings
 
 log = structlog.get_logger("api.payments")
 
@@ -412,3 +412,14 @@ async def reconcile(
             if result in ("paid", "duplicate", "paid_after_cancel"):
                 outcome = result
     return outcome
+
+
+async def fresh_status(session: AsyncSession, order: Order) -> str:
+    """The order's status as the database has it now (after a reconcile applied a payment)."""
+    fresh = await session.get(Order, order.id, populate_existing=True)
+    return fresh.status if fresh else order.status
+
+
+async def payment_by_trade_no(session: AsyncSession, out_trade_no: str) -> Payment | None:
+    """The payment with merchant trade number ``out_trade_no``, or None."""
+    return await session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import register_texts
+from api.core.errors import register_texts
 
 PAGE_TEXTS: dict[str, str] = {
     "title": "Sandbox payment",

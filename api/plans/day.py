@@ -20,12 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Service
-from api.enterprise.models import Worker
 from api.orders.models import Order, OrderEvent
 from api.orders.roster import Roster
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
 from api.plans.errors import DayOutOfRange
 from api.plans.teams import TeamRef
+from api.tenants.models import Worker
 from dispatch.schedule import Break, Visit, VisitStatus, WorkerDay
 
 

@@ -11,7 +11,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.deps import SessionDep, SettingsDep
+from api.core.deps import SessionDep, SettingsDep
 from api.enterprise.dependencies import BoardUser, NowDep, ServiceTz
 
 #: Staff plan their own enterprise's days; an admin any enterprise's.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import Conflict, InvalidInput, NotFound
+from api.core.errors import Conflict, InvalidInput, NotFound
 
 
 class TeamNotFound(NotFound):

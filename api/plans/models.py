@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, BigIntPK, TimestampMixin, utcnow
+from api.core.db import Base, BigIntPK, TimestampMixin, utcnow
 
 
 class Team(TimestampMixin, Base):

@@ -1,7 +1,7 @@
 """Stored plans: the plan as JSON and back, and each new version applied and persisted.
 
 Applying writes the assignments the plan decided through ``orders.assign_worker``
-(``dispatch.service.commit_worker`` for a visit a worker takes for the first time).
+(``api.dispatcher.offer_flow.commit_worker`` for a visit a worker takes for the first time).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.dispatch.service import commit_worker
-from api.enterprise.models import Worker
-from api.errors import Conflict
+from api.core.errors import Conflict
+from api.dispatcher.offer_flow import commit_worker
 from api.orders.service import WorkerBusy, assign_worker, lock_order
 from api.orders.state import DispatchStatus, OrderEventType
 from api.plans.day import DayState
 from api.plans.errors import PlanNotApplicable
 from api.plans.models import DayPlanRecord
+from api.tenants.models import Worker
 from dispatch.schedule import (
     Break,
     DayPlan,

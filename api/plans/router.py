@@ -1,25 +1,34 @@
-"""Day plans over HTTP: teams, a team's plan for a day, re-plan, pin, disruption repair."""
+"""Day plans over HTTP: teams, a team's plan for a day, re-plan, pin, disruption repair; the
+worker's own planned day (``GET /v1/worker/day``)."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import IdPath, JsonBody, SessionDep
-from api.errors import ErrorResponse
-from api.geo_edge import CoordType
+from api.core.deps import IdPath, JsonBody, NowDep, SessionDep, SettingsDep
+from api.core.errors import error_responses
+from api.core.geo_edge import CoordType
 from api.plans import service
 from api.plans import teams as team_service
-from api.plans.dependencies import NowDep, PlannerUser, PlanningDep
-from api.plans.schemas import DisruptionIn, PinIn, PlanIn, PlanOut, TeamIn, TeamOut
+from api.plans.dependencies import PlannerUser, PlanningDep
+from api.plans.schemas import DisruptionIn, PinIn, PlanIn, PlannedDayOut, PlanOut, TeamIn, TeamOut
+from api.workers.dependencies import WorkerDep
+from api.workers.views import brief
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 router = APIRouter(
     prefix="/v1/enterprise", tags=["day plans"], dependencies=[JsonBody], responses=ERRORS
+)
+#: The worker's side: documented like the rest of the worker flow (api.workers.router).
+worker_router = APIRouter(
+    prefix="/v1/worker",
+    tags=["worker"],
+    dependencies=[JsonBody],
+    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 429),
 )
 CoordQuery = Annotated[CoordType, Query(description="coordinates of the answer")]
 OptId = Annotated[int | None, Query(ge=1, le=2**53 - 1)]
@@ -114,3 +123,22 @@ async def disruption(
         horizon_days=ctx.horizon_days, now=ctx.now,
     )  # fmt: skip
     return PlanOut.of(record, coord_type)
+
+
+@worker_router.get("/day", summary="My day")
+async def day(
+    worker: WorkerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+    on: Annotated[date | None, Query(description="local date; today by default")] = None,
+) -> PlannedDayOut:
+    """My jobs of one local day: the planned route when staff planned the day, else by slot."""
+    the_day = on or now.astimezone(ZoneInfo(settings.service_timezone)).date()
+    orders, stops = await service.worker_day(session, worker, the_day, settings)
+    return PlannedDayOut(
+        day=the_day,
+        orders=[brief(o) for o in orders],
+        planned=stops is not None,
+        route=PlannedDayOut.stops(stops or []),
+    )

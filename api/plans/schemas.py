@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.dispatch.schemas import DayOut
-from api.geo_edge import CoordType, from_wgs84
+from api.core.geo_edge import CoordType, from_wgs84
 from api.plans.models import DayPlanRecord
 from api.plans.service import DEFAULT_STOP_S, MAX_STOP_S
 from api.plans.teams import TeamRef
+from api.workers.schemas import DayOut
 
 Id = Field(ge=1, le=2**53 - 1)
 

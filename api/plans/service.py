@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.errors import InvalidInput
+from api.core.errors import InvalidInput
+from api.core.settings import Settings
+from api.orders.models import Order
+from api.orders.state import OrderStatus
 from api.plans.day import DayState, check_day, epoch_s, load_day
 from api.plans.errors import (
     BadDisruption,
@@ -35,6 +39,7 @@ from api.plans.errors import (
 from api.plans.models import DayPlanRecord
 from api.plans.record import latest_record, persist, pins_of, plan_from_json
 from api.plans.teams import TeamRef, resolve_team
+from api.tenants.models import Worker
 from dispatch.errors import DispatchError
 from dispatch.errors import InvalidInput as CoreInvalid
 from dispatch.repair import RepairResult, VisitCancelled, VisitOverran, WorkerAbsent, repair
@@ -225,3 +230,42 @@ async def repair_day(
         state.pins = {k: v for k, v in state.pins.items() if v.get("worker_id") != event.worker_id}
     record = await persist(session, state, result.plan, user, disruption.kind, result.changes, now)
     return team, record
+
+
+async def worker_day(
+    session: AsyncSession, worker: Worker, day: date, settings: Settings
+) -> tuple[list[Order], list[dict[str, Any]] | None]:
+    """The worker's orders whose slot starts on ``day`` (local), and their planned stops.
+
+    When a stored day plan of the worker's enterprise covers the worker, the
+    orders come in its route order (unplanned ones after, by slot) with the newest such
+    plan's stops (epoch seconds); otherwise in slot order and None.
+    """
+    tz = ZoneInfo(settings.service_timezone)
+    start_at = datetime.combine(day, time(0), tzinfo=tz)
+    rows = await session.scalars(
+        select(Order)
+        .where(
+            and_(
+                Order.worker_id == worker.id,
+                Order.slot_start >= start_at,
+                Order.slot_start < start_at + timedelta(days=1),
+                Order.status != OrderStatus.CANCELLED.value,
+            )
+        )
+        .order_by(Order.slot_start, Order.id)
+    )
+    orders = list(rows)
+    records = await session.scalars(
+        select(DayPlanRecord)
+        .where(DayPlanRecord.enterprise_id == worker.enterprise_id, DayPlanRecord.day == day)
+        .order_by(DayPlanRecord.created_at.desc(), DayPlanRecord.id.desc())
+    )
+    for record in records:
+        if any(w["id"] == worker.id for w in record.plan.get("workers", [])):
+            route = next((r for r in record.plan["routes"] if r["worker_id"] == worker.id), None)
+            stops = [] if route is None else list(route["stops"])
+            rank = {s["visit_id"]: i for i, s in enumerate(stops)}
+            orders.sort(key=lambda o: rank.get(o.id, len(rank)))  # stable: slot order after
+            return orders, [s for s in stops if s["visit_id"] in {o.id for o in orders}]
+    return orders, None

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
-from api.enterprise.models import Enterprise, Worker
-from api.enterprise.service import NoEnterprise, _scope
+from api.enterprise.service import NoEnterprise, enterprise_scope
 from api.plans.errors import EnterpriseRequired, TeamNameTaken, TeamNotFound, UnknownTeamWorker
 from api.plans.models import Team, TeamMember
+from api.tenants.models import Enterprise, Worker
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TeamRef:
 
 
 async def _enterprise_of(session: AsyncSession, user: User, enterprise_id: int | None) -> int:
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if scope is not None:
         if enterprise_id is not None and enterprise_id != scope:
             raise NoEnterprise()
@@ -47,7 +47,7 @@ async def _enterprise_of(session: AsyncSession, user: User, enterprise_id: int |
 
 async def _team_row(session: AsyncSession, user: User, team_id: int) -> Team:
     team = await session.get(Team, team_id)
-    scope = _scope(user)
+    scope = enterprise_scope(user)
     if team is None or (scope is not None and team.enterprise_id != scope):
         raise TeamNotFound(details={"field": "team_id"})
     return team

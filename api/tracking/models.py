@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, utcnow
+from api.core.db import Base, utcnow
 
 
 class OrderTrack(Base):

@@ -27,17 +27,17 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import service as auth_service
-from api.deps import CurrentUser, IdPath, SessionDep, SettingsDep, websocket_token
-from api.dispatch.dependencies import LiveDep, app_clock
-from api.dispatch.router import ERRORS
-from api.errors import DomainError, Unauthorized
-from api.geo_edge import CoordType
-from api.live import LiveBackends
+from api.auth.dependencies import CurrentUser
+from api.core.deps import IdPath, LiveDep, SessionDep, SettingsDep, app_clock, websocket_token
+from api.core.errors import DomainError, Unauthorized, error_responses
+from api.core.geo_edge import CoordType
+from api.core.live import LiveBackends
 from api.orders.models import Order
 from api.tracking import service
 from api.tracking.dependencies import TrackWriterDep
 from api.tracking.service import TrackingEnded, TrackingNotAllowed
 
+ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 429)
 router = APIRouter(prefix="/v1/orders", tags=["tracking"], responses=ERRORS)
 
 #: Seconds without a message after which a keepalive is sent.

@@ -1,6 +1,6 @@
 """Customer tracking: who may watch an order, the smoothed ETA per order, broker messages.
 
-No FastAPI here. Pings arrive through the worker flow (api.dispatch.service), which
+No FastAPI here. Pings arrive through the worker flow (api.workers.service), which
 calls ``on_worker_position``; the ETA tracker's frozen ``EtaState`` is kept per order
 in ``order_tracking`` so any API process can continue it. Messages go out on the
 broker channel ``order:{id}`` (at-most-once pub/sub: a lost position is superseded
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -22,12 +23,12 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.models import Role, User
-from api.broker import Broker
-from api.enterprise.models import Worker
-from api.errors import Forbidden, NotFound
-from api.geo_edge import CoordType, from_wgs84
+from api.core.broker import Broker
+from api.core.errors import Forbidden, NotFound
+from api.core.geo_edge import CoordType, from_wgs84
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
+from api.tenants.models import Worker
 from api.tracking import trips
 from api.tracking.models import OrderTrack
 from api.tracking.trips import PingContext
@@ -427,3 +428,17 @@ async def reread(maker: async_sessionmaker[AsyncSession], order_id: int) -> Orde
     """The order as stored now, in a session of its own."""
     async with maker() as session:
         return await session.get(Order, order_id)
+
+
+async def ensure_track(session: AsyncSession, order_id: int, now: datetime) -> None:
+    """Give an order that just got its worker a tracking row with a fresh service code."""
+    if await session.get(OrderTrack, order_id) is None:
+        session.add(
+            OrderTrack(
+                order_id=order_id,
+                service_code=f"{secrets.randbelow(10**6):06d}",
+                code_failures=0,
+                photos=[],
+                updated_at=now,
+            )
+        )

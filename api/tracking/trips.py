@@ -39,9 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from api.auth.models import User
-from api.enterprise.models import Worker
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderStatus
+from api.tenants.models import Worker
 from api.tracking.models import OrderTrack
 
 _log = structlog.get_logger("api.tracking.trips")

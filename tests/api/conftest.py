@@ -22,13 +22,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import migrate
 from api.app import create_app
 from api.auth.models import Role, User
 from api.auth.service import hash_password
-from api.deps import get_http_client
+from api.core import migrate
+from api.core.deps import get_http_client
+from api.core.settings import Environment, Settings
 from api.models import Base
-from api.settings import Environment, Settings
 from tests.services import require
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
@@ -243,7 +243,7 @@ def make_user(client: TestClient, run_db: Any) -> Callable[..., Account]:
 @pytest.fixture
 def make_enterprise(run_db: Any) -> Callable[[str], int]:
     """Create an enterprise directly in the DB; returns its id."""
-    from api.enterprise.models import Enterprise
+    from api.tenants.models import Enterprise
 
     def make(code: str) -> int:
         async def create(session: AsyncSession) -> int:

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match
 
 from api.app import _HOT_ROUTERS, _routers, create_app
-from api.settings import Environment, Settings
+from api.core.settings import Environment, Settings
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _PARAM = re.compile(r"{[^}]+}")

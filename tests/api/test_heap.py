@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.heap import HeapKeeper
+from api.core.heap import HeapKeeper
 
 TZ = ZoneInfo("Asia/Shanghai")
 

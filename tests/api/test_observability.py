@@ -1,4 +1,4 @@
-"""EdgeMiddleware details its cheaper per-request path must keep (api/observability.py)."""
+"""EdgeMiddleware details its cheaper per-request path must keep (api/core/observability.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from api.i18n import negotiate_locale
-from api.observability import EdgeMiddleware, Metrics, configure_logging
+from api.core.i18n import negotiate_locale
+from api.core.observability import EdgeMiddleware, Metrics, configure_logging
 
 
 @pytest.fixture(autouse=True)

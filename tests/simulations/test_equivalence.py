@@ -35,15 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role
 from api.catalog.models import Service, ServiceCategory
-from api.dispatch.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
-from api.dispatch.service import regions_of
-from api.enterprise.models import Worker
-from api.geo_edge import point_cell
-from api.live import PingBatch, WorkerState
+from api.core.geo_edge import point_cell
+from api.core.live import PingBatch, WorkerState
+from api.core.settings import Environment, Settings
+from api.dispatcher.models import DispatchDecision, DispatchOffer, OfferMode, OfferState
+from api.dispatcher.positions import regions_of
 from api.orders import state
 from api.orders.models import Order
 from api.orders.state import DispatchStatus, OrderEventType, OrderStatus
-from api.settings import Environment, Settings
+from api.tenants.models import Worker
 from dispatch.model import TRANSPORT_MODES
 from dispatch.offers import OfferPolicy
 from geo.projection import EARTH_RADIUS_M
@@ -61,7 +61,7 @@ from tests.api.conftest import (  # the API fixtures this module uses
     run_db,
     upstream,
 )
-from tests.api.dispatch.conftest import Clock
+from tests.api.dispatcher.conftest import Clock
 
 __all__ = ["app", "client", "db", "db_url", "make_enterprise", "make_user", "run_db", "upstream"]
 

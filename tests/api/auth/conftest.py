@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from api.settings import Settings
+from api.core.settings import Settings
 from tests.api.auth.fake_wechat import FakeCode2Session
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from api.auth.models import User
 from api.auth.service import normalize_phone, password_problem
-from api.db import utcnow
+from api.core.db import utcnow
 
 EN = {"Accept-Language": "en"}
 

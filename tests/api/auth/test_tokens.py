@@ -7,7 +7,7 @@ import time
 import jwt
 from fastapi.testclient import TestClient
 
-from api.settings import Settings
+from api.core.settings import Settings
 
 
 def _login(client: TestClient) -> dict:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import Role
-from api.db import utcnow
+from api.core.db import utcnow
 from api.orders.models import Order
 from tests.api.catalog.conftest import BEIJING, IN_A, IN_B, Tenants
 from tests.api.conftest import Account

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import clock, live_kind, redis_prefix, settings, world
+from tests.api.dispatcher.conftest import clock, live_kind, redis_prefix, settings, world
 from tests.api.orders.world import World, build_world
 
 __all__ = ["clock", "live_kind", "redis_prefix", "settings", "world"]

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.enterprise.models import Worker
 from api.notifications.models import OutboxMessage
 from api.orders import state
 from api.orders.models import WorkerReservation
 from api.orders.service import lock_order
 from api.orders.state import OrderEventType
-from tests.api.dispatch.conftest import Clock, offers_of, online, order_row, paid_order, tick
+from api.tenants.models import Worker
+from tests.api.dispatcher.conftest import Clock, offers_of, online, order_row, paid_order, tick
 from tests.api.orders.world import World
 
 NEAR = (31.225, 121.475)

@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.enterprise.models import Worker, WorkerScheduleRequest
-from api.geo_edge import CoordType, from_wgs84
+from api.core.geo_edge import CoordType, from_wgs84
+from api.enterprise.models import WorkerScheduleRequest
+from api.tenants.models import Worker
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import Clock, online, paid_order, ping, tick
+from tests.api.dispatcher.conftest import Clock, online, paid_order, ping, tick
 from tests.api.orders.world import HOME_A, World
 
 NEAR = (31.225, 121.475)  # ~1 km from Alice's address (31.23, 121.48)

@@ -11,10 +11,10 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from api.auth.service import make_password_hasher
-from api.db import make_engine, make_sessionmaker
-from api.enterprise.models import Worker
+from api.core.db import make_engine, make_sessionmaker
 from api.models import Base
 from api.seed import ENTERPRISES, SeedReport, seed_demo
+from api.tenants.models import Worker
 from daojia.cli import app as cli
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api import migrate
 from api.app import create_app
-from api.settings import Environment, Settings
+from api.core import migrate
+from api.core.settings import Environment, Settings
 
 
 def test_health_is_liveness_only(client: TestClient) -> None:

@@ -8,8 +8,8 @@ import string
 import pytest
 
 import api.app  # noqa: F401  - imports every domain, registering their errors
-from api.errors import all_messages
-from api.i18n import catalog, negotiate_locale, translate
+from api.core.errors import all_messages
+from api.core.i18n import catalog, negotiate_locale, translate
 
 
 def _fields(text: str) -> set[str]:

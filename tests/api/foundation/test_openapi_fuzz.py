@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api import migrate
 from api.app import create_app
-from api.deps import get_http_client
-from api.settings import Environment, Settings
+from api.core import migrate
+from api.core.deps import get_http_client
+from api.core.settings import Environment, Settings
 from tests.api.auth.fake_wechat import FakeCode2Session
 
 # The schema is read at import (no lifespan, no database touched); requests go through the

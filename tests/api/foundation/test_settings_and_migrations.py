@@ -11,10 +11,10 @@ from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
-from api import migrate
-from api.db import make_engine
+from api.core import migrate
+from api.core.db import make_engine
+from api.core.settings import Environment, Settings
 from api.models import Base
-from api.settings import Environment, Settings
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.auth.models import SocialIdentity
-from api.db import utcnow
+from api.core.db import utcnow
 from api.notifications.models import InboxMessage, OutboxMessage
 from api.notifications.relay import backoff, relay_once
 from api.notifications.wechat import SubscribeConfig, WeChatSubscribeSender, thing

@@ -13,15 +13,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.auth.models import SocialIdentity
-from api.broker import worker_channel
-from api.db import utcnow
-from api.i18n import translate
+from api.core.broker import worker_channel
+from api.core.db import utcnow
+from api.core.i18n import translate
+from api.core.settings import SUPPORTED_LOCALES
 from api.notifications.models import OutboxMessage
 from api.notifications.outbox import WorkerTopic, worker_row
 from api.notifications.relay import relay_once
 from api.notifications.texts import topic_title
 from api.notifications.wechat import THING_MAX, SubscribeConfig, WeChatSubscribeSender
-from api.settings import SUPPORTED_LOCALES
 from tests.api.orders.world import World, book
 
 

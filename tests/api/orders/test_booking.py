@@ -110,7 +110,7 @@ def test_unpaid_orders_expire_and_release_the_worker(
 ) -> None:
     from datetime import timedelta
 
-    from api.db import utcnow
+    from api.core.db import utcnow
     from api.orders.service import expire_unpaid
 
     oid = book(client, world).json()["id"]

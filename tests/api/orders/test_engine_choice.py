@@ -8,11 +8,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from api.db import utcnow
-from api.enterprise.models import Worker
+from api.core.db import utcnow
 from api.orders import state
 from api.orders.models import Order, WorkerReservation
 from api.orders.state import OrderEventType
+from api.tenants.models import Worker
 from tests.api.orders.world import World, book, local_slot, pay_sandbox
 
 

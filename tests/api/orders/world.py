@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.addresses.models import Address
 from api.auth.models import Role
 from api.catalog.models import Service, ServiceArea, ServiceCategory
-from api.enterprise.models import Worker
-from api.geo_edge import point_cell
+from api.core.geo_edge import point_cell
+from api.tenants.models import Worker
 from tests.api.conftest import Account
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

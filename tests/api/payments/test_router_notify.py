@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.auth.models import SocialIdentity
-from api.db import utcnow
+from api.core.db import utcnow
 from api.orders.models import OrderEvent
 from api.payments.models import Payment, PaymentEvent
 from api.payments.providers import (

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from api.app import create_app
+from api.core.settings import Environment, Settings
 from api.payments.dependencies import build_providers
 from api.payments.providers import ProviderName
-from api.settings import Environment, Settings
 from tests.api.payments.doubles import new_rsa_key, private_pem, public_der_b64
 
 SECRET = "p" * 40

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.api.dispatch.conftest import clock, live_kind, redis_prefix, settings, world
+from tests.api.dispatcher.conftest import clock, live_kind, redis_prefix, settings, world
 
 __all__ = ["clock", "live_kind", "redis_prefix", "settings", "world"]

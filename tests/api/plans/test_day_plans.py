@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.plans.models import DayPlanRecord
-from tests.api.dispatch.conftest import order_row, paid_order
+from tests.api.dispatcher.conftest import order_row, paid_order
 from tests.api.orders.world import World, local_slot
 
 BODY_KEYS = {"stop_s": 0.5, "seed": 1}

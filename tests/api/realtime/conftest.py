@@ -16,9 +16,9 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 
-from api.broker import Broker, MemoryBroker, RedisBroker
-from api.leases import LeaseStore, MemoryLeases, RedisLeases
-from api.live import LiveState, MemoryLiveState, RedisLiveState
+from api.core.broker import Broker, MemoryBroker, RedisBroker
+from api.core.leases import LeaseStore, MemoryLeases, RedisLeases
+from api.core.live import LiveState, MemoryLiveState, RedisLiveState
 from tests.services import require
 
 REDIS_URL = os.environ.get("DAOJIA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

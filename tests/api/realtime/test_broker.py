@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.broker import (
+from api.core.broker import (
     Broker,
     InvalidKeyPrefix,
     MemoryBroker,

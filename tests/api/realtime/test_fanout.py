@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as redis_asyncio
 
-from api.broker import (
+from api.core.broker import (
     Broker,
     FanOut,
     LocalSubscription,

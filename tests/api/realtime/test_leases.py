@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.leases import (
+from api.core.leases import (
     FencingLedger,
     LeaseLost,
     LeaseStore,

@@ -15,7 +15,7 @@ import redis.exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.live import (
+from api.core.live import (
     KEEP_STATE,
     Coalescer,
     InvalidPing,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.dispatch.conftest import Clock
+from tests.api.dispatcher.conftest import Clock
 from tests.api.orders.world import World
 from tests.api.tracking.test_privacy import _en_route, _token, _until_closed
 

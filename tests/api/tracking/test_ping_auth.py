@@ -7,8 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.auth.models import Role, User
-from api.enterprise.models import Worker
-from tests.api.dispatch.conftest import Clock
+from api.tenants.models import Worker
+from tests.api.dispatcher.conftest import Clock
 from tests.api.orders.world import World
 
 BODY = {"pings": [{"lat": 31.225, "lng": 121.475, "ts": 0.0}]}

@@ -14,7 +14,7 @@ from api.tracking.models import OrderTrack
 from api.tracking.service import channel
 from geo.coords import from_wgs84
 from tests.api.conftest import Account
-from tests.api.dispatch.conftest import Clock, offers_of, online, paid_order, ping, tick
+from tests.api.dispatcher.conftest import Clock, offers_of, online, paid_order, ping, tick
 from tests.api.orders.world import World
 
 NEAR = (31.225, 121.475)

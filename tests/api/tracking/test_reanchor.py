@@ -12,9 +12,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.settings import Settings
+from api.core.settings import Settings
 from geo.projection import haversine_one_m
-from tests.api.dispatch.conftest import Clock, ping
+from tests.api.dispatcher.conftest import Clock, ping
 from tests.api.orders.world import World
 from tests.api.tracking.test_privacy import _en_route, _token
 

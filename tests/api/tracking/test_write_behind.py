@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.tracking.models import OrderTrack
 from api.tracking.service import TrackWriter
-from tests.api.dispatch.conftest import Clock, ping
+from tests.api.dispatcher.conftest import Clock, ping
 from tests.api.orders.world import World
 from tests.api.tracking.test_privacy import _en_route, _finish, _token
 

@@ -1,1 +1,0 @@
-"""Live dispatch: worker flow API and the embedded dispatcher."""

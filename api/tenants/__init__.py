@@ -1,0 +1,1 @@
+"""Tenants: the enterprises and their workers (tables only; the console is api.enterprise)."""
