@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks._common import add_common_args, emit, machine, peak_rss_mb, timed
+from benchmarks._common import Timing, add_common_args, emit, machine, peak_rss_mb, timed
 from dispatch.assign import Assignment, match
 from dispatch.candidates import DEFAULT_CANDIDATES
 from dispatch.cost import COST_SCALE, CostWeights
@@ -221,6 +221,50 @@ def dense_baseline(
 
 def main(argv: list[str]) -> int:
     """Run the matching benchmark; prints a table or one JSON object."""
+    args = _parser().parse_args(argv)
+    hotspots = args.hotspots or (1 if args.city == "surge" else DEFAULT_HOTSPOTS)
+    orders, fleet = _batch(args, hotspots)
+    budget: dict[str, Any] = {} if args.budget_s is None else {"budget_s": args.budget_s}
+    travel = cast(TravelTimeModel, HaversineTravelModel())
+    weights = CostWeights.travel_only()
+
+    def ours() -> Assignment:
+        return match(
+            orders,
+            fleet,
+            weights=weights,
+            travel=travel,
+            now=NOW_S,
+            candidates_per_order=args.candidates,
+            max_travel_s=args.max_travel_s,
+            solver=args.solver,
+            seed=args.seed,
+            **budget,
+        )
+
+    gc.collect()
+    cpu0 = time.process_time()
+    timing, result = timed(ours, args.repeat)
+    # CPU seconds per run beside wall time: the machines are shared (BENCHMARKS.md 2).
+    ours_cpu_s = (time.process_time() - cpu0) / args.repeat
+    rss_sparse = peak_rss_mb()
+
+    out = _sparse_fields(args, hotspots, result, timing, ours_cpu_s)
+    out["peak_rss_sparse_mb"] = rss_sparse
+    out.update(_dense_fields(args, orders, fleet, travel, weights, result, timing, ours_cpu_s))
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["machine"] = machine()
+    emit(
+        out,
+        [{k: v for k, v in out.items() if k not in ("machine", "warnings")}],
+        args.json,
+        "matching: sparse certified vs dense scipy",
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``main`` (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="daojia bench matching", description=__doc__)
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=20000)
@@ -259,11 +303,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
     parser.add_argument("--solver", choices=("auto", "lapjv", "flow"), default="auto")
     add_common_args(parser)
-    args = parser.parse_args(argv)
+    return parser
 
-    hotspots = args.hotspots or (1 if args.city == "surge" else DEFAULT_HOTSPOTS)
+
+def _batch(args: argparse.Namespace, hotspots: int) -> tuple[OrderBatch, Fleet]:
+    """The benchmark's batch for ``--city`` (``hotspots`` hotspots in a surge city)."""
     if args.city in ("surge", "hotspots"):
-        orders, fleet = surge_city(
+        return surge_city(
             args.orders,
             args.workers,
             args.seed,
@@ -272,34 +318,14 @@ def main(argv: list[str]) -> int:
             surge_ratio=args.surge_ratio,
             cluster_m=args.cluster_m,
         )
-    else:
-        orders, fleet = city(args.orders, args.workers, args.city, args.seed)
-    budget: dict[str, Any] = {} if args.budget_s is None else {"budget_s": args.budget_s}
-    travel = cast(TravelTimeModel, HaversineTravelModel())
-    weights = CostWeights.travel_only()
+    return city(args.orders, args.workers, args.city, args.seed)
 
-    def ours() -> Assignment:
-        return match(
-            orders,
-            fleet,
-            weights=weights,
-            travel=travel,
-            now=NOW_S,
-            candidates_per_order=args.candidates,
-            max_travel_s=args.max_travel_s,
-            solver=args.solver,
-            seed=args.seed,
-            **budget,
-        )
 
-    gc.collect()
-    cpu0 = time.process_time()
-    timing, result = timed(ours, args.repeat)
-    # CPU seconds per run beside wall time: the machines are shared (BENCHMARKS.md 2).
-    ours_cpu_s = (time.process_time() - cpu0) / args.repeat
-    rss_sparse = peak_rss_mb()
-
-    out: dict[str, Any] = {
+def _sparse_fields(
+    args: argparse.Namespace, hotspots: int, result: Assignment, timing: Timing, cpu_s: float
+) -> dict[str, Any]:
+    """The report's parameters and ``match``'s side of it (timings, certificate, cost)."""
+    return {
         "benchmark": "matching",
         "orders": args.orders,
         "workers": args.workers,
@@ -325,7 +351,7 @@ def main(argv: list[str]) -> int:
         "total_s": timing.median,
         "total_min_s": timing.min,
         "total_max_s": timing.max,
-        "total_cpu_s": ours_cpu_s,
+        "total_cpu_s": cpu_s,
         "solver": result.solver,
         "candidate_pairs": result.n_candidate_pairs,
         "pairs": result.n_candidate_pairs,
@@ -334,62 +360,64 @@ def main(argv: list[str]) -> int:
         "total_cost": result.objective / COST_SCALE,
         "certified": result.certified,
         "warnings": list(result.warnings),
-        "peak_rss_sparse_mb": rss_sparse,
     }
+
+
+def _dense_fields(
+    args: argparse.Namespace,
+    orders: OrderBatch,
+    fleet: Fleet,
+    travel: TravelTimeModel,
+    weights: CostWeights,
+    result: Assignment,
+    timing: Timing,
+    ours_cpu_s: float,
+) -> dict[str, Any]:
+    """The dense baseline's side of the report, run unless skipped (None fields then)."""
     dense_bytes = 8.0 * args.orders * max(args.workers, 2 * args.orders)
     if args.no_dense or dense_bytes > DENSE_MAX_BYTES:
-        out.update(
-            dense_s=None,
-            dense_cpu_s=None,
-            speedup_cpu=None,
-            dense_matrix_s=None,
-            dense_lsa_s=None,
-            dense_cost=None,
-            dense_assigned=None,
-            speedup=None,
-            speedup_vs_lsa_only=None,
-            gap_pct=None,
-            unassigned_that_dense_assigns=None,
-            dense_skipped=(
+        return {
+            "dense_s": None,
+            "dense_cpu_s": None,
+            "speedup_cpu": None,
+            "dense_matrix_s": None,
+            "dense_lsa_s": None,
+            "dense_cost": None,
+            "dense_assigned": None,
+            "speedup": None,
+            "speedup_vs_lsa_only": None,
+            "gap_pct": None,
+            "unassigned_that_dense_assigns": None,
+            "dense_skipped": (
                 "--no-dense" if args.no_dense else f"matrix needs {dense_bytes / 1e9:.1f} GB"
             ),
-        )
-    else:
-        gc.collect()
-        cpu0 = time.process_time()
-        dense_timing, (dense_worker, dense_obj, matrix_s, lsa_s) = timed(
-            lambda: dense_baseline(orders, fleet, travel, weights, args.max_travel_s),
-            args.dense_repeat,
-        )
-        dense_cpu_s = (time.process_time() - cpu0) / args.dense_repeat
-        ours_assigned = np.zeros(len(orders), dtype=np.bool_)
-        ours_assigned[np.searchsorted(orders.ids, result.order_ids)] = True
-        dense_assigned = dense_worker >= 0
-        out.update(
-            dense_s=dense_timing.median,
-            dense_min_s=dense_timing.min,
-            dense_max_s=dense_timing.max,
-            dense_cost=dense_obj / COST_SCALE,
-            dense_assigned=int(dense_assigned.sum()),
-            dense_matrix_s=matrix_s,
-            dense_lsa_s=lsa_s,
-            speedup=dense_timing.median / timing.median,
-            # CPU seconds per run on both sides: steadier than wall time when the
-            # machine's other tenants are busy (BENCHMARKS.md 10).
-            dense_cpu_s=dense_cpu_s,
-            speedup_cpu=dense_cpu_s / max(ours_cpu_s, 1e-9),
-            # The matrix dominates the baseline with a time-of-day travel model; this is
-            # the ratio against the solve alone, for readers who want it.
-            speedup_vs_lsa_only=lsa_s / timing.median,
-            gap_pct=100.0 * (result.objective - dense_obj) / max(dense_obj, 1),
-            unassigned_that_dense_assigns=int((dense_assigned & ~ours_assigned).sum()),
-        )
-    out["peak_rss_mb"] = peak_rss_mb()
-    out["machine"] = machine()
-    emit(
-        out,
-        [{k: v for k, v in out.items() if k not in ("machine", "warnings")}],
-        args.json,
-        "matching: sparse certified vs dense scipy",
+        }
+    gc.collect()
+    cpu0 = time.process_time()
+    dense_timing, (dense_worker, dense_obj, matrix_s, lsa_s) = timed(
+        lambda: dense_baseline(orders, fleet, travel, weights, args.max_travel_s),
+        args.dense_repeat,
     )
-    return 0
+    dense_cpu_s = (time.process_time() - cpu0) / args.dense_repeat
+    ours_assigned = np.zeros(len(orders), dtype=np.bool_)
+    ours_assigned[np.searchsorted(orders.ids, result.order_ids)] = True
+    dense_assigned = dense_worker >= 0
+    return {
+        "dense_s": dense_timing.median,
+        "dense_min_s": dense_timing.min,
+        "dense_max_s": dense_timing.max,
+        "dense_cost": dense_obj / COST_SCALE,
+        "dense_assigned": int(dense_assigned.sum()),
+        "dense_matrix_s": matrix_s,
+        "dense_lsa_s": lsa_s,
+        "speedup": dense_timing.median / timing.median,
+        # CPU seconds per run on both sides: steadier than wall time when the
+        # machine's other tenants are busy (BENCHMARKS.md 10).
+        "dense_cpu_s": dense_cpu_s,
+        "speedup_cpu": dense_cpu_s / max(ours_cpu_s, 1e-9),
+        # The matrix dominates the baseline with a time-of-day travel model; this is
+        # the ratio against the solve alone, for readers who want it.
+        "speedup_vs_lsa_only": lsa_s / timing.median,
+        "gap_pct": 100.0 * (result.objective - dense_obj) / max(dense_obj, 1),
+        "unassigned_that_dense_assigns": int((dense_assigned & ~ours_assigned).sum()),
+    }

@@ -108,23 +108,8 @@ def match(
     model: TravelTimeModel = (
         travel if travel is not None else cast(TravelTimeModel, HaversineTravelModel())
     )
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise InvalidInput(f"capacity must be an int >= 1, got {capacity!r}")
-    if solver not in ("auto", "lapjv", "flow"):
-        raise InvalidInput(f"solver must be 'auto', 'lapjv' or 'flow', got {solver!r}")
-    if solver == "lapjv" and capacity != 1:
-        raise InvalidInput("solver 'lapjv' needs capacity == 1")
+    k = _checked_k(capacity, solver, budget_s, candidates_per_order)
     use_flow = solver == "flow" or capacity > 1
-    if budget_s is not None and (
-        isinstance(budget_s, bool)
-        or not isinstance(budget_s, int | float)
-        or not math.isfinite(budget_s)
-        or budget_s <= 0
-    ):
-        raise InvalidInput(f"budget_s must be a finite number > 0 or None, got {budget_s!r}")
-    k = int(candidates_per_order)
-    if k < 1:
-        raise InvalidInput(f"candidates_per_order must be >= 1, got {candidates_per_order}")
     n = len(orders)
     warnings: list[str] = []
 
@@ -136,6 +121,80 @@ def match(
         return match_dense(orders, fleet, weights, model, capacity, int(now), max_travel_s, t0)
     index = index if index is not None else fleet_index(fleet)
     search = CandidateSearch(orders, fleet, model, now, index=index, max_travel_s=max_travel_s)
+    pool, reserve, graph, penalty = _first_graph(search, weights, now, max_travel_s, k, capacity)
+    candidates_s = time.perf_counter() - t0
+
+    travel_w, g_floor, h = _cost_floors(weights, orders, fleet)
+    method = "flow" if use_flow else ("auto" if solver == "auto" else "lapjv")
+
+    deadline = None if budget_s is None else t0 + float(budget_s)
+    rounds = certify_rounds(
+        pool,
+        search,
+        graph,
+        penalty,
+        capacity,
+        method,
+        certify,
+        h,
+        g_floor,
+        travel_w,
+        n,
+        reserve,
+        deadline,
+        t0,
+    )
+    warnings.extend(rounds.warnings)
+    if not certify:
+        warnings.append("certification skipped: optimal on the candidate graph only")
+    summary = SolveSummary(
+        certified=rounds.certified,
+        candidates_s=candidates_s,
+        solve_s=rounds.solve_s,
+        certify_s=rounds.certify_s,
+        rounds=rounds.rounds,
+        n_candidate_pairs=int(rounds.graph.size),
+        solver="flow" if use_flow else "lapjv",
+        warnings=tuple(warnings),
+        gap_bound=rounds.gap_bound,
+    )
+    return _assembled(search, weights, now, max_travel_s, pool, rounds.chosen_pool, summary)
+
+
+def _checked_k(
+    capacity: int, solver: str, budget_s: float | None, candidates_per_order: int
+) -> int:
+    """Check ``match``'s solver arguments (InvalidInput if bad); the initial K per order."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise InvalidInput(f"capacity must be an int >= 1, got {capacity!r}")
+    if solver not in ("auto", "lapjv", "flow"):
+        raise InvalidInput(f"solver must be 'auto', 'lapjv' or 'flow', got {solver!r}")
+    if solver == "lapjv" and capacity != 1:
+        raise InvalidInput("solver 'lapjv' needs capacity == 1")
+    if budget_s is not None and (
+        isinstance(budget_s, bool)
+        or not isinstance(budget_s, int | float)
+        or not math.isfinite(budget_s)
+        or budget_s <= 0
+    ):
+        raise InvalidInput(f"budget_s must be a finite number > 0 or None, got {budget_s!r}")
+    k = int(candidates_per_order)
+    if k < 1:
+        raise InvalidInput(f"candidates_per_order must be >= 1, got {candidates_per_order}")
+    return k
+
+
+def _first_graph(
+    search: CandidateSearch,
+    weights: CostWeights,
+    now: int,
+    max_travel_s: float,
+    k: int,
+    capacity: int,
+) -> tuple[Pool, Reserve, IntArray, IntArray]:
+    """The pool, surge reserve, first solver graph (pool indices) and penalties of ``match``."""
+    orders, fleet, model = search.orders, search.fleet, search.travel
+    n = len(orders)
     # Where orders crowd, each needs a deeper list: scale K by orders per worker nearby.
     crowd = search.crowding() if n else np.zeros(0)
     excess = np.maximum(crowd - CROWD_FREE, 0.0)
@@ -165,38 +224,34 @@ def match(
     pool.add(*preferred_pairs(orders, fleet, model, now, max_travel_s, pool))
     penalty = to_int(unassigned_seconds(weights, orders, now, max_travel_s))
     graph = pool.cheapest_per_order(k_per_order, penalty)
-    candidates_s = time.perf_counter() - t0
+    return pool, reserve, graph, penalty
 
+
+def _cost_floors(
+    weights: CostWeights, orders: OrderBatch, fleet: Fleet
+) -> tuple[float, float, FloatArray]:
+    """Solver-unit cost bound terms: travel weight per second, worker-term slack, order terms."""
     travel_w = weights.travel_per_s * COST_SCALE  # solver units per second of travel
     g_all = worker_terms(weights, fleet, np.flatnonzero(fleet.available).astype(np.int64))
     g_floor = -float(g_all.min()) * COST_SCALE if g_all.size else 0.0
-    h = order_terms(weights, orders, np.arange(n, dtype=np.int64)) * COST_SCALE
-    method = "flow" if use_flow else ("auto" if solver == "auto" else "lapjv")
+    h = order_terms(weights, orders, np.arange(len(orders), dtype=np.int64)) * COST_SCALE
+    return travel_w, g_floor, h
 
-    deadline = None if budget_s is None else t0 + float(budget_s)
-    rounds = certify_rounds(
-        pool,
-        search,
-        graph,
-        penalty,
-        capacity,
-        method,
-        certify,
-        h,
-        g_floor,
-        travel_w,
-        n,
-        reserve,
-        deadline,
-        t0,
-    )
+
+def _assembled(
+    search: CandidateSearch,
+    weights: CostWeights,
+    now: int,
+    max_travel_s: float,
+    pool: Pool,
+    chosen: IntArray,
+    summary: SolveSummary,
+) -> Assignment:
+    """The ``Assignment`` of the pool pairs ``chosen`` (-1: unassigned) per order."""
+    orders, fleet, model, index = search.orders, search.fleet, search.travel, search.index
     _, pool_w, _, _ = pool.arrays()
-    chosen_w = np.full(n, -1, dtype=np.int64)
-    chosen = rounds.chosen_pool
+    chosen_w = np.full(len(orders), -1, dtype=np.int64)
     chosen_w[chosen >= 0] = pool_w[chosen[chosen >= 0]]
-    warnings.extend(rounds.warnings)
-    if not certify:
-        warnings.append("certification skipped: optimal on the candidate graph only")
     pool_order, pool_worker, pool_travel, _ = pool.arrays()
 
     def reasons_of(rows: IntArray) -> list[str]:
@@ -210,17 +265,7 @@ def match(
         pool_order=pool_order,
         pool_worker=pool_worker,
         pool_travel=pool_travel,
-        summary=SolveSummary(
-            certified=rounds.certified,
-            candidates_s=candidates_s,
-            solve_s=rounds.solve_s,
-            certify_s=rounds.certify_s,
-            rounds=rounds.rounds,
-            n_candidate_pairs=int(rounds.graph.size),
-            solver="flow" if use_flow else "lapjv",
-            warnings=tuple(warnings),
-            gap_bound=rounds.gap_bound,
-        ),
+        summary=summary,
     )
     return assemble(
         orders, fleet, weights, model, int(now), max_travel_s, chosen_w, reasons_of, run
@@ -361,45 +406,13 @@ def certify_rounds(
             certify_s += time.perf_counter() - t2
             break
         violators = pool.violations(graph, u, v, penalty)
-        while reserve is not None and reserve.size:
-            # Reserved pairs whose cost bound does not clear them are costed and checked,
-            # a bounded batch at a time, until one violates or none is left unchecked.
-            maybe, cut = reserve.could_violate(
-                u, v, h, g_floor, travel_w, reserve.speed_mps, TIGHT_SHARE
+        if reserve is not None:
+            violators = _reserve_violators(
+                pool, search, reserve, u, v, penalty, h, g_floor, travel_w, violators
             )
-            if maybe.size == 0:
-                break
-            first_new = pool.size
-            pool.add(*pool.drop_known(*cost_pairs(search, *reserve.take(maybe))))
-            found = pool.violations_from(first_new, u, v, penalty)
-            violators = np.concatenate([violators, found])
-            if not cut:
-                break
-        # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
-        # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
-        # within the radius where that bound stays below u_o.
-        speed = search.speed_mps if reserve is None else reserve.speed_mps
-        need_r = needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
-        grow = np.flatnonzero(need_r > search.radius_m)
-        # Assigned orders' prices are real: widen them now, beside any violators, rather
-        # than one round later (each round is a re-solve). Unassigned orders (u_o = the
-        # penalty) wait until nothing else violates, as their radius is the travel bound.
-        priced = grow[(chosen_pool[grow] >= 0) & (u[grow] <= PRICED_SHARE * penalty[grow])]
-        if violators.size and priced.size:
-            new_r = np.minimum(need_r[priced], np.maximum(WIDEN * search.radius_m[priced], 1.0))
-            o_new, w_new, t_new = search.widen(priced, new_r)
-            first_new = pool.size
-            pool.add(*pool.drop_known(o_new, w_new, t_new))
-            violators = np.concatenate([violators, pool.violations_from(first_new, u, v, penalty)])
-            grow = np.flatnonzero(need_r > search.radius_m)
-        while grow.size and violators.size == 0:
-            # Grow at most WIDEN x per pass: the re-solve usually lowers u_o first.
-            new_r = np.minimum(need_r[grow], np.maximum(WIDEN * search.radius_m[grow], 1.0))
-            o_new, w_new, t_new = search.widen(grow, new_r)
-            first_new = pool.size
-            pool.add(*pool.drop_known(o_new, w_new, t_new))
-            violators = pool.violations_from(first_new, u, v, penalty)
-            grow = np.flatnonzero(need_r > search.radius_m)
+        violators, grow = _widened(
+            pool, search, reserve, chosen_pool, u, v, penalty, h, g_floor, travel_w, violators
+        )
         certify_s += time.perf_counter() - t2
         if violators.size == 0 and grow.size == 0:
             certified = True
@@ -407,12 +420,7 @@ def certify_rounds(
         if rounds >= MAX_ROUNDS:
             warnings.append(f"certificate not reached after {MAX_ROUNDS} rounds")
             break
-        now_s = time.perf_counter()
-        # The next round costs about this one (half, after the first: later graphs are
-        # near-tight arcs only), and ending (gap bound, result) about a fifth of the time
-        # spent so far.
-        next_s = (now_s - t1) * (0.5 if rounds == 1 else 1.0)
-        if deadline is not None and now_s + next_s + 0.2 * (now_s - started) > deadline:
+        if deadline is not None and _past_deadline(deadline, started, t1, rounds):
             warnings.append(
                 f"time budget reached after {rounds} rounds: not proven optimal, see gap_bound"
             )
@@ -432,6 +440,89 @@ def certify_rounds(
         )
         certify_s += time.perf_counter() - t2
     return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings), gap)
+
+
+def _reserve_violators(
+    pool: Pool,
+    search: CandidateSearch,
+    reserve: Reserve,
+    u: IntArray,
+    v: IntArray,
+    penalty: IntArray,
+    h: FloatArray,
+    g_floor: float,
+    travel_w: float,
+    violators: IntArray,
+) -> IntArray:
+    """``violators`` and the reserved pairs (now pooled) that violate the prices (u, v)."""
+    while reserve.size:
+        # Reserved pairs whose cost bound does not clear them are costed and checked,
+        # a bounded batch at a time, until one violates or none is left unchecked.
+        maybe, cut = reserve.could_violate(
+            u, v, h, g_floor, travel_w, reserve.speed_mps, TIGHT_SHARE
+        )
+        if maybe.size == 0:
+            break
+        first_new = pool.size
+        pool.add(*pool.drop_known(*cost_pairs(search, *reserve.take(maybe))))
+        found = pool.violations_from(first_new, u, v, penalty)
+        violators = np.concatenate([violators, found])
+        if not cut:
+            break
+    return violators
+
+
+def _widened(
+    pool: Pool,
+    search: CandidateSearch,
+    reserve: Reserve | None,
+    chosen_pool: IntArray,
+    u: IntArray,
+    v: IntArray,
+    penalty: IntArray,
+    h: FloatArray,
+    g_floor: float,
+    travel_w: float,
+    violators: IntArray,
+) -> tuple[IntArray, IntArray]:
+    """Widen radii the prices (u, v) call for: the violators so far and any new ones, and
+    the orders whose radius is still short of what their price needs."""
+    # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
+    # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
+    # within the radius where that bound stays below u_o.
+    speed = search.speed_mps if reserve is None else reserve.speed_mps
+    need_r = needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
+    grow = np.flatnonzero(need_r > search.radius_m)
+    # Assigned orders' prices are real: widen them now, beside any violators, rather
+    # than one round later (each round is a re-solve). Unassigned orders (u_o = the
+    # penalty) wait until nothing else violates, as their radius is the travel bound.
+    priced = grow[(chosen_pool[grow] >= 0) & (u[grow] <= PRICED_SHARE * penalty[grow])]
+    if violators.size and priced.size:
+        new_r = np.minimum(need_r[priced], np.maximum(WIDEN * search.radius_m[priced], 1.0))
+        o_new, w_new, t_new = search.widen(priced, new_r)
+        first_new = pool.size
+        pool.add(*pool.drop_known(o_new, w_new, t_new))
+        violators = np.concatenate([violators, pool.violations_from(first_new, u, v, penalty)])
+        grow = np.flatnonzero(need_r > search.radius_m)
+    while grow.size and violators.size == 0:
+        # Grow at most WIDEN x per pass: the re-solve usually lowers u_o first.
+        new_r = np.minimum(need_r[grow], np.maximum(WIDEN * search.radius_m[grow], 1.0))
+        o_new, w_new, t_new = search.widen(grow, new_r)
+        first_new = pool.size
+        pool.add(*pool.drop_known(o_new, w_new, t_new))
+        violators = pool.violations_from(first_new, u, v, penalty)
+        grow = np.flatnonzero(need_r > search.radius_m)
+    return violators, grow
+
+
+def _past_deadline(deadline: float, started: float, round_start: float, rounds: int) -> bool:
+    """Whether another round, and then ending, would likely run past ``deadline``."""
+    now_s = time.perf_counter()
+    # The next round costs about this one (half, after the first: later graphs are
+    # near-tight arcs only), and ending (gap bound, result) about a fifth of the time
+    # spent so far.
+    next_s = (now_s - round_start) * (0.5 if rounds == 1 else 1.0)
+    return now_s + next_s + 0.2 * (now_s - started) > deadline
 
 
 def gap_bound_of(

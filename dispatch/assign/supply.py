@@ -129,96 +129,31 @@ def supply_reach(
     avail = np.flatnonzero(fleet.available)
     if n == 0 or avail.size == 0:
         return zero
-    lat0 = float(np.mean(orders.lat))
-    # Equirectangular distances at lat0 err by about tan(lat)·Δlat (radians) relative to
-    # great-circle ones; bound that over the area, and give up where it is not small.
-    # Every point of interest lies within ptp + radius of lat0 (the orders' mean).
-    span = np.radians(float(np.ptp(orders.lat)) + max_radius_m / _M_PER_DEG)
-    top = np.radians(min(89.0, float(np.abs(orders.lat).max()) + np.degrees(span)))
-    eps = float(np.tan(top)) * float(span) + 2e-3
+    eps = _plane_error(orders, max_radius_m)
     if eps > SUPPLY_MAX_EPS:
         return zero
-    lng0 = float(np.mean(orders.lng))
-    kx = _M_PER_DEG * np.cos(np.radians(lat0))
-    ox = (orders.lng - lng0) * kx
-    oy = (orders.lat - lat0) * _M_PER_DEG
-    wx = (fleet.lng[avail] - lng0) * kx
-    wy = (fleet.lat[avail] - lat0) * _M_PER_DEG
-    # Workers beyond the farthest order by more than the travel bound can serve nobody.
-    x_lo = float(ox.min()) - max_radius_m
-    x_hi = float(ox.max()) + max_radius_m
-    y_lo = float(oy.min()) - max_radius_m
-    y_hi = float(oy.max()) + max_radius_m
-    cell = max(cell_m, (x_hi - x_lo) / SUPPLY_MAX_CELLS, (y_hi - y_lo) / SUPPLY_MAX_CELLS)
-    nx = int((x_hi - x_lo) // cell) + 1
-    ny = int((y_hi - y_lo) // cell) + 1
-
-    def counts(x: FloatArray, y: FloatArray) -> tuple[NDArray[np.int64], IntArray]:
-        inside = (x >= x_lo) & (x <= x_hi) & (y >= y_lo) & (y <= y_hi)
-        ix = ((x - x_lo) // cell).astype(np.int64).clip(0, nx - 1)
-        iy = ((y - y_lo) // cell).astype(np.int64).clip(0, ny - 1)
-        flat = ix * ny + iy
-        grid = np.bincount(flat[inside], minlength=nx * ny).reshape(nx, ny)
-        # Summed-area table with a zero border: box sums in O(1).
-        table = np.zeros((nx + 1, ny + 1), dtype=np.int64)
-        table[1:, 1:] = grid.cumsum(0).cumsum(1)
-        return table, flat
-
-    w_table, w_flat = counts(wx, wy)
-    o_table, o_flat = counts(ox, oy)
-    cells, o_cell = np.unique(o_flat, return_inverse=True)
+    ox, oy, wx, wy = _local_plane(orders, fleet, avail)
+    cells = _Cells.around(ox, oy, max_radius_m, cell_m)
+    w_table, w_flat = cells.counts(wx, wy)
+    o_table, o_flat = cells.counts(ox, oy)
+    occupied, o_cell = np.unique(o_flat, return_inverse=True)
     o_cell = o_cell.reshape(-1)
-    cx, cy = cells // ny, cells % ny
-
-    def box(table: NDArray[np.int64], k: int, rows: IntArray) -> IntArray:
-        x0 = np.clip(cx[rows] - k, 0, nx)
-        x1 = np.clip(cx[rows] + k + 1, 0, nx)
-        y0 = np.clip(cy[rows] - k, 0, ny)
-        y1 = np.clip(cy[rows] + k + 1, 0, ny)
-        return np.asarray(table[x1, y1] - table[x0, y1] - table[x1, y0] + table[x0, y0])
-
-    ring = np.zeros(cells.size, dtype=np.int64)
-    demand = np.zeros(cells.size, dtype=np.int64)
-    todo = np.arange(cells.size, dtype=np.int64)
-    k_max = int(np.ceil(max_radius_m / cell))
-    # Ring 1 (a 3x3 block) is the plain K-nearest start's business: a cell falls short only
-    # when even that block lacks the capacity, which random scatter alone rarely causes.
-    for k in range(1, max(k_max, 1) + 1):
-        supply = capacity * box(w_table, k, todo)
-        want = box(o_table, k, todo)
-        covered = supply >= (1.0 + margin) * want
-        ring[todo] = k
-        demand[todo] = want
-        todo = todo[~covered]
-        if todo.size == 0:
-            break
+    cx, cy = occupied // cells.ny, occupied % cells.ny
+    k_max = int(np.ceil(max_radius_m / cells.cell))
+    ring, demand = _rings(w_table, o_table, cx, cy, capacity, margin, k_max)
     short = ring > 1
-    radius = np.where(short, np.minimum((ring + 1) * cell, max_radius_m), 0.0)
+    radius = np.where(short, np.minimum((ring + 1) * cells.cell, max_radius_m), 0.0)
     competitors = np.where(short, demand, 0)
-    # Memory guard: the reserve holds orders x workers within the radius; beyond
-    # RESERVE_MAX_PAIRS (an extreme surge) shrink every radius alike, and leave the rest
-    # to the certificate's own widening.
-    hot = np.flatnonzero(short)
-    if hot.size:
-        here = box(o_table, 0, hot)
-        reach_k = np.ceil(radius[hot] / cell).astype(np.int64)
-        around = np.zeros(hot.size, dtype=np.int64)
-        for r in np.unique(reach_k).tolist():
-            at = reach_k == r
-            around[at] = box(w_table, int(r), hot[at])
-        pairs = float((here * around).sum()) * np.pi / 4.0
-        if pairs > RESERVE_MAX_PAIRS:
-            radius[hot] *= np.sqrt(RESERVE_MAX_PAIRS / pairs)
+    _cap_reserve(radius, np.flatnonzero(short), w_table, o_table, cx, cy, cells.cell)
     if not short.any():
         return SupplyReach(radius[o_cell].astype(np.float64), competitors[o_cell], None)
-    inside = (wx >= x_lo) & (wx <= x_hi) & (wy >= y_lo) & (wy <= y_hi)
-    keep = np.flatnonzero(inside)
-    by_cell = keep[np.argsort(w_flat[keep], kind="stable")]
-    start = np.searchsorted(w_flat[by_cell], np.arange(nx * ny + 1)).astype(np.int64)
+    inside = np.flatnonzero(cells.inside(wx, wy))
+    by_cell = inside[np.argsort(w_flat[inside], kind="stable")]
+    start = np.searchsorted(w_flat[by_cell], np.arange(cells.nx * cells.ny + 1)).astype(np.int64)
     grid = SupplyGrid(
-        cell_m=cell,
-        nx=nx,
-        ny=ny,
+        cell_m=cells.cell,
+        nx=cells.nx,
+        ny=cells.ny,
         order_cell=o_flat,
         order_x=ox,
         order_y=oy,
@@ -231,6 +166,136 @@ def supply_reach(
     return SupplyReach(
         radius[o_cell].astype(np.float64), competitors[o_cell].astype(np.int64), grid
     )
+
+
+def _plane_error(orders: OrderBatch, max_radius_m: float) -> float:
+    """Relative distance error bound of the local plane over the orders' area plus reach."""
+    # Equirectangular distances at lat0 err by about tan(lat)·Δlat (radians) relative to
+    # great-circle ones; bound that over the area, and give up where it is not small.
+    # Every point of interest lies within ptp + radius of lat0 (the orders' mean).
+    span = np.radians(float(np.ptp(orders.lat)) + max_radius_m / _M_PER_DEG)
+    top = np.radians(min(89.0, float(np.abs(orders.lat).max()) + np.degrees(span)))
+    return float(np.tan(top)) * float(span) + 2e-3
+
+
+def _local_plane(
+    orders: OrderBatch, fleet: Fleet, avail: IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Orders' and ``avail`` workers' (x, y) in metres, equirectangular at the orders' mean."""
+    lat0 = float(np.mean(orders.lat))
+    lng0 = float(np.mean(orders.lng))
+    kx = _M_PER_DEG * np.cos(np.radians(lat0))
+    ox = (orders.lng - lng0) * kx
+    oy = (orders.lat - lat0) * _M_PER_DEG
+    wx = (fleet.lng[avail] - lng0) * kx
+    wy = (fleet.lat[avail] - lat0) * _M_PER_DEG
+    return ox, oy, wx, wy
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The square cells (side ``cell`` m, nx by ny) over a box of the local plane."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    cell: float
+    nx: int
+    ny: int
+
+    @classmethod
+    def around(cls, ox: FloatArray, oy: FloatArray, max_radius_m: float, cell_m: float) -> _Cells:
+        """Cells of side >= ``cell_m`` over the orders' box grown by ``max_radius_m``."""
+        # Workers beyond the farthest order by more than the travel bound can serve nobody.
+        x_lo = float(ox.min()) - max_radius_m
+        x_hi = float(ox.max()) + max_radius_m
+        y_lo = float(oy.min()) - max_radius_m
+        y_hi = float(oy.max()) + max_radius_m
+        cell = max(cell_m, (x_hi - x_lo) / SUPPLY_MAX_CELLS, (y_hi - y_lo) / SUPPLY_MAX_CELLS)
+        nx = int((x_hi - x_lo) // cell) + 1
+        ny = int((y_hi - y_lo) // cell) + 1
+        return cls(x_lo, x_hi, y_lo, y_hi, cell, nx, ny)
+
+    def inside(self, x: FloatArray, y: FloatArray) -> NDArray[np.bool_]:
+        """Which points lie in the box."""
+        return (x >= self.x_lo) & (x <= self.x_hi) & (y >= self.y_lo) & (y <= self.y_hi)
+
+    def counts(self, x: FloatArray, y: FloatArray) -> tuple[NDArray[np.int64], IntArray]:
+        """Summed-area table of the points in the box per cell, and each point's flat cell."""
+        nx, ny = self.nx, self.ny
+        inside = self.inside(x, y)
+        ix = ((x - self.x_lo) // self.cell).astype(np.int64).clip(0, nx - 1)
+        iy = ((y - self.y_lo) // self.cell).astype(np.int64).clip(0, ny - 1)
+        flat = ix * ny + iy
+        grid = np.bincount(flat[inside], minlength=nx * ny).reshape(nx, ny)
+        # Summed-area table with a zero border: box sums in O(1).
+        table = np.zeros((nx + 1, ny + 1), dtype=np.int64)
+        table[1:, 1:] = grid.cumsum(0).cumsum(1)
+        return table, flat
+
+
+def _box(table: NDArray[np.int64], k: int, cx: IntArray, cy: IntArray) -> IntArray:
+    """Per cell (cx, cy): the count in the (2k+1)² square around it, from a summed-area table."""
+    nx, ny = table.shape[0] - 1, table.shape[1] - 1
+    x0 = np.clip(cx - k, 0, nx)
+    x1 = np.clip(cx + k + 1, 0, nx)
+    y0 = np.clip(cy - k, 0, ny)
+    y1 = np.clip(cy + k + 1, 0, ny)
+    return np.asarray(table[x1, y1] - table[x0, y1] - table[x1, y0] + table[x0, y0])
+
+
+def _rings(
+    w_table: NDArray[np.int64],
+    o_table: NDArray[np.int64],
+    cx: IntArray,
+    cy: IntArray,
+    capacity: int,
+    margin: float,
+    k_max: int,
+) -> tuple[IntArray, IntArray]:
+    """Per cell: the first ring whose square's capacity covers its orders, and those orders."""
+    ring = np.zeros(cx.size, dtype=np.int64)
+    demand = np.zeros(cx.size, dtype=np.int64)
+    todo = np.arange(cx.size, dtype=np.int64)
+    # Ring 1 (a 3x3 block) is the plain K-nearest start's business: a cell falls short only
+    # when even that block lacks the capacity, which random scatter alone rarely causes.
+    for k in range(1, max(k_max, 1) + 1):
+        supply = capacity * _box(w_table, k, cx[todo], cy[todo])
+        want = _box(o_table, k, cx[todo], cy[todo])
+        covered = supply >= (1.0 + margin) * want
+        ring[todo] = k
+        demand[todo] = want
+        todo = todo[~covered]
+        if todo.size == 0:
+            break
+    return ring, demand
+
+
+def _cap_reserve(
+    radius: FloatArray,
+    hot: IntArray,
+    w_table: NDArray[np.int64],
+    o_table: NDArray[np.int64],
+    cx: IntArray,
+    cy: IntArray,
+    cell: float,
+) -> None:
+    """Shrink the ``hot`` cells' radii alike (in place) when their pairs exceed the cap."""
+    # Memory guard: the reserve holds orders x workers within the radius; beyond
+    # RESERVE_MAX_PAIRS (an extreme surge) shrink every radius alike, and leave the rest
+    # to the certificate's own widening.
+    if hot.size == 0:
+        return
+    here = _box(o_table, 0, cx[hot], cy[hot])
+    reach_k = np.ceil(radius[hot] / cell).astype(np.int64)
+    around = np.zeros(hot.size, dtype=np.int64)
+    for r in np.unique(reach_k).tolist():
+        at = reach_k == r
+        around[at] = _box(w_table, int(r), cx[hot[at]], cy[hot[at]])
+    pairs = float((here * around).sum()) * np.pi / 4.0
+    if pairs > RESERVE_MAX_PAIRS:
+        radius[hot] *= np.sqrt(RESERVE_MAX_PAIRS / pairs)
 
 
 class Reserve:
