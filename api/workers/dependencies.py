@@ -1,10 +1,13 @@
-"""Dependencies of the worker flow: the caller's worker profile, the pinging worker.
+"""Dependencies of the worker flow: the caller's worker profile, the pinging worker, and
+``WorkerCallDep`` (what an offer or order action of the worker needs, in one dependency).
 
 The live layer and the clock (``LiveDep``, ``NowDep``) are ``api.core.deps``'.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth.dependencies import AccessClaims, CurrentUser
 from api.auth.models import User
 from api.auth.service import InvalidToken
-from api.core.deps import SessionDep
+from api.core.deps import LiveDep, NowDep, SessionDep, SettingsDep
+from api.core.live import LiveBackends
+from api.core.settings import Settings
 from api.tenants.models import Worker
 from api.tracking import trips
 from api.tracking.service import TrackWriter
@@ -27,6 +32,34 @@ async def current_worker(session: SessionDep, user: CurrentUser) -> Worker:
 
 
 WorkerDep = Annotated[Worker, Depends(current_worker)]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCall:
+    """The calling worker and what its offer and order actions run with: the worker's user,
+    the request's session, the live layer, the settings and now (UTC)."""
+
+    worker: Worker
+    user: User
+    session: AsyncSession
+    live: LiveBackends
+    settings: Settings
+    now: datetime
+
+
+async def worker_call(
+    worker: WorkerDep,
+    user: CurrentUser,
+    session: SessionDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> WorkerCall:
+    """``WorkerCall`` of the request (403 ``not_a_worker`` as ``current_worker``)."""
+    return WorkerCall(worker, user, session, live, settings, now)
+
+
+WorkerCallDep = Annotated[WorkerCall, Depends(worker_call)]
 
 
 async def ping_context(state: Any, uid: int) -> PingContext:
@@ -72,5 +105,7 @@ __all__ = [
     "PingingWorkerDep",
     "SessionDep",
     "User",
+    "WorkerCall",
+    "WorkerCallDep",
     "WorkerDep",
 ]

@@ -27,7 +27,6 @@ from api.core.deps import (
     LiveDep,
     NowDep,
     SessionDep,
-    SettingsDep,
     get_now,
     json_model,
     json_model_openapi,
@@ -50,7 +49,13 @@ from api.dispatcher.models import OfferMode
 from api.tracking.service import TrackWriter
 from api.tracking.trips import PingContext
 from api.workers import service
-from api.workers.dependencies import PingingWorkerDep, WorkerDep, ping_context
+from api.workers.dependencies import (
+    PingingWorkerDep,
+    WorkerCall,
+    WorkerCallDep,
+    WorkerDep,
+    ping_context,
+)
 from api.workers.schemas import (
     CompleteIn,
     DeclineIn,
@@ -291,130 +296,103 @@ def _socket_error(exc: ValidationError, locale: str) -> str:
 
 
 @router.get("/offers", summary="My current offers with countdown")
-async def offers(
-    worker: WorkerDep, session: SessionDep, live: LiveDep, now: NowDep
-) -> list[OfferOut]:
+async def offers(call: WorkerCallDep) -> list[OfferOut]:
     """Auto offers waiting for my answer, soonest to expire first."""
-    return [_offer(v) for v in await offer_flow.current_offers(session, live, worker, now=now)]
+    views = await offer_flow.current_offers(call.session, call.live, call.worker, now=call.now)
+    return [_offer(v) for v in views]
 
 
-@router.post("/offers/{offer_id}/accept", summary="Accept an offer")
-async def accept(
-    offer_id: IdPath,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> OrderBrief:
-    """409 ``offer_gone`` when expired, withdrawn or already answered."""
+async def _take(call: WorkerCall, offer_id: int, mode: OfferMode) -> OrderBrief:
+    """``offer_flow.take_offer`` of an auto offer (accept) or a pool order (claim)."""
     order = await offer_flow.take_offer(
-        session, live, worker, user, offer_id, OfferMode.AUTO, settings=settings, now=now
+        call.session,
+        call.live,
+        call.worker,
+        call.user,
+        offer_id,
+        mode,
+        settings=call.settings,
+        now=call.now,
     )
     return brief(order)
 
 
+@router.post("/offers/{offer_id}/accept", summary="Accept an offer")
+async def accept(offer_id: IdPath, call: WorkerCallDep) -> OrderBrief:
+    """409 ``offer_gone`` when expired, withdrawn or already answered."""
+    return await _take(call, offer_id, OfferMode.AUTO)
+
+
 @router.post("/offers/{offer_id}/decline", summary="Decline an offer")
-async def decline(
-    offer_id: IdPath,
-    body: DeclineIn,
-    worker: WorkerDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> dict[str, bool]:
+async def decline(offer_id: IdPath, body: DeclineIn, call: WorkerCallDep) -> dict[str, bool]:
     """The order is re-offered to someone else (or handed to staff after too many)."""
     await offer_flow.decline_offer(
-        session, worker, offer_id, body.reason, settings=settings, now=now
+        call.session, call.worker, offer_id, body.reason, settings=call.settings, now=call.now
     )
     return {"declined": True}
 
 
 @router.get("/grab-pool", summary="Open orders near me (抢单)")
-async def grab_pool(
-    worker: WorkerDep, session: SessionDep, live: LiveDep, settings: SettingsDep, now: NowDep
-) -> list[OfferOut]:
+async def grab_pool(call: WorkerCallDep) -> list[OfferOut]:
     """Open pool orders shown to me (the dispatcher chose the workers near each), nearest first."""
-    views = await offer_flow.grab_pool(session, live, worker, settings, now=now)
+    views = await offer_flow.grab_pool(
+        call.session, call.live, call.worker, call.settings, now=call.now
+    )
     return [_offer(v) for v in views]
 
 
 @router.post("/grab-pool/{offer_id}/claim", summary="Claim a pool order")
-async def claim(
-    offer_id: IdPath,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> OrderBrief:
+async def claim(offer_id: IdPath, call: WorkerCallDep) -> OrderBrief:
     """The first valid claim wins; later ones get 409 ``offer_gone``."""
-    order = await offer_flow.take_offer(
-        session, live, worker, user, offer_id, OfferMode.GRAB, settings=settings, now=now
+    return await _take(call, offer_id, OfferMode.GRAB)
+
+
+@router.post("/orders/{order_id}/depart", summary="On my way")
+async def depart(order_id: IdPath, call: WorkerCallDep) -> OrderBrief:
+    """accepted -> en_route."""
+    order = await service.depart(
+        call.session, call.live, call.worker, call.user, order_id, now=call.now
     )
     return brief(order)
 
 
-@router.post("/orders/{order_id}/depart", summary="On my way")
-async def depart(
-    order_id: IdPath,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    now: NowDep,
-) -> OrderBrief:
-    """accepted -> en_route."""
-    return brief(await service.depart(session, live, worker, user, order_id, now=now))
-
-
 @router.post("/orders/{order_id}/arrive", summary="Arrived at the address")
-async def arrive(
-    order_id: IdPath,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> OrderBrief:
+async def arrive(order_id: IdPath, call: WorkerCallDep) -> OrderBrief:
     """Only within ``arrive_radius_m`` of the address (422 ``not_at_address``)."""
-    order = await service.arrive(session, live, worker, user, order_id, settings, now=now)
+    order = await service.arrive(
+        call.session, call.live, call.worker, call.user, order_id, call.settings, now=call.now
+    )
     return brief(order)
 
 
 @router.post("/orders/{order_id}/start", summary="Start with the customer's service code")
-async def start(
-    order_id: IdPath,
-    body: StartIn,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> OrderBrief:
+async def start(order_id: IdPath, body: StartIn, call: WorkerCallDep) -> OrderBrief:
     """Wrong code: 422; too many wrong codes: 429 ``service_code_locked``."""
-    order = await service.start(session, live, worker, user, order_id, body.code, settings, now=now)
+    order = await service.start(
+        call.session,
+        call.live,
+        call.worker,
+        call.user,
+        order_id,
+        body.code,
+        call.settings,
+        now=call.now,
+    )
     return brief(order)
 
 
 @router.post("/orders/{order_id}/complete", summary="Complete (optional photos)")
-async def complete(
-    order_id: IdPath,
-    body: CompleteIn,
-    worker: WorkerDep,
-    user: CurrentUser,
-    session: SessionDep,
-    live: LiveDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> OrderBrief:
+async def complete(order_id: IdPath, body: CompleteIn, call: WorkerCallDep) -> OrderBrief:
     """in_service -> completed; the live position stops being served."""
     order = await service.complete(
-        session, live, worker, user, order_id, body.photos, settings, now=now
+        call.session,
+        call.live,
+        call.worker,
+        call.user,
+        order_id,
+        body.photos,
+        call.settings,
+        now=call.now,
     )
     return brief(order)
 
