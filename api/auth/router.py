@@ -45,6 +45,20 @@ async def _tokens(
     return TokenOut.of(pair, user, is_new=is_new)
 
 
+async def _social_login(
+    body: SocialLoginIn,
+    session: SessionDep,
+    client: HttpClientDep,
+    app: service.SocialApp,
+    config: TokenConfigDep,
+    locale: str,
+) -> TokenOut:
+    """Tokens for the mini-program user behind ``body.code`` (first login creates a customer)."""
+    social = await service.code2session(client, app, body.code)
+    user, created = await service.login_with_social(session, app, social, locale=locale)
+    return await _tokens(session, config, user, is_new=created)
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED, summary="Register with phone")
 async def register(
     body: RegisterIn,
@@ -96,9 +110,7 @@ async def wechat_login(
     locale: LocaleDep,
 ) -> TokenOut:
     """Exchange a ``wx.login`` code for our tokens (first login creates a customer)."""
-    social = await service.code2session(client, app, body.code)
-    user, created = await service.login_with_social(session, app, social, locale=locale)
-    return await _tokens(session, config, user, is_new=created)
+    return await _social_login(body, session, client, app, config, locale)
 
 
 @router.post("/qq/login", summary="Sign in with a QQ mini-program code")
@@ -111,9 +123,7 @@ async def qq_login(
     locale: LocaleDep,
 ) -> TokenOut:
     """Exchange a ``qq.login`` code for our tokens (first login creates a customer)."""
-    social = await service.code2session(client, app, body.code)
-    user, created = await service.login_with_social(session, app, social, locale=locale)
-    return await _tokens(session, config, user, is_new=created)
+    return await _social_login(body, session, client, app, config, locale)
 
 
 @router.post(
