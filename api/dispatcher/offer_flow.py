@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from api.auth.models import User
 from api.catalog.models import Service
@@ -58,6 +59,21 @@ class OfferView:
     distance_m: float | None
 
 
+async def _offers_with_orders(
+    session: AsyncSession,
+    *where: ColumnElement[bool],
+    order_by: tuple[InstrumentedAttribute[Any], ...] = (),
+) -> Sequence[Row[DispatchOffer, Order]]:
+    """The offers that satisfy ``where``, each with its order, in ``order_by`` order."""
+    query = (
+        select(DispatchOffer, Order)
+        .join(Order, Order.id == DispatchOffer.order_id)
+        .where(*where)
+        .order_by(*order_by)
+    )
+    return (await session.execute(query)).all()
+
+
 async def _views(
     live: LiveBackends,
     worker: Worker,
@@ -81,18 +97,13 @@ async def current_offers(
     session: AsyncSession, live: LiveBackends, worker: Worker, *, now: datetime
 ) -> list[OfferView]:
     """The worker's open auto offers, soonest to expire first."""
-    rows = (
-        await session.execute(
-            select(DispatchOffer, Order)
-            .join(Order, Order.id == DispatchOffer.order_id)
-            .where(
-                DispatchOffer.worker_id == worker.id,
-                DispatchOffer.state == OfferState.OFFERED.value,
-                DispatchOffer.expires_at > now,
-            )
-            .order_by(DispatchOffer.expires_at, DispatchOffer.id)
-        )
-    ).all()
+    rows = await _offers_with_orders(
+        session,
+        DispatchOffer.worker_id == worker.id,
+        DispatchOffer.state == OfferState.OFFERED.value,
+        DispatchOffer.expires_at > now,
+        order_by=(DispatchOffer.expires_at, DispatchOffer.id),
+    )
     return await _views(live, worker, rows, now)
 
 
@@ -187,17 +198,12 @@ async def grab_pool(
     now: datetime,
 ) -> list[OfferView]:
     """The open grab-pool orders shown to this worker (the core chose whom), nearest first."""
-    rows = (
-        await session.execute(
-            select(DispatchOffer, Order)
-            .join(Order, Order.id == DispatchOffer.order_id)
-            .where(
-                DispatchOffer.mode == OfferMode.GRAB.value,
-                DispatchOffer.state == OfferState.OPEN.value,
-                Order.enterprise_id == worker.enterprise_id,
-            )
-        )
-    ).all()
+    rows = await _offers_with_orders(
+        session,
+        DispatchOffer.mode == OfferMode.GRAB.value,
+        DispatchOffer.state == OfferState.OPEN.value,
+        Order.enterprise_id == worker.enterprise_id,
+    )
     if not rows:
         return []
     desk = await _desk(session, settings, [order for _, order in rows], [], now)
