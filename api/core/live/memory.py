@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from api.core.live import batch as common
 from api.core.live.batch import (
     DEFAULT_CELL_RES,
     DEFAULT_STALE_AFTER_S,
@@ -18,12 +19,6 @@ from api.core.live.batch import (
     Positions,
     UpdateResult,
     WorkerState,
-    as_array,
-    check_cells,
-    check_config,
-    empty_positions,
-    latest_per_worker,
-    members_from_pairs,
 )
 from geo.cells import latlng_to_cells
 
@@ -34,7 +29,7 @@ class MemoryLiveState:
     def __init__(
         self, *, cell_res: int = DEFAULT_CELL_RES, stale_after_s: float = DEFAULT_STALE_AFTER_S
     ) -> None:
-        check_config(cell_res, stale_after_s)
+        common.check_config(cell_res, stale_after_s)
         self.cell_res = cell_res
         self.stale_after_s = stale_after_s
         # worker id -> (ts, lat, lng, accuracy_m, state code, cell)
@@ -58,7 +53,7 @@ class MemoryLiveState:
         return self._update(batch, restoring=False)
 
     def _update(self, batch: PingBatch, *, restoring: bool) -> UpdateResult:
-        rows = latest_per_worker(batch)
+        rows = common.latest_per_worker(batch)
         applied = np.zeros(len(batch), dtype=bool)
         if rows.size == 0:
             return UpdateResult(applied, 0, 0)
@@ -97,8 +92,8 @@ class MemoryLiveState:
 
     async def get_positions(self, worker_ids: ArrayLike) -> Positions:
         """Current position and state of each worker (``found`` False if unknown)."""
-        ids = as_array(worker_ids, np.int64, "worker_ids")
-        out = empty_positions(ids)
+        ids = common.as_array(worker_ids, np.int64, "worker_ids")
+        out = common.empty_positions(ids)
         for i, wid in enumerate(ids.tolist()):
             rec = self._records.get(wid)
             if rec is None:
@@ -111,9 +106,9 @@ class MemoryLiveState:
 
     async def workers_in_cells(self, cells: ArrayLike) -> CellMembers:
         """Online and busy workers whose current cell (at ``cell_res``) is in ``cells``."""
-        wanted = check_cells(cells, self.cell_res)
+        wanted = common.check_cells(cells, self.cell_res)
         pairs = [(c, w) for c in wanted.tolist() for w in self._members.get(c, ())]
-        return members_from_pairs(pairs)
+        return common.members_from_pairs(pairs)
 
     async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
         """Set a known worker's state; False if the worker has no position."""

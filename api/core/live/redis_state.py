@@ -17,6 +17,7 @@ from api.core.broker import (
     REGION_RES,
     check_prefix,
 )
+from api.core.live import batch as common
 from api.core.live.batch import (
     DEFAULT_CELL_RES,
     DEFAULT_STALE_AFTER_S,
@@ -31,12 +32,6 @@ from api.core.live.batch import (
     Positions,
     UpdateResult,
     WorkerState,
-    as_array,
-    check_cells,
-    check_config,
-    empty_positions,
-    latest_per_worker,
-    members_from_pairs,
 )
 from geo.cells import cell_to_parent, latlng_to_cells
 
@@ -260,7 +255,7 @@ class RedisLiveState:
         dir_shards: int = 16,
         owns_client: bool = False,
     ) -> None:
-        check_config(cell_res, stale_after_s)
+        common.check_config(cell_res, stale_after_s)
         if isinstance(dir_shards, bool) or not isinstance(dir_shards, int) or dir_shards < 1:
             raise ValueError(f"dir_shards must be an int >= 1, got {dir_shards!r}")
         self.client = client
@@ -304,7 +299,7 @@ class RedisLiveState:
         return await self._update(batch, restoring=False)
 
     async def _update(self, batch: PingBatch, *, restoring: bool) -> UpdateResult:
-        rows = latest_per_worker(batch)
+        rows = common.latest_per_worker(batch)
         applied = np.zeros(len(batch), dtype=bool)
         if rows.size == 0:
             return UpdateResult(applied, 0, 0)
@@ -393,8 +388,8 @@ class RedisLiveState:
 
     async def get_positions(self, worker_ids: ArrayLike) -> Positions:
         """Current position and state of each worker (``found`` False if unknown)."""
-        ids = as_array(worker_ids, np.int64, "worker_ids")
-        out = empty_positions(ids)
+        ids = common.as_array(worker_ids, np.int64, "worker_ids")
+        out = common.empty_positions(ids)
         if ids.size == 0:
             return out
         known, regions = await self._directory(ids)
@@ -431,9 +426,9 @@ class RedisLiveState:
 
     async def workers_in_cells(self, cells: ArrayLike) -> CellMembers:
         """Online and busy workers whose current cell (at ``cell_res``) is in ``cells``."""
-        wanted = check_cells(cells, self.cell_res)
+        wanted = common.check_cells(cells, self.cell_res)
         if wanted.size == 0:
-            return members_from_pairs([])
+            return common.members_from_pairs([])
         cell_hex = cells_to_hex(wanted).tolist()
         region_hex = cells_to_hex(cell_to_parent(wanted, REGION_RES)).tolist()
 
@@ -447,7 +442,7 @@ class RedisLiveState:
             for cell, members in zip(wanted.tolist(), replies, strict=True)
             for w in members
         ]
-        return members_from_pairs(pairs)
+        return common.members_from_pairs(pairs)
 
     async def set_worker_state(self, worker_id: int, state: WorkerState | str) -> bool:
         """Set a known worker's state; False if the worker has no position.
