@@ -14,73 +14,22 @@ expect exactly that. OrderMismatch on a verified message → do not mark paid, r
 for review; replying failure keeps WeChat/Alipay resending for about 24 h.
 """
 
+from api.payments.providers import base
 from api.payments.providers.alipay import AlipayConfig, AlipayProduct, AlipayProvider
-from api.payments.providers.base import (
-    PAID_TRADE_STATES,
-    REPLAY_WINDOW,
-    DecryptionFailed,
-    ExpectedPayment,
-    GatewayError,
-    HttpReply,
-    InvalidPaymentInput,
-    MalformedNotification,
-    NotificationKind,
-    OrderMismatch,
-    PaymentError,
-    PaymentIntent,
-    PaymentNotification,
-    PaymentProvider,
-    PaymentRequest,
-    PaymentStatus,
-    ProviderName,
-    RefundRequest,
-    RefundResult,
-    ReplayWindowExceeded,
-    SignatureInvalid,
-    TradeNotFound,
-    UnknownCertificate,
-    UnsupportedAlgorithm,
-    check_against_order,
-    order_mismatch,
-)
+from api.payments.providers.base import *  # noqa: F403  (base.__all__, listed once there)
 from api.payments.providers.keys import PlatformKey, PlatformKeyring
 from api.payments.providers.sandbox import SandboxProvider, SignedCallback
 from api.payments.providers.wechatpay import WeChatPayConfig, WeChatPayProvider
 
 __all__ = [
-    "PAID_TRADE_STATES",
-    "REPLAY_WINDOW",
     "AlipayConfig",
     "AlipayProduct",
     "AlipayProvider",
-    "DecryptionFailed",
-    "ExpectedPayment",
-    "GatewayError",
-    "HttpReply",
-    "InvalidPaymentInput",
-    "MalformedNotification",
-    "NotificationKind",
-    "OrderMismatch",
-    "PaymentError",
-    "PaymentIntent",
-    "PaymentNotification",
-    "PaymentProvider",
-    "PaymentRequest",
-    "PaymentStatus",
     "PlatformKey",
     "PlatformKeyring",
-    "ProviderName",
-    "RefundRequest",
-    "RefundResult",
-    "ReplayWindowExceeded",
     "SandboxProvider",
-    "SignatureInvalid",
     "SignedCallback",
-    "TradeNotFound",
-    "UnknownCertificate",
-    "UnsupportedAlgorithm",
     "WeChatPayConfig",
     "WeChatPayProvider",
-    "check_against_order",
-    "order_mismatch",
 ]
+__all__ += base.__all__

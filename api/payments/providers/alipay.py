@@ -21,28 +21,7 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.payments.providers.base import (
-    Clocked,
-    GatewayError,
-    HttpReply,
-    InvalidPaymentInput,
-    MalformedNotification,
-    MerchantIds,
-    NotificationKind,
-    PaymentIntent,
-    PaymentNotification,
-    PaymentRequest,
-    PaymentStatus,
-    ProviderName,
-    RefundRequest,
-    RefundResult,
-    SignatureInvalid,
-    TradeNotFound,
-    UnsupportedAlgorithm,
-    check_out_trade_no,
-    fen_to_yuan,
-    require_aware,
-)
+from api.payments.providers import base
 from api.payments.providers.keys import (
     load_private_key,
     load_public_key,
@@ -56,11 +35,11 @@ CHINA_TZ = timezone(timedelta(hours=8))
 _YUAN = re.compile(r"^(0|[1-9]\d*)(\.\d{1,2})?$")
 _ALIPAY_TIME = "%Y-%m-%d %H:%M:%S"
 
-TRADE_STATUSES: Mapping[str, PaymentStatus] = {
-    "WAIT_BUYER_PAY": PaymentStatus.PENDING,
-    "TRADE_CLOSED": PaymentStatus.CLOSED,
-    "TRADE_SUCCESS": PaymentStatus.SUCCEEDED,
-    "TRADE_FINISHED": PaymentStatus.SUCCEEDED,
+TRADE_STATUSES: Mapping[str, base.PaymentStatus] = {
+    "WAIT_BUYER_PAY": base.PaymentStatus.PENDING,
+    "TRADE_CLOSED": base.PaymentStatus.CLOSED,
+    "TRADE_SUCCESS": base.PaymentStatus.SUCCEEDED,
+    "TRADE_FINISHED": base.PaymentStatus.SUCCEEDED,
 }
 
 
@@ -89,7 +68,7 @@ def sign_content(params: Mapping[str, str]) -> str:
 def yuan_to_fen(text: str, field_name: str) -> int:
     """Parse an Alipay yuan amount ("12.34") into integer fen; MalformedNotification if not."""
     if not isinstance(text, str) or not _YUAN.match(text):
-        raise MalformedNotification(f"field {field_name} must be a yuan amount, got {text!r}")
+        raise base.MalformedNotification(f"field {field_name} must be a yuan amount, got {text!r}")
     return int(Decimal(text) * 100)
 
 
@@ -103,7 +82,7 @@ def _parse_alipay_time(text: str | None, field_name: str) -> datetime | None:
     try:
         return datetime.strptime(text, _ALIPAY_TIME).replace(tzinfo=CHINA_TZ).astimezone(UTC)
     except ValueError as exc:
-        raise MalformedNotification(f"field {field_name} is not a time: {text!r}") from exc
+        raise base.MalformedNotification(f"field {field_name} is not a time: {text!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -122,9 +101,9 @@ class AlipayConfig:
     def __post_init__(self) -> None:
         for name in ("app_id", "seller_id", "notify_url", "gateway_url"):
             if not getattr(self, name):
-                raise InvalidPaymentInput(f"AlipayConfig.{name} must not be empty")
+                raise base.InvalidPaymentInput(f"AlipayConfig.{name} must not be empty")
         if not self.notify_url.startswith("https://"):
-            raise InvalidPaymentInput(f"notify_url must be https, got {self.notify_url!r}")
+            raise base.InvalidPaymentInput(f"notify_url must be https, got {self.notify_url!r}")
 
     @classmethod
     def from_strings(
@@ -152,7 +131,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class AlipayProvider(Clocked, MerchantIds):
+class AlipayProvider(base.Clocked, base.MerchantIds):
     """Alipay provider: RSA2-signed order strings, notify verification, refund and query.
 
     Gateway calls go through the injected `httpx.AsyncClient` to `config.gateway_url`.
@@ -170,9 +149,9 @@ class AlipayProvider(Clocked, MerchantIds):
         self._clock = clock
 
     @property
-    def name(self) -> ProviderName:
+    def name(self) -> base.ProviderName:
         """ProviderName.ALIPAY."""
-        return ProviderName.ALIPAY
+        return base.ProviderName.ALIPAY
 
     def merchant_ids(self) -> tuple[str, str]:
         """Our seller_id and app_id."""
@@ -199,11 +178,11 @@ class AlipayProvider(Clocked, MerchantIds):
         )
         return params
 
-    async def create_payment(self, order_ref: PaymentRequest) -> PaymentIntent:
+    async def create_payment(self, order_ref: base.PaymentRequest) -> base.PaymentIntent:
         """Build the signed order string (no network: Alipay's cashier creates the trade)."""
         biz: dict[str, Any] = {
             "out_trade_no": order_ref.out_trade_no,
-            "total_amount": fen_to_yuan(order_ref.amount_fen),
+            "total_amount": base.fen_to_yuan(order_ref.amount_fen),
             "subject": order_ref.description,
             "product_code": _PRODUCT_CODES[self._config.product],
         }
@@ -222,7 +201,7 @@ class AlipayProvider(Clocked, MerchantIds):
             if self._config.product is AlipayProduct.APP
             else f"{self._config.gateway_url}?{order_string}"
         )
-        return PaymentIntent(
+        return base.PaymentIntent(
             provider=self.name,
             out_trade_no=order_ref.out_trade_no,
             amount_fen=order_ref.amount_fen,
@@ -235,7 +214,7 @@ class AlipayProvider(Clocked, MerchantIds):
     def verify_form(self, raw_body: bytes) -> dict[str, str]:
         """Parse and RSA2-verify a notify form; return its fields (sign/sign_type removed)."""
         if not isinstance(raw_body, bytes | bytearray):
-            raise MalformedNotification(
+            raise base.MalformedNotification(
                 f"body must be the raw request bytes, got {type(raw_body).__name__}"
             )
         try:
@@ -244,52 +223,56 @@ class AlipayProvider(Clocked, MerchantIds):
                 text, keep_blank_values=True, strict_parsing=True, encoding="utf-8", errors="strict"
             )
         except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedNotification(f"notify body is not a urlencoded form: {exc}") from exc
+            raise base.MalformedNotification(
+                f"notify body is not a urlencoded form: {exc}"
+            ) from exc
         form: dict[str, str] = {}
         for key, value in pairs:
             if key in form:
-                raise MalformedNotification(f"notify field {key} appears twice")
+                raise base.MalformedNotification(f"notify field {key} appears twice")
             form[key] = value
         charset = form.get("charset", "utf-8").lower()
         if charset not in ("utf-8", "utf8"):
             # We always ask for utf-8; a notify in another charset was not for our request.
-            raise MalformedNotification(f"notify charset must be utf-8, got {charset!r}")
+            raise base.MalformedNotification(f"notify charset must be utf-8, got {charset!r}")
         signature = form.pop("sign", "")
         sign_type = form.pop("sign_type", "")
         if not signature:
-            raise MalformedNotification("notify field sign is missing")
+            raise base.MalformedNotification("notify field sign is missing")
         if sign_type != SIGN_TYPE:
-            raise UnsupportedAlgorithm(f"sign_type must be {SIGN_TYPE}, got {sign_type!r}")
+            raise base.UnsupportedAlgorithm(f"sign_type must be {SIGN_TYPE}, got {sign_type!r}")
         if not rsa_sha256_verify(
             self._config.alipay_public_key, sign_content(form).encode(), signature
         ):
-            raise SignatureInvalid("notify sign does not verify with the Alipay public key")
+            raise base.SignatureInvalid("notify sign does not verify with the Alipay public key")
         return form
 
     def parse_notification(
         self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
-    ) -> PaymentNotification:
+    ) -> base.PaymentNotification:
         """Verify the notify form (RSA2 over the sorted fields) and type it.
 
         No timestamp window: Alipay resends the same signed notify for ~25 h and documents
         no freshness check, so replays are absorbed by the dedupe key instead. `headers`
         is unused (everything Alipay signs is in the body) but kept for the protocol.
         """
-        require_aware(now)
+        base.require_aware(now)
         form = self.verify_form(raw_body)
         return notification_from_form(form)
 
-    def success_response(self) -> HttpReply:
+    def success_response(self) -> base.HttpReply:
         """200 with the exact body `success`."""
-        return HttpReply(
+        return base.HttpReply(
             status_code=200, body=b"success", headers={"Content-Type": "text/plain; charset=utf-8"}
         )
 
-    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
+    def failure_response(self, message: str, *, status_code: int = 400) -> base.HttpReply:
         """Any body but `success` makes Alipay resend; `message` stays in our logs only."""
         if not 400 <= status_code <= 599:
-            raise InvalidPaymentInput(f"failure status_code must be 4xx/5xx, got {status_code}")
-        return HttpReply(
+            raise base.InvalidPaymentInput(
+                f"failure status_code must be 4xx/5xx, got {status_code}"
+            )
+        return base.HttpReply(
             status_code=status_code,
             body=b"fail",
             headers={"Content-Type": "text/plain; charset=utf-8"},
@@ -297,35 +280,35 @@ class AlipayProvider(Clocked, MerchantIds):
 
     # -- gateway calls -------------------------------------------------------
 
-    async def refund(self, request: RefundRequest) -> RefundResult:
+    async def refund(self, request: base.RefundRequest) -> base.RefundResult:
         """alipay.trade.refund; code 10000 means refunded (synchronously)."""
         biz: dict[str, Any] = {
             "out_trade_no": request.out_trade_no,
-            "refund_amount": fen_to_yuan(request.refund_fen),
+            "refund_amount": base.fen_to_yuan(request.refund_fen),
             "out_request_no": request.out_refund_no,
         }
         if request.reason:
             biz["refund_reason"] = request.reason
         node = await self._call("alipay.trade.refund", biz)
         trade_no = node.get("trade_no")
-        return RefundResult(
+        return base.RefundResult(
             provider=self.name,
             out_trade_no=request.out_trade_no,
             out_refund_no=request.out_refund_no,
             refund_id=f"{trade_no}/{request.out_refund_no}" if trade_no else None,
             refund_fen=request.refund_fen,
-            status=PaymentStatus.SUCCEEDED,
+            status=base.PaymentStatus.SUCCEEDED,
             raw=node,
         )
 
-    async def query(self, out_trade_no: str) -> PaymentNotification:
+    async def query(self, out_trade_no: str) -> base.PaymentNotification:
         """alipay.trade.query; TradeNotFound for ACQ.TRADE_NOT_EXIST.
 
         The answer carries neither app_id nor seller_id; they are ours by construction
         (the call is made with our app key and verified with Alipay's), so they are filled
         from the configuration for check_against_order.
         """
-        check_out_trade_no(out_trade_no)
+        base.check_out_trade_no(out_trade_no)
         node = await self._call("alipay.trade.query", {"out_trade_no": out_trade_no})
         try:
             return notification_from_form(
@@ -337,8 +320,8 @@ class AlipayProvider(Clocked, MerchantIds):
                 },
                 from_query=True,
             )
-        except MalformedNotification as exc:
-            raise GatewayError(f"alipay.trade.query answer: {exc}") from exc
+        except base.MalformedNotification as exc:
+            raise base.GatewayError(f"alipay.trade.query answer: {exc}") from exc
 
     async def _call(self, method: str, biz_content: Mapping[str, Any]) -> dict[str, Any]:
         """POST a signed request; verify the response node's signature; return the node."""
@@ -350,9 +333,9 @@ class AlipayProvider(Clocked, MerchantIds):
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
             )
         except httpx.HTTPError as exc:
-            raise GatewayError(f"{method} failed: {exc!r}") from exc
+            raise base.GatewayError(f"{method} failed: {exc!r}") from exc
         if response.status_code != 200:
-            raise GatewayError(
+            raise base.GatewayError(
                 f"{method} answered HTTP {response.status_code}", status_code=response.status_code
             )
         node_key = method.replace(".", "_") + "_response"
@@ -361,7 +344,9 @@ class AlipayProvider(Clocked, MerchantIds):
         code = str(node.get("code", ""))
         sub_code = str(node.get("sub_code", ""))
         if code != "10000":
-            error_cls = TradeNotFound if sub_code == "ACQ.TRADE_NOT_EXIST" else GatewayError
+            error_cls = (
+                base.TradeNotFound if sub_code == "ACQ.TRADE_NOT_EXIST" else base.GatewayError
+            )
             raise error_cls(
                 f"{method} failed: {code} {node.get('msg', '')} {sub_code} "
                 f"{node.get('sub_msg', '')}".strip(),
@@ -371,7 +356,9 @@ class AlipayProvider(Clocked, MerchantIds):
         if not signature or not rsa_sha256_verify(
             self._config.alipay_public_key, node_text.encode(), signature
         ):
-            raise GatewayError(f"{method} answer failed verification with the Alipay public key")
+            raise base.GatewayError(
+                f"{method} answer failed verification with the Alipay public key"
+            )
         return node
 
 
@@ -380,13 +367,13 @@ def _response_node(text: str, node_key: str, method: str) -> tuple[dict[str, Any
     try:
         whole = json.loads(text)
     except ValueError as exc:
-        raise GatewayError(f"{method} answer is not JSON") from exc
+        raise base.GatewayError(f"{method} answer is not JSON") from exc
     if not isinstance(whole, dict):
-        raise GatewayError(f"{method} answer is not a JSON object")
+        raise base.GatewayError(f"{method} answer is not a JSON object")
     if node_key not in whole:
         error = whole.get("error_response")
         detail = error if isinstance(error, dict) else {}
-        raise GatewayError(
+        raise base.GatewayError(
             f"{method} answer has no {node_key}: {detail.get('code', '')} "
             f"{detail.get('sub_msg', detail.get('msg', ''))}".strip(),
             code=str(detail.get("sub_code", detail.get("code", ""))),
@@ -401,19 +388,19 @@ def _response_node(text: str, node_key: str, method: str) -> tuple[dict[str, Any
         if value == whole[node_key] and isinstance(value, dict):
             signature = whole.get("sign")
             return value, text[match.end() : end], signature if isinstance(signature, str) else ""
-    raise GatewayError(f"{method} answer: cannot locate the signed {node_key}")
+    raise base.GatewayError(f"{method} answer: cannot locate the signed {node_key}")
 
 
 def _required(form: Mapping[str, str], name: str) -> str:
     value = form.get(name, "")
     if not value:
-        raise MalformedNotification(f"notify field {name} is missing")
+        raise base.MalformedNotification(f"notify field {name} is missing")
     return value
 
 
 def notification_from_form(
     form: Mapping[str, str], *, from_query: bool = False
-) -> PaymentNotification:
+) -> base.PaymentNotification:
     """Type a verified notify form (or a query node) as a payment or refund notification.
 
     A notify carrying `refund_fee`/`gmt_refund` reports a refund (partial refunds keep
@@ -422,14 +409,16 @@ def notification_from_form(
     trade_status = _required(form, "trade_status")
     status = TRADE_STATUSES.get(trade_status)
     if status is None:
-        raise MalformedNotification(f"notify field trade_status has unknown value {trade_status!r}")
+        raise base.MalformedNotification(
+            f"notify field trade_status has unknown value {trade_status!r}"
+        )
     out_trade_no = _required(form, "out_trade_no")
     trade_no = form.get("trade_no") or None
     if not from_query and trade_no is None:
-        raise MalformedNotification("notify field trade_no is missing")
+        raise base.MalformedNotification("notify field trade_no is missing")
     payer_id = form.get("buyer_id") or form.get("buyer_open_id") or form.get("buyer_user_id")
     common: dict[str, Any] = {
-        "provider": ProviderName.ALIPAY,
+        "provider": base.ProviderName.ALIPAY,
         "out_trade_no": out_trade_no,
         "trade_state": trade_status,
         "merchant_id": form.get("seller_id") or None,
@@ -442,19 +431,19 @@ def notification_from_form(
     refund_fee = form.get("refund_fee")
     if not from_query and (refund_fee or form.get("gmt_refund")):
         out_biz_no = form.get("out_biz_no") or form.get("gmt_refund", "")
-        return PaymentNotification(
-            kind=NotificationKind.REFUND,
+        return base.PaymentNotification(
+            kind=base.NotificationKind.REFUND,
             # One trade can be refunded several times; out_biz_no tells them apart.
             provider_txn_id=f"{trade_no}/{out_biz_no}",
             payment_txn_id=trade_no,
             amount_fen=yuan_to_fen(_required(form, "refund_fee"), "refund_fee"),
-            status=PaymentStatus.SUCCEEDED,
+            status=base.PaymentStatus.SUCCEEDED,
             out_refund_no=form.get("out_biz_no") or None,
             success_time=_parse_alipay_time(form.get("gmt_refund"), "gmt_refund"),
             **common,
         )
-    return PaymentNotification(
-        kind=NotificationKind.PAYMENT,
+    return base.PaymentNotification(
+        kind=base.NotificationKind.PAYMENT,
         provider_txn_id=trade_no,
         amount_fen=yuan_to_fen(_required(form, "total_amount"), "total_amount"),
         status=status,

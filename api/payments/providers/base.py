@@ -14,6 +14,35 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+__all__ = [
+    "PAID_TRADE_STATES",
+    "REPLAY_WINDOW",
+    "DecryptionFailed",
+    "ExpectedPayment",
+    "GatewayError",
+    "HttpReply",
+    "InvalidPaymentInput",
+    "MalformedNotification",
+    "NotificationKind",
+    "OrderMismatch",
+    "PaymentError",
+    "PaymentIntent",
+    "PaymentNotification",
+    "PaymentProvider",
+    "PaymentRequest",
+    "PaymentStatus",
+    "ProviderName",
+    "RefundRequest",
+    "RefundResult",
+    "ReplayWindowExceeded",
+    "SignatureInvalid",
+    "TradeNotFound",
+    "UnknownCertificate",
+    "UnsupportedAlgorithm",
+    "check_against_order",
+    "order_mismatch",
+]
+
 # WeChat's and Alipay's out_trade_no rules intersect at this: 6-32 characters of
 # letters, digits and _-|* (WeChat forbids anything else; Alipay allows 64).
 _OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_\-|*]{6,32}$")

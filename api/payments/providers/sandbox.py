@@ -24,21 +24,7 @@ from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.payments.providers.base import (
-    REPLAY_WINDOW,
-    Clocked,
-    GatewayError,
-    InvalidPaymentInput,
-    PaymentIntent,
-    PaymentNotification,
-    PaymentRequest,
-    PaymentStatus,
-    ProviderName,
-    RefundRequest,
-    RefundResult,
-    TradeNotFound,
-    check_out_trade_no,
-)
+from api.payments.providers import base
 from api.payments.providers.keys import PUB_KEY_ID_PREFIX, PlatformKey, PlatformKeyring
 from api.payments.providers.wechatpay import (
     CHINA_TZ,
@@ -77,7 +63,7 @@ class _Trade:
         return sum(amount for _, amount, _ in self.refunds.values())
 
 
-class SandboxProvider(Clocked, V3Callbacks):
+class SandboxProvider(base.Clocked, V3Callbacks):
     """Local payments for the demo and tests, verified exactly like WeChat Pay v3."""
 
     def __init__(
@@ -88,12 +74,12 @@ class SandboxProvider(Clocked, V3Callbacks):
         apiv3_key: bytes | None = None,
         key_id: str | None = None,
         clock: Callable[[], datetime] = utc_now,
-        replay_window: timedelta = REPLAY_WINDOW,
+        replay_window: timedelta = base.REPLAY_WINDOW,
         mchid: str = SANDBOX_MCHID,
         appid: str = SANDBOX_APPID,
     ) -> None:
         if not pay_page_url:
-            raise InvalidPaymentInput("pay_page_url must not be empty")
+            raise base.InvalidPaymentInput("pay_page_url must not be empty")
         # Generated per process unless configured: nothing to leak, nothing to commit.
         self._signing_key = signing_key or rsa.generate_private_key(
             public_exponent=65537, key_size=2048
@@ -114,9 +100,9 @@ class SandboxProvider(Clocked, V3Callbacks):
         self._trades: dict[str, _Trade] = {}
 
     @property
-    def name(self) -> ProviderName:
+    def name(self) -> base.ProviderName:
         """ProviderName.SANDBOX."""
-        return ProviderName.SANDBOX
+        return base.ProviderName.SANDBOX
 
     @property
     def key_id(self) -> str:
@@ -129,12 +115,12 @@ class SandboxProvider(Clocked, V3Callbacks):
 
     # -- the provider protocol ----------------------------------------------
 
-    async def create_payment(self, order_ref: PaymentRequest) -> PaymentIntent:
+    async def create_payment(self, order_ref: base.PaymentRequest) -> base.PaymentIntent:
         """Register the trade and return the local pay-page URL."""
         existing = self._trades.get(order_ref.out_trade_no)
         if existing is not None and existing.amount_fen != order_ref.amount_fen:
             # WeChat answers OUT_TRADE_NO_USED for a reused number with other details.
-            raise GatewayError(
+            raise base.GatewayError(
                 f"out_trade_no {order_ref.out_trade_no} already used for {existing.amount_fen} fen",
                 status_code=400,
                 code="OUT_TRADE_NO_USED",
@@ -144,26 +130,26 @@ class SandboxProvider(Clocked, V3Callbacks):
                 order_ref.out_trade_no, order_ref.amount_fen, order_ref.description
             )
         pay_url = f"{self._pay_page_url}?{urlencode({'out_trade_no': order_ref.out_trade_no})}"
-        return PaymentIntent(
+        return base.PaymentIntent(
             provider=self.name,
             out_trade_no=order_ref.out_trade_no,
             amount_fen=order_ref.amount_fen,
             pay_url=pay_url,
         )
 
-    async def query(self, out_trade_no: str) -> PaymentNotification:
+    async def query(self, out_trade_no: str) -> base.PaymentNotification:
         """The trade as the sandbox's books have it; TradeNotFound if never created."""
         return payment_from_transaction(self.name, self._transaction(self._trade(out_trade_no)))
 
-    async def refund(self, request: RefundRequest) -> RefundResult:
+    async def refund(self, request: base.RefundRequest) -> base.RefundResult:
         """Refund immediately (SUCCEEDED); the REFUND.SUCCESS callback is `refund_callback`."""
         trade = self._trade(request.out_trade_no)
         if trade.transaction_id is None:
-            raise GatewayError(
+            raise base.GatewayError(
                 f"trade {trade.out_trade_no} is not paid", status_code=403, code="TRADE_NOT_PAID"
             )
         if request.total_fen != trade.amount_fen:
-            raise GatewayError(
+            raise base.GatewayError(
                 f"total_fen {request.total_fen} differs from the trade's {trade.amount_fen}",
                 status_code=400,
                 code="PARAM_ERROR",
@@ -171,7 +157,7 @@ class SandboxProvider(Clocked, V3Callbacks):
         previous = trade.refunds.get(request.out_refund_no)
         if previous is None:
             if trade.refunded_fen + request.refund_fen > trade.amount_fen:
-                raise GatewayError(
+                raise base.GatewayError(
                     f"refund of {request.refund_fen} fen exceeds the refundable "
                     f"{trade.amount_fen - trade.refunded_fen} fen",
                     status_code=403,
@@ -180,13 +166,13 @@ class SandboxProvider(Clocked, V3Callbacks):
             previous = (f"SBXR{secrets.token_hex(12)}", request.refund_fen, self._now())
             trade.refunds[request.out_refund_no] = previous
         refund_id, refund_fen, _ = previous
-        return RefundResult(
+        return base.RefundResult(
             provider=self.name,
             out_trade_no=trade.out_trade_no,
             out_refund_no=request.out_refund_no,
             refund_id=refund_id,
             refund_fen=refund_fen,
-            status=PaymentStatus.SUCCEEDED,
+            status=base.PaymentStatus.SUCCEEDED,
         )
 
     # -- the sandbox's own side: "paying" and sending callbacks ---------------
@@ -210,7 +196,7 @@ class SandboxProvider(Clocked, V3Callbacks):
         """The signed REFUND.SUCCESS callback of a refund made with `refund`."""
         trade = self._trade(out_trade_no)
         if out_refund_no not in trade.refunds:
-            raise InvalidPaymentInput(f"no sandbox refund {out_refund_no} on {out_trade_no}")
+            raise base.InvalidPaymentInput(f"no sandbox refund {out_refund_no} on {out_trade_no}")
         refund_id, refund_fen, refunded_at = trade.refunds[out_refund_no]
         resource = {
             "mchid": self._mchid,
@@ -231,10 +217,10 @@ class SandboxProvider(Clocked, V3Callbacks):
         return self._callback("REFUND.SUCCESS", "refund", resource, summary="退款成功")
 
     def _trade(self, out_trade_no: str) -> _Trade:
-        check_out_trade_no(out_trade_no)
+        base.check_out_trade_no(out_trade_no)
         trade = self._trades.get(out_trade_no)
         if trade is None:
-            raise TradeNotFound(
+            raise base.TradeNotFound(
                 f"sandbox has no trade {out_trade_no}", status_code=404, code="ORDER_NOT_EXIST"
             )
         return trade

@@ -25,31 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from api.payments.providers.base import (
-    REPLAY_WINDOW,
-    Clocked,
-    DecryptionFailed,
-    GatewayError,
-    HttpReply,
-    InvalidPaymentInput,
-    MalformedNotification,
-    MerchantIds,
-    NotificationKind,
-    PaymentIntent,
-    PaymentNotification,
-    PaymentRequest,
-    PaymentStatus,
-    ProviderName,
-    RefundRequest,
-    RefundResult,
-    ReplayWindowExceeded,
-    SignatureInvalid,
-    TradeNotFound,
-    UnsupportedAlgorithm,
-    check_out_trade_no,
-    lower_headers,
-    require_aware,
-)
+from api.payments.providers import base
 from api.payments.providers.keys import (
     PlatformKeyring,
     load_private_key,
@@ -69,20 +45,20 @@ H_NONCE = "wechatpay-nonce"
 H_SERIAL = "wechatpay-serial"
 H_SIGNATURE_TYPE = "wechatpay-signature-type"
 
-TRADE_STATES: Mapping[str, PaymentStatus] = {
-    "SUCCESS": PaymentStatus.SUCCEEDED,
-    "REFUND": PaymentStatus.REFUNDED,
-    "NOTPAY": PaymentStatus.PENDING,
-    "USERPAYING": PaymentStatus.PENDING,
-    "CLOSED": PaymentStatus.CLOSED,
-    "REVOKED": PaymentStatus.CLOSED,
-    "PAYERROR": PaymentStatus.FAILED,
+TRADE_STATES: Mapping[str, base.PaymentStatus] = {
+    "SUCCESS": base.PaymentStatus.SUCCEEDED,
+    "REFUND": base.PaymentStatus.REFUNDED,
+    "NOTPAY": base.PaymentStatus.PENDING,
+    "USERPAYING": base.PaymentStatus.PENDING,
+    "CLOSED": base.PaymentStatus.CLOSED,
+    "REVOKED": base.PaymentStatus.CLOSED,
+    "PAYERROR": base.PaymentStatus.FAILED,
 }
-REFUND_STATES: Mapping[str, PaymentStatus] = {
-    "SUCCESS": PaymentStatus.SUCCEEDED,
-    "PROCESSING": PaymentStatus.PROCESSING,
-    "CLOSED": PaymentStatus.CLOSED,
-    "ABNORMAL": PaymentStatus.ABNORMAL,
+REFUND_STATES: Mapping[str, base.PaymentStatus] = {
+    "SUCCESS": base.PaymentStatus.SUCCEEDED,
+    "PROCESSING": base.PaymentStatus.PROCESSING,
+    "CLOSED": base.PaymentStatus.CLOSED,
+    "ABNORMAL": base.PaymentStatus.ABNORMAL,
 }
 
 
@@ -118,26 +94,26 @@ def decrypt_resource(apiv3_key: bytes, resource: Mapping[str, Any]) -> bytes:
     """AES-256-GCM-decrypt a notification `resource`; DecryptionFailed if it does not verify."""
     algorithm = resource.get("algorithm")
     if algorithm != RESOURCE_ALGORITHM:
-        raise UnsupportedAlgorithm(
+        raise base.UnsupportedAlgorithm(
             f"resource.algorithm must be {RESOURCE_ALGORITHM}, got {algorithm!r}"
         )
     nonce = resource.get("nonce")
     ciphertext = resource.get("ciphertext")
     associated_data = resource.get("associated_data") or ""
     if not isinstance(nonce, str) or not nonce:
-        raise MalformedNotification("resource.nonce is missing")
+        raise base.MalformedNotification("resource.nonce is missing")
     if not isinstance(ciphertext, str) or not ciphertext:
-        raise MalformedNotification("resource.ciphertext is missing")
+        raise base.MalformedNotification("resource.ciphertext is missing")
     if not isinstance(associated_data, str):
-        raise MalformedNotification("resource.associated_data must be a string")
+        raise base.MalformedNotification("resource.associated_data must be a string")
     try:
         data = base64.b64decode(ciphertext, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise MalformedNotification("resource.ciphertext is not base64") from exc
+        raise base.MalformedNotification("resource.ciphertext is not base64") from exc
     try:
         return AESGCM(apiv3_key).decrypt(nonce.encode(), data, associated_data.encode())
     except (InvalidTag, ValueError) as exc:
-        raise DecryptionFailed(
+        raise base.DecryptionFailed(
             "resource does not decrypt with the APIv3 key (wrong key or corrupted data)"
         ) from exc
 
@@ -184,12 +160,12 @@ class V3Verifier:
         keyring: PlatformKeyring,
         apiv3_key: bytes,
         *,
-        replay_window: timedelta = REPLAY_WINDOW,
+        replay_window: timedelta = base.REPLAY_WINDOW,
     ) -> None:
         if len(apiv3_key) != 32:
-            raise InvalidPaymentInput(f"APIv3 key must be 32 bytes, got {len(apiv3_key)}")
+            raise base.InvalidPaymentInput(f"APIv3 key must be 32 bytes, got {len(apiv3_key)}")
         if replay_window <= timedelta(0):
-            raise InvalidPaymentInput(f"replay_window must be positive, got {replay_window}")
+            raise base.InvalidPaymentInput(f"replay_window must be positive, got {replay_window}")
         self._keyring = keyring
         self._apiv3_key = apiv3_key
         self._window = replay_window
@@ -198,41 +174,41 @@ class V3Verifier:
         self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
     ) -> None:
         """Raise a PaymentError unless the headers sign raw_body with a configured key."""
-        require_aware(now)
+        base.require_aware(now)
         if not isinstance(raw_body, bytes | bytearray):
-            raise MalformedNotification(
+            raise base.MalformedNotification(
                 f"body must be the raw request bytes, got {type(raw_body).__name__}"
             )
-        folded = lower_headers(headers)
+        folded = base.lower_headers(headers)
         values: dict[str, str] = {}
         for name in (H_SIGNATURE, H_TIMESTAMP, H_NONCE, H_SERIAL):
             value = folded.get(name, "").strip()
             if not value:
-                raise MalformedNotification(f"header {name.title()} is missing")
+                raise base.MalformedNotification(f"header {name.title()} is missing")
             values[name] = value
         # An absent type header is tolerated (older messages omit it; the RSA check
         # below still decides); a present but different one is refused outright.
         signature_type = folded.get(H_SIGNATURE_TYPE, SIGNATURE_TYPE).strip()
         if signature_type != SIGNATURE_TYPE:
-            raise UnsupportedAlgorithm(
+            raise base.UnsupportedAlgorithm(
                 f"Wechatpay-Signature-Type must be {SIGNATURE_TYPE}, got {signature_type!r}"
             )
         timestamp_text = values[H_TIMESTAMP]
         # ASCII digits only (str.isdigit() also admits "²", which int() rejects), and
         # few enough of them that datetime cannot overflow.
         if not _UNIX_SECONDS.match(timestamp_text):
-            raise MalformedNotification(
+            raise base.MalformedNotification(
                 f"Wechatpay-Timestamp must be unix seconds, got {timestamp_text!r}"
             )
         public_key = self._keyring.lookup(values[H_SERIAL], now=now)
         message = signed_message(timestamp_text, values[H_NONCE], bytes(raw_body))
         if not rsa_sha256_verify(public_key, message, values[H_SIGNATURE]):
-            raise SignatureInvalid(
+            raise base.SignatureInvalid(
                 f"Wechatpay-Signature does not verify with key {values[H_SERIAL]}"
             )
         sent = datetime.fromtimestamp(int(timestamp_text), UTC)
         if abs(now - sent) > self._window:
-            raise ReplayWindowExceeded(
+            raise base.ReplayWindowExceeded(
                 f"Wechatpay-Timestamp {timestamp_text} is {abs(now - sent)} from now "
                 f"(allowed {self._window})"
             )
@@ -244,12 +220,12 @@ class V3Verifier:
         self.verify_signature(headers, raw_body, now=now)
         envelope = _json_object(bytes(raw_body), "notification body")
         if envelope.get("resource_type") != "encrypt-resource":
-            raise MalformedNotification(
+            raise base.MalformedNotification(
                 f"resource_type must be encrypt-resource, got {envelope.get('resource_type')!r}"
             )
         resource = envelope.get("resource")
         if not isinstance(resource, dict):
-            raise MalformedNotification("resource must be an object")
+            raise base.MalformedNotification("resource must be an object")
         plaintext = decrypt_resource(self._apiv3_key, resource)
         return envelope, _json_object(plaintext, "decrypted resource")
 
@@ -258,9 +234,9 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedNotification(f"{what} is not valid JSON: {exc}") from exc
+        raise base.MalformedNotification(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise MalformedNotification(f"{what} must be a JSON object")
+        raise base.MalformedNotification(f"{what} must be a JSON object")
     return value
 
 
@@ -268,10 +244,10 @@ def _str_field(data: Mapping[str, Any], name: str, *, required: bool = True) -> 
     value = data.get(name)
     if value is None or value == "":
         if required:
-            raise MalformedNotification(f"field {name} is missing")
+            raise base.MalformedNotification(f"field {name} is missing")
         return None
     if not isinstance(value, str):
-        raise MalformedNotification(f"field {name} must be a string, got {value!r}")
+        raise base.MalformedNotification(f"field {name} must be a string, got {value!r}")
     return value
 
 
@@ -281,10 +257,10 @@ def _fen_field(data: Mapping[str, Any], path: str, *, required: bool = True) -> 
     value = container.get(inner) if isinstance(container, dict) else None
     if value is None:
         if required:
-            raise MalformedNotification(f"field {path} is missing")
+            raise base.MalformedNotification(f"field {path} is missing")
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedNotification(f"field {path} must be a non-negative integer (fen)")
+        raise base.MalformedNotification(f"field {path} must be a non-negative integer (fen)")
     return value
 
 
@@ -295,32 +271,32 @@ def _time_field(data: Mapping[str, Any], name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise MalformedNotification(f"field {name} is not RFC 3339: {text!r}") from exc
+        raise base.MalformedNotification(f"field {name} is not RFC 3339: {text!r}") from exc
     if moment.tzinfo is None:
-        raise MalformedNotification(f"field {name} has no UTC offset: {text!r}")
+        raise base.MalformedNotification(f"field {name} has no UTC offset: {text!r}")
     return moment.astimezone(UTC)
 
 
 def payment_from_transaction(
-    provider: ProviderName,
+    provider: base.ProviderName,
     transaction: Mapping[str, Any],
     *,
     envelope: Mapping[str, Any] | None = None,
-) -> PaymentNotification:
+) -> base.PaymentNotification:
     """Type a decrypted TRANSACTION resource or a query answer (same fields)."""
     from_notification = envelope is not None
     trade_state = _str_field(transaction, "trade_state")
     assert trade_state is not None
     status = TRADE_STATES.get(trade_state)
     if status is None:
-        raise MalformedNotification(f"field trade_state has unknown value {trade_state!r}")
+        raise base.MalformedNotification(f"field trade_state has unknown value {trade_state!r}")
     payer = transaction.get("payer")
     payer_id = payer.get("openid") if isinstance(payer, dict) else None
     out_trade_no = _str_field(transaction, "out_trade_no")
     assert out_trade_no is not None
-    return PaymentNotification(
+    return base.PaymentNotification(
         provider=provider,
-        kind=NotificationKind.PAYMENT,
+        kind=base.NotificationKind.PAYMENT,
         out_trade_no=out_trade_no,
         # Unpaid trades (query answers) have no transaction id yet.
         provider_txn_id=_str_field(
@@ -344,26 +320,26 @@ def payment_from_transaction(
 
 
 def refund_from_resource(
-    provider: ProviderName, refund: Mapping[str, Any], *, envelope: Mapping[str, Any]
-) -> PaymentNotification:
+    provider: base.ProviderName, refund: Mapping[str, Any], *, envelope: Mapping[str, Any]
+) -> base.PaymentNotification:
     """Type a decrypted REFUND.* resource (it carries mchid but no appid)."""
     refund_status = _str_field(refund, "refund_status")
     assert refund_status is not None
     status = REFUND_STATES.get(refund_status)
     if status is None:
-        raise MalformedNotification(f"field refund_status has unknown value {refund_status!r}")
+        raise base.MalformedNotification(f"field refund_status has unknown value {refund_status!r}")
     event_type = _str_field(envelope, "event_type")
     # The event type is outside the encrypted resource; both are signed, but they must
     # agree or one of them is not what WeChat meant.
     if event_type != f"REFUND.{refund_status}":
-        raise MalformedNotification(
+        raise base.MalformedNotification(
             f"event_type {event_type!r} disagrees with refund_status {refund_status!r}"
         )
     out_trade_no = _str_field(refund, "out_trade_no")
     assert out_trade_no is not None
-    return PaymentNotification(
+    return base.PaymentNotification(
         provider=provider,
-        kind=NotificationKind.REFUND,
+        kind=base.NotificationKind.REFUND,
         out_trade_no=out_trade_no,
         provider_txn_id=_str_field(refund, "refund_id"),
         amount_fen=_fen_field(refund, "amount.refund"),
@@ -381,8 +357,8 @@ def refund_from_resource(
 
 
 def notification_from_v3(
-    provider: ProviderName, envelope: Mapping[str, Any], resource: Mapping[str, Any]
-) -> PaymentNotification:
+    provider: base.ProviderName, envelope: Mapping[str, Any], resource: Mapping[str, Any]
+) -> base.PaymentNotification:
     """Type a verified v3 notification by its event_type (TRANSACTION.* or REFUND.*)."""
     event_type = _str_field(envelope, "event_type")
     assert event_type is not None
@@ -390,19 +366,21 @@ def notification_from_v3(
         return payment_from_transaction(provider, resource, envelope=envelope)
     if event_type.startswith("REFUND."):
         return refund_from_resource(provider, resource, envelope=envelope)
-    raise MalformedNotification(f"event_type {event_type!r} is neither TRANSACTION.* nor REFUND.*")
+    raise base.MalformedNotification(
+        f"event_type {event_type!r} is neither TRANSACTION.* nor REFUND.*"
+    )
 
 
-def v3_success_response() -> HttpReply:
+def v3_success_response() -> base.HttpReply:
     """204 No Content: WeChat accepts 200 or 204 as "received"."""
-    return HttpReply(status_code=204, body=b"")
+    return base.HttpReply(status_code=204, body=b"")
 
 
-def v3_failure_response(message: str, *, status_code: int = 400) -> HttpReply:
+def v3_failure_response(message: str, *, status_code: int = 400) -> base.HttpReply:
     """A 4xx/5xx with {"code": "FAIL", "message": ...}; WeChat will resend."""
     if not 400 <= status_code <= 599:
-        raise InvalidPaymentInput(f"failure status_code must be 4xx/5xx, got {status_code}")
-    return HttpReply(
+        raise base.InvalidPaymentInput(f"failure status_code must be 4xx/5xx, got {status_code}")
+    return base.HttpReply(
         status_code=status_code,
         body=_canonical_json({"code": "FAIL", "message": message}),
         headers={"Content-Type": "application/json; charset=utf-8"},
@@ -476,16 +454,16 @@ class WeChatPayConfig:
     apiv3_key: bytes
     notify_url: str
     platform_keys: PlatformKeyring = field(compare=False)
-    replay_window: timedelta = REPLAY_WINDOW
+    replay_window: timedelta = base.REPLAY_WINDOW
 
     def __post_init__(self) -> None:
         for name in ("mchid", "appid", "merchant_serial_no", "notify_url"):
             if not getattr(self, name):
-                raise InvalidPaymentInput(f"WeChatPayConfig.{name} must not be empty")
+                raise base.InvalidPaymentInput(f"WeChatPayConfig.{name} must not be empty")
         if not self.notify_url.startswith("https://"):
-            raise InvalidPaymentInput(f"notify_url must be https, got {self.notify_url!r}")
+            raise base.InvalidPaymentInput(f"notify_url must be https, got {self.notify_url!r}")
         if len(self.apiv3_key) != 32:
-            raise InvalidPaymentInput(
+            raise base.InvalidPaymentInput(
                 f"WeChatPayConfig.apiv3_key must be 32 bytes, got {len(self.apiv3_key)}"
             )
 
@@ -513,7 +491,7 @@ class WeChatPayConfig:
         )
 
 
-class V3Callbacks(MerchantIds):
+class V3Callbacks(base.MerchantIds):
     """Notifications the WeChat Pay v3 way: verified by ``_verifier``, answered 204 or FAIL.
 
     WeChat Pay and the sandbox (which signs exactly like it) share this code path.
@@ -523,21 +501,21 @@ class V3Callbacks(MerchantIds):
 
     def parse_notification(
         self, headers: Mapping[str, str], raw_body: bytes, *, now: datetime
-    ) -> PaymentNotification:
+    ) -> base.PaymentNotification:
         """Verify signature, key serial and ±5 min window, decrypt, and type the notification."""
         envelope, resource = self._verifier.open_notification(headers, raw_body, now=now)
         return notification_from_v3(self.name, envelope, resource)
 
-    def success_response(self) -> HttpReply:
+    def success_response(self) -> base.HttpReply:
         """204 No Content."""
         return v3_success_response()
 
-    def failure_response(self, message: str, *, status_code: int = 400) -> HttpReply:
+    def failure_response(self, message: str, *, status_code: int = 400) -> base.HttpReply:
         """4xx/5xx with {"code": "FAIL", "message": message}."""
         return v3_failure_response(message, status_code=status_code)
 
 
-class WeChatPayProvider(Clocked, V3Callbacks):
+class WeChatPayProvider(base.Clocked, V3Callbacks):
     """WeChat Pay v3 JSAPI provider: prepay → wx.requestPayment params, notify, refund, query.
 
     Outbound calls go through the injected `httpx.AsyncClient` to `base_url` (tests run a
@@ -563,18 +541,18 @@ class WeChatPayProvider(Clocked, V3Callbacks):
         )
 
     @property
-    def name(self) -> ProviderName:
+    def name(self) -> base.ProviderName:
         """ProviderName.WECHATPAY."""
-        return ProviderName.WECHATPAY
+        return base.ProviderName.WECHATPAY
 
     def merchant_ids(self) -> tuple[str, str]:
         """Our mchid and appid."""
         return self._config.mchid, self._config.appid
 
-    async def create_payment(self, order_ref: PaymentRequest) -> PaymentIntent:
+    async def create_payment(self, order_ref: base.PaymentRequest) -> base.PaymentIntent:
         """POST /v3/pay/transactions/jsapi, then sign the wx.requestPayment params."""
         if order_ref.payer_id is None:
-            raise InvalidPaymentInput("payer_id (the payer's openid) is required for JSAPI")
+            raise base.InvalidPaymentInput("payer_id (the payer's openid) is required for JSAPI")
         body: dict[str, Any] = {
             "appid": self._config.appid,
             "mchid": self._config.mchid,
@@ -589,7 +567,7 @@ class WeChatPayProvider(Clocked, V3Callbacks):
         answer = await self._call("POST", "/v3/pay/transactions/jsapi", body)
         prepay_id = answer.get("prepay_id")
         if not isinstance(prepay_id, str) or not prepay_id:
-            raise GatewayError("prepay answer has no prepay_id")
+            raise base.GatewayError("prepay answer has no prepay_id")
         params = jsapi_pay_params(
             appid=self._config.appid,
             prepay_id=prepay_id,
@@ -597,7 +575,7 @@ class WeChatPayProvider(Clocked, V3Callbacks):
             timestamp=int(self._now().timestamp()),
             nonce=self._nonce(),
         )
-        return PaymentIntent(
+        return base.PaymentIntent(
             provider=self.name,
             out_trade_no=order_ref.out_trade_no,
             amount_fen=order_ref.amount_fen,
@@ -605,9 +583,9 @@ class WeChatPayProvider(Clocked, V3Callbacks):
             prepay_id=prepay_id,
         )
 
-    async def query(self, out_trade_no: str) -> PaymentNotification:
+    async def query(self, out_trade_no: str) -> base.PaymentNotification:
         """GET /v3/pay/transactions/out-trade-no/{no}?mchid=...; TradeNotFound if unknown."""
-        check_out_trade_no(out_trade_no)
+        base.check_out_trade_no(out_trade_no)
         path = (
             f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}"
             f"?{urlencode({'mchid': self._config.mchid})}"
@@ -615,7 +593,7 @@ class WeChatPayProvider(Clocked, V3Callbacks):
         answer = await self._call("GET", path, None)
         return payment_from_transaction(self.name, answer)
 
-    async def refund(self, request: RefundRequest) -> RefundResult:
+    async def refund(self, request: base.RefundRequest) -> base.RefundResult:
         """POST /v3/refund/domestic/refunds; the final state also arrives as REFUND.*."""
         body: dict[str, Any] = {
             "out_trade_no": request.out_trade_no,
@@ -629,10 +607,10 @@ class WeChatPayProvider(Clocked, V3Callbacks):
         status_text = answer.get("status")
         status = REFUND_STATES.get(status_text) if isinstance(status_text, str) else None
         if status is None:
-            raise GatewayError(f"refund answer has unknown status {status_text!r}")
+            raise base.GatewayError(f"refund answer has unknown status {status_text!r}")
         refund_id = answer.get("refund_id")
         refund_fen = _fen_field(answer, "amount.refund", required=False)
-        return RefundResult(
+        return base.RefundResult(
             provider=self.name,
             out_trade_no=request.out_trade_no,
             out_refund_no=request.out_refund_no,
@@ -666,10 +644,10 @@ class WeChatPayProvider(Clocked, V3Callbacks):
                 method, self._base_url + url_path, content=content or None, headers=headers
             )
         except httpx.HTTPError as exc:
-            raise GatewayError(f"{method} {url_path.split('?')[0]} failed: {exc!r}") from exc
+            raise base.GatewayError(f"{method} {url_path.split('?')[0]} failed: {exc!r}") from exc
         if not 200 <= response.status_code < 300:
             code, message = _error_fields(response)
-            error_cls = TradeNotFound if code == "ORDER_NOT_EXIST" else GatewayError
+            error_cls = base.TradeNotFound if code == "ORDER_NOT_EXIST" else base.GatewayError
             raise error_cls(
                 f"{method} {url_path.split('?')[0]} answered {response.status_code} {code}: "
                 f"{message}",
@@ -679,12 +657,16 @@ class WeChatPayProvider(Clocked, V3Callbacks):
         # A 2xx we did not verify could be anyone's: responses are signed like notifications.
         try:
             self._verifier.verify_signature(response.headers, response.content, now=self._now())
-        except (SignatureInvalid, ReplayWindowExceeded, MalformedNotification) as exc:
-            raise GatewayError(f"response to {method} failed verification: {exc}") from exc
+        except (
+            base.SignatureInvalid,
+            base.ReplayWindowExceeded,
+            base.MalformedNotification,
+        ) as exc:
+            raise base.GatewayError(f"response to {method} failed verification: {exc}") from exc
         try:
             return _json_object(response.content, "response body")
-        except MalformedNotification as exc:
-            raise GatewayError(str(exc), status_code=response.status_code) from exc
+        except base.MalformedNotification as exc:
+            raise base.GatewayError(str(exc), status_code=response.status_code) from exc
 
 
 def _error_fields(response: httpx.Response) -> tuple[str, str]:
