@@ -6,6 +6,8 @@ unassigned at ``penalty[o]``; worker w takes at most ``capacity`` orders. Minimi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 from ortools.graph.python import min_cost_flow
@@ -26,19 +28,27 @@ _CHUNK_ORDERS = 2000
 _FLOW_ORDERS = 8000
 
 
-def solve_flow(
-    n_orders: int,
-    n_workers: int,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-    capacity: int,
-) -> IntArray:
+@dataclass(frozen=True, eq=False)
+class Arcs:
+    """A sparse order-worker problem: orders 0..n_orders-1, workers 0..n_workers-1, arc i
+    joins ``order[i]`` to ``worker[i]`` at integer ``cost[i]``; leaving order o unassigned
+    costs ``penalty[o]``."""
+
+    n_orders: int
+    n_workers: int
+    order: IntArray
+    worker: IntArray
+    cost: IntArray
+    penalty: IntArray
+
+
+def solve_flow(arcs: Arcs, capacity: int) -> IntArray:
     """Min-cost flow (OR-Tools); returns the arc index chosen per order (-1: unassigned).
 
     Workers are graph-local 0..n_workers-1. Nodes: orders, workers, one sink.
     """
+    n_orders, n_workers = arcs.n_orders, arcs.n_workers
+    arc_order, arc_worker, arc_cost, penalty = arcs.order, arcs.worker, arcs.cost, arcs.penalty
     smcf = min_cost_flow.SimpleMinCostFlow()
     sink = n_orders + n_workers
     orders = np.arange(n_orders, dtype=np.int64)
@@ -68,20 +78,15 @@ def solve_flow(
     return chosen
 
 
-def presolve(
-    n_orders: int,
-    n_workers: int,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-) -> tuple[IntArray, NDArray[np.bool_]]:
+def presolve(arcs: Arcs) -> tuple[IntArray, NDArray[np.bool_]]:
     """Fix the orders whose cheapest worker no other order lists (one order per worker).
 
     Such an order can take that worker in some optimal solution: swapping it in never
     costs more and blocks nobody. Repeats while it fixes something. Returns (arc chosen per
     order or -1, mask of arcs still open to the solver).
     """
+    n_orders, n_workers = arcs.n_orders, arcs.n_workers
+    arc_order, arc_worker, arc_cost, penalty = arcs.order, arcs.worker, arcs.cost, arcs.penalty
     chosen = np.full(n_orders, -1, dtype=np.int64)
     open_arc = arc_cost < penalty[arc_order]
     for _ in range(8):
@@ -117,15 +122,10 @@ def presolve(
     return chosen, open_arc
 
 
-def solve_matching(
-    n_orders: int,
-    n_workers: int,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-) -> IntArray:
+def solve_matching(arcs: Arcs) -> IntArray:
     """One order per worker via scipy's sparse LAPJV; same contract as ``solve_flow``."""
+    n_orders, n_workers = arcs.n_orders, arcs.n_workers
+    arc_order, arc_worker, arc_cost, penalty = arcs.order, arcs.worker, arcs.cost, arcs.penalty
     if n_orders == 0:
         return np.zeros(0, dtype=np.int64)
     # One private "unassigned" column per order makes a full row matching always exist.
@@ -151,16 +151,7 @@ def solve_matching(
     return chosen
 
 
-def dual_prices(
-    n_orders: int,
-    n_workers: int,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-    capacity: int,
-    chosen: IntArray,
-) -> tuple[IntArray, IntArray, bool]:
+def dual_prices(arcs: Arcs, capacity: int, chosen: IntArray) -> tuple[IntArray, IntArray, bool]:
     """Order prices u <= penalty and least worker prices v >= 0 proving ``chosen`` optimal.
 
     LP duality of "assign or pay the penalty": every arc must have reduced cost
@@ -171,6 +162,8 @@ def dual_prices(
     vectorised label correcting; ``ok`` is False when it violates an upper bound (spare
     worker priced, or u_o > penalty_o), i.e. ``chosen`` is not optimal on these arcs.
     """
+    n_orders, n_workers = arcs.n_orders, arcs.n_workers
+    arc_order, arc_worker, arc_cost, penalty = arcs.order, arcs.worker, arcs.cost, arcs.penalty
     assigned = chosen >= 0
     a_worker = np.full(n_orders, -1, dtype=np.int64)
     a_cost = np.zeros(n_orders, dtype=np.int64)
@@ -223,26 +216,18 @@ def dual_prices(
     return u, v, ok
 
 
-def solve(
-    n_orders: int,
-    n_workers: int,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-    capacity: int,
-    method: str,
-) -> IntArray:
+def solve(arcs: Arcs, capacity: int, method: str) -> IntArray:
     """Exact optimum: presolve (capacity 1), then ``method`` on the rest.
 
     ``method`` "flow", "lapjv" (capacity 1) or "auto" (capacity 1: LAPJV per chunk, flow
     for chunks of at least _FLOW_ORDERS orders). Returns the arc index chosen per order
     (-1: unassigned).
     """
+    arc_order, arc_worker = arcs.order, arcs.worker
     if capacity == 1:
-        chosen, open_arc = presolve(n_orders, n_workers, arc_order, arc_worker, arc_cost, penalty)
+        chosen, open_arc = presolve(arcs)
     else:
-        chosen = np.full(n_orders, -1, dtype=np.int64)
+        chosen = np.full(arcs.n_orders, -1, dtype=np.int64)
         open_arc = np.ones(arc_order.size, dtype=np.bool_)
     rest = np.flatnonzero(open_arc)
     if rest.size == 0:
@@ -272,34 +257,25 @@ def solve(
     arc_by_chunk = np.argsort(arc_chunk, kind="stable")
     bounds = np.searchsorted(arc_chunk[arc_by_chunk], np.arange(chunk_of_order.max() + 2))
     for c in range(bounds.size - 1):
-        arcs = rest[arc_by_chunk[bounds[c] : bounds[c + 1]]]
-        if arcs.size:
-            _solve_part(arcs, arc_order, arc_worker, arc_cost, penalty, capacity, method, chosen)
+        part = rest[arc_by_chunk[bounds[c] : bounds[c + 1]]]
+        if part.size:
+            _solve_part(arcs, part, capacity, method, chosen)
     return chosen
 
 
-def _solve_part(
-    arcs: IntArray,
-    arc_order: IntArray,
-    arc_worker: IntArray,
-    arc_cost: IntArray,
-    penalty: IntArray,
-    capacity: int,
-    method: str,
-    chosen: IntArray,
-) -> None:
-    """Solve the subproblem on ``arcs`` (whole components) and record its choices."""
-    orders_left, o_local = compact(arc_order[arcs])
-    workers_left, w_local = compact(arc_worker[arcs])
-    args = (
+def _solve_part(arcs: Arcs, part: IntArray, capacity: int, method: str, chosen: IntArray) -> None:
+    """Solve the subproblem on the arcs ``part`` (whole components), record its choices."""
+    orders_left, o_local = compact(arcs.order[part])
+    workers_left, w_local = compact(arcs.worker[part])
+    sub_arcs = Arcs(
         orders_left.size,
         workers_left.size,
         o_local.reshape(-1).astype(np.int64),
         w_local.reshape(-1).astype(np.int64),
-        arc_cost[arcs],
-        penalty[orders_left],
+        arcs.cost[part],
+        arcs.penalty[orders_left],
     )
     use_flow = method == "flow" or (method == "auto" and orders_left.size >= _FLOW_ORDERS)
-    sub = solve_flow(*args, capacity) if use_flow else solve_matching(*args)
+    sub = solve_flow(sub_arcs, capacity) if use_flow else solve_matching(sub_arcs)
     got = sub >= 0
-    chosen[orders_left[got]] = arcs[sub[got]]
+    chosen[orders_left[got]] = part[sub[got]]

@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dispatch._ragged import compact, member
-from dispatch._solvers import dual_prices, solve
+from dispatch._solvers import Arcs, dual_prices, solve
 from dispatch.assign.types import (
     DENSE_ARCS_PER_ORDER,
     LOCAL_HOPS,
@@ -96,16 +96,15 @@ def resolve(
         # Surge components are dense and geometric: cost-scaling flow was ~2x faster than
         # LAPJV there (1000 x 1300, 100-1300 arcs per order: 0.04-0.88 s against 0.08-1.27 s).
         method = "flow"
-    picked = solve(
+    arcs = Arcs(
         o_sub.size,
         w_sub.size,
         o_local.reshape(-1).astype(np.int64),
         w_local2.reshape(-1).astype(np.int64),
         cost_sub,
         pen_sub,
-        capacity,
-        method,
     )
+    picked = solve(arcs, capacity, method)
     got = picked >= 0
     chosen_pool[o_sub[got]] = graph[sub[picked[got]]]
 
@@ -146,7 +145,7 @@ def duals(
     chosen_arc = np.where(chosen_pool >= 0, np.searchsorted(graph, chosen_pool.clip(0)), -1).astype(
         np.int64
     )
-    return dual_prices(n, m, g_order, local_w, g_cost, penalty, capacity, chosen_arc)
+    return dual_prices(Arcs(n, m, g_order, local_w, g_cost, penalty), capacity, chosen_arc)
 
 
 def neighbourhood(g_order: IntArray, g_worker: IntArray, seeds: IntArray, n: int) -> IntArray:

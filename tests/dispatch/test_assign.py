@@ -309,21 +309,22 @@ def test_why_not_agrees_with_hard_constraints(seed: int) -> None:
 
 
 def test_dual_prices_prove_optimal_and_reject_suboptimal_choices() -> None:
-    from dispatch._solvers import dual_prices
+    from dispatch._solvers import Arcs, dual_prices
 
     arc_order = np.array([0, 0, 1, 1], dtype=np.int64)
     arc_worker = np.array([0, 1, 0, 1], dtype=np.int64)
     arc_cost = np.array([1, 10, 10, 1], dtype=np.int64)
     penalty = np.array([50, 50], dtype=np.int64)
     good = np.array([0, 3], dtype=np.int64)
-    u, v, ok = dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, good)
+    arcs = Arcs(2, 2, arc_order, arc_worker, arc_cost, penalty)
+    u, v, ok = dual_prices(arcs, 1, good)
     assert ok
     assert (arc_cost - u[arc_order] + v[arc_worker] >= 0).all()
     assert int(u.sum()) - int(v.sum()) == 2  # strong duality: equals the primal cost
     swapped = np.array([1, 2], dtype=np.int64)
-    assert not dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, swapped)[2]
+    assert not dual_prices(arcs, 1, swapped)[2]
     idle = np.array([-1, 3], dtype=np.int64)  # order 0 left out though worker 0 is free
-    assert not dual_prices(2, 2, arc_order, arc_worker, arc_cost, penalty, 1, idle)[2]
+    assert not dual_prices(arcs, 1, idle)[2]
 
 
 @pytest.mark.parametrize("dense_pairs", [0, DENSE_PAIRS])
