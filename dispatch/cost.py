@@ -136,11 +136,43 @@ def fairness(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatA
     return np.asarray(cap * np.tanh(raw / cap), dtype=np.float64)
 
 
+def _rating(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
+    """The rating term of each worker (cost seconds)."""
+    return weights.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
+
+
+def _reputation(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
+    """The reputation term of each worker (cost seconds)."""
+    return weights.reputation * (1.0 - fleet.reputation[worker_idx])
+
+
+def _preferred(
+    weights: CostWeights,
+    orders: OrderBatch,
+    fleet: Fleet,
+    order_idx: IntArray,
+    worker_idx: IntArray,
+) -> FloatArray:
+    """The preferred-worker term of each pair (cost seconds, <= 0)."""
+    preferred_id = orders.preferred_worker_id[order_idx]
+    is_preferred = (preferred_id != NONE_ID) & (preferred_id == fleet.ids[worker_idx])
+    return np.where(is_preferred, -weights.preferred_worker, 0.0)
+
+
+def _lateness(
+    weights: CostWeights, orders: OrderBatch, order_idx: IntArray, travel_s: FloatArray, now: int
+) -> FloatArray:
+    """The lateness-risk term of each pair (cost seconds; ``now`` epoch s)."""
+    latest = orders.latest_start_s[order_idx]
+    slack = np.where(latest == NO_LIMIT_S, np.inf, (latest - now).astype(np.float64) - travel_s)
+    return weights.lateness_risk * np.clip(weights.lateness_window_s - slack, 0.0, None)
+
+
 def worker_terms(weights: CostWeights, fleet: Fleet, worker_idx: IntArray) -> FloatArray:
     """Sum of the terms that depend on the worker only (rating, reputation, fairness)."""
     return (
-        weights.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
-        + weights.reputation * (1.0 - fleet.reputation[worker_idx])
+        _rating(weights, fleet, worker_idx)
+        + _reputation(weights, fleet, worker_idx)
         + fairness(weights, fleet, worker_idx)
     )
 
@@ -161,25 +193,14 @@ def pair_costs(
 ) -> PairCosts:
     """Every cost term of each (order, worker) pair; ``travel_s`` seconds, ``now`` epoch s."""
     w = weights
-    travel = w.travel_per_s * travel_s
-    rating = w.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
-    reputation = w.reputation * (1.0 - fleet.reputation[worker_idx])
-    fair = fairness(w, fleet, worker_idx)
-    priority = -w.priority * orders.priority[order_idx]
-    preferred_id = orders.preferred_worker_id[order_idx]
-    is_preferred = (preferred_id != NONE_ID) & (preferred_id == fleet.ids[worker_idx])
-    preferred = np.where(is_preferred, -w.preferred_worker, 0.0)
-    latest = orders.latest_start_s[order_idx]
-    slack = np.where(latest == NO_LIMIT_S, np.inf, (latest - now).astype(np.float64) - travel_s)
-    lateness = w.lateness_risk * np.clip(w.lateness_window_s - slack, 0.0, None)
     terms = {
-        "travel": travel,
-        "rating": rating,
-        "reputation": reputation,
-        "fairness": fair,
-        "member_priority": priority,
-        "preferred_worker": preferred,
-        "lateness_risk": lateness,
+        "travel": w.travel_per_s * travel_s,
+        "rating": _rating(w, fleet, worker_idx),
+        "reputation": _reputation(w, fleet, worker_idx),
+        "fairness": fairness(w, fleet, worker_idx),
+        "member_priority": order_terms(w, orders, order_idx),
+        "preferred_worker": _preferred(w, orders, fleet, order_idx, worker_idx),
+        "lateness_risk": _lateness(w, orders, order_idx, travel_s, now),
     }
     total = np.zeros(order_idx.shape[0])
     for name in TERMS:
@@ -205,21 +226,17 @@ def pair_total_int(
     n = order_idx.shape[0]
     total = w.travel_per_s * travel_s
     if w.rating_per_star:
-        total = total + w.rating_per_star * (MAX_RATING - fleet.rating[worker_idx])
+        total = total + _rating(w, fleet, worker_idx)
     if w.reputation:
-        total = total + w.reputation * (1.0 - fleet.reputation[worker_idx])
+        total = total + _reputation(w, fleet, worker_idx)
     if w.fairness_per_order or w.fairness_per_100_yuan:
         total = total + fairness(w, fleet, worker_idx)
     if w.priority:
-        total = total + -w.priority * orders.priority[order_idx]
+        total = total + order_terms(w, orders, order_idx)
     if w.preferred_worker:
-        preferred_id = orders.preferred_worker_id[order_idx]
-        is_preferred = (preferred_id != NONE_ID) & (preferred_id == fleet.ids[worker_idx])
-        total = total + np.where(is_preferred, -w.preferred_worker, 0.0)
+        total = total + _preferred(w, orders, fleet, order_idx, worker_idx)
     if w.lateness_risk:
-        latest = orders.latest_start_s[order_idx]
-        slack = np.where(latest == NO_LIMIT_S, np.inf, (latest - now).astype(np.float64) - travel_s)
-        total = total + w.lateness_risk * np.clip(w.lateness_window_s - slack, 0.0, None)
+        total = total + _lateness(w, orders, order_idx, travel_s, now)
     return to_int(np.broadcast_to(np.asarray(total, dtype=np.float64), (n,)))
 
 
