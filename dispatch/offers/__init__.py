@@ -45,6 +45,7 @@ guard (row lock / Redis) and drives one instance per region.
 
 from __future__ import annotations
 
+from dispatch.offers import events
 from dispatch.offers.base import (
     SNAPSHOT_VERSION,
     DispatchMode,
@@ -64,24 +65,7 @@ from dispatch.offers.book import (
 from dispatch.offers.desk import (
     OfferDesk,
 )
-from dispatch.offers.events import (
-    AcceptRejected,
-    Cancelled,
-    Claimed,
-    ClaimRejected,
-    DeclineRejected,
-    Escalated,
-    Event,
-    FallbackToAutoAssign,
-    GrabOpened,
-    OfferAccepted,
-    OfferDeclined,
-    OfferExpired,
-    OfferMade,
-    OfferWithdrawn,
-    Queued,
-    Reoffer,
-)
+from dispatch.offers.events import *  # noqa: F403  (events.__all__, listed once there)
 from dispatch.offers.ledger import (
     FairnessLedger,
 )
@@ -95,36 +79,21 @@ from dispatch.offers.pool import (
 
 __all__ = [
     "SNAPSHOT_VERSION",
-    "AcceptRejected",
-    "Cancelled",
-    "ClaimRejected",
-    "Claimed",
-    "DeclineRejected",
     "DispatchMode",
-    "Escalated",
     "EscalationReason",
-    "Event",
     "ExclusionReason",
     "FairnessLedger",
     "FallbackReason",
-    "FallbackToAutoAssign",
-    "GrabOpened",
     "GrabPool",
     "GrabState",
     "GrabStatus",
     "IdArray",
-    "OfferAccepted",
     "OfferBook",
     "OfferConflict",
-    "OfferDeclined",
     "OfferDesk",
-    "OfferExpired",
-    "OfferMade",
     "OfferPolicy",
     "OfferState",
-    "OfferWithdrawn",
     "OrderStatus",
-    "Queued",
     "RejectReason",
-    "Reoffer",
 ]
+__all__ += events.__all__

@@ -10,6 +10,25 @@ from dispatch.offers.base import (
     RejectReason,
 )
 
+__all__ = [
+    "AcceptRejected",
+    "Cancelled",
+    "ClaimRejected",
+    "Claimed",
+    "DeclineRejected",
+    "Escalated",
+    "Event",
+    "FallbackToAutoAssign",
+    "GrabOpened",
+    "OfferAccepted",
+    "OfferDeclined",
+    "OfferExpired",
+    "OfferMade",
+    "OfferWithdrawn",
+    "Queued",
+    "Reoffer",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Queued:

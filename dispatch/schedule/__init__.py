@@ -37,51 +37,22 @@ from ``dispatch.schedule``.
 from __future__ import annotations
 
 from dispatch._vrp_core import TravelMatrix
+from dispatch.schedule import plan
 from dispatch.schedule.insertion import (
     Insertion,
     InsertionOptions,
     insertion_options,
     plan_with_insertion,
 )
-from dispatch.schedule.plan import (
-    DEFAULT_CHANGE_PENALTY,
-    DEFAULT_DROP_PENALTY,
-    Break,
-    ChangeReason,
-    DayPlan,
-    DroppedVisit,
-    DropReason,
-    Objective,
-    Route,
-    ScheduledVisit,
-    Stop,
-    Visit,
-    VisitOutsideShifts,
-    VisitStatus,
-    WorkerDay,
-)
+from dispatch.schedule.plan import *  # noqa: F403  (plan.__all__, listed once there)
 from dispatch.schedule.solve import plan_day
 
 __all__ = [
-    "DEFAULT_CHANGE_PENALTY",
-    "DEFAULT_DROP_PENALTY",
-    "Break",
-    "ChangeReason",
-    "DayPlan",
-    "DropReason",
-    "DroppedVisit",
     "Insertion",
     "InsertionOptions",
-    "Objective",
-    "Route",
-    "ScheduledVisit",
-    "Stop",
     "TravelMatrix",
-    "Visit",
-    "VisitOutsideShifts",
-    "VisitStatus",
-    "WorkerDay",
     "insertion_options",
     "plan_day",
     "plan_with_insertion",
 ]
+__all__ += plan.__all__

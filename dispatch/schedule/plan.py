@@ -17,6 +17,24 @@ from dispatch._vrp_core import (
 )
 from dispatch.errors import InvalidInput, UnknownWorker
 
+__all__ = [
+    "DEFAULT_CHANGE_PENALTY",
+    "DEFAULT_DROP_PENALTY",
+    "Break",
+    "ChangeReason",
+    "DayPlan",
+    "DropReason",
+    "DroppedVisit",
+    "Objective",
+    "Route",
+    "ScheduledVisit",
+    "Stop",
+    "Visit",
+    "VisitOutsideShifts",
+    "VisitStatus",
+    "WorkerDay",
+]
+
 #: Cost units are "travel seconds"; dropping a visit costs this by default (8 h of riding).
 DEFAULT_DROP_PENALTY = 8 * 3600
 #: Default penalty for moving a visit away from its current worker (1 h of riding).
