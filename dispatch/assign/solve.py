@@ -406,13 +406,10 @@ def certify_rounds(
             certify_s += time.perf_counter() - t2
             break
         violators = pool.violations(graph, u, v, penalty)
+        prices = _Prices(u, v, penalty, h, g_floor, travel_w)
         if reserve is not None:
-            violators = _reserve_violators(
-                pool, search, reserve, u, v, penalty, h, g_floor, travel_w, violators
-            )
-        violators, grow = _widened(
-            pool, search, reserve, chosen_pool, u, v, penalty, h, g_floor, travel_w, violators
-        )
+            violators = _reserve_violators(pool, search, reserve, prices, violators)
+        violators, grow = _widened(pool, search, reserve, chosen_pool, prices, violators)
         certify_s += time.perf_counter() - t2
         if violators.size == 0 and grow.size == 0:
             certified = True
@@ -442,19 +439,24 @@ def certify_rounds(
     return Rounds(chosen_pool, graph, rounds, certified, solve_s, certify_s, tuple(warnings), gap)
 
 
+@dataclass(frozen=True)
+class _Prices:
+    """One round's dual prices (orders ``u``, workers ``v``) and the cost floors they meet."""
+
+    u: IntArray
+    v: IntArray
+    penalty: IntArray
+    h: FloatArray
+    g_floor: float
+    travel_w: float
+
+
 def _reserve_violators(
-    pool: Pool,
-    search: CandidateSearch,
-    reserve: Reserve,
-    u: IntArray,
-    v: IntArray,
-    penalty: IntArray,
-    h: FloatArray,
-    g_floor: float,
-    travel_w: float,
-    violators: IntArray,
+    pool: Pool, search: CandidateSearch, reserve: Reserve, prices: _Prices, violators: IntArray
 ) -> IntArray:
     """``violators`` and the reserved pairs (now pooled) that violate the prices (u, v)."""
+    u, v, penalty, h = prices.u, prices.v, prices.penalty, prices.h
+    g_floor, travel_w = prices.g_floor, prices.travel_w
     while reserve.size:
         # Reserved pairs whose cost bound does not clear them are costed and checked,
         # a bounded batch at a time, until one violates or none is left unchecked.
@@ -477,21 +479,17 @@ def _widened(
     search: CandidateSearch,
     reserve: Reserve | None,
     chosen_pool: IntArray,
-    u: IntArray,
-    v: IntArray,
-    penalty: IntArray,
-    h: FloatArray,
-    g_floor: float,
-    travel_w: float,
+    prices: _Prices,
     violators: IntArray,
 ) -> tuple[IntArray, IntArray]:
     """Widen radii the prices (u, v) call for: the violators so far and any new ones, and
     the orders whose radius is still short of what their price needs."""
+    u, v, penalty = prices.u, prices.v, prices.penalty
     # A worker beyond order o's radius costs at least travel_w·d/speed + worker-only
     # and order-only terms, and v_w >= 0 only makes it dearer: it can violate only
     # within the radius where that bound stays below u_o.
     speed = search.speed_mps if reserve is None else reserve.speed_mps
-    need_r = needed_radius(u, h, g_floor, travel_w, speed, search.max_radius_m)
+    need_r = needed_radius(u, prices.h, prices.g_floor, prices.travel_w, speed, search.max_radius_m)
     grow = np.flatnonzero(need_r > search.radius_m)
     # Assigned orders' prices are real: widen them now, beside any violators, rather
     # than one round later (each round is a re-solve). Unassigned orders (u_o = the
