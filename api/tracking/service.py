@@ -309,7 +309,7 @@ async def on_worker_position(
     now: datetime,
     writer: TrackWriter,
     reanchored: bool = False,
-    stale_after_s: float = 120.0,
+    stale_after_s: float,
 ) -> int:
     """Update the ETA of every order the worker is travelling to and publish it; returns how many.
 
